@@ -1,0 +1,86 @@
+"""Command line: argparse -> load_config -> create_app -> run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from . import __version__
+from .config import ConfigError, load_config, parse_config, single_upstream
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="llm-usage-exporter",
+        description="LLM API gateway that exports usage, fees and latency to Prometheus.")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    source.add_argument("--upstream", metavar="URL",
+                        help="a single upstream, e.g. https://api.openai.com")
+    serve.add_argument("--provider", help="with --upstream: the provider label "
+                       "(default: guessed from the URL's host)")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="client traffic (default 127.0.0.1:8080)")
+    serve.add_argument("--admin-listen", metavar="HOST:PORT",
+                       help="/metrics and /healthz (default 127.0.0.1:9464)")
+
+    check = sub.add_parser("check-config", help="print every problem in a config file")
+    check.add_argument("file")
+
+    demo = sub.add_parser("demo", help="run the gateway in front of a simulated upstream "
+                          "and send it a little traffic (no API key needed)")
+    demo.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    demo.add_argument("--admin-listen", default="127.0.0.1:9464", metavar="HOST:PORT")
+    demo.add_argument("--rate", type=float, default=2.0, help="requests per second (default 2)")
+    demo.add_argument("--requests", type=int, default=0,
+                      help="stop after this many requests (default: run until Ctrl-C)")
+
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        try:
+            load_config(args.file)
+        except ConfigError as e:
+            for problem in e.problems:
+                print(f"{args.file}: {problem}", file=sys.stderr)
+            return 1
+        print(f"{args.file}: OK")
+        return 0
+
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+            return asyncio.run(run_demo(args.listen, args.admin_listen, args.rate, args.requests))
+        if args.config:
+            config = load_config(args.config)
+            overrides = {k: v for k, v in (("listen", args.listen),
+                                           ("admin_listen", args.admin_listen)) if v}
+            if overrides:
+                config = _with(config, overrides)
+        else:
+            config = single_upstream(args.upstream, provider=args.provider, listen=args.listen,
+                                     admin_listen=args.admin_listen)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .app import serve as run
+    asyncio.run(run(config))
+    return 0
+
+
+def _with(config, overrides):
+    import dataclasses
+    checked = parse_config({"services": [{"name": "x", "base_url": "http://x"}], **overrides})
+    return dataclasses.replace(config, **{k: getattr(checked, k) for k in overrides})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Application factories and the server runner.
+
+Two listeners: client traffic on `listen`, /metrics and /healthz on `admin_listen`, so the
+metrics port is never exposed where client traffic arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from . import __version__
+from .config import Config
+from .metrics import Metrics
+from .proxy import Proxy
+
+PROXY = web.AppKey("proxy", Proxy)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+log = logging.getLogger("llm_usage_exporter")
+
+# aiohttp would add its own User-Agent, Accept and Accept-Encoding to what the client sent.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+def create_app(config: Config, *, registry: CollectorRegistry, env=os.environ) -> web.Application:
+    """Build the proxy application; its ClientSession lives as long as the app."""
+    metrics = Metrics(registry, max_models=config.limits.max_models,
+                      max_api_keys=config.limits.max_api_keys,
+                      api_key_names=[k.name for k in config.api_keys])
+    proxy = Proxy(config, metrics, env)
+    app = web.Application(client_max_size=config.limits.max_request_body_bytes)
+    app[PROXY] = proxy
+
+    async def client_session(app: web.Application):
+        # No connection cap: the upstream's own limits apply, and a cap here would queue
+        # requests invisibly (aiohttp's default is 100 connections).
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
+        proxy.session = aiohttp.ClientSession(connector=connector,
+                                              skip_auto_headers=_NO_AUTO_HEADERS,
+                                              cookie_jar=aiohttp.DummyCookieJar())
+        yield
+        await proxy.session.close()
+
+    app.cleanup_ctx.append(client_session)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    return app
+
+
+def create_admin_app(registry: CollectorRegistry) -> web.Application:
+    """Build the admin application: /metrics and /healthz."""
+    app = web.Application()
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz_handler)
+    return app
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def healthz_handler(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def start(config: Config, registry: CollectorRegistry, *, env=os.environ):
+    """Start both listeners; return the runners to clean up."""
+    runners = []
+    for app, listen in ((create_app(config, registry=registry, env=env), config.listen),
+                        (create_admin_app(registry), config.admin_listen)):
+        # handler_cancellation: a client that disconnects cancels its handler at once,
+        # which closes the upstream request (nobody keeps paying for unread tokens).
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                               shutdown_timeout=30)
+        await runner.setup()
+        host, port = split_hostport(listen)
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        runners.append(runner)
+    return runners
+
+
+async def serve(config: Config, *, ready=None) -> None:
+    """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit."""
+    registry = CollectorRegistry()
+    runners = await start(config, registry)
+    log.info("llm-usage-exporter %s: proxy on http://%s, metrics on http://%s/metrics",
+             __version__, config.listen, config.admin_listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: finishing in-flight requests")
+        for runner in runners:
+            await runner.cleanup()

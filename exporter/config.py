@@ -1,0 +1,310 @@
+"""Configuration: frozen dataclasses, a default and a doc line for every key.
+
+The YAML file mirrors these classes. Loading collects every problem, each named by its
+YAML path, so `check-config` can print them all at once. Secrets never appear in the
+file: keys are read from environment variables named there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import yaml
+
+
+def setting(default=dataclasses.MISSING, doc: str = "", check=None, **kw):
+    """Declare a config key with its default, its doc line and an optional check."""
+    return field(default=default, metadata={"doc": doc, "check": check}, **kw)
+
+
+def _name(v):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+        return "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def _url(v):
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+
+
+def _hostport(v):
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return "must be HOST:PORT, for example 127.0.0.1:8080"
+
+
+def _positive(v):
+    if v <= 0:
+        return "must be greater than 0"
+
+
+def _sha256(v):
+    if not re.fullmatch(r"[0-9a-f]{64}", v):
+        return "must be 64 lowercase hex digits (printf %s \"$KEY\" | sha256sum)"
+
+
+def _env_var(v):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        return "must be an environment variable name"
+
+
+def _log_level(v):
+    if v not in ("debug", "info", "warning", "error"):
+        return "must be one of debug, info, warning, error"
+
+
+PROVIDER_FORMATS = {"anthropic": "anthropic"}  # every other provider speaks OpenAI's format
+
+
+@dataclass(frozen=True)
+class Service:
+    """One upstream the gateway forwards to, reachable at /<name>/..."""
+
+    name: str = setting(doc="service name: the `service` label and the path prefix /<name>/",
+                        check=_name)
+    base_url: str = setting(doc="upstream URL without /v1, e.g. https://api.openai.com",
+                            check=_url)
+    provider: str = setting("openai", "the `provider` label: openai, anthropic, vllm, ... "
+                            "(anthropic selects Anthropic's error format and key header)",
+                            check=_name)
+    api_key_env: str | None = setting(
+        None, "environment variable holding an upstream key that replaces the client's",
+        check=_env_var)
+    connect_timeout_seconds: float = setting(10.0, "time allowed to connect to the upstream",
+                                             check=_positive)
+    read_timeout_seconds: float = setting(
+        600.0, "longest silence allowed between two reads from the upstream: a reasoning "
+        "model may think for minutes before its first byte", check=_positive)
+    inject_stream_usage: bool = setting(
+        True, "ask OpenAI-style streams for usage (stream_options.include_usage) when the "
+        "client did not, and remove it from what the client receives", check=None)
+    api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
+
+    @property
+    def api_format(self) -> str:
+        return PROVIDER_FORMATS.get(self.provider, "openai")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A name for a client key, used as its `api_key` label instead of a hash."""
+
+    name: str = setting(doc="the `api_key` label value for this key", check=_name)
+    sha256: str | None = setting(None, "SHA-256 hex digest of the key (safe to commit)",
+                                 check=_sha256)
+    key_env: str | None = setting(None, "or: environment variable holding the key itself",
+                                  check=_env_var)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep the gateway and Prometheus safe from unusual clients."""
+
+    max_request_body_bytes: int = setting(
+        32 << 20, "larger request bodies are refused with 413 (images inline as base64 are "
+        "large; OpenAI accepts up to about 20 MB of images)", check=_positive)
+    max_models: int = setting(200, "distinct `model` label values; later ones become `other`",
+                              check=_positive)
+    max_api_keys: int = setting(1000, "distinct `api_key` label values; later ones become "
+                                "`other`", check=_positive)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole gateway configuration."""
+
+    services: tuple[Service, ...] = setting(doc="the upstreams (at least one)")
+    listen: str = setting("127.0.0.1:8080", "HOST:PORT for client traffic", check=_hostport)
+    admin_listen: str = setting("127.0.0.1:9464", "HOST:PORT for /metrics and /healthz, "
+                                "never exposed where client traffic arrives", check=_hostport)
+    default_service: str | None = setting(None, "service also reachable at / (default: the "
+                                          "first service)")
+    api_keys: tuple[ApiKey, ...] = setting((), "names for client keys (default: key-<first 8 "
+                                           "hex digits of the key's SHA-256>)")
+    limits: Limits = setting(Limits(), "bounds on bodies and label values")
+    log_level: str = setting("info", "debug, info, warning or error", check=_log_level)
+
+    @property
+    def default(self) -> Service:
+        name = self.default_service or self.services[0].name
+        return next(s for s in self.services if s.name == name)
+
+    def key_names(self, env=os.environ) -> dict[str, str]:
+        """Map SHA-256 hex digests of client keys to their configured names."""
+        names = {}
+        for k in self.api_keys:
+            digest = k.sha256 or hashlib.sha256(env.get(k.key_env, "").encode()).hexdigest()
+            names[digest] = k.name
+        return names
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _build(cls, data, path: str, problems: list[str]):
+    """Build dataclass cls from a YAML mapping, appending every problem found."""
+    if not isinstance(data, dict):
+        problems.append(f"{path or '(top)'}: must be a mapping")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in fields:
+            problems.append(f"{_join(path, key)}: unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        where = _join(path, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING:
+                problems.append(f"{where}: required")
+            continue
+        value = _value(hints[name], data[name], where, problems)
+        if value is _BAD:
+            continue
+        check = f.metadata.get("check")
+        message = check(value) if check and value is not None else None
+        if message:
+            problems.append(f"{where}: {message}")
+        else:
+            values[name] = value
+    try:
+        return cls(**values)
+    except TypeError:  # a required key was missing: already reported
+        return None
+
+
+_BAD = object()
+
+
+def _value(hint, value, where, problems):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            problems.append(f"{where}: must be a list")
+            return _BAD
+        items = [_value(args[0], v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+        return _BAD if any(i is _BAD or i is None for i in items) else tuple(items)
+    if dataclasses.is_dataclass(hint):
+        built = _build(hint, value, where, problems)
+        return _BAD if built is None else built
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) if hint is float \
+        else (isinstance(value, int) and not isinstance(value, bool)) if hint is int \
+        else isinstance(value, hint)
+    if not ok:
+        problems.append(f"{where}: must be {hint.__name__}, not {type(value).__name__}")
+        return _BAD
+    return float(value) if hint is float else value
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else str(key)
+
+
+def _cross_check(config: Config, env, problems: list[str]) -> Config:
+    """Check what no single key can: unique names, env vars set, the default service."""
+    seen, services = set(), []
+    for i, s in enumerate(config.services):
+        if s.name in seen:
+            problems.append(f"services[{i}].name: duplicate service name {s.name!r}")
+        seen.add(s.name)
+        key = None
+        if s.api_key_env:
+            key = env.get(s.api_key_env)
+            if not key:
+                problems.append(f"services[{i}].api_key_env: environment variable "
+                                f"{s.api_key_env} is not set")
+        services.append(dataclasses.replace(s, api_key=key))
+    if not config.services:
+        problems.append("services: at least one service is required")
+    if config.default_service is not None and config.default_service not in seen:
+        problems.append(f"default_service: no service named {config.default_service!r}")
+    names = set()
+    for i, k in enumerate(config.api_keys):
+        if (k.sha256 is None) == (k.key_env is None):
+            problems.append(f"api_keys[{i}]: set exactly one of sha256 and key_env")
+        elif k.key_env and not env.get(k.key_env):
+            problems.append(f"api_keys[{i}].key_env: environment variable {k.key_env} is not set")
+        if k.name in names:
+            problems.append(f"api_keys[{i}].name: duplicate key name {k.name!r}")
+        names.add(k.name)
+    return dataclasses.replace(config, services=tuple(services))
+
+
+def parse_config(data, env=os.environ) -> Config:
+    """Build a Config from parsed YAML, or raise ConfigError listing every problem."""
+    problems: list[str] = []
+    config = _build(Config, data if data is not None else {}, "", problems)
+    if config is not None:
+        config = _cross_check(config, env, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str, env=os.environ) -> Config:
+    """Read and check a YAML config file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError([f"{path}: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
+    return parse_config(data, env)
+
+
+def guess_provider(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    for provider in ("anthropic", "openai"):
+        if provider in host:
+            return provider
+    return "openai-compatible"
+
+
+def single_upstream(url: str, *, provider: str | None = None, listen: str | None = None,
+                    admin_listen: str | None = None) -> Config:
+    """Build the config of `serve --upstream URL`: one service named `default`."""
+    data = {"services": [{"name": "default", "base_url": url,
+                          "provider": provider or guess_provider(url)}]}
+    if listen:
+        data["listen"] = listen
+    if admin_listen:
+        data["admin_listen"] = admin_listen
+    return parse_config(data)
+
+
+def documented_keys(cls=Config, prefix="") -> list[tuple[str, object, str]]:
+    """List (yaml path, default, doc) for every key, for the docs and their test."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        path = f"{prefix}{f.name}"
+        default = None if f.default is dataclasses.MISSING else f.default
+        hint = hints[f.name]
+        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        if dataclasses.is_dataclass(inner):
+            rows.append((path, "" if inner is not hint else None, f.metadata["doc"]))
+            rows += documented_keys(inner, f"{path}[]." if inner is not hint else f"{path}.")
+        else:
+            rows.append((path, default, f.metadata["doc"]))
+    return rows

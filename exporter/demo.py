@@ -1,0 +1,104 @@
+"""`llm-usage-exporter demo`: the gateway in front of the simulator, with a little traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import signal
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from .app import start
+from .config import parse_config
+from .simulator import Simulator
+
+# Fake client keys: two are given names in the config, the third shows the hashed label.
+DEMO_KEYS = {"sk-demo-search-team": "search-team", "sk-demo-chat-team": "chat-team",
+             "sk-demo-unnamed": None}
+OPENAI_CALLS = (
+    ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True}),
+    ("/openai/v1/chat/completions", {"model": "gpt-4o-mini"}),
+    ("/openai/v1/chat/completions", {"model": "o4-mini", "stream": True}),
+    ("/openai/v1/responses", {"model": "gpt-5-mini", "stream": True}),
+    ("/openai/v1/embeddings", {"model": "text-embedding-3-small"}),
+)
+ANTHROPIC_CALLS = (
+    ("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64}),
+    ("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64}),
+)
+PROMPT = "Summarise why counting every token of every request matters to a finance team. " * 6
+
+
+def _body(template: dict) -> dict:
+    body = dict(template)
+    if body["model"].startswith("text-embedding"):
+        body["input"] = [PROMPT[:200], PROMPT[200:]]
+    elif body["model"].startswith("gpt-5"):
+        body["input"] = PROMPT
+    else:
+        body["messages"] = [{"role": "user", "content": PROMPT}]
+    return body
+
+
+async def run_demo(listen: str, admin_listen: str, rate: float, requests: int) -> int:
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
+    sim = web.AppRunner(Simulator(seed=7).app(), access_log=None)
+    await sim.setup()
+    site = web.TCPSite(sim, "127.0.0.1", 0)
+    await site.start()
+    sim_url = "http://127.0.0.1:%d" % sim.addresses[0][1]
+    config = parse_config({
+        "listen": listen, "admin_listen": admin_listen,
+        "services": [{"name": "openai", "base_url": sim_url, "provider": "openai"},
+                     {"name": "anthropic", "base_url": sim_url, "provider": "anthropic"}],
+        "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
+                     for key, name in DEMO_KEYS.items() if name],
+    })
+    runners = await start(config, CollectorRegistry())
+    proxy = f"http://{listen}"
+    print(f"""llm-usage-exporter demo: a simulated upstream ({sim_url}) behind the gateway.
+
+  metrics:   http://{admin_listen}/metrics
+  health:    http://{admin_listen}/healthz
+  OpenAI:    {proxy}/openai/v1     (base URL for the openai SDK)
+  Anthropic: {proxy}/anthropic     (base URL for the anthropic SDK)
+
+Sending about {rate:g} requests/s{f', {requests} in all' if requests else ''}; Ctrl-C stops.
+Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-demo-mine' \\
+       -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}]}}'
+""", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    rng = random.Random(1)
+    sent = 0
+    tasks = set()
+    async with aiohttp.ClientSession() as session:
+
+        async def call(path, template, key):
+            headers = ({"x-api-key": key, "anthropic-version": "2023-06-01"}
+                       if "anthropic" in path else {"Authorization": f"Bearer {key}"})
+            async with session.post(proxy + path, json=_body(template), headers=headers) as r:
+                await r.read()
+
+        while not stop.is_set() and (not requests or sent < requests):
+            path, template = rng.choice(OPENAI_CALLS + ANTHROPIC_CALLS)
+            task = asyncio.create_task(call(path, template, rng.choice(list(DEMO_KEYS))))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1 / rate)
+            except asyncio.TimeoutError:
+                pass
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+    print(f"sent {sent} requests; see http://{admin_listen}/metrics", flush=True)
+    for runner in runners + [sim]:
+        await runner.cleanup()
+    return 0

@@ -1,0 +1,139 @@
+"""Every metric the gateway exports: name, HELP, labels and buckets, in one place.
+
+These names and labels are the project's public API (README.md documents each one):
+change them only with a deprecation period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from . import __version__
+from .usage import Usage
+
+# Whole requests: embeddings return in ~10 ms, long reasoning or 10-minute streams at the top.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+# TTFT: sub-100 ms for small cached prompts, up to a minute for reasoning models that think
+# before they speak; dense around 0.2-3 s where hosted chat models sit.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15,
+                20, 30, 60)
+# Per output token: 1 ms (small models on big GPUs) to 1 s (overloaded or CPU serving);
+# 20-50 ms is typical of hosted models (25-50 tokens/s).
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1,
+                0.15, 0.2, 0.3, 0.5, 1)
+# Gateway overhead: the target is well under 0.5 ms, so resolution starts at 50 us;
+# anything past 100 ms is a bug worth an alert, not a bucket.
+OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                    0.05, 0.1)
+
+OTHER = "other"
+MAX_LABEL_CHARS = 128
+
+
+class LabelLimiter:
+    """Bound a label's values: past `cap` distinct values, new ones become `other`."""
+
+    __slots__ = ("cap", "seen")
+
+    def __init__(self, cap: int, always=()):
+        self.cap = cap
+        self.seen = set(always)
+
+    def __call__(self, value: str) -> str:
+        value = value[:MAX_LABEL_CHARS]
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.cap:
+            return OTHER
+        self.seen.add(value)
+        return value
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the gateway learned about one request; feeds metrics (and later history)."""
+
+    request_id: str
+    started: float  # Unix time of arrival
+    service: str
+    provider: str
+    api_key: str
+    operation: str
+    stream: bool = False
+    model: str = "unknown"
+    code: int = 0
+    error_type: str = "none"
+    error_message: str = ""
+    usage: Usage = field(default_factory=Usage)
+    ttft: float | None = None  # seconds, streams only
+    duration: float = 0.0
+    overhead: float = 0.0
+    upstream_request_id: str = ""
+
+
+class Metrics:
+    """The gateway's metrics, registered in the registry given (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry, *, max_models: int = 200,
+                 max_api_keys: int = 1000, api_key_names=()):
+        self.model_label = LabelLimiter(max_models, always=("unknown",))
+        self.api_key_label = LabelLimiter(max_api_keys, always=("none", *api_key_names))
+        who = ["service", "provider", "model", "api_key"]
+        self.requests = Counter(
+            "llm_requests", "Requests handled, by outcome. code is the HTTP status sent to "
+            "the client (499: the client went away); error_type is none on success.",
+            who + ["operation", "code", "error_type"], registry=registry)
+        self.tokens = Counter(
+            "llm_tokens", "Tokens in disjoint categories: summing any set of token_type "
+            "values gives a true total.", who + ["direction", "token_type"], registry=registry)
+        self.estimated_tokens = Counter(
+            "llm_estimated_tokens", "Tokens estimated from text because the upstream "
+            "reported no usage; already included in llm_tokens_total.",
+            who + ["direction"], registry=registry)
+        self.duration = Histogram(
+            "llm_request_duration_seconds", "Time from request arrival to the last byte "
+            "sent to the client.", ["service", "provider", "model", "operation", "stream"],
+            buckets=DURATION_BUCKETS, registry=registry)
+        self.ttft = Histogram(
+            "llm_time_to_first_token_seconds", "Streams only: time from request arrival to "
+            "the first content-bearing event written to the client.",
+            ["service", "provider", "model"], buckets=TTFT_BUCKETS, registry=registry)
+        self.tpot = Histogram(
+            "llm_time_per_output_token_seconds", "Streams only: (duration - TTFT) / "
+            "(output tokens - 1).", ["service", "provider", "model"],
+            buckets=TPOT_BUCKETS, registry=registry)
+        self.overhead = Histogram(
+            "llm_gateway_overhead_seconds", "Time spent in the gateway itself: the request's "
+            "duration less the time spent waiting on the upstream and on the client.",
+            ["service"], buckets=OVERHEAD_BUCKETS, registry=registry)
+        self.in_flight = Gauge(
+            "llm_requests_in_flight", "Requests being handled now.", ["service"],
+            registry=registry)
+        self.build_info = Gauge(
+            "llm_build_info", "Always 1; the version label names the running release.",
+            ["version"], registry=registry)
+        self.build_info.labels(__version__).set(1)
+
+    def observe(self, r: RequestRecord) -> None:
+        """Count one finished request."""
+        model, api_key = self.model_label(r.model), self.api_key_label(r.api_key)
+        who = (r.service, r.provider, model, api_key)
+        self.requests.labels(*who, r.operation, str(r.code), r.error_type).inc()
+        u = r.usage
+        for direction, token_type, count in u.categories():
+            self.tokens.labels(*who, direction, token_type).inc(count)
+        if u.estimated_input:
+            self.estimated_tokens.labels(*who, "input").inc(u.estimated_input)
+        if u.estimated_output:
+            self.estimated_tokens.labels(*who, "output").inc(u.estimated_output)
+        self.duration.labels(r.service, r.provider, model, r.operation,
+                             "true" if r.stream else "false").observe(r.duration)
+        if r.ttft is not None:
+            self.ttft.labels(r.service, r.provider, model).observe(r.ttft)
+            output = u.output_total
+            if output > 1:
+                self.tpot.labels(r.service, r.provider, model).observe(
+                    (r.duration - r.ttft) / (output - 1))
+        self.overhead.labels(r.service).observe(r.overhead)

@@ -1,0 +1,358 @@
+"""The one hot path: stream the request up, stream the response down, meter both.
+
+Every request ends in exactly one RequestRecord, whatever happens: the upstream fails,
+times out or resets; the client goes away; the body is too large or not JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+import zlib
+from time import perf_counter
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, istr
+from yarl import URL
+
+from .config import Config, Service
+from .metrics import Metrics, RequestRecord
+from .stream import StreamMeter
+from .usage import (EMBEDDINGS, INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody,
+                    Usage, estimate_tokens, operation_for, request_text_chars,
+                    response_text_chars, usage_from)
+
+log = logging.getLogger("llm_usage_exporter")
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:
+# header names are compared with k.lower() (an istr in a set is not matched case-blind).
+_HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "transfer-encoding", "upgrade"))
+_NOT_UP = _HOP_BY_HOP | {"host", "content-length"}
+_KEY_HEADERS = (istr("authorization"), istr("x-api-key"), istr("api-key"))
+# The gateway reads usage out of response bodies, so it only lets the upstream pick an
+# encoding it can decode; the client still gets a body in an encoding it asked for.
+_DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
+X_REQUEST_ID = istr("X-Request-ID")
+X_UPSTREAM_REQUEST_ID = istr("X-Upstream-Request-ID")
+
+# Upstream failures before the response started, and what the client is told.
+_UPSTREAM_TIMEOUTS = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+
+
+def error_type_for(status: int) -> str:
+    """Name the outcome of an HTTP status with one bounded value."""
+    if status < 400:
+        return "none"
+    return _ERROR_TYPES.get(status) or ("upstream_error" if status >= 500 else "client_error")
+
+
+_ERROR_TYPES = {400: "bad_request", 422: "bad_request", 401: "auth", 403: "auth",
+                404: "not_found", 408: "timeout", 413: "too_large", 429: "rate_limited",
+                499: "client_disconnect"}
+
+
+def error_body(api_format: str, status: int, code: str, message: str) -> bytes:
+    """Render a gateway error in the body format of the API the client speaks."""
+    if api_format == "anthropic":
+        kind = {413: "request_too_large", 504: "timeout_error"}.get(status, "api_error")
+        return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return json.dumps({"error": {"message": message, "type": kind, "param": None,
+                                 "code": code}}).encode()
+
+
+def key_label(headers, names: dict[str, str]) -> str:
+    """Name the client's key without revealing any part of it."""
+    key = None
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            key = token.strip()
+    key = key or headers.get("x-api-key") or headers.get("api-key")
+    if not key:
+        return "none"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return names.get(digest) or "key-" + digest[:8]
+
+
+def _accept_encoding(value: str) -> str:
+    kept = [p for p in value.split(",") if p.split(";", 1)[0].strip().lower() in _DECODABLE]
+    return ",".join(kept).strip() or "identity"
+
+
+class Proxy:
+    """Forward requests to the configured services and record each one."""
+
+    def __init__(self, config: Config, metrics: Metrics, env):
+        self.services = {s.name: s for s in config.services}
+        self.default = config.default
+        self.max_body = config.limits.max_request_body_bytes
+        self.key_names = config.key_names(env)
+        self.metrics = metrics
+        self.session: aiohttp.ClientSession | None = None
+        self.timeouts = {s.name: aiohttp.ClientTimeout(
+            total=None, sock_connect=s.connect_timeout_seconds,
+            sock_read=s.read_timeout_seconds) for s in config.services}
+        self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
+        self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
+
+    def route(self, request: web.Request) -> tuple[Service, str]:
+        """Pick the service from the first path segment; return it and the upstream path."""
+        raw = request.raw_path
+        first = request.path[1:].partition("/")[0]
+        service = self.services.get(first)
+        if service is None:
+            return self.default, raw
+        return service, raw[len(first) + 1:] or "/"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        t0 = perf_counter()
+        service, upstream_path = self.route(request)
+        operation = operation_for(request.path)
+        rid = request.headers.get(X_REQUEST_ID) or uuid.uuid4().hex
+        rec = RequestRecord(rid, time.time(), service.name, service.provider,
+                            key_label(request.headers, self.key_names), operation)
+        api_format = "anthropic" if operation == MESSAGES else service.api_format
+        gauge = self.in_flight[service.name]
+        gauge.inc()
+        waited = 0.0  # seconds spent waiting on the upstream or the client
+        resp = None
+        upstream = None
+        meter: StreamMeter | None = None
+        body_json = None
+        collected: ResponseBody | None = None
+        try:
+            # --- the request ----------------------------------------------------------
+            length = request.content_length
+            if length is not None and length > self.max_body:
+                return self._fail(rec, api_format, rid, 413, "too_large",
+                                  f"request body of {length} bytes is over the gateway's "
+                                  f"limit of {self.max_body} bytes")
+            headers = self._upstream_headers(request.headers, service, rid)
+            strip_usage = False
+            if operation != OTHER and request.body_exists:
+                t = perf_counter()
+                try:
+                    data = await request.read()
+                except web.HTTPRequestEntityTooLarge:
+                    return self._fail(rec, api_format, rid, 413, "too_large",
+                                      f"request body is over the gateway's limit of "
+                                      f"{self.max_body} bytes")
+                waited += perf_counter() - t
+                body_json, data, strip_usage = self._inspect(operation, data, service, rec)
+                if "Accept-Encoding" in headers:
+                    headers[istr("Accept-Encoding")] = _accept_encoding(
+                        headers["Accept-Encoding"])
+            elif request.body_exists:
+                data = request.content
+                if length is not None:
+                    headers[istr("Content-Length")] = str(length)
+            else:
+                data = None
+
+            url = URL(service.base_url.rstrip("/") + upstream_path, encoded=True)
+            t = perf_counter()
+            try:
+                upstream = await self.session.request(
+                    request.method, url, headers=headers, data=data, allow_redirects=False,
+                    auto_decompress=False, timeout=self.timeouts[service.name])
+            except aiohttp.ClientConnectorError as e:
+                return self._fail(rec, api_format, rid, 502, "connect_error",
+                                  f"cannot connect to the upstream: {e.os_error or e}")
+            except _UPSTREAM_TIMEOUTS:
+                return self._fail(rec, api_format, rid, 504, "timeout",
+                                  "the upstream did not answer in time")
+            except aiohttp.ClientError as e:
+                return self._fail(rec, api_format, rid, 502, "upstream_error",
+                                  f"the upstream failed before answering: {type(e).__name__}")
+            waited += perf_counter() - t
+
+            # --- the response ---------------------------------------------------------
+            rec.code = upstream.status
+            rec.error_type = error_type_for(upstream.status)
+            out_headers = CIMultiDict((k, v) for k, v in upstream.headers.items()
+                                      if k.lower() not in _HOP_BY_HOP)
+            theirs = out_headers.pop(X_REQUEST_ID, None)
+            if theirs and theirs != rid:
+                rec.upstream_request_id = out_headers[X_UPSTREAM_REQUEST_ID] = theirs
+            out_headers[X_REQUEST_ID] = rid
+            content_type = upstream.headers.get("Content-Type", "")
+            if operation != OTHER:
+                if content_type.startswith("text/event-stream"):
+                    rec.stream = True
+                    meter = StreamMeter(operation, strip_usage)
+                    out_headers.popall(istr("Content-Length"), None)
+                else:
+                    collected = ResponseBody()
+            decoder = None
+            encoding = upstream.headers.get("Content-Encoding", "identity").lower()
+            if collected is not None and _DECODABLE.get(encoding):
+                decoder = zlib.decompressobj(_DECODABLE[encoding])
+
+            resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                      headers=out_headers)
+            t = perf_counter()
+            await resp.prepare(request)
+            waited += perf_counter() - t
+
+            chunks = upstream.content.iter_chunks().__aiter__()
+            while True:
+                t = perf_counter()
+                try:
+                    data, _ = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except _UPSTREAM_TIMEOUTS:
+                    return self._interrupted(rec, request, resp, "timeout", "the upstream went "
+                                             "silent for longer than read_timeout_seconds")
+                except (aiohttp.ClientError, OSError) as e:
+                    return self._interrupted(rec, request, resp, "stream_interrupted", "the "
+                                             f"upstream broke off the response: {type(e).__name__}")
+                waited += perf_counter() - t
+                if meter is not None:
+                    data, content = meter.feed(data)
+                    if not data:
+                        continue
+                else:
+                    content = False
+                    if collected is not None:
+                        collected.feed(decoder.decompress(data) if decoder else data)
+                t = perf_counter()
+                await resp.write(data)
+                t1 = perf_counter()
+                waited += t1 - t
+                if content and rec.ttft is None:
+                    rec.ttft = t1 - t0
+            t = perf_counter()
+            if meter is not None:
+                tail = meter.finish()
+                if tail:
+                    await resp.write(tail)
+            await resp.write_eof()
+            waited += perf_counter() - t
+            return resp
+        except (ConnectionResetError, asyncio.CancelledError) as e:
+            # The client went away: a failed write, or aiohttp cancelling the handler.
+            # Close the upstream request now so nobody pays for tokens nobody reads.
+            rec.code, rec.error_type = 499, "client_disconnect"
+            rec.error_message = "the client closed the connection"
+            if upstream is not None:
+                upstream.close()
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return resp
+        except Exception as e:  # never let one request take the gateway down
+            log.exception("request %s failed inside the gateway", rid)
+            if resp is None or not resp.prepared:
+                return self._fail(rec, api_format, rid, 502, "gateway_error",
+                                  f"the gateway failed: {type(e).__name__}")
+            return self._interrupted(rec, request, resp, "gateway_error", type(e).__name__)
+        finally:
+            gauge.dec()
+            if upstream is not None:
+                upstream.release()
+            rec.duration = perf_counter() - t0
+            rec.overhead = max(rec.duration - waited, 0.0)
+            if rec.error_type == "none" and meter is not None and meter.error_type:
+                rec.error_type = "upstream_error"
+                rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
+            if upstream is not None and 200 <= upstream.status < 300:
+                self._count_usage(rec, body_json, meter, collected)
+            for sink in self.sinks:
+                sink(rec)
+
+    def _inspect(self, operation: str, data: bytes, service: Service, rec: RequestRecord):
+        """Read model and stream from a JSON body; ask for stream usage if the client didn't."""
+        try:
+            body = json.loads(data)
+        except ValueError:
+            return None, data, False  # forwarded unchanged: the upstream answers the client
+        if not isinstance(body, dict):
+            return None, data, False
+        model = body.get("model")
+        if isinstance(model, str) and model:
+            rec.model = model
+        rec.stream = body.get("stream") is True
+        if not (rec.stream and operation in INCLUDE_USAGE_OPERATIONS
+                and service.inject_stream_usage):
+            return body, data, False
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return body, data, False
+        asked = dict(body)
+        asked["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                   "include_usage": True}
+        return body, json.dumps(asked, ensure_ascii=False, separators=(",", ":")).encode(), True
+
+    def _upstream_headers(self, incoming, service: Service, rid: str) -> CIMultiDict:
+        drop = _NOT_UP
+        if "Connection" in incoming:
+            drop = drop | {t.strip().lower() for t in incoming["Connection"].split(",")}
+        headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in drop)
+        if service.api_key:
+            for name in _KEY_HEADERS:
+                headers.popall(name, None)
+            if service.api_format == "anthropic":
+                headers[istr("x-api-key")] = service.api_key
+            else:
+                headers[istr("Authorization")] = "Bearer " + service.api_key
+        headers[X_REQUEST_ID] = rid
+        return headers
+
+    def _fail(self, rec: RequestRecord, api_format: str, rid: str, status: int,
+              error_type: str, message: str) -> web.Response:
+        """Answer with a gateway error in the client's API format, and record it."""
+        rec.code, rec.error_type, rec.error_message = status, error_type, message
+        if status >= 500:
+            log.warning("request %s to service %s: %s", rid, rec.service, message)
+        return web.Response(status=status, body=error_body(api_format, status, error_type,
+                                                           message),
+                            content_type="application/json", headers={X_REQUEST_ID: rid})
+
+    @staticmethod
+    def _interrupted(rec: RequestRecord, request: web.Request, resp: web.StreamResponse,
+                     error_type: str, message: str) -> web.StreamResponse:
+        """Cut the client's connection so it sees a broken response, not a complete one."""
+        rec.error_type, rec.error_message = error_type, message
+        log.warning("request %s to service %s: %s", rec.request_id, rec.service, message)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+
+    @staticmethod
+    def _count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
+        """Fill rec.usage from what the upstream reported, estimating what it did not."""
+        output_chars = 0
+        if meter is not None:
+            model, reported = meter.model, meter.usage
+            output_chars = meter.output_chars
+            input_known = reported is not None
+            # Anthropic streams report input at message_start, the final output only later.
+            output_known = meter.final
+        elif collected is not None:
+            model, reported, whole = collected.parse()
+            input_known = output_known = isinstance(reported, dict)
+            if not output_known:
+                output_chars = response_text_chars(rec.operation, whole)
+        else:
+            return
+        if model:
+            rec.model = model
+        usage = usage_from(rec.operation, reported) or Usage()
+        if not input_known:
+            usage.estimated_input = estimate_tokens(request_text_chars(body_json))
+            usage.input_text += usage.estimated_input
+        if not output_known and rec.operation != EMBEDDINGS:
+            guess = estimate_tokens(output_chars)
+            if guess > usage.output_total:
+                usage.estimated_output = guess - usage.output_total
+                usage.output_text += usage.estimated_output
+        rec.usage = usage

@@ -1,0 +1,179 @@
+"""Follow a server-sent event stream: model, usage, first content, generated text.
+
+Pure: fed the bytes the upstream sent, it returns the bytes the client must receive.
+Only complete events are returned, so a usage chunk the client did not ask for can be
+removed without ever holding back an event the client could already use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .usage import CHAT, COMPLETION, MESSAGES, RESPONSES
+
+_BOUNDARY = re.compile(rb"\r?\n\r?\n")
+# With stream_options.include_usage, OpenAI adds "usage":null to every chunk; removed
+# again when the gateway, not the client, asked for it. A quote cannot follow a comma
+# inside a JSON string (it would be escaped), so this only ever matches the key itself.
+_USAGE_NULL = re.compile(rb',\s*"usage"\s*:\s*null')
+_DELTA_KEYS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+def _fields(event: bytes) -> tuple[bytes | None, bytes]:
+    name, data = None, []
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            line = line[5:]
+            data.append(line[1:] if line[:1] == b" " else line)
+        elif line.startswith(b"event:"):
+            name = line[6:].strip()
+    return name, b"\n".join(data)
+
+
+def _chars(value) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
+class StreamMeter:
+    """Meter one SSE response of a known operation, event by event."""
+
+    __slots__ = ("operation", "strip_usage", "buf", "model", "usage", "final", "output_chars",
+                 "error_type", "error_message")
+
+    def __init__(self, operation: str, strip_usage: bool = False):
+        self.operation = operation
+        self.strip_usage = strip_usage
+        self.buf = b""
+        self.model: str | None = None
+        self.usage: dict | None = None
+        self.final = False  # the usage seen includes the final output count
+        self.output_chars = 0
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+
+    def feed(self, chunk: bytes) -> tuple[bytes, bool]:
+        """Take upstream bytes; return complete events to forward and whether any bears content."""
+        buf = self.buf + chunk if self.buf else chunk
+        start, out, content = 0, [], False
+        for m in _BOUNDARY.finditer(buf):
+            keep, has_content = self._event(buf[start:m.start()])
+            raw = buf[start:m.end()]
+            start = m.end()
+            content = content or has_content
+            if keep is False:
+                continue
+            out.append(_USAGE_NULL.sub(b"", raw) if self.strip_usage else raw)
+        self.buf = buf[start:]
+        return b"".join(out), content
+
+    def finish(self) -> bytes:
+        """Return a last event the upstream ended without a blank line, metered like the rest."""
+        rest, self.buf = self.buf, b""
+        if not rest.strip():
+            return rest
+        keep, _ = self._event(rest)
+        if keep is False:
+            return b""
+        return _USAGE_NULL.sub(b"", rest) if self.strip_usage else rest
+
+    def _event(self, event: bytes) -> tuple[bool, bool]:
+        name, data = _fields(event)
+        if not data or data == b"[DONE]":
+            return True, False
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return True, False
+        if not isinstance(obj, dict):
+            return True, False
+        if self.operation == MESSAGES:
+            return True, self._anthropic(obj)
+        if self.operation == RESPONSES:
+            return True, self._responses(obj)
+        return self._openai(obj)
+
+    def _error(self, err) -> None:
+        if isinstance(err, dict):
+            self.error_type = str(err.get("type") or err.get("code") or "error")
+            self.error_message = str(err.get("message") or "")[:500]
+        else:
+            self.error_type, self.error_message = "error", str(err)[:500]
+
+    def _openai(self, obj: dict) -> tuple[bool, bool]:
+        if self.model is None and isinstance(obj.get("model"), str):
+            self.model = obj["model"]
+        if "error" in obj:
+            self._error(obj["error"])
+        choices = obj.get("choices")
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage, self.final = usage, True
+            if self.strip_usage and not choices:
+                return False, False
+        chars, content = 0, False
+        for choice in choices or ():
+            if not isinstance(choice, dict):
+                continue
+            if self.operation == COMPLETION or "text" in choice:
+                chars += _chars(choice.get("text"))
+                continue
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            for key in _DELTA_KEYS:
+                chars += _chars(delta.get(key))
+            for call in delta.get("tool_calls") or ():
+                content = True
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    chars += _chars(fn.get("name")) + _chars(fn.get("arguments"))
+            if delta.get("audio"):
+                content = True
+        self.output_chars += chars
+        return True, content or chars > 0
+
+    def _responses(self, obj: dict) -> bool:
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            return False
+        if kind.endswith(".delta"):
+            self.output_chars += _chars(obj.get("delta"))
+            return True
+        response = obj.get("response")
+        if isinstance(response, dict):
+            if isinstance(response.get("model"), str):
+                self.model = response["model"]
+            if isinstance(response.get("usage"), dict):
+                self.usage, self.final = response["usage"], True
+            if kind == "response.failed":
+                self._error(response.get("error") or "response.failed")
+        elif kind == "error":
+            self._error(obj.get("error") or obj)
+        return False
+
+    def _anthropic(self, obj: dict) -> bool:
+        kind = obj.get("type")
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                self.output_chars += (_chars(delta.get("text")) + _chars(delta.get("thinking"))
+                                      + _chars(delta.get("partial_json")))
+            return True
+        if kind == "message_start":
+            message = obj.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("model"), str):
+                    self.model = message["model"]
+                if isinstance(message.get("usage"), dict):
+                    self.usage = dict(message["usage"])
+        elif kind == "message_delta":
+            # message_delta carries cumulative counts: they replace, never add to, the start's.
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                merged = self.usage if self.usage is not None else {}
+                merged.update((k, v) for k, v in usage.items() if v is not None)
+                self.usage, self.final = merged, "output_tokens" in usage
+        elif kind == "error":
+            self._error(obj.get("error"))
+        return False
