@@ -241,11 +241,10 @@ class Proxy:
             return resp
         except (ConnectionResetError, asyncio.CancelledError) as e:
             # The client went away: a failed write, or aiohttp cancelling the handler.
-            # Close the upstream request now so nobody pays for tokens nobody reads.
+            # The upstream request must close now so nobody pays for tokens nobody reads:
+            # release() in `finally` closes the upstream connection, as the body is unread.
             rec.code, rec.error_type = 499, "client_disconnect"
             rec.error_message = "the client closed the connection"
-            if upstream is not None:
-                upstream.close()
             if isinstance(e, asyncio.CancelledError):
                 raise
             return resp
@@ -312,7 +311,7 @@ class Proxy:
         """Answer with a gateway error in the client's API format, and record it."""
         rec.code, rec.error_type, rec.error_message = status, error_type, message
         if status >= 500:
-            log.warning("request %s to service %s: %s", rid, rec.service, message)
+            log.warning("request %s to service %s: %s: %s", rid, rec.service, error_type, message)
         return web.Response(status=status, body=error_body(api_format, status, error_type,
                                                            message),
                             content_type="application/json", headers={X_REQUEST_ID: rid})
@@ -322,7 +321,8 @@ class Proxy:
                      error_type: str, message: str) -> web.StreamResponse:
         """Cut the client's connection so it sees a broken response, not a complete one."""
         rec.error_type, rec.error_message = error_type, message
-        log.warning("request %s to service %s: %s", rec.request_id, rec.service, message)
+        log.warning("request %s to service %s: %s: %s", rec.request_id, rec.service, error_type,
+                    message)
         if request.transport is not None:
             request.transport.abort()
         return resp

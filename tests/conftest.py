@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.app import create_app
+from exporter.config import parse_config
+from upstream import Replay
+
+
+def need_binary(name: str) -> str:
+    """Return a binary's path; skip without it locally, fail without it in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI but is not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+class Records(list):
+    """Every RequestRecord the gateway finished, with a way to wait for the next ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def __call__(self, record):
+        self.append(record)
+        self.changed.set()
+
+    async def wait(self, n: int = 1, timeout: float = 10.0):
+        async with asyncio.timeout(timeout):
+            while len(self) < n:
+                self.changed.clear()
+                await self.changed.wait()
+        return self[n - 1]
+
+
+class Gateway:
+    def __init__(self, server, registry, records, replay):
+        self.server, self.registry, self.records, self.replay = server, registry, records, replay
+        self.url = str(server.make_url("")).rstrip("/")
+
+    def value(self, name: str, **labels) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def total(self, name: str, **match) -> float:
+        """Sum every sample of a metric whose labels include `match`."""
+        total = 0.0
+        for metric in self.registry.collect():
+            for s in metric.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in match.items()):
+                    total += s.value
+        return total
+
+
+@pytest.fixture
+def replay():
+    return Replay()
+
+
+@pytest.fixture
+async def gateway(aiohttp_server, replay):
+    """Start the replay upstream and a gateway in front of it; config keys may be overridden."""
+    upstream = await aiohttp_server(replay.app())
+    base = str(upstream.make_url("")).rstrip("/")
+
+    async def make(services=None, env=None, **config) -> Gateway:
+        data = {"services": services or [
+            {"name": "openai", "base_url": base, "provider": "openai"},
+            {"name": "anthropic", "base_url": base, "provider": "anthropic"}], **config}
+        env = env or {}
+        cfg = parse_config(data, env)
+        registry = CollectorRegistry()
+        app = create_app(cfg, registry=registry, env=env)
+        records = Records()
+        from exporter.app import PROXY
+        app[PROXY].sinks.append(records)
+        server = await aiohttp_server(app)
+        return Gateway(server, registry, records, replay)
+
+    make.upstream_url = base
+    return make
