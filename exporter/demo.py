@@ -58,7 +58,8 @@ async def run_demo(listen: str, admin_listen: str, rate: float, requests: int) -
         "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
                      for key, name in DEMO_KEYS.items() if name],
     })
-    runners = await start(config, CollectorRegistry())
+    registry = CollectorRegistry()
+    runners = await start(config, registry)
     proxy = f"http://{listen}"
     print(f"""llm-usage-exporter demo: a simulated upstream ({sim_url}) behind the gateway.
 
@@ -98,7 +99,22 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
                 pass
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-    print(f"sent {sent} requests; see http://{admin_listen}/metrics", flush=True)
+    print(summary(registry), flush=True)
     for runner in runners + [sim]:
         await runner.cleanup()
     return 0
+
+
+def summary(registry: CollectorRegistry) -> str:
+    """Sum what the gateway counted, by outcome, for the demo's closing line."""
+    requests, tokens = {}, 0
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == "llm_requests_total":
+                outcome = sample.labels["error_type"]
+                requests[outcome] = requests.get(outcome, 0) + int(sample.value)
+            elif sample.name == "llm_tokens_total":
+                tokens += int(sample.value)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
+    return f"counted {sum(requests.values())} requests ({outcomes}) and {tokens} tokens"
+

@@ -1,0 +1,34 @@
+# Two entry points, both from a fresh machine: `make demo` and `make test`.
+# Everything they need is installed here: a virtualenv from PyPI (pinned by constraints.txt)
+# and, for the tests, Debian's prometheus and prometheus-alertmanager (promtool, amtool).
+
+VENV ?= .venv
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool
+
+.PHONY: demo test debian-tools
+.DELETE_ON_ERROR:
+
+demo: $(VENV)/installed
+	$(VENV)/bin/llm-usage-exporter demo
+
+test: $(VENV)/installed-test debian-tools
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+$(VENV)/installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	touch $@
+
+$(VENV)/installed-test: $(VENV)/installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+debian-tools:
+	@for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; \
+	fi

@@ -1,0 +1,157 @@
+"""Configuration: defaults, every problem named by its YAML path, and the CLI around it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config, parse_config, single_upstream
+
+ROOT = Path(__file__).parent.parent
+EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-x", "BATCH_JOBS_KEY": "sk-y"}
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=60,
+                          **kw)
+
+
+def test_minimal_config_gets_every_default():
+    c = parse_config({"services": [{"name": "openai", "base_url": "https://api.openai.com"}]})
+    s = c.services[0]
+    assert (c.listen, c.admin_listen, c.log_level) == ("127.0.0.1:8080", "127.0.0.1:9464", "info")
+    assert (s.provider, s.connect_timeout_seconds, s.read_timeout_seconds) == ("openai", 10.0, 600.0)
+    assert (c.limits.max_models, c.limits.max_api_keys) == (200, 1000)
+    assert c.limits.max_request_body_bytes == 32 * 1024 * 1024
+    assert c.default is s
+
+
+def test_every_problem_is_named_by_its_path():
+    with pytest.raises(ConfigError) as e:
+        parse_config({
+            "listen": "8080",
+            "services": [
+                {"name": "ok", "base_url": "ftp://x", "timeout": 3},
+                {"name": "ok", "base_url": "http://y", "read_timeout_seconds": 0,
+                 "api_key_env": "MISSING_KEY"},
+                {"base_url": "http://z", "connect_timeout_seconds": "fast"}],
+            "api_keys": [{"name": "a", "sha256": "abc"}, {"name": "b"}],
+            "limits": {"max_models": True},
+            "surprise": 1,
+        }, env={})
+    assert e.value.problems == [
+        "surprise: unknown key (known: services, listen, admin_listen, default_service, "
+        "api_keys, limits, log_level)",
+        "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
+        "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage)",
+        "services[0].base_url: must be an http:// or https:// URL",
+        "services[1].read_timeout_seconds: must be greater than 0",
+        "services[2].name: required",
+        "services[2].connect_timeout_seconds: must be float, not str",
+        "listen: must be HOST:PORT, for example 127.0.0.1:8080",
+        "api_keys[0].sha256: must be 64 lowercase hex digits (printf %s \"$KEY\" | sha256sum)",
+        "limits.max_models: must be int, not bool",
+    ]
+
+
+def test_cross_checks_after_types_pass():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"default_service": "nope",
+                      "services": [{"name": "a", "base_url": "http://x", "api_key_env": "K"},
+                                   {"name": "a", "base_url": "http://y"}],
+                      "api_keys": [{"name": "b"}, {"name": "b", "key_env": "NOT_SET"}]}, env={})
+    assert e.value.problems == [
+        "services[0].api_key_env: environment variable K is not set",
+        "services[1].name: duplicate service name 'a'",
+        "default_service: no service named 'nope'",
+        "api_keys[0]: set exactly one of sha256 and key_env",
+        "api_keys[1].key_env: environment variable NOT_SET is not set",
+        "api_keys[1].name: duplicate key name 'b'",
+    ]
+
+
+def test_upstream_key_is_read_from_env_and_never_printed():
+    c = parse_config({"services": [{"name": "a", "base_url": "http://x", "api_key_env": "K"}]},
+                     env={"K": "sk-secret-upstream"})
+    assert c.services[0].api_key == "sk-secret-upstream"
+    assert "sk-secret-upstream" not in repr(c)
+
+
+def test_example_config_is_valid():
+    c = load_config(str(ROOT / "config.example.yaml"), env=EXAMPLE_ENV)
+    assert [s.name for s in c.services] == ["openai", "anthropic", "vllm"]
+    assert c.services[1].api_format == "anthropic"
+
+
+def test_single_upstream_guesses_provider():
+    assert single_upstream("https://api.anthropic.com").services[0].provider == "anthropic"
+    assert single_upstream("https://api.openai.com").services[0].provider == "openai"
+    assert single_upstream("http://gpu-box:8000").services[0].provider == "openai-compatible"
+
+
+def test_check_config_cli(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  - name: a\n    base_url: nowhere\nlisten: 1\n")
+    out = cli("check-config", str(bad))
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"{bad}: services[0].base_url: must be an http:// or https:// URL",
+        f"{bad}: listen: must be str, not int"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("services: [\n")
+    assert cli("check-config", str(broken)).returncode == 1
+    ok = cli("check-config", str(ROOT / "config.example.yaml"), env=EXAMPLE_ENV)
+    assert (ok.returncode, ok.stdout.strip()) == (0, f"{ROOT / 'config.example.yaml'}: OK")
+
+
+def _wait_healthy(url: str, proc, deadline: float = 20.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return r.read()
+        except OSError:
+            time.sleep(0.05)  # polling a starting process, bounded by the deadline
+    raise AssertionError(f"{url} never answered")
+
+
+def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory):
+    listen, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--upstream",
+                             "http://127.0.0.1:9", "--listen", f"127.0.0.1:{listen}",
+                             "--admin-listen", f"127.0.0.1:{admin}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b'"ok"' in _wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc)
+        with pytest.raises(urllib.error.HTTPError) as e:  # upstream port 9 refuses: 502
+            urllib.request.urlopen(f"http://127.0.0.1:{listen}/v1/models", timeout=5)
+        assert e.value.code == 502
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics").read().decode()
+        assert ('llm_requests_total{api_key="none",code="502",error_type="connect_error",'
+                'model="unknown",operation="other",provider="openai-compatible",'
+                'service="default"} 1.0') in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_demo_runs_and_counts(unused_tcp_port_factory):
+    listen, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
+    out = cli("demo", "--requests", "12", "--rate", "50", "--listen", f"127.0.0.1:{listen}",
+              "--admin-listen", f"127.0.0.1:{admin}")
+    assert out.returncode == 0, out.stderr
+    assert f"http://127.0.0.1:{admin}/metrics" in out.stdout
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("counted 12 requests (") and not last.endswith(" 0 tokens"), last
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,80 @@
+"""Every metric, label, config key and CLI flag is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.__main__ import main
+from exporter.config import documented_keys
+from exporter.metrics import Metrics
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+EXAMPLE = (ROOT / "config.example.yaml").read_text()
+
+
+def readme_metric_rows():
+    rows = {}
+    for line in README.splitlines():
+        m = re.match(r"\| `(llm_\w+)` \| (\w+) \| ([\w, ]*) \|", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), m.group(3).split(", ") if m.group(3) else [])
+    return rows
+
+
+def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
+    rows = readme_metric_rows()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    declared = {
+        "llm_requests_total": metrics.requests, "llm_tokens_total": metrics.tokens,
+        "llm_estimated_tokens_total": metrics.estimated_tokens,
+        "llm_request_duration_seconds": metrics.duration,
+        "llm_time_to_first_token_seconds": metrics.ttft,
+        "llm_time_per_output_token_seconds": metrics.tpot,
+        "llm_gateway_overhead_seconds": metrics.overhead,
+        "llm_requests_in_flight": metrics.in_flight, "llm_build_info": metrics.build_info}
+    assert {m.name for m in registry.collect()} == {
+        n.removesuffix("_total") for n in declared}  # the table above lists them all
+    for name, metric in declared.items():
+        kind = metric._type
+        assert rows[name] == (kind, list(metric._labelnames)), name
+
+
+def test_every_label_is_explained():
+    labels = {label for _, names in readme_metric_rows().values() for label in names}
+    for label in labels:
+        assert f"| `{label}` |" in README, label
+
+
+@pytest.mark.parametrize("path,default,doc", documented_keys())
+def test_every_config_key_is_documented(path, default, doc):
+    assert f"| `{path}` |" in README, path
+    leaf = path.rsplit(".", 1)[-1].removesuffix("[]")
+    assert re.search(rf"^\s*(- )?{leaf}:", EXAMPLE, re.M), f"{path} missing from example"
+    if default not in (None, "", ()):
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert re.search(rf"^\s*(- )?{leaf}: {re.escape(shown)}\b", EXAMPLE, re.M), \
+            f"{path} default {shown} not shown in config.example.yaml"
+
+
+def test_every_cli_flag_and_command_is_documented(capsys):
+    for command in ("serve", "check-config", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert f"llm-usage-exporter {command}" in README
+        for flag in set(re.findall(r"(--[a-z-]+)", text)) - {"--help"}:
+            assert flag in README, f"{command} {flag}"
+
+
+def test_readme_has_exactly_two_commands_in_quick_start():
+    block = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make demo", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nmake test\n" in ci

@@ -1,0 +1,147 @@
+"""The pure parsers, table-tested: usage objects and recorded SSE transcripts -> Usage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from exporter.stream import StreamMeter
+from exporter.usage import (ResponseBody, Usage, operation_for, request_text_chars,
+                            usage_from)
+from upstream import fixture
+
+
+@pytest.mark.parametrize("path,operation", [
+    ("/v1/chat/completions", "chat"),
+    ("/openai/v1/chat/completions/", "chat"),
+    ("/v1/completions", "completion"),
+    ("/v1/responses", "responses"),
+    ("/v1/embeddings", "embeddings"),
+    ("/anthropic/v1/messages", "messages"),
+    ("/v1/messages/count_tokens", "other"),
+    ("/v1/models", "other"),
+    ("/openai/deployments/gpt-4o/chat/completions", "chat"),
+])
+def test_operation_for(path, operation):
+    assert operation_for(path) == operation
+
+
+@pytest.mark.parametrize("operation,usage,expected", [
+    # OpenAI: prompt 100 includes 30 cached + 20 audio + 10 image -> text 40;
+    # completion 80 includes 50 reasoning + 5 audio -> text 25.
+    ("chat", {"prompt_tokens": 100, "completion_tokens": 80,
+              "prompt_tokens_details": {"cached_tokens": 30, "audio_tokens": 20,
+                                        "image_tokens": 10},
+              "completion_tokens_details": {"reasoning_tokens": 50, "audio_tokens": 5}},
+     Usage(input_text=40, input_cache_read=30, input_audio=20, input_image=10,
+           output_text=25, output_reasoning=50, output_audio=5)),
+    # Details null, as vLLM and older servers send.
+    ("chat", {"prompt_tokens": 7, "completion_tokens": 3, "prompt_tokens_details": None,
+              "completion_tokens_details": None}, Usage(input_text=7, output_text=3)),
+    # DeepSeek: prompt 64 = 48 cache hits + 16 misses.
+    ("chat", {"prompt_tokens": 64, "completion_tokens": 10, "prompt_cache_hit_tokens": 48,
+              "prompt_cache_miss_tokens": 16},
+     Usage(input_text=16, input_cache_read=48, output_text=10)),
+    ("embeddings", {"prompt_tokens": 8, "total_tokens": 8}, Usage(input_text=8)),
+    # Responses: input 1303 includes 1152 cached; output 410 includes 256 reasoning.
+    ("responses", {"input_tokens": 1303, "input_tokens_details": {"cached_tokens": 1152},
+                   "output_tokens": 410, "output_tokens_details": {"reasoning_tokens": 256}},
+     Usage(input_text=151, input_cache_read=1152, output_text=154, output_reasoning=256)),
+    # Anthropic: input excludes cache reads and writes; writes split by TTL.
+    ("messages", {"input_tokens": 50, "cache_read_input_tokens": 10000,
+                  "cache_creation_input_tokens": 2500,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 2000,
+                                     "ephemeral_1h_input_tokens": 500},
+                  "output_tokens": 320},
+     Usage(input_text=50, input_cache_read=10000, input_cache_write_5m=2000,
+           input_cache_write_1h=500, output_text=320)),
+    # Anthropic without the TTL breakdown: all writes are 5-minute writes (the default TTL).
+    ("messages", {"input_tokens": 3, "cache_creation_input_tokens": 1200, "output_tokens": 9},
+     Usage(input_text=3, input_cache_write_5m=1200, output_text=9)),
+    # Malformed counts are zero, never an exception.
+    ("chat", {"prompt_tokens": "12", "completion_tokens": -4}, Usage()),
+])
+def test_usage_from(operation, usage, expected):
+    assert usage_from(operation, usage) == expected
+
+
+TRANSCRIPTS = [
+    # name, operation, strip, model, usage final?, output chars
+    ("openai_chat_stream.sse", "chat", False, "gpt-4o-mini-2024-07-18", True, 12),
+    ("openai_chat_stream.no_usage.sse", "chat", False, "gpt-4o-mini-2024-07-18", False, 12),
+    ("openai_completions_stream.sse", "completion", False,
+     "gpt-3.5-turbo-instruct:20230824-v2", True, 2 + 4 + 3 + 2 + 5),
+    ("openai_responses_stream.sse", "responses", False, "gpt-5-mini-2025-08-07", True,
+     len("In a peaceful grove") + len(" beneath a silver moon.")),
+    ("anthropic_stream.sse", "messages", False, "claude-haiku-4-5-20251001", True,
+     len("Hello! How can I help?")),
+]
+
+
+@pytest.mark.parametrize("step", [1, 7, 1 << 20])
+@pytest.mark.parametrize("name,operation,strip,model,final,chars", TRANSCRIPTS)
+def test_stream_meter_any_chunking(name, operation, strip, model, final, chars, step):
+    """However the bytes are split, the client gets them all and the reading is the same."""
+    data = fixture(name)
+    meter = StreamMeter(operation, strip)
+    out = b"".join(meter.feed(data[i:i + step])[0] for i in range(0, len(data), step))
+    out += meter.finish()
+    assert out == data
+    assert (meter.model, meter.final, meter.output_chars) == (model, final, chars)
+
+
+def test_stream_meter_strips_usage_the_client_did_not_ask_for():
+    meter = StreamMeter("chat", strip_usage=True)
+    out, content = meter.feed(fixture("openai_chat_stream.sse"))
+    assert out == fixture("openai_chat_stream.no_usage.sse")
+    assert content
+    assert meter.usage["prompt_tokens"] == 2048
+
+
+def test_stream_meter_content_flag_only_on_content():
+    meter = StreamMeter("chat")
+    role = b'data: {"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    assert meter.feed(role) == (role, False)
+    tool = (b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":'
+            b'{"name":"get","arguments":""}}]}}]}\n\n')
+    assert meter.feed(tool) == (tool, True)
+
+
+def test_stream_meter_unterminated_last_event_is_flushed_and_read():
+    meter = StreamMeter("chat")
+    last = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}'
+    assert meter.feed(last) == (b"", False)
+    assert meter.finish() == last
+    assert meter.usage == {"prompt_tokens": 5, "completion_tokens": 1}
+
+
+def test_stream_meter_crlf_events():
+    meter = StreamMeter("messages")
+    data = fixture("anthropic_stream.sse").replace(b"\n", b"\r\n")
+    assert meter.feed(data)[0] == data
+    assert meter.usage["output_tokens"] == 89 and meter.final
+
+
+def test_response_body_truncated_keeps_usage_and_model():
+    """A 10 MB embeddings body is not kept whole, yet usage and model are still read."""
+    body = json.dumps({"object": "list", "data": [{"embedding": [0.5] * 1000, "index": i}
+                                                  for i in range(2000)],
+                       "model": "text-embedding-3-large",
+                       "usage": {"prompt_tokens": 4096, "total_tokens": 4096}}).encode()
+    assert len(body) > 8 << 20
+    collected = ResponseBody()
+    for i in range(0, len(body), 65536):
+        collected.feed(body[i:i + 65536])
+    assert collected.parts is None  # not kept whole
+    model, usage, whole = collected.parse()
+    assert (model, usage, whole) == ("text-embedding-3-large",
+                                     {"prompt_tokens": 4096, "total_tokens": 4096}, None)
+
+
+def test_request_text_chars_counts_prompt_text_only():
+    body = {"model": "gpt-4o", "temperature": 0.2, "messages": [
+        {"role": "system", "content": "Be brief."},  # 9
+        {"role": "user", "content": [{"type": "text", "text": "Hi there"},  # 8
+                                     {"type": "image_url", "image_url": {"url": "data:..."}}]}]}
+    assert request_text_chars(body) == 17
