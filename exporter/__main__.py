@@ -33,6 +33,15 @@ def main(argv=None) -> int:
     check = sub.add_parser("check-config", help="print every problem in a config file")
     check.add_argument("file")
 
+    prices = sub.add_parser("prices", help="print the price that would be applied to a model, "
+                            "and where it comes from")
+    prices.add_argument("model", nargs="?", help="model name as the upstream reports it")
+    prices.add_argument("--provider", default="openai", help="provider (default openai)")
+    prices.add_argument("--service", help="with --config: price as this service does")
+    prices.add_argument("--service-tier", help="the service tier the response reports, "
+                        "e.g. priority or flex")
+    prices.add_argument("--config", metavar="FILE", help="apply this config's pricing section")
+
     demo = sub.add_parser("demo", help="run the gateway in front of a simulated upstream "
                           "and send it a little traffic (no API key needed)")
     demo.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -51,6 +60,9 @@ def main(argv=None) -> int:
             return 1
         print(f"{args.file}: OK")
         return 0
+
+    if args.command == "prices":
+        return show_prices(args)
 
     try:
         if args.command == "demo":
@@ -73,6 +85,42 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import serve as run
     asyncio.run(run(config))
+    return 0
+
+
+def show_prices(args) -> int:
+    from .pricing import TABLE, Pricing, describe
+    overrides, provider, service = (), args.provider, args.service or "-"
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as e:
+            for problem in e.problems:
+                print(f"{args.config}: {problem}", file=sys.stderr)
+            return 2
+        overrides = config.pricing
+        if args.service:
+            match = [s for s in config.services if s.name == args.service]
+            if not match:
+                print(f"no service named {args.service!r} in {args.config}", file=sys.stderr)
+                return 2
+            provider = match[0].provider
+    if not args.model:
+        print(f"price table: {TABLE} (bundled, never fetched)")
+        for i, o in enumerate(overrides):
+            print(f"pricing[{i}]: {o.model} (service {o.service or 'any'}): input {o.input}, "
+                  f"output {o.output} USD per 1M tokens")
+        print("name a model to see its prices: llm-usage-exporter prices gpt-4o")
+        return 0
+    sheet = Pricing(overrides).sheet(service, provider, args.model, args.service_tier)
+    if sheet is None:
+        print(f"no price for {args.model} (provider {provider}): its requests are counted in "
+              "llm_unpriced_requests_total and cost nothing. Add it under `pricing:` in the "
+              "config.", file=sys.stderr)
+        return 1
+    print(f"{args.model} (provider {provider}, service tier {args.service_tier or 'default'}): "
+          f"priced as {sheet.model}")
+    print("\n".join(describe(sheet)))
     return 0
 
 

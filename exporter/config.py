@@ -119,6 +119,43 @@ class Limits:
                                 "`other`", check=_positive)
 
 
+def _price(v):
+    if v < 0:
+        return "must be 0 or more (USD per million tokens)"
+
+
+def _usd(doc, default=None):
+    return setting(default, doc, check=_price)
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    """Prices in USD per million tokens that win over the genai-prices table."""
+
+    model: str = setting(doc="model name as the upstream reports it; * and ? match any text, "
+                         "e.g. gpt-4o-2024-* or * for every model of a self-hosted service")
+    input: float = setting(doc="input text", check=_price)
+    output: float = setting(doc="output text", check=_price)
+    service: str | None = setting(None, "only for this service (default: every service)")
+    cache_read: float | None = _usd("cache reads (default: anthropic 0.1 x input, else input)")
+    cache_write: float | None = _usd("5-minute cache writes (default: anthropic 1.25 x input, "
+                                     "else input)")
+    cache_write_1h: float | None = _usd("1-hour cache writes (default: anthropic 2 x input, "
+                                        "else cache_write)")
+    reasoning: float | None = _usd("reasoning output (default: output)")
+    input_audio: float | None = _usd("audio input (default: input)")
+    output_audio: float | None = _usd("audio output (default: output)")
+    input_image: float | None = _usd("image input (default: input)")
+    output_image: float | None = _usd("image output (default: output)")
+
+    def per_category(self) -> dict:
+        return {"input_text": self.input, "output_text": self.output,
+                "cache_read": self.cache_read, "cache_write_5m": self.cache_write,
+                "cache_write_1h": self.cache_write_1h, "reasoning": self.reasoning,
+                "input_audio": self.input_audio, "output_audio": self.output_audio,
+                "input_image": self.input_image, "output_image": self.output_image}
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole gateway configuration."""
@@ -132,6 +169,8 @@ class Config:
     api_keys: tuple[ApiKey, ...] = setting((), "names for client keys (default: key-<first 8 "
                                            "hex digits of the key's SHA-256>)")
     limits: Limits = setting(Limits(), "bounds on bodies and label values")
+    pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
+                                                 "order before the genai-prices table")
     log_level: str = setting("info", "debug, info, warning or error", check=_log_level)
 
     @property
@@ -236,6 +275,9 @@ def _cross_check(config: Config, env, problems: list[str]) -> Config:
         problems.append("services: at least one service is required")
     if config.default_service is not None and config.default_service not in seen:
         problems.append(f"default_service: no service named {config.default_service!r}")
+    for i, o in enumerate(config.pricing):
+        if o.service is not None and o.service not in seen:
+            problems.append(f"pricing[{i}].service: no service named {o.service!r}")
     names = set()
     for i, k in enumerate(config.api_keys):
         if (k.sha256 is None) == (k.key_env is None):

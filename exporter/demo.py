@@ -107,7 +107,7 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
 
 def summary(registry: CollectorRegistry) -> str:
     """Sum what the gateway counted, by outcome, for the demo's closing line."""
-    requests, tokens = {}, 0
+    requests, tokens, usd = {}, 0, 0.0
     for metric in registry.collect():
         for sample in metric.samples:
             if sample.name == "llm_requests_total":
@@ -115,6 +115,9 @@ def summary(registry: CollectorRegistry) -> str:
                 requests[outcome] = requests.get(outcome, 0) + int(sample.value)
             elif sample.name == "llm_tokens_total":
                 tokens += int(sample.value)
+            elif sample.name == "llm_cost_usd_total":
+                usd += sample.value
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
-    return f"counted {sum(requests.values())} requests ({outcomes}) and {tokens} tokens"
+    return (f"counted {sum(requests.values())} requests ({outcomes}), {tokens} tokens "
+            f"and ${usd:.6f}")
 

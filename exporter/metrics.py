@@ -7,6 +7,7 @@ change them only with a deprecation period.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -71,6 +72,10 @@ class RequestRecord:
     duration: float = 0.0
     overhead: float = 0.0
     upstream_request_id: str = ""
+    service_tier: str | None = None  # as the upstream reports it: default, priority, flex...
+    fees: list = field(default_factory=list)  # (direction, token_type, Decimal USD)
+    fee: Decimal = Decimal(0)
+    unpriced: bool = False  # tokens were used, but no price is known for the model
 
 
 class Metrics:
@@ -109,6 +114,14 @@ class Metrics:
             "llm_gateway_overhead_seconds", "Time spent in the gateway itself: the request's "
             "duration less the time spent waiting on the upstream and on the client.",
             ["service"], buckets=OVERHEAD_BUCKETS, registry=registry)
+        self.cost = Counter(
+            "llm_cost_usd", "Fees in US dollars, in the same categories as llm_tokens_total: "
+            "sum(increase(llm_cost_usd_total[1d])) is the day's bill.",
+            who + ["direction", "token_type"], registry=registry)
+        self.unpriced = Counter(
+            "llm_unpriced_requests", "Requests that used tokens of a model with no known price; "
+            "they cost nothing in llm_cost_usd_total.", ["service", "provider", "model"],
+            registry=registry)
         self.in_flight = Gauge(
             "llm_requests_in_flight", "Requests being handled now.", ["service"],
             registry=registry)
@@ -126,6 +139,10 @@ class Metrics:
         u = r.usage
         for direction, token_type, count in u.categories():
             child(self.tokens, *who, direction, token_type).inc(count)
+        for direction, token_type, usd in r.fees:
+            child(self.cost, *who, direction, token_type).inc(float(usd))  # Decimal until here
+        if r.unpriced:
+            child(self.unpriced, r.service, r.provider, model).inc()
         if u.estimated_input:
             child(self.estimated_tokens, *who, "input").inc(u.estimated_input)
         if u.estimated_output:

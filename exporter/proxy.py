@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import zlib
+from decimal import Decimal
 from time import perf_counter
 
 import aiohttp
@@ -22,6 +23,7 @@ from yarl import URL
 
 from .config import Config, Service
 from .metrics import Metrics, RequestRecord
+from .pricing import Pricing
 from .stream import StreamMeter
 from .usage import (EMBEDDINGS, INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody,
                     Usage, estimate_tokens, operation_for, request_text_chars,
@@ -108,6 +110,7 @@ class Proxy:
         self.max_body = config.limits.max_request_body_bytes
         self.key_names = config.key_names(env)
         self.metrics = metrics
+        self.pricing = Pricing(config.pricing)
         self.session: aiohttp.ClientSession | None = None
         self.timeouts = {s.name: aiohttp.ClientTimeout(
             total=None, sock_connect=s.connect_timeout_seconds,
@@ -277,6 +280,7 @@ class Proxy:
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
             if upstream is not None and 200 <= upstream.status < 300:
                 self._count_usage(rec, body_json, meter, collected)
+                self._price(rec)
             for sink in self.sinks:
                 sink(rec)
 
@@ -342,7 +346,7 @@ class Proxy:
     @staticmethod
     def _count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
         """Fill rec.usage from what the upstream reported, estimating what it did not."""
-        output_chars = 0
+        output_chars, whole = 0, None
         if meter is not None:
             model, reported = meter.model, meter.usage
             output_chars = meter.output_chars
@@ -358,6 +362,11 @@ class Proxy:
             return
         if model:
             rec.model = model
+        tier = meter.service_tier if meter is not None else \
+            (whole or {}).get("service_tier") if collected is not None else None
+        if tier is None and isinstance(reported, dict):
+            tier = reported.get("service_tier")  # Anthropic reports it inside usage
+        rec.service_tier = tier if isinstance(tier, str) else None
         usage = usage_from(rec.operation, reported) or Usage()
         if not input_known:
             usage.estimated_input = estimate_tokens(request_text_chars(body_json))
@@ -368,3 +377,15 @@ class Proxy:
                 usage.estimated_output = guess - usage.output_total
                 usage.output_text += usage.estimated_output
         rec.usage = usage
+
+    def _price(self, rec: RequestRecord) -> None:
+        """Fill rec.fees and rec.fee from the price sheet of the model the upstream used."""
+        if not (rec.usage.input_total or rec.usage.output_total):
+            return
+        sheet = self.pricing.sheet(rec.service, rec.provider, rec.model, rec.service_tier)
+        if sheet is None:
+            rec.unpriced = True
+            return
+        rec.fees = self.pricing.fees(sheet, rec.usage)
+        rec.fee = sum((usd for _, _, usd in rec.fees), Decimal(0))
+

@@ -41,7 +41,7 @@ class StreamMeter:
     """Meter one SSE response of a known operation, event by event."""
 
     __slots__ = ("operation", "strip_usage", "buf", "model", "usage", "final", "output_chars",
-                 "error_type", "error_message")
+                 "error_type", "error_message", "service_tier")
 
     def __init__(self, operation: str, strip_usage: bool = False):
         self.operation = operation
@@ -53,6 +53,7 @@ class StreamMeter:
         self.output_chars = 0
         self.error_type: str | None = None
         self.error_message: str | None = None
+        self.service_tier: str | None = None
 
     def feed(self, chunk: bytes) -> tuple[bytes, bool]:
         """Take upstream bytes; return complete events to forward and whether any bears content."""
@@ -127,8 +128,11 @@ class StreamMeter:
             self.error_type, self.error_message = "error", str(err)[:500]
 
     def _openai(self, obj: dict) -> tuple[bool, bool]:
-        if self.model is None and isinstance(obj.get("model"), str):
-            self.model = obj["model"]
+        if self.model is None:
+            if isinstance(obj.get("model"), str):
+                self.model = obj["model"]
+            if isinstance(obj.get("service_tier"), str):
+                self.service_tier = obj["service_tier"]
         if "error" in obj:
             self._error(obj["error"])
         choices = obj.get("choices")
@@ -170,6 +174,8 @@ class StreamMeter:
         if isinstance(response, dict):
             if isinstance(response.get("model"), str):
                 self.model = response["model"]
+            if isinstance(response.get("service_tier"), str):
+                self.service_tier = response["service_tier"]
             if isinstance(response.get("usage"), dict):
                 self.usage, self.final = response["usage"], True
             if kind == "response.failed":

@@ -49,7 +49,7 @@ def test_every_problem_is_named_by_its_path():
         }, env={})
     assert e.value.problems == [
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
-        "api_keys, limits, log_level)",
+        "api_keys, limits, pricing, log_level)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
         "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage)",
         "services[0].base_url: must be an http:// or https:// URL",
@@ -153,5 +153,6 @@ def test_demo_runs_and_counts(unused_tcp_port_factory):
     assert out.returncode == 0, out.stderr
     assert f"http://127.0.0.1:{admin}/metrics" in out.stdout
     last = out.stdout.strip().splitlines()[-1]
-    assert last.startswith("counted 12 requests (") and not last.endswith(" 0 tokens"), last
+    assert last.startswith("counted 12 requests (") and " 0 tokens" not in last, last
+    assert not last.endswith("$0.000000"), last  # the simulated models are all priced
     assert "Traceback" not in out.stderr

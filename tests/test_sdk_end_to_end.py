@@ -4,6 +4,7 @@ and the token counters equal numbers worked out by hand from each fixture."""
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal as D
 
 import aiohttp
 import anthropic
@@ -115,6 +116,29 @@ CASES = {
 }
 
 
+# Fees from published prices in USD per 1M tokens, by hand: sum of tokens x price / 1M.
+FEES = {
+    "chat cached": D("0.0019725"),       # gpt-4o: 93 x 2.50 + 1024 x 1.25 + 46 x 10
+    "chat reasoning": D("0.0053009"),    # o4-mini: 75 x 1.10 + (162 + 1024) x 4.40
+    # gpt-4o-audio-preview, with the audio prices of the override below:
+    # 14 x 2.50 + 22 x 40 + 37 x 10 + 150 x 80
+    "chat audio": D("0.013285"),
+    "chat stream": D("0.0001938"),       # gpt-4o-mini: 512 x 0.15 + 1536 x 0.075 + 3 x 0.60
+    "chat stream, client asked usage": D("0.0001938"),
+    "completion stream": D("0.0000215"),  # gpt-3.5-turbo-instruct: 5 x 1.50 + 7 x 2.00
+    # gpt-5-mini: 151 x 0.25 + 1152 x 0.025 + (154 + 256) x 2.00
+    "responses": D("0.00088655"),
+    "responses stream": D("0.00088655"),
+    "embeddings": D("0.00000016"),       # text-embedding-3-small: 8 x 0.02
+    # claude-sonnet-4-5: 50 x 3 + 10000 x 0.30 + 2000 x 3.75 + 500 x 6 + 320 x 15
+    "message": D("0.01845"),
+    "message stream": D("0.001037"),     # claude-haiku-4-5: 472 x 1 + 1200 x 0.10 + 89 x 5
+}
+# The pinned table has no audio prices for this model; OpenAI publishes $40 and $80.
+AUDIO_PRICES = [{"model": "gpt-4o-audio-preview*", "input": 2.5, "output": 10,
+                 "input_audio": 40, "output_audio": 80}]
+
+
 def client_for(path: str, base: str, prefix: str):
     if path == MSG:
         return anthropic.AsyncAnthropic(base_url=base + prefix, api_key=KEY, max_retries=0)
@@ -131,7 +155,7 @@ def dump(result):
 async def test_sdk_sees_upstream_and_tokens_are_exact(gateway, replay, case):
     path, route, call, model, operation, stream, expected = CASES[case]
     replay.routes[path] = route
-    gw = await gateway()
+    gw = await gateway(pricing=AUDIO_PRICES)
     service = "anthropic" if path == MSG else "openai"
     direct = await call(client_for(path, gateway.upstream_url, ""))
     through = await call(client_for(path, gw.url, "/" + service))
@@ -146,6 +170,8 @@ async def test_sdk_sees_upstream_and_tokens_are_exact(gateway, replay, case):
                         token_type=token_type) == count, (direction, token_type)
     assert gw.total("llm_tokens_total") == sum(expected.values())  # no other category moved
     assert gw.total("llm_estimated_tokens_total") == 0
+    assert record.fee == FEES[case]
+    assert gw.total("llm_cost_usd_total", **who) == pytest.approx(float(FEES[case]), rel=1e-12)
     assert gw.value("llm_requests_total", **who, operation=operation, code="200",
                     error_type="none") == 1
     assert gw.value("llm_request_duration_seconds_count", service=service, provider=service,
