@@ -366,6 +366,8 @@ class Proxy:
             (whole or {}).get("service_tier") if collected is not None else None
         if tier is None and isinstance(reported, dict):
             tier = reported.get("service_tier")  # Anthropic reports it inside usage
+        if tier is None and isinstance(body_json, dict):
+            tier = body_json.get("service_tier")  # what the client asked for
         rec.service_tier = tier if isinstance(tier, str) else None
         usage = usage_from(rec.operation, reported) or Usage()
         if not input_known:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from decimal import Decimal as D
 
 import aiohttp
 import pytest
@@ -65,6 +66,8 @@ async def test_client_disconnect_mid_stream_closes_upstream_and_counts_usage_see
     assert gw.value("llm_tokens_total", **labels, direction="output", token_type="text") == 2
     assert gw.value("llm_estimated_tokens_total", **labels, direction="input") == 3
     assert gw.value("llm_estimated_tokens_total", **labels, direction="output") == 2
+    # Estimates are priced too: gpt-4o-mini at $0.15 in and $0.60 out per 1M tokens.
+    assert record.fee == (3 * D("0.15") + 2 * D("0.60")) / 1_000_000
     assert gw.value("llm_requests_in_flight", service="openai") == 0
 
 

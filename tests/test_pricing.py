@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from decimal import Decimal as D
 
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from exporter.config import parse_config
 from exporter.pricing import Pricing
 from exporter.usage import Usage
-from upstream import json_file, sse_file
+from upstream import fixture, json_file, sse_file, status
 
 M = D(1_000_000)
 CHAT = "/v1/chat/completions"
@@ -204,4 +205,30 @@ def test_prices_command_explains_each_price(capsys):
     assert rows["reasoning"] == ["5", "assumed: the output text price (none of its own)"]
     assert main(["prices", "llama-3", "--provider", "vllm"]) == 1
     assert "llm_unpriced_requests_total" in capsys.readouterr().err
+
+
+async def test_request_service_tier_applies_when_response_is_silent(gateway, replay):
+    # A response without service_tier; the request asked for flex.
+    # gpt-5-mini flex, published: input $0.125, cached $0.0125, output $1.00.
+    silent = json.loads(fixture("openai_responses.json"))
+    del silent["service_tier"]
+    replay.routes["/v1/responses"] = status(200, silent)
+    gw = await gateway()
+    await post(gw, "/v1/responses", {"model": "gpt-5-mini", "input": "hi",
+                                     "service_tier": "flex"})
+    rec = await gw.records.wait(1)
+    assert rec.service_tier == "flex"
+    assert rec.fee == (151 * D("0.125") + 1152 * D("0.0125") + 410 * D(1)) / M
+
+
+async def test_response_service_tier_wins_over_the_request(gateway, replay):
+    # The response says default although flex was asked: default is what was billed.
+    # gpt-5-mini default: input $0.25, cached $0.025, output $2.00.
+    replay.routes["/v1/responses"] = json_file("openai_responses.json")
+    gw = await gateway()
+    await post(gw, "/v1/responses", {"model": "gpt-5-mini", "input": "hi",
+                                     "service_tier": "flex"})
+    rec = await gw.records.wait(1)
+    assert rec.service_tier == "default"
+    assert rec.fee == (151 * D("0.25") + 1152 * D("0.025") + 410 * D(2)) / M
 
