@@ -18,7 +18,8 @@ from prometheus_client.exposition import choose_encoder
 
 from . import __version__
 from .config import Config
-from .metrics import Metrics
+from .history import History
+from .metrics import HistoryMetrics, Metrics
 from .proxy import Proxy
 
 PROXY = web.AppKey("proxy", Proxy)
@@ -29,12 +30,15 @@ log = logging.getLogger("llm_usage_exporter")
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
-def create_app(config: Config, *, registry: CollectorRegistry, env=os.environ) -> web.Application:
+def create_app(config: Config, *, registry: CollectorRegistry, history: History | None = None,
+               env=os.environ) -> web.Application:
     """Build the proxy application; its ClientSession lives as long as the app."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
     proxy = Proxy(config, metrics, env)
+    if history is not None:
+        proxy.sinks.append(history.put)
     app = web.Application(client_max_size=config.limits.max_request_body_bytes)
     app[PROXY] = proxy
 
@@ -77,10 +81,23 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def start(config: Config, registry: CollectorRegistry, *, env=os.environ):
+def open_history(config: Config, registry: CollectorRegistry) -> History | None:
+    """Start the history writer the config asks for."""
+    metrics = HistoryMetrics(registry)
+    if not config.history.enabled:
+        return None
+    history = History(config.history.path, metrics, queue_size=config.history.queue_size,
+                      retention_days=config.history.retention_days)
+    history.start()
+    return history
+
+
+async def start(config: Config, registry: CollectorRegistry, *, history: History | None = None,
+                env=os.environ):
     """Start both listeners; return the runners to clean up."""
     runners = []
-    for app, listen in ((create_app(config, registry=registry, env=env), config.listen),
+    for app, listen in ((create_app(config, registry=registry, history=history, env=env),
+                         config.listen),
                         (create_admin_app(registry), config.admin_listen)):
         # handler_cancellation: a client that disconnects cancels its handler at once,
         # which closes the upstream request (nobody keeps paying for unread tokens).
@@ -96,7 +113,8 @@ async def start(config: Config, registry: CollectorRegistry, *, env=os.environ):
 async def serve(config: Config, *, ready=None) -> None:
     """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit."""
     registry = CollectorRegistry()
-    runners = await start(config, registry)
+    history = open_history(config, registry)
+    runners = await start(config, registry, history=history)
     log.info("llm-usage-exporter %s: proxy on http://%s, metrics on http://%s/metrics",
              __version__, config.listen, config.admin_listen)
     stop = asyncio.Event()
@@ -111,3 +129,5 @@ async def serve(config: Config, *, ready=None) -> None:
         log.info("shutting down: finishing in-flight requests")
         for runner in runners:
             await runner.cleanup()
+        if history is not None:  # after the proxy: every finished request is queued by now
+            await asyncio.to_thread(history.close)

@@ -157,6 +157,19 @@ class PriceOverride:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """The SQLite request history: one row per request."""
+
+    enabled: bool = setting(True, "record every request in the history database")
+    path: str = setting("llm-usage-history.db", "database file, relative to the working "
+                        "directory")
+    retention_days: float = setting(90.0, "rows older than this are deleted, hourly",
+                                    check=_positive)
+    queue_size: int = setting(10000, "rows waiting to be written; past it rows are dropped "
+                              "and counted in llm_history_dropped_total", check=_positive)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole gateway configuration."""
 
@@ -169,6 +182,7 @@ class Config:
     api_keys: tuple[ApiKey, ...] = setting((), "names for client keys (default: key-<first 8 "
                                            "hex digits of the key's SHA-256>)")
     limits: Limits = setting(Limits(), "bounds on bodies and label values")
+    history: HistoryConfig = setting(HistoryConfig(), "the request history")
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
                                                  "order before the genai-prices table")
     log_level: str = setting("info", "debug, info, warning or error", check=_log_level)

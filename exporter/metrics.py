@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from . import __version__
 from .usage import Usage
@@ -165,3 +166,31 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+
+class HistoryMetrics:
+    """The request history's own health; queue size and row count are read at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.dropped = Counter(
+            "llm_history_dropped", "History rows dropped because the write queue was full.",
+            registry=registry)
+        self.write_errors = Counter(
+            "llm_history_write_errors", "Failed writes to the history database; the rows of "
+            "a failed batch are lost.", registry=registry)
+        self._history = None
+        registry.register(self)
+
+    def watch(self, history) -> None:
+        self._history = history
+
+    def collect(self):
+        h = self._history
+        yield GaugeMetricFamily("llm_history_queue_size", "History rows waiting to be written.",
+                                value=h.queue.qsize() if h is not None else 0)
+        rows = h.count_rows() if h is not None else None
+        family = GaugeMetricFamily("llm_history_rows", "Rows in the history database.")
+        if rows is not None:
+            family.add_metric([], rows)
+        yield family
+

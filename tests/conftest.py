@@ -70,14 +70,14 @@ async def gateway(aiohttp_server, replay):
     upstream = await aiohttp_server(replay.app())
     base = str(upstream.make_url("")).rstrip("/")
 
-    async def make(services=None, env=None, **config) -> Gateway:
+    async def make(services=None, env=None, history=None, **config) -> Gateway:
         data = {"services": services or [
             {"name": "openai", "base_url": base, "provider": "openai"},
             {"name": "anthropic", "base_url": base, "provider": "anthropic"}], **config}
         env = env or {}
         cfg = parse_config(data, env)
         registry = CollectorRegistry()
-        app = create_app(cfg, registry=registry, env=env)
+        app = create_app(cfg, registry=registry, history=history, env=env)
         records = Records()
         from exporter.app import PROXY
         app[PROXY].sinks.append(records)

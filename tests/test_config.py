@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -49,7 +50,7 @@ def test_every_problem_is_named_by_its_path():
         }, env={})
     assert e.value.problems == [
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
-        "api_keys, limits, pricing, log_level)",
+        "api_keys, limits, history, pricing, log_level)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
         "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage)",
         "services[0].base_url: must be an http:// or https:// URL",
@@ -124,11 +125,11 @@ def _wait_healthy(url: str, proc, deadline: float = 20.0):
     raise AssertionError(f"{url} never answered")
 
 
-def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory):
+def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory, tmp_path):
     listen, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--upstream",
                              "http://127.0.0.1:9", "--listen", f"127.0.0.1:{listen}",
-                             "--admin-listen", f"127.0.0.1:{admin}"], cwd=ROOT,
+                             "--admin-listen", f"127.0.0.1:{admin}"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert b'"ok"' in _wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc)
@@ -141,6 +142,10 @@ def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory):
                 'service="default"} 1.0') in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        # The history file sits in the working directory, and holds the request's row.
+        with sqlite3.connect(tmp_path / "llm-usage-history.db") as db:
+            assert db.execute("SELECT status, error_type FROM requests").fetchall() == [
+                (502, "connect_error")]
     finally:
         proc.kill()
         proc.wait()

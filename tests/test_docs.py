@@ -11,7 +11,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.__main__ import main
 from exporter.config import documented_keys
-from exporter.metrics import Metrics
+from exporter.metrics import HistoryMetrics, Metrics
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -30,12 +30,16 @@ def readme_metric_rows():
 def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
     rows = readme_metric_rows()
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    declared = {m._name + ("_total" if m._type == "counter" else ""): m
-                for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    owners = (Metrics(registry), HistoryMetrics(registry))
+    declared = {m._name + ("_total" if m._type == "counter" else ""): (m._type,
+                                                                      list(m._labelnames))
+                for owner in owners for m in vars(owner).values()
+                if isinstance(m, MetricWrapperBase)}
+    for family in owners[1].collect():  # values read at scrape time, without labels
+        declared[family.name] = (family.type, [])
     assert len(declared) == len(list(registry.collect())) == len(rows)
-    for name, metric in declared.items():
-        assert rows[name] == (metric._type, list(metric._labelnames)), name
+    for name, kind_and_labels in declared.items():
+        assert rows[name] == kind_and_labels, name
 
 
 def test_every_label_is_explained():

@@ -1,0 +1,160 @@
+"""SQLite request history: migrations, a bounded queue and its single writer thread.
+
+The proxy never waits on disk: handlers put rows on a bounded queue (put_nowait; a full
+queue drops the row and counts it); one thread owns the connection and inserts in batches.
+A database that cannot be written never stops the proxy: errors are counted, and logged
+once per outage rather than once per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from .metrics import HistoryMetrics, RequestRecord
+
+log = logging.getLogger("llm_usage_exporter")
+migrations = Migrations("llm_usage_exporter")
+TOKEN_COLUMNS = ("input_text", "input_cache_read", "input_cache_write_5m",
+                 "input_cache_write_1h", "input_audio", "input_image", "output_text",
+                 "output_reasoning", "output_audio", "output_image")
+MAX_ERROR_CHARS = 500
+_STOP = object()
+
+
+@migrations()
+def m001_requests(db: sqlite_utils.Database) -> None:
+    columns = {"request_id": str, "started_at": float, "service": str, "provider": str,
+               "model": str, "api_key": str, "operation": str, "stream": int, "status": int,
+               "error_type": str, "error_message": str,
+               **{c: int for c in TOKEN_COLUMNS},
+               "estimated_input": int, "estimated_output": int, "fee_usd": float,
+               "unpriced": int, "service_tier": str, "ttft_ms": float, "duration_ms": float,
+               "overhead_ms": float, "upstream_request_id": str}
+    db["requests"].create(columns)
+    # Every query filters on a time range, most also on a key or a model.
+    db["requests"].create_index(["started_at"])
+    db["requests"].create_index(["api_key", "started_at"])
+    db["requests"].create_index(["model", "started_at"])
+
+
+def row(r: RequestRecord) -> tuple:
+    """Flatten a record into the column order of INSERT_SQL; no prompt or completion text."""
+    u = r.usage
+    return (r.request_id, r.started, r.service, r.provider, r.model, r.api_key, r.operation,
+            int(r.stream), r.code, r.error_type, r.error_message[:MAX_ERROR_CHARS],
+            *(getattr(u, c) for c in TOKEN_COLUMNS), u.estimated_input, u.estimated_output,
+            float(r.fee), int(r.unpriced), r.service_tier,
+            None if r.ttft is None else r.ttft * 1000, r.duration * 1000, r.overhead * 1000,
+            r.upstream_request_id or None)
+
+
+COLUMNS = ("request_id", "started_at", "service", "provider", "model", "api_key", "operation",
+           "stream", "status", "error_type", "error_message", *TOKEN_COLUMNS,
+           "estimated_input", "estimated_output", "fee_usd", "unpriced", "service_tier",
+           "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id")
+INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
+              f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+
+def open_db(path: str) -> sqlite_utils.Database:
+    """Open the history database, in WAL mode, with every migration applied."""
+    db = sqlite_utils.Database(path)
+    db.enable_wal()
+    migrations.apply(db)
+    return db
+
+
+class History:
+    """Queue records from the event loop; write them from one thread."""
+
+    def __init__(self, path: str, metrics: HistoryMetrics, *, queue_size: int = 10000,
+                 batch_size: int = 500, retention_days: float | None = 90,
+                 clock=time.time):
+        self.path = path
+        self.metrics = metrics
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.batch_size = batch_size
+        self.retention_days = retention_days
+        self.clock = clock
+        self.failing = False
+        self.thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        metrics.watch(self)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, record: RequestRecord) -> None:
+        """Queue one record; never blocks (a full queue drops it, counted)."""
+        try:
+            self.queue.put_nowait(row(record))
+        except queue.Full:
+            self.metrics.dropped.inc()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the writer."""
+        self.queue.put(_STOP)
+        self.thread.join(timeout)
+
+    def count_rows(self) -> int | None:
+        """Count stored rows, for the scrape-time gauge (its own read-only connection)."""
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as conn:
+                return conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        except sqlite3.Error:
+            return None
+
+    # --- the writer thread --------------------------------------------------------------
+    def _run(self) -> None:
+        db = None
+        next_prune = 0.0
+        stopping = False
+        while not stopping:
+            try:
+                item = self.queue.get(timeout=60)
+            except queue.Empty:
+                item = None
+            batch = []
+            while item is not None:
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    break
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            try:
+                if db is None:
+                    db = open_db(self.path)
+                if batch:
+                    with db.conn:  # one transaction per batch
+                        db.conn.executemany(INSERT_SQL, batch)
+                if self.retention_days and self.clock() >= next_prune:
+                    self._prune(db)
+                    next_prune = self.clock() + 3600
+                if self.failing:
+                    log.warning("history: writing to %s again", self.path)
+                    self.failing = False
+            except (sqlite3.Error, OSError) as e:
+                self.metrics.write_errors.inc()
+                if not self.failing:  # once per outage, not once per request
+                    log.error("history: cannot write to %s: %s; requests are still "
+                              "proxied, and their rows are lost until it recovers", self.path, e)
+                    self.failing = True
+                db = None  # reopen next time: the file may come back
+        if db is not None:
+            db.conn.close()
+
+    def _prune(self, db: sqlite_utils.Database) -> None:
+        cutoff = self.clock() - self.retention_days * 86400
+        with db.conn:
+            db.conn.execute("DELETE FROM requests WHERE started_at < ?", [cutoff])

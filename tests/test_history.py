@@ -1,0 +1,131 @@
+"""The request history: exact rows, nothing lost on close, never in the proxy's way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from exporter.history import History
+from exporter.metrics import HistoryMetrics, RequestRecord
+from exporter.usage import Usage
+from upstream import json_file, sse_file, status
+
+CHAT = "/v1/chat/completions"
+KEY = "sk-history-test-key"
+
+
+def rows(path):
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM requests ORDER BY rowid")]
+
+
+def history_at(path, registry=None, **kw):
+    h = History(str(path), HistoryMetrics(registry or CollectorRegistry()), **kw)
+    h.start()
+    return h
+
+
+async def test_rows_of_mixed_requests_are_exact(gateway, replay, tmp_path):
+    db = tmp_path / "h.db"
+    history = history_at(db)
+    replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse")
+    replay.routes["/v1/messages"] = json_file("anthropic_message.json")
+    replay.routes["/v1/embeddings"] = status(429, {"error": {"message": "slow down"}})
+    gw = await gateway(history=history)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as s:
+        await (await s.post(gw.url + CHAT, json={"model": "gpt-4o-mini", "stream": True},
+                            headers={"X-Request-ID": "r-stream"})).read()
+        await (await s.post(gw.url + "/anthropic/v1/messages", json={"model": "c"},
+                            headers={"X-Request-ID": "r-cached"})).read()
+        await (await s.post(gw.url + "/v1/embeddings", json={"model": "e", "input": "x"},
+                            headers={"X-Request-ID": "r-failed"})).read()
+    await gw.records.wait(3)
+    await asyncio.to_thread(history.close)
+    got = {r["request_id"]: r for r in rows(db)}
+    assert set(got) == {"r-stream", "r-cached", "r-failed"}
+    s, c, f = got["r-stream"], got["r-cached"], got["r-failed"]
+    assert (s["model"], s["stream"], s["status"], s["error_type"], s["operation"]) == (
+        "gpt-4o-mini-2024-07-18", 1, 200, "none", "chat")
+    assert (s["input_text"], s["input_cache_read"], s["output_text"]) == (512, 1536, 3)
+    assert s["fee_usd"] == 0.0001938  # (512 x 0.15 + 1536 x 0.075 + 3 x 0.60) / 1M, exact
+    assert s["ttft_ms"] > 0 and s["duration_ms"] >= s["ttft_ms"]
+    assert s["api_key"].startswith("key-") and KEY not in str(got)
+    assert (c["input_text"], c["input_cache_read"], c["input_cache_write_5m"],
+            c["input_cache_write_1h"], c["output_text"]) == (50, 10000, 2000, 500, 320)
+    assert c["fee_usd"] == 0.01845 and c["ttft_ms"] is None and c["stream"] == 0
+    assert (f["status"], f["error_type"], f["fee_usd"], f["output_text"]) == (
+        429, "rate_limited", 0.0, 0)
+
+
+async def test_estimated_row_of_a_client_that_went_away(gateway, replay, tmp_path):
+    db = tmp_path / "h.db"
+    history = history_at(db)
+    replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse",
+                                   gate=asyncio.Event(), after=2)
+    gw = await gateway(history=history)
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(gw.url + CHAT, json={"model": "m", "stream": True, "messages": [
+            {"role": "user", "content": "Say hello"}]})
+        await r.content.readuntil(b"Hello")
+        r.close()
+    await gw.records.wait(1)
+    await asyncio.to_thread(history.close)
+    [row] = rows(db)
+    # "Say hello": 9 chars -> 3 tokens; "Hello": 5 chars -> 2 tokens, both estimated.
+    assert (row["status"], row["error_type"]) == (499, "client_disconnect")
+    assert (row["input_text"], row["estimated_input"], row["output_text"],
+            row["estimated_output"]) == (3, 3, 2, 2)
+
+
+def record(i: int, started: float = 1_700_000_000.0) -> RequestRecord:
+    return RequestRecord(f"id-{i}", started, "s", "openai", "key-1", "chat", model="m",
+                         code=200, usage=Usage(input_text=i))
+
+
+def test_close_writes_everything_queued(tmp_path):
+    history = history_at(tmp_path / "h.db", retention_days=None, batch_size=64)
+    for i in range(5000):
+        history.put(record(i))
+    history.close()
+    got = rows(tmp_path / "h.db")
+    assert len(got) == 5000 and sum(r["input_text"] for r in got) == sum(range(5000))
+
+
+def test_full_queue_drops_and_counts(tmp_path):
+    registry = CollectorRegistry()
+    history = History(str(tmp_path / "h.db"), HistoryMetrics(registry), queue_size=2)
+    for i in range(5):  # the writer is not started: nothing drains the queue
+        history.put(record(i))
+    assert registry.get_sample_value("llm_history_dropped_total") == 3
+    assert registry.get_sample_value("llm_history_queue_size") == 2
+
+
+def test_retention_deletes_old_rows(tmp_path):
+    now = 1_800_000_000.0
+    history = history_at(tmp_path / "h.db", retention_days=30, clock=lambda: now)
+    history.put(record(1, started=now - 31 * 86400))
+    history.put(record(2, started=now - 29 * 86400))
+    history.close()
+    assert [r["request_id"] for r in rows(tmp_path / "h.db")] == ["id-2"]
+
+
+async def test_unwritable_database_never_stops_the_proxy(gateway, replay, tmp_path, caplog):
+    registry = CollectorRegistry()
+    history = history_at(tmp_path / "missing-dir" / "h.db", registry)
+    replay.routes[CHAT] = json_file("openai_chat_cached.json")
+    gw = await gateway(history=history)
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.post(gw.url + CHAT, json={"model": "gpt-4o"}) as r:
+                assert r.status == 200
+    await gw.records.wait(3)
+    await asyncio.to_thread(history.close)
+    assert registry.get_sample_value("llm_history_write_errors_total") >= 1
+    assert registry.get_sample_value("llm_history_rows") is None  # no database to count
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "history" in r.message]
+    assert len(errors) == 1
