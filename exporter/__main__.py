@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 
 from . import __version__
-from .config import ConfigError, load_config, parse_config, single_upstream
+from .config import ConfigError, check_hostport, load_config, single_upstream
 
 
 def main(argv=None) -> int:
@@ -124,10 +125,13 @@ def show_prices(args) -> int:
     return 0
 
 
-def _with(config, overrides):
-    import dataclasses
-    checked = parse_config({"services": [{"name": "x", "base_url": "http://x"}], **overrides})
-    return dataclasses.replace(config, **{k: getattr(checked, k) for k in overrides})
+def _with(config, overrides: dict):
+    """Apply --listen and --admin-listen over a config file's values, checked alike."""
+    problems = [f"--{k.replace('_', '-')}: {message}" for k, v in overrides.items()
+                if (message := check_hostport(v))]
+    if problems:
+        raise ConfigError(problems)
+    return dataclasses.replace(config, **overrides)
 
 
 if __name__ == "__main__":

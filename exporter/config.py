@@ -37,7 +37,7 @@ def _url(v):
         return "must not have a query or fragment"
 
 
-def _hostport(v):
+def check_hostport(v):
     host, sep, port = v.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         return "must be HOST:PORT, for example 127.0.0.1:8080"
@@ -174,9 +174,9 @@ class Config:
     """The whole gateway configuration."""
 
     services: tuple[Service, ...] = setting(doc="the upstreams (at least one)")
-    listen: str = setting("127.0.0.1:8080", "HOST:PORT for client traffic", check=_hostport)
+    listen: str = setting("127.0.0.1:8080", "HOST:PORT for client traffic", check=check_hostport)
     admin_listen: str = setting("127.0.0.1:9464", "HOST:PORT for /metrics and /healthz, "
-                                "never exposed where client traffic arrives", check=_hostport)
+                                "never exposed where client traffic arrives", check=check_hostport)
     default_service: str | None = setting(None, "service also reachable at / (default: the "
                                           "first service)")
     api_keys: tuple[ApiKey, ...] = setting((), "names for client keys (default: key-<first 8 "

@@ -13,7 +13,6 @@ import logging
 import os
 import time
 import zlib
-from decimal import Decimal
 from time import perf_counter
 
 import aiohttp
@@ -22,12 +21,12 @@ from multidict import CIMultiDict, istr
 from yarl import URL
 
 from .config import Config, Service
+from .accounting import count_usage, price
+from .errors import error_body, error_type_for
 from .metrics import Metrics, RequestRecord
 from .pricing import Pricing
 from .stream import StreamMeter
-from .usage import (EMBEDDINGS, INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody,
-                    Usage, estimate_tokens, operation_for, request_text_chars,
-                    response_text_chars, usage_from)
+from .usage import INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody, operation_for
 
 log = logging.getLogger("llm_usage_exporter")
 
@@ -46,28 +45,6 @@ X_UPSTREAM_REQUEST_ID = istr("X-Upstream-Request-ID")
 
 # Upstream failures before the response started, and what the client is told.
 _UPSTREAM_TIMEOUTS = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
-
-
-def error_type_for(status: int) -> str:
-    """Name the outcome of an HTTP status with one bounded value."""
-    if status < 400:
-        return "none"
-    return _ERROR_TYPES.get(status) or ("upstream_error" if status >= 500 else "client_error")
-
-
-_ERROR_TYPES = {400: "bad_request", 422: "bad_request", 401: "auth", 403: "auth",
-                404: "not_found", 408: "timeout", 413: "too_large", 429: "rate_limited",
-                499: "client_disconnect"}
-
-
-def error_body(api_format: str, status: int, code: str, message: str) -> bytes:
-    """Render a gateway error in the body format of the API the client speaks."""
-    if api_format == "anthropic":
-        kind = {413: "request_too_large", 504: "timeout_error"}.get(status, "api_error")
-        return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return json.dumps({"error": {"message": message, "type": kind, "param": None,
-                                 "code": code}}).encode()
 
 
 def key_label(headers, names: dict[str, str]) -> str:
@@ -279,8 +256,8 @@ class Proxy:
                 rec.error_type = "upstream_error"
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
             if upstream is not None and 200 <= upstream.status < 300:
-                self._count_usage(rec, body_json, meter, collected)
-                self._price(rec)
+                count_usage(rec, body_json, meter, collected)
+                price(rec, self.pricing)
             for sink in self.sinks:
                 sink(rec)
 
@@ -342,52 +319,3 @@ class Proxy:
         if request.transport is not None:
             request.transport.abort()
         return resp
-
-    @staticmethod
-    def _count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
-        """Fill rec.usage from what the upstream reported, estimating what it did not."""
-        output_chars, whole = 0, None
-        if meter is not None:
-            model, reported = meter.model, meter.usage
-            output_chars = meter.output_chars
-            input_known = reported is not None
-            # Anthropic streams report input at message_start, the final output only later.
-            output_known = meter.final
-        elif collected is not None:
-            model, reported, whole = collected.parse()
-            input_known = output_known = isinstance(reported, dict)
-            if not output_known:
-                output_chars = response_text_chars(rec.operation, whole)
-        else:
-            return
-        if model:
-            rec.model = model
-        tier = meter.service_tier if meter is not None else \
-            (whole or {}).get("service_tier") if collected is not None else None
-        if tier is None and isinstance(reported, dict):
-            tier = reported.get("service_tier")  # Anthropic reports it inside usage
-        if tier is None and isinstance(body_json, dict):
-            tier = body_json.get("service_tier")  # what the client asked for
-        rec.service_tier = tier if isinstance(tier, str) else None
-        usage = usage_from(rec.operation, reported) or Usage()
-        if not input_known:
-            usage.estimated_input = estimate_tokens(request_text_chars(body_json))
-            usage.input_text += usage.estimated_input
-        if not output_known and rec.operation != EMBEDDINGS:
-            guess = estimate_tokens(output_chars)
-            if guess > usage.output_total:
-                usage.estimated_output = guess - usage.output_total
-                usage.output_text += usage.estimated_output
-        rec.usage = usage
-
-    def _price(self, rec: RequestRecord) -> None:
-        """Fill rec.fees and rec.fee from the price sheet of the model the upstream used."""
-        if not (rec.usage.input_total or rec.usage.output_total):
-            return
-        sheet = self.pricing.sheet(rec.service, rec.provider, rec.model, rec.service_tier)
-        if sheet is None:
-            rec.unpriced = True
-            return
-        rec.fees = self.pricing.fees(sheet, rec.usage)
-        rec.fee = sum((usd for _, _, usd in rec.fees), Decimal(0))
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from .usage import CHAT, COMPLETION, MESSAGES, RESPONSES
+from .usage import COMPLETION, MESSAGES, RESPONSES
 
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 # With stream_options.include_usage, OpenAI adds "usage":null to every chunk; removed

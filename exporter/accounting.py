@@ -1,0 +1,62 @@
+"""Turn what the gateway saw of a successful response into usage and fees.
+
+Usage comes from what the upstream reported; a direction it did not report is estimated
+from the text that passed (and marked so); the fee comes from the model's price sheet.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .metrics import RequestRecord
+from .pricing import Pricing
+from .usage import (EMBEDDINGS, Usage, estimate_tokens, request_text_chars,
+                    response_text_chars, usage_from)
+
+
+def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
+    """Fill rec.usage from what the upstream reported, estimating what it did not."""
+    output_chars, whole = 0, None
+    if meter is not None:
+        model, reported = meter.model, meter.usage
+        output_chars = meter.output_chars
+        input_known = reported is not None
+        # Anthropic streams report input at message_start, the final output only later.
+        output_known = meter.final
+    elif collected is not None:
+        model, reported, whole = collected.parse()
+        input_known = output_known = isinstance(reported, dict)
+        if not output_known:
+            output_chars = response_text_chars(rec.operation, whole)
+    else:
+        return
+    if model:
+        rec.model = model
+    tier = meter.service_tier if meter is not None else \
+        (whole or {}).get("service_tier") if collected is not None else None
+    if tier is None and isinstance(reported, dict):
+        tier = reported.get("service_tier")  # Anthropic reports it inside usage
+    if tier is None and isinstance(body_json, dict):
+        tier = body_json.get("service_tier")  # what the client asked for
+    rec.service_tier = tier if isinstance(tier, str) else None
+    usage = usage_from(rec.operation, reported) or Usage()
+    if not input_known:
+        usage.estimated_input = estimate_tokens(request_text_chars(body_json))
+        usage.input_text += usage.estimated_input
+    if not output_known and rec.operation != EMBEDDINGS:
+        guess = estimate_tokens(output_chars)
+        if guess > usage.output_total:
+            usage.estimated_output = guess - usage.output_total
+            usage.output_text += usage.estimated_output
+    rec.usage = usage
+
+def price(rec: RequestRecord, pricing: Pricing) -> None:
+    """Fill rec.fees and rec.fee from the price sheet of the model the upstream used."""
+    if not (rec.usage.input_total or rec.usage.output_total):
+        return
+    sheet = pricing.sheet(rec.service, rec.provider, rec.model, rec.service_tier)
+    if sheet is None:
+        rec.unpriced = True
+        return
+    rec.fees = pricing.fees(sheet, rec.usage)
+    rec.fee = sum((usd for _, _, usd in rec.fees), Decimal(0))
