@@ -99,8 +99,9 @@ class Simulator:
             return err
         chat = request.path.endswith("/chat/completions")
         plan = self._plan(body)
-        usage = {"prompt_tokens": plan["prompt"], "completion_tokens": plan["out"] + plan["reasoning"],
-                 "total_tokens": plan["prompt"] + plan["out"] + plan["reasoning"],
+        completion = plan["out"] + plan["reasoning"]
+        usage = {"prompt_tokens": plan["prompt"], "completion_tokens": completion,
+                 "total_tokens": plan["prompt"] + completion,
                  "prompt_tokens_details": {"cached_tokens": plan["cached"], "audio_tokens": 0},
                  "completion_tokens_details": {"reasoning_tokens": plan["reasoning"],
                                                "audio_tokens": 0}}

@@ -29,7 +29,8 @@ def test_minimal_config_gets_every_default():
     c = parse_config({"services": [{"name": "openai", "base_url": "https://api.openai.com"}]})
     s = c.services[0]
     assert (c.listen, c.admin_listen, c.log_level) == ("127.0.0.1:8080", "127.0.0.1:9464", "info")
-    assert (s.provider, s.connect_timeout_seconds, s.read_timeout_seconds) == ("openai", 10.0, 600.0)
+    assert (s.provider, s.connect_timeout_seconds, s.read_timeout_seconds) == (
+        "openai", 10.0, 600.0)
     assert (c.limits.max_models, c.limits.max_api_keys) == (200, 1000)
     assert c.limits.max_request_body_bytes == 32 * 1024 * 1024
     assert c.default is s

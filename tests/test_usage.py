@@ -101,7 +101,8 @@ def test_stream_meter_strips_usage_the_client_did_not_ask_for():
 
 def test_stream_meter_content_flag_only_on_content():
     meter = StreamMeter("chat")
-    role = b'data: {"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    role = (b'data: {"model":"m","choices":[{"index":0,"delta":{"role":"assistant",'
+            b'"content":""}}]}\n\n')
     assert meter.feed(role) == (role, False)
     tool = (b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":'
             b'{"name":"get","arguments":""}}]}}]}\n\n')
