@@ -37,8 +37,6 @@ def create_app(config: Config, *, registry: CollectorRegistry, history: History 
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
     proxy = Proxy(config, metrics, env)
-    if history is not None:
-        proxy.sinks.append(history.put)
     app = web.Application(client_max_size=config.limits.max_request_body_bytes)
     app[PROXY] = proxy
 
@@ -53,6 +51,16 @@ def create_app(config: Config, *, registry: CollectorRegistry, history: History 
         await proxy.session.close()
 
     app.cleanup_ctx.append(client_session)
+    if history is not None:
+        proxy.sinks.append(history.put)
+
+        async def history_writer(app: web.Application):
+            history.start()
+            yield
+            # Cleanup runs after every handler finished, so every request is queued by now.
+            await asyncio.to_thread(history.close)
+
+        app.cleanup_ctx.append(history_writer)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     return app
 
@@ -81,15 +89,13 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def open_history(config: Config, registry: CollectorRegistry) -> History | None:
-    """Start the history writer the config asks for."""
+def history_for(config: Config, registry: CollectorRegistry) -> History | None:
+    """Build the history the config asks for; the app starts and closes its writer."""
     metrics = HistoryMetrics(registry)
     if not config.history.enabled:
         return None
-    history = History(config.history.path, metrics, queue_size=config.history.queue_size,
-                      retention_days=config.history.retention_days)
-    history.start()
-    return history
+    return History(config.history.path, metrics, queue_size=config.history.queue_size,
+                   retention_days=config.history.retention_days)
 
 
 async def start(config: Config, registry: CollectorRegistry, *, history: History | None = None,
@@ -113,7 +119,7 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
 async def serve(config: Config, *, ready=None) -> None:
     """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit."""
     registry = CollectorRegistry()
-    history = open_history(config, registry)
+    history = history_for(config, registry)
     runners = await start(config, registry, history=history)
     log.info("llm-usage-exporter %s: proxy on http://%s, metrics on http://%s/metrics",
              __version__, config.listen, config.admin_listen)
@@ -129,5 +135,3 @@ async def serve(config: Config, *, ready=None) -> None:
         log.info("shutting down: finishing in-flight requests")
         for runner in runners:
             await runner.cleanup()
-        if history is not None:  # after the proxy: every finished request is queued by now
-            await asyncio.to_thread(history.close)

@@ -92,7 +92,8 @@ class History:
         metrics.watch(self)
 
     def start(self) -> None:
-        self.thread.start()
+        if self.thread.ident is None:  # once: the app's cleanup_ctx and tests may both ask
+            self.thread.start()
 
     def put(self, record: RequestRecord) -> None:
         """Queue one record; never blocks (a full queue drops it, counted)."""
