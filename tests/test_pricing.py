@@ -207,28 +207,23 @@ def test_prices_command_explains_each_price(capsys):
     assert "llm_unpriced_requests_total" in capsys.readouterr().err
 
 
-async def test_request_service_tier_applies_when_response_is_silent(gateway, replay):
-    # A response without service_tier; the request asked for flex.
+@pytest.mark.parametrize("response_tier,applied,prices", [
+    # A response without service_tier: the request's flex applies.
     # gpt-5-mini flex, published: input $0.125, cached $0.0125, output $1.00.
-    silent = json.loads(fixture("openai_responses.json"))
-    del silent["service_tier"]
-    replay.routes["/v1/responses"] = status(200, silent)
-    gw = await gateway()
-    await post(gw, "/v1/responses", {"model": "gpt-5-mini", "input": "hi",
-                                     "service_tier": "flex"})
-    rec = await gw.records.wait(1)
-    assert rec.service_tier == "flex"
-    assert rec.fee == (151 * D("0.125") + 1152 * D("0.0125") + 410 * D(1)) / M
-
-
-async def test_response_service_tier_wins_over_the_request(gateway, replay):
+    (None, "flex", (D("0.125"), D("0.0125"), D(1))),
     # The response says default although flex was asked: default is what was billed.
-    # gpt-5-mini default: input $0.25, cached $0.025, output $2.00.
-    replay.routes["/v1/responses"] = json_file("openai_responses.json")
+    # gpt-5-mini default, published: input $0.25, cached $0.025, output $2.00.
+    ("default", "default", (D("0.25"), D("0.025"), D(2))),
+])
+async def test_service_tier_of_response_else_request(gateway, replay, response_tier, applied,
+                                                     prices):
+    body = json.loads(fixture("openai_responses.json"))
+    body["service_tier"] = response_tier
+    replay.routes["/v1/responses"] = status(200, body)
     gw = await gateway()
     await post(gw, "/v1/responses", {"model": "gpt-5-mini", "input": "hi",
                                      "service_tier": "flex"})
     rec = await gw.records.wait(1)
-    assert rec.service_tier == "default"
-    assert rec.fee == (151 * D("0.25") + 1152 * D("0.025") + 410 * D(2)) / M
-
+    text, cached, output = prices
+    assert rec.service_tier == applied
+    assert rec.fee == (151 * text + 1152 * cached + 410 * output) / M
