@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 import sys
 
 from . import __version__
@@ -43,6 +44,29 @@ def main(argv=None) -> int:
                         "e.g. priority or flex")
     prices.add_argument("--config", metavar="FILE", help="apply this config's pricing section")
 
+    export = sub.add_parser("export", help="write usage aggregates or request rows from the "
+                            "history database to a CSV, Excel or JSON file")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--config", metavar="FILE", help="read history.path from this config")
+    where.add_argument("--db", metavar="PATH",
+                       help="the history database (default llm-usage-history.db)")
+    export.add_argument("--kind", choices=("usage", "requests"), default="usage",
+                        help="aggregates (default) or one row per request")
+    export.add_argument("--from", dest="from_", metavar="TIME",
+                        help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
+    export.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")
+    export.add_argument("--tz", help="IANA time zone for days and times (default UTC)")
+    export.add_argument("--group-by", help="comma-separated: model, api_key, service, provider")
+    export.add_argument("--granularity", help="minute, 5m, hour, day or none (default)")
+    export.add_argument("--order", help="tokens (default), fee or requests")
+    export.add_argument("--limit", help="at most this many rows (usage: the top N groups)")
+    for label in ("service", "provider", "model", "api-key"):
+        export.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')}")
+    export.add_argument("--status", help="success, error or an HTTP status code")
+    export.add_argument("--format", choices=("csv", "xlsx", "json"), default="csv")
+    export.add_argument("--output", metavar="FILE", help="default: standard output (not for "
+                        "xlsx)")
+
     demo = sub.add_parser("demo", help="run the gateway in front of a simulated upstream "
                           "and send it a little traffic (no API key needed)")
     demo.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -64,6 +88,8 @@ def main(argv=None) -> int:
 
     if args.command == "prices":
         return show_prices(args)
+    if args.command == "export":
+        return export_history(args)
 
     try:
         if args.command == "demo":
@@ -122,6 +148,52 @@ def show_prices(args) -> int:
     print(f"{args.model} (provider {provider}, service tier {args.service_tier or 'default'}): "
           f"priced as {sheet.model}")
     print("\n".join(describe(sheet)))
+    return 0
+
+
+def export_history(args) -> int:
+    import time
+
+    from .export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
+    from .query import BadParameter, Filters, UsageQuery
+    path = args.db or "llm-usage-history.db"
+    if args.config:
+        try:
+            path = load_config(args.config).history.path
+        except ConfigError as e:
+            print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
+            return 2
+    params = {k: v for k, v in {
+        "from": args.from_, "to": args.to, "tz": args.tz, "group_by": args.group_by,
+        "granularity": args.granularity, "order": args.order, "limit": args.limit,
+        "service": args.service, "provider": args.provider, "model": args.model,
+        "api_key": args.api_key, "status": args.status}.items() if v is not None}
+    if args.format == "xlsx" and not args.output:
+        print("--output: an Excel file cannot go to standard output", file=sys.stderr)
+        return 2
+    try:
+        if args.kind == "usage":
+            q = UsageQuery.parse(params, time.time())
+            rows, columns = usage_rows(path, q), usage_columns(q)
+        else:
+            if "limit" in params and not params["limit"].isdigit():
+                raise BadParameter("limit", f"{params['limit']!r} is not a whole number")
+            filters = Filters.parse(params, time.time())
+            rows = request_rows(path, filters, int(params.get("limit", 0)) or None, None)
+            columns = REQUEST_COLUMNS
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer
+        try:
+            for chunk in encode(args.format, rows, columns):
+                out.write(chunk)
+        finally:
+            if args.output:
+                out.close()
+    except BadParameter as e:
+        print(f"--{e.name.replace('_', '-')}: {str(e).split(': ', 1)[1]}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

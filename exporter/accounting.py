@@ -10,8 +10,14 @@ from decimal import Decimal
 
 from .metrics import RequestRecord
 from .pricing import Pricing
-from .usage import (EMBEDDINGS, Usage, estimate_tokens, request_text_chars,
-                    response_text_chars, usage_from)
+from .usage import (
+    EMBEDDINGS,
+    Usage,
+    estimate_tokens,
+    request_text_chars,
+    response_text_chars,
+    usage_from,
+)
 
 
 def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -17,9 +18,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
+from .api import HISTORY_PATH, api_errors, bearer_token, requests_handler, usage_handler
 from .config import Config
 from .history import History
-from .metrics import HistoryMetrics, Metrics
+from .metrics import HistoryMetrics, Metrics, SpendCollector
 from .proxy import Proxy
 
 PROXY = web.AppKey("proxy", Proxy)
@@ -65,12 +67,18 @@ def create_app(config: Config, *, registry: CollectorRegistry, history: History 
     return app
 
 
-def create_admin_app(registry: CollectorRegistry) -> web.Application:
-    """Build the admin application: /metrics and /healthz."""
-    app = web.Application()
+def create_admin_app(registry: CollectorRegistry, *, history_path: str | None = None,
+                     token: str | None = None) -> web.Application:
+    """Build the admin application: /metrics, /healthz and, with a history, /api/*."""
+    middlewares = [bearer_token(token)] if token else []
+    app = web.Application(middlewares=middlewares + [api_errors])
     app[REGISTRY] = registry
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz_handler)
+    if history_path is not None:
+        app[HISTORY_PATH] = history_path
+        app.router.add_get("/api/requests", requests_handler)
+        app.router.add_get("/api/usage", usage_handler)
     return app
 
 
@@ -94,6 +102,8 @@ def history_for(config: Config, registry: CollectorRegistry) -> History | None:
     metrics = HistoryMetrics(registry)
     if not config.history.enabled:
         return None
+    SpendCollector(registry, config.history.path, ZoneInfo(config.timezone), config.budgets,
+                   max_keys=config.limits.max_api_keys)
     return History(config.history.path, metrics, queue_size=config.history.queue_size,
                    retention_days=config.history.retention_days)
 
@@ -102,9 +112,10 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
                 env=os.environ):
     """Start both listeners; return the runners to clean up."""
     runners = []
+    admin = create_admin_app(registry, history_path=history.path if history else None,
+                             token=config.admin_token(env))
     for app, listen in ((create_app(config, registry=registry, history=history, env=env),
-                         config.listen),
-                        (create_admin_app(registry), config.admin_listen)):
+                         config.listen), (admin, config.admin_listen)):
         # handler_cancellation: a client that disconnects cancels its handler at once,
         # which closes the upstream request (nobody keeps paying for unread tokens).
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None,

@@ -58,6 +58,14 @@ def _env_var(v):
         return "must be an environment variable name"
 
 
+def _timezone(v):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "must be an IANA time zone, e.g. UTC or Europe/Paris"
+
+
 def _log_level(v):
     if v not in ("debug", "info", "warning", "error"):
         return "must be one of debug, info, warning, error"
@@ -170,6 +178,15 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """A spending limit for one API key name, exported as llm_budget_usd for the alerts."""
+
+    api_key: str = setting(doc="the `api_key` label value, or * for every key not listed")
+    daily: float | None = _usd("USD per calendar day in `timezone`")
+    monthly: float | None = _usd("USD per calendar month in `timezone`")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole gateway configuration."""
 
@@ -185,12 +202,21 @@ class Config:
     history: HistoryConfig = setting(HistoryConfig(), "the request history")
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
                                                  "order before the genai-prices table")
+    budgets: tuple[Budget, ...] = setting((), "spending limits per API key")
+    timezone: str = setting("UTC", "IANA time zone of the calendar days and months of "
+                            "llm_spend_usd and budgets", check=_timezone)
+    admin_token_env: str | None = setting(
+        None, "environment variable holding a bearer token that /metrics and /api/* then "
+        "require", check=_env_var)
     log_level: str = setting("info", "debug, info, warning or error", check=_log_level)
 
     @property
     def default(self) -> Service:
         name = self.default_service or self.services[0].name
         return next(s for s in self.services if s.name == name)
+
+    def admin_token(self, env=os.environ) -> str | None:
+        return env.get(self.admin_token_env) if self.admin_token_env else None
 
     def key_names(self, env=os.environ) -> dict[str, str]:
         """Map SHA-256 hex digests of client keys to their configured names."""
@@ -292,6 +318,12 @@ def _cross_check(config: Config, env, problems: list[str]) -> Config:
     for i, o in enumerate(config.pricing):
         if o.service is not None and o.service not in seen:
             problems.append(f"pricing[{i}].service: no service named {o.service!r}")
+    for i, b in enumerate(config.budgets):
+        if b.daily is None and b.monthly is None:
+            problems.append(f"budgets[{i}]: set daily, monthly or both")
+    if config.admin_token_env and not env.get(config.admin_token_env):
+        problems.append(f"admin_token_env: environment variable {config.admin_token_env} "
+                        "is not set")
     names = set()
     for i, k in enumerate(config.api_keys):
         if (k.sha256 is None) == (k.key_env is None):

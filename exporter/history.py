@@ -44,11 +44,19 @@ def m001_requests(db: sqlite_utils.Database) -> None:
     db["requests"].create_index(["model", "started_at"])
 
 
+@migrations()
+def m002_spend_index(db: sqlite_utils.Database) -> None:
+    # llm_spend_usd sums the month's fees per key at every scrape: a covering index makes
+    # that an index-only scan.
+    db["requests"].create_index(["started_at", "api_key", "fee_usd"],
+                                index_name="idx_requests_spend")
+
+
 def row(r: RequestRecord) -> tuple:
     """Flatten a record into the column order of INSERT_SQL; no prompt or completion text."""
     u = r.usage
     return (r.request_id, r.started, r.service, r.provider, r.model, r.api_key, r.operation,
-            int(r.stream), r.code, r.error_type, r.error_message[:MAX_ERROR_CHARS],
+            int(r.stream), r.code, r.error_type, r.error_message[:MAX_ERROR_CHARS] or None,
             *(getattr(u, c) for c in TOKEN_COLUMNS), u.estimated_input, u.estimated_output,
             float(r.fee), int(r.unpriced), r.service_tier,
             None if r.ttft is None else r.ttft * 1000, r.duration * 1000, r.overhead * 1000,

@@ -6,6 +6,9 @@ change them only with a deprecation period.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -193,4 +196,46 @@ class HistoryMetrics:
         if rows is not None:
             family.add_metric([], rows)
         yield family
+
+
+class SpendCollector:
+    """llm_spend_usd and llm_budget_usd, computed from the history at every scrape.
+
+    Read from the database rather than kept in memory, so the figures are right after a
+    restart and agree across worker processes.
+    """
+
+    def __init__(self, registry: CollectorRegistry, path: str, tz, budgets=(),
+                 max_keys: int = 1000, clock=time.time):
+        self.path, self.tz, self.max_keys, self.clock = path, tz, max_keys, clock
+        self.budgets = {b.api_key: b for b in budgets}
+        registry.register(self)
+
+    def collect(self):
+        from .query import spend_sql  # query imports history, which imports this module
+        spend = GaugeMetricFamily(
+            "llm_spend_usd", "Fees of the current calendar day or month, in the configured "
+            "time zone, from the request history.", labels=["api_key", "period"])
+        budget = GaugeMetricFamily(
+            "llm_budget_usd", "Configured spending limit for the period.",
+            labels=["api_key", "period"])
+        keys = []
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as conn:
+                for api_key, month, day in conn.execute(
+                        *spend_sql(self.tz, self.clock(), self.max_keys)):
+                    spend.add_metric([api_key, "day"], day or 0.0)
+                    spend.add_metric([api_key, "month"], month or 0.0)
+                    keys.append(api_key)
+        except sqlite3.Error as e:  # no history yet: no spend to show
+            logging.getLogger("llm_usage_exporter").debug("spend: %s", e)
+        for api_key in dict.fromkeys([k for k in self.budgets if k != "*"] + keys):
+            b = self.budgets.get(api_key) or self.budgets.get("*")
+            if b is None:
+                continue
+            for period, limit in (("day", b.daily), ("month", b.monthly)):
+                if limit is not None:
+                    budget.add_metric([api_key, period], limit)
+        yield spend
+        yield budget
 

@@ -20,8 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict, istr
 from yarl import URL
 
-from .config import Config, Service
 from .accounting import count_usage, price
+from .config import Config, Service
 from .errors import error_body, error_type_for
 from .metrics import Metrics, RequestRecord
 from .pricing import Pricing

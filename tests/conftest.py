@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 from prometheus_client import CollectorRegistry
+from upstream import Replay
 
 from exporter.app import create_app
 from exporter.config import parse_config
-from upstream import Replay
 
 
 def need_binary(name: str) -> str:

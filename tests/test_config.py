@@ -16,7 +16,8 @@ import pytest
 from exporter.config import ConfigError, load_config, parse_config, single_upstream
 
 ROOT = Path(__file__).parent.parent
-EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-x", "BATCH_JOBS_KEY": "sk-y"}
+EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-x", "BATCH_JOBS_KEY": "sk-y",
+               "LLM_USAGE_ADMIN_TOKEN": "t"}
 
 
 def cli(*args, env=None, **kw):
@@ -51,7 +52,8 @@ def test_every_problem_is_named_by_its_path():
         }, env={})
     assert e.value.problems == [
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
-        "api_keys, limits, history, pricing, log_level)",
+        "api_keys, limits, history, pricing, budgets, timezone, admin_token_env, "
+        "log_level)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
         "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage)",
         "services[0].base_url: must be an http:// or https:// URL",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,7 +12,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.__main__ import main
 from exporter.config import documented_keys
-from exporter.metrics import HistoryMetrics, Metrics
+from exporter.metrics import HistoryMetrics, Metrics, SpendCollector
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -30,13 +31,15 @@ def readme_metric_rows():
 def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
     rows = readme_metric_rows()
     registry = CollectorRegistry()
-    owners = (Metrics(registry), HistoryMetrics(registry))
+    owners = (Metrics(registry), HistoryMetrics(registry),
+              SpendCollector(registry, "/nonexistent.db", ZoneInfo("UTC")))
     declared = {m._name + ("_total" if m._type == "counter" else ""): (m._type,
                                                                       list(m._labelnames))
                 for owner in owners for m in vars(owner).values()
                 if isinstance(m, MetricWrapperBase)}
-    for family in owners[1].collect():  # values read at scrape time, without labels
-        declared[family.name] = (family.type, [])
+    for owner in owners[1:]:  # values read at scrape time
+        for family in owner.collect():
+            declared[family.name] = (family.type, list(getattr(family, "_labelnames", ())))
     assert len(declared) == len(list(registry.collect())) == len(rows)
     for name, kind_and_labels in declared.items():
         assert rows[name] == kind_and_labels, name

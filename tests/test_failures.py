@@ -9,7 +9,6 @@ from decimal import Decimal as D
 
 import aiohttp
 import pytest
-
 from upstream import events, hang, json_file, sse_file, status
 
 CHAT = "/v1/chat/completions"

@@ -8,11 +8,11 @@ import logging
 import subprocess
 
 import aiohttp
-from prometheus_client import generate_latest
-
 from conftest import need_binary
-from exporter.app import create_admin_app
+from prometheus_client import generate_latest
 from upstream import fixture, json_file, sse_file, status
+
+from exporter.app import create_admin_app
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

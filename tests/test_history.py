@@ -8,11 +8,11 @@ import sqlite3
 
 import aiohttp
 from prometheus_client import CollectorRegistry
+from upstream import json_file, sse_file, status
 
 from exporter.history import History
 from exporter.metrics import HistoryMetrics, RequestRecord
 from exporter.usage import Usage
-from upstream import json_file, sse_file, status
 
 CHAT = "/v1/chat/completions"
 KEY = "sk-history-test-key"

@@ -9,11 +9,11 @@ from decimal import Decimal as D
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from upstream import fixture, json_file, sse_file, status
 
 from exporter.config import parse_config
 from exporter.pricing import Pricing
 from exporter.usage import Usage
-from upstream import fixture, json_file, sse_file, status
 
 M = D(1_000_000)
 CHAT = "/v1/chat/completions"

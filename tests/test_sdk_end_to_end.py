@@ -10,7 +10,6 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-
 from upstream import fixture, json_file, sse_file
 
 KEY = "sk-test-0123456789abcdef-SECRET"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from upstream import fixture
 
 from exporter.stream import StreamMeter
-from exporter.usage import (ResponseBody, Usage, operation_for, request_text_chars,
-                            usage_from)
-from upstream import fixture
+from exporter.usage import ResponseBody, Usage, operation_for, request_text_chars, usage_from
 
 
 @pytest.mark.parametrize("path,operation", [

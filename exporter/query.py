@@ -1,0 +1,271 @@
+"""History queries: filters, time-zone buckets and aggregates, as SQL with parameters.
+
+SQLite knows nothing of IANA time zones, so the offsets in force over the queried range
+are worked out here (every DST change found to the second) and applied in SQL with a CASE:
+`tz=Asia/Shanghai&granularity=day` puts day boundaries at Shanghai's midnight.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .history import TOKEN_COLUMNS
+
+GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400}
+GROUP_COLUMNS = ("model", "api_key", "service", "provider")
+DEFAULT_RANGE = 86400  # the last 24 hours
+TOTAL_TOKENS = " + ".join(f"sum({c})" for c in TOKEN_COLUMNS)
+# order= name -> (the output column, the aggregate that computes it)
+ORDERS = {"tokens": ("total_tokens", TOTAL_TOKENS), "fee": ("fee_usd", "sum(fee_usd)"),
+          "requests": ("requests", "count(*)")}
+
+
+class BadParameter(ValueError):
+    """A query parameter that cannot be used; answered with 400 naming it."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def parse_tz(value: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(value or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadParameter("tz", f"unknown IANA time zone {value!r} (e.g. Europe/Paris)") \
+            from None
+
+
+def parse_time(name: str, value: str, tz: ZoneInfo) -> float:
+    """Read Unix seconds or ISO 8601; a time without an offset is in the zone `tz`."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadParameter(name, f"{value!r} is neither Unix seconds nor ISO 8601 "
+                                 "(e.g. 2026-11-01 or 2026-11-01T08:00:00+01:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return moment.timestamp()
+
+
+def parse_int(params, name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadParameter(name, f"{value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise BadParameter(name, f"must be from {low} to {high}")
+    return number
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What every history query is narrowed by: a time range and label values."""
+
+    start: float
+    end: float
+    tz: ZoneInfo
+    equal: tuple = ()  # (column, value)
+    status: str | None = None
+
+    @classmethod
+    def parse(cls, params, now: float) -> Filters:
+        tz = parse_tz(params.get("tz"))
+        end = parse_time("to", params["to"], tz) if params.get("to") else now
+        start = parse_time("from", params["from"], tz) if params.get("from") \
+            else end - DEFAULT_RANGE
+        if start >= end:
+            raise BadParameter("from", "must be before `to`")
+        status = params.get("status")
+        if status is not None and status not in ("success", "error") and not (
+                status.isdigit() and 100 <= int(status) <= 599):
+            raise BadParameter("status", "must be success, error or an HTTP status code")
+        equal = tuple((c, params[c]) for c in GROUP_COLUMNS if params.get(c))
+        return cls(start, end, tz, equal, status)
+
+    def where(self) -> tuple[str, list]:
+        sql, args = ["started_at >= ?", "started_at < ?"], [self.start, self.end]
+        for column, value in self.equal:
+            sql.append(f"{column} = ?")
+            args.append(value)
+        if self.status == "success":
+            sql.append("error_type = 'none'")
+        elif self.status == "error":
+            sql.append("error_type != 'none'")
+        elif self.status is not None:
+            sql.append("status = ?")
+            args.append(int(self.status))
+        return " AND ".join(sql), args
+
+
+def offset_segments(tz: ZoneInfo, start: float, end: float) -> list[tuple[float, int]]:
+    """Return [(from_time, utc_offset_seconds)] covering [start, end), every change exact."""
+
+    def offset(t: float) -> int:
+        return int(datetime.fromtimestamp(t, tz).utcoffset().total_seconds())
+
+    segments = [(start, offset(start))]
+    hour = math.floor(start / 3600) * 3600 + 3600
+    while hour <= end:
+        current = offset(hour)
+        if current != segments[-1][1]:
+            low, high = max(hour - 3600, start), hour  # the change lies in (low, high]
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if offset(middle) == segments[-1][1] \
+                    else (low, middle)
+            segments.append((high, current))
+        hour += 3600
+    return segments
+
+
+def local_time_sql(segments) -> tuple[str, list]:
+    """SQL for started_at in local 'wall clock' seconds, with its parameters."""
+    if len(segments) == 1:
+        return "(started_at + ?)", [segments[0][1]]
+    sql, args = ["(started_at + CASE"], []
+    for (_, off), (nxt, _) in zip(segments, segments[1:]):
+        sql.append("WHEN started_at < ? THEN ?")
+        args += [nxt, off]
+    sql.append("ELSE ? END)")
+    args.append(segments[-1][1])
+    return " ".join(sql), args
+
+
+def wall_to_utc(wall: float, tz: ZoneInfo) -> float:
+    """Turn local wall-clock seconds back into a Unix time (earlier fold when ambiguous)."""
+    naive = datetime.fromtimestamp(wall, UTC).replace(tzinfo=None)
+    return naive.replace(tzinfo=tz).timestamp()
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    filters: Filters
+    group_by: tuple = ()
+    granularity: str = "none"
+    order: str = "tokens"
+    limit: int | None = None
+
+    @classmethod
+    def parse(cls, params, now: float) -> UsageQuery:
+        filters = Filters.parse(params, now)
+        group_by = tuple(g for g in (params.get("group_by") or "").split(",") if g)
+        for g in group_by:
+            if g not in GROUP_COLUMNS:
+                raise BadParameter("group_by", f"{g!r} is not one of {', '.join(GROUP_COLUMNS)}")
+        granularity = params.get("granularity", "none")
+        if granularity not in GRANULARITIES:
+            raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
+        order = params.get("order", "tokens")
+        if order not in ORDERS:
+            raise BadParameter("order", f"must be one of {', '.join(ORDERS)}")
+        limit = parse_int(params, "limit", 0, 0, 1_000_000) or None
+        return cls(filters, group_by, granularity, order, limit)
+
+    def sql(self) -> tuple[str, list]:
+        where, args = self.filters.where()
+        cols = ", ".join(self.group_by)
+        select, group = [], []
+        size = GRANULARITIES[self.granularity]
+        bucket_args = []
+        if size:
+            local, bucket_args = local_time_sql(offset_segments(
+                self.filters.tz, self.filters.start, self.filters.end))
+            select.append(f"CAST({local} / {size} AS INTEGER) * {size} AS bucket")
+            group.append("bucket")
+        if cols:
+            select.append(cols)
+            group.append(cols)
+        select += ["count(*) AS requests", "sum(error_type = 'none') AS successful",
+                   *(f"sum({c}) AS {c}" for c in TOKEN_COLUMNS),
+                   f"{TOTAL_TOKENS} AS total_tokens",
+                   "sum(estimated_input + estimated_output) AS estimated_tokens",
+                   "sum(fee_usd) AS fee_usd", "avg(duration_ms) AS avg_latency_ms",
+                   "avg(ttft_ms) AS avg_ttft_ms"]
+        top, top_args = "", []
+        if self.limit and cols and size:  # top N groups over the range, then their buckets
+            top = (f" AND ({cols}) IN (SELECT {cols} FROM requests WHERE {where} "
+                   f"GROUP BY {cols} ORDER BY {ORDERS[self.order][1]} DESC "
+                   f"LIMIT {self.limit})")
+            top_args = list(args)
+        sql = f"SELECT {', '.join(select)} FROM requests WHERE {where}{top}"
+        if group:
+            sql += f" GROUP BY {', '.join(group)}"
+        order = (["bucket"] if size else []) + [f"{ORDERS[self.order][0]} DESC"] \
+            + ([cols] if cols else [])
+        sql += f" ORDER BY {', '.join(order)}"
+        if self.limit and not (cols and size):
+            sql += f" LIMIT {self.limit}"
+        return sql, bucket_args + args + top_args
+
+    def finish(self, row: dict) -> dict:
+        """Add what SQL cannot: bucket times in the zone, failures, success rate, QPS."""
+        f = self.filters
+        out = {}
+        start, end = f.start, f.end
+        if "bucket" in row:
+            wall = row.pop("bucket")
+            size = GRANULARITIES[self.granularity]
+            start = max(wall_to_utc(wall, f.tz), f.start)
+            end = min(wall_to_utc(wall + size, f.tz), f.end)
+            out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
+        out.update((c, row.pop(c)) for c in self.group_by)
+        requests, successful = row["requests"], row["successful"] or 0
+        out.update(requests=requests, successful=successful, failed=requests - successful,
+                   success_rate=successful / requests if requests else None)
+        out.update(row)
+        out["fee_usd"] = round(out["fee_usd"] or 0.0, 10)
+        out["qps"] = requests / (end - start) if end > start else None
+        return out
+
+
+def requests_sql(filters: Filters, limit: int | None, cursor: str | None) -> tuple[str, list]:
+    """Newest first; the cursor is where the previous page ended (keyset pagination)."""
+    where, args = filters.where()
+    if cursor:
+        where += " AND (started_at, rowid) < (?, ?)"
+        args += list(decode_cursor(cursor))
+    sql = f"SELECT rowid, * FROM requests WHERE {where} ORDER BY started_at DESC, rowid DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return sql, args
+
+
+def encode_cursor(started_at: float, rowid: int) -> str:
+    return base64.urlsafe_b64encode(f"{started_at!r}:{rowid}".encode()).decode()
+
+
+def decode_cursor(value: str) -> tuple[float, int]:
+    try:
+        started, _, rowid = base64.urlsafe_b64decode(value.encode()).decode().partition(":")
+        return float(started), int(rowid)
+    except (ValueError, UnicodeDecodeError):
+        raise BadParameter("cursor", "not a cursor this API returned") from None
+
+
+def period_starts(tz: ZoneInfo, now: float) -> tuple[float, float]:
+    """Return the Unix times of this calendar day's and month's start in `tz`."""
+    local = datetime.fromtimestamp(now, tz)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.timestamp(), day.replace(day=1).timestamp()
+
+
+def spend_sql(tz: ZoneInfo, now: float, max_keys: int) -> tuple[str, list]:
+    """Fees per key this month and today, the biggest spenders first."""
+    day, month = period_starts(tz, now)
+    return ("SELECT api_key, sum(fee_usd) AS month, "
+            "sum(CASE WHEN started_at >= ? THEN fee_usd ELSE 0 END) AS day "
+            "FROM requests WHERE started_at >= ? GROUP BY api_key "
+            f"ORDER BY month DESC LIMIT {int(max_keys)}", [day, month])
+

@@ -1,0 +1,264 @@
+"""The usage API, exports and period spend, against a history of hand-placed rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from datetime import datetime
+from decimal import Decimal as D
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.app import create_admin_app
+from exporter.config import Budget
+from exporter.history import History
+from exporter.metrics import HistoryMetrics, RequestRecord, SpendCollector
+from exporter.query import offset_segments
+from exporter.usage import Usage
+
+ROOT = Path(__file__).parent.parent
+
+
+def at(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def rec(iso, model="gpt-4o", key="team-a", *, tokens=(10, 5), fee="0.001", code=200,
+        error_type="none", duration=2.0, ttft=None, rid=None):
+    return RequestRecord(rid or f"{iso}-{model}-{key}", at(iso), "openai", "openai", key, "chat",
+                         stream=ttft is not None, model=model, code=code, error_type=error_type,
+                         usage=Usage(input_text=tokens[0], output_text=tokens[1]),
+                         fee=D(fee), ttft=ttft, duration=duration)
+
+
+# Around midnight: 15:30Z is 23:30 in Shanghai (UTC+8) on Nov 1, 16:30Z is 00:30 on Nov 2.
+ROWS = [
+    rec("2026-11-01T15:30:00+00:00", tokens=(100, 50), fee="0.002", duration=1.0, ttft=0.2),
+    rec("2026-11-01T16:30:00+00:00", model="claude", key="team-b", tokens=(300, 0),
+        fee="0.010", duration=3.0, ttft=0.6),
+    rec("2026-11-01T23:30:00+00:00", code=429, error_type="rate_limited", tokens=(0, 0),
+        fee="0", duration=0.5),
+    rec("2026-11-02T00:30:00+00:00", model="claude", tokens=(20, 20), fee="0.004",
+        duration=2.5),
+]
+RANGE = {"from": "2026-11-01T00:00:00+00:00", "to": "2026-11-03T00:00:00+00:00"}
+
+
+def write_history(path, records):
+    h = History(str(path), HistoryMetrics(CollectorRegistry()), retention_days=None)
+    h.start()
+    for r in records:
+        h.put(r)
+    h.close()
+    return str(path)
+
+
+@pytest.fixture
+def db(tmp_path):
+    return write_history(tmp_path / "h.db", ROWS)
+
+
+@pytest.fixture
+async def api(aiohttp_client, db):
+    return await aiohttp_client(create_admin_app(CollectorRegistry(), history_path=db))
+
+
+async def get_json(api, path, **params):
+    r = await api.get(path, params=params)
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+@pytest.mark.parametrize("tz,expected", [
+    ("UTC", [("2026-11-01T00:00:00+00:00", 3), ("2026-11-02T00:00:00+00:00", 1)]),
+    ("Asia/Shanghai", [("2026-11-01T00:00:00+08:00", 1), ("2026-11-02T00:00:00+08:00", 3)]),
+])
+async def test_day_buckets_follow_the_time_zone(api, tz, expected):
+    body = await get_json(api, "/api/usage", granularity="day", tz=tz, **RANGE)
+    assert [(r["time"], r["requests"]) for r in body["data"]] == expected
+
+
+async def test_usage_by_model_has_every_figure(api):
+    body = await get_json(api, "/api/usage", group_by="model", **RANGE)
+    claude, gpt = sorted(body["data"], key=lambda r: r["model"])
+    # claude: 300 + 0 and 20 + 20 tokens; fees 0.010 + 0.004; latency (3000 + 2500) / 2 ms;
+    # TTFT only from the one stream: 600 ms. Over 2 days = 172800 s: 2 requests.
+    assert claude == {**claude, "model": "claude", "requests": 2, "successful": 2,
+                      "failed": 0, "success_rate": 1.0, "input_text": 320, "output_text": 20,
+                      "total_tokens": 340, "fee_usd": 0.014, "avg_latency_ms": 2750.0,
+                      "avg_ttft_ms": 600.0, "qps": 2 / 172800}
+    assert (gpt["requests"], gpt["failed"], gpt["success_rate"], gpt["total_tokens"]) == (
+        2, 1, 0.5, 150)
+
+
+@pytest.mark.parametrize("order,first", [("tokens", "team-b"), ("fee", "team-b"),
+                                         ("requests", "team-a")])
+async def test_top_n_ranking(api, order, first):
+    # team-a: 3 requests, 190 tokens, $0.006; team-b: 1 request, 300 tokens, $0.010.
+    body = await get_json(api, "/api/usage", group_by="api_key", order=order, limit="1",
+                          **RANGE)
+    assert [r["api_key"] for r in body["data"]] == [first]
+
+
+async def test_top_n_with_buckets_keeps_every_bucket_of_the_top_groups(api):
+    body = await get_json(api, "/api/usage", group_by="model", granularity="day", order="fee",
+                          limit="1", **RANGE)
+    assert [(r["time"][:10], r["model"], r["requests"]) for r in body["data"]] == [
+        ("2026-11-01", "claude", 1), ("2026-11-02", "claude", 1)]
+
+
+def test_dst_day_is_25_hours_long():
+    # Paris leaves summer time at 01:00 UTC on 25 October 2026: that day lasts 25 hours.
+    paris = ZoneInfo("Europe/Paris")
+    start, end = at("2026-10-24T00:00:00+00:00"), at("2026-10-27T00:00:00+00:00")
+    assert offset_segments(paris, start, end) == [(start, 7200),
+                                                  (at("2026-10-25T01:00:00+00:00"), 3600)]
+
+
+async def test_dst_day_bucket_and_qps(tmp_path, aiohttp_client):
+    db = write_history(tmp_path / "dst.db", [
+        rec("2026-10-24T22:30:00+00:00", rid="a"),   # 00:30 Paris summer time, 25 Oct
+        rec("2026-10-25T22:30:00+00:00", rid="b")])  # 23:30 Paris winter time, 25 Oct
+    api = await aiohttp_client(create_admin_app(CollectorRegistry(), history_path=db))
+    body = await get_json(api, "/api/usage", granularity="day", tz="Europe/Paris",
+                          **{"from": "2026-10-25", "to": "2026-10-26"})
+    [day] = body["data"]
+    assert (day["time"], day["requests"], day["qps"]) == (
+        "2026-10-25T00:00:00+02:00", 2, 2 / 90000)
+
+
+async def test_requests_newest_first_filtered_and_paged(api):
+    body = await get_json(api, "/api/requests", **RANGE)
+    assert [r["time"] for r in body["data"]] == [
+        "2026-11-02T00:30:00+00:00", "2026-11-01T23:30:00+00:00",
+        "2026-11-01T16:30:00+00:00", "2026-11-01T15:30:00+00:00"]
+    assert body["next_cursor"] is None
+    assert [r["status"] for r in (await get_json(api, "/api/requests", status="error",
+                                                  **RANGE))["data"]] == [429]
+    assert len((await get_json(api, "/api/requests", status="success", **RANGE))["data"]) == 3
+    assert len((await get_json(api, "/api/requests", status="429", **RANGE))["data"]) == 1
+    assert [r["api_key"] for r in (await get_json(api, "/api/requests", model="claude",
+                                                  api_key="team-b", **RANGE))["data"]] == ["team-b"]
+    seen, cursor = [], None
+    while True:
+        page = await get_json(api, "/api/requests", limit="3", **RANGE,
+                              **({"cursor": cursor} if cursor else {}))
+        seen += [r["request_id"] for r in page["data"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [r.request_id for r in reversed(ROWS)]
+
+
+@pytest.mark.parametrize("path,params", [
+    ("/api/usage", {"group_by": "model,api_key", "granularity": "hour", "tz": "Asia/Kolkata"}),
+    ("/api/requests", {"limit": "1000"}),
+])
+async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
+    params = {**params, **RANGE}
+    data = (await get_json(api, path, **params))["data"]
+    r = await api.get(path, params={**params, "format": "csv"})
+    assert r.headers["Content-Disposition"].startswith("attachment; filename=")
+    rows = list(csv.DictReader(io.StringIO(await r.text())))
+    r = await api.get(path, params={**params, "format": "xlsx"})
+    sheet = openpyxl.load_workbook(io.BytesIO(await r.read()), read_only=True).active
+    header, *cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert len(rows) == len(cells) == len(data) > 0
+    for j, c, x in zip(data, rows, cells):
+        x = dict(zip(header, x))
+        for column, value in j.items():
+            if value is None:
+                assert c[column] == "" and x[column] is None, column
+            elif isinstance(value, (int, float)):
+                assert float(c[column]) == pytest.approx(value, rel=1e-12) == x[column], column
+            else:
+                assert c[column] == value == x[column], column
+
+
+@pytest.mark.parametrize("path,params,name", [
+    ("/api/usage", {"tz": "Mars/Olympus"}, "tz"),
+    ("/api/usage", {"from": "yesterday"}, "from"),
+    ("/api/usage", {"from": "2026-11-02", "to": "2026-11-01"}, "from"),
+    ("/api/usage", {"granularity": "week"}, "granularity"),
+    ("/api/usage", {"group_by": "model,colour"}, "group_by"),
+    ("/api/usage", {"order": "latency"}, "order"),
+    ("/api/usage", {"limit": "-1"}, "limit"),
+    ("/api/requests", {"limit": "many"}, "limit"),
+    ("/api/requests", {"status": "broken"}, "status"),
+    ("/api/requests", {"format": "pdf"}, "format"),
+    ("/api/requests", {"cursor": "%%%"}, "cursor"),
+])
+async def test_bad_parameters_are_400_naming_the_parameter(api, path, params, name):
+    r = await api.get(path, params=params)
+    assert r.status == 400
+    assert (await r.json())["error"]["parameter"] == name
+
+
+async def test_missing_history_is_503(aiohttp_client, tmp_path):
+    api = await aiohttp_client(create_admin_app(CollectorRegistry(),
+                                                history_path=str(tmp_path / "none.db")))
+    assert (await api.get("/api/usage")).status == 503
+
+
+async def test_bearer_token_guards_metrics_and_api(aiohttp_client, db):
+    api = await aiohttp_client(create_admin_app(CollectorRegistry(), history_path=db,
+                                                token="s3cret"))
+    for path in ("/metrics", "/api/usage", "/api/requests"):
+        assert (await api.get(path)).status == 401
+        assert (await api.get(path, headers={"Authorization": "Bearer wrong"})).status == 401
+        assert (await api.get(path, headers={"Authorization": "Bearer s3cret"})).status == 200
+    assert (await api.get("/healthz")).status == 200
+
+
+def test_spend_and_budgets_by_calendar_period(tmp_path):
+    # Now is 2026-11-02 10:00 UTC = 18:00 in Shanghai. Shanghai's day began 2026-11-01 16:00Z.
+    db = write_history(tmp_path / "h.db", [
+        rec("2026-10-31T12:00:00+00:00", fee="1.00"),    # last month
+        rec("2026-11-01T12:00:00+00:00", fee="0.50"),    # this month, yesterday in Shanghai
+        rec("2026-11-01T17:00:00+00:00", fee="0.25"),    # today in Shanghai (01:00 local)
+        rec("2026-11-02T09:00:00+00:00", fee="0.125", key="team-b")])
+    registry = CollectorRegistry()
+    SpendCollector(registry, db, ZoneInfo("Asia/Shanghai"),
+                   [Budget("team-a", daily=1.0, monthly=20.0), Budget("*", monthly=5.0),
+                    Budget("team-c", daily=2.0)], clock=lambda: at("2026-11-02T10:00:00+00:00"))
+
+    def value(name, key, period):
+        return registry.get_sample_value(name, {"api_key": key, "period": period})
+
+    assert (value("llm_spend_usd", "team-a", "month"), value("llm_spend_usd", "team-a", "day")) \
+        == (0.75, 0.25)
+    assert (value("llm_spend_usd", "team-b", "month"), value("llm_spend_usd", "team-b", "day")) \
+        == (0.125, 0.125)
+    assert (value("llm_budget_usd", "team-a", "day"), value("llm_budget_usd", "team-a", "month"),
+            value("llm_budget_usd", "team-b", "month"), value("llm_budget_usd", "team-b", "day"),
+            value("llm_budget_usd", "team-c", "day")) == (1.0, 20.0, 5.0, None, 2.0)
+
+
+def test_export_command_writes_xlsx(db, tmp_path):
+    out = tmp_path / "usage.xlsx"
+    done = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", db,
+                           "--from", "2026-11-01", "--to", "2026-11-03", "--group-by",
+                           "model,api_key", "--granularity", "day", "--tz", "Europe/Paris",
+                           "--format", "xlsx", "--output", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = list(openpyxl.load_workbook(out, read_only=True).active.iter_rows(values_only=True))
+    header = rows[0]
+    got = sorted((r[header.index("time")], r[header.index("model")], r[header.index("requests")])
+                 for r in rows[1:])
+    # Paris is UTC+1 in November: 15:30Z and 16:30Z are on 1 Nov (16:30, 17:30 local),
+    # 23:30Z and 00:30Z on 2 Nov (00:30, 01:30 local).
+    assert got == [("2026-11-01T00:00:00+01:00", "claude", 1),
+                   ("2026-11-01T00:00:00+01:00", "gpt-4o", 1),
+                   ("2026-11-02T00:00:00+01:00", "claude", 1),
+                   ("2026-11-02T00:00:00+01:00", "gpt-4o", 1)]
+    bad = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", db,
+                          "--granularity", "week"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("--granularity: must be one of")
