@@ -84,7 +84,8 @@ def create_admin_app(registry: CollectorRegistry, *, history_path: str | None = 
 
 async def metrics_handler(request: web.Request) -> web.Response:
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(request.app[REGISTRY])
+    # In a thread: scrape-time collectors read SQLite, and the proxy shares this loop.
+    body = await asyncio.to_thread(encoder, request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
@@ -105,7 +106,8 @@ def history_for(config: Config, registry: CollectorRegistry) -> History | None:
     SpendCollector(registry, config.history.path, ZoneInfo(config.timezone), config.budgets,
                    max_keys=config.limits.max_api_keys)
     return History(config.history.path, metrics, queue_size=config.history.queue_size,
-                   retention_days=config.history.retention_days)
+                   retention_days=config.history.retention_days,
+                   tz=ZoneInfo(config.timezone))
 
 
 async def start(config: Config, registry: CollectorRegistry, *, history: History | None = None,

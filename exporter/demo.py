@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import random
 import signal
+import tempfile
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .app import start
+from .app import history_for, start
 from .config import parse_config
 from .simulator import Simulator
 
@@ -51,20 +53,25 @@ async def run_demo(listen: str, admin_listen: str, rate: float, requests: int) -
     site = web.TCPSite(sim, "127.0.0.1", 0)
     await site.start()
     sim_url = "http://127.0.0.1:%d" % sim.addresses[0][1]
+    history_path = os.path.join(tempfile.mkdtemp(prefix="llm-usage-demo-"), "history.db")
     config = parse_config({
-        "listen": listen, "admin_listen": admin_listen,
+        "listen": listen, "admin_listen": admin_listen, "history": {"path": history_path},
         "services": [{"name": "openai", "base_url": sim_url, "provider": "openai"},
                      {"name": "anthropic", "base_url": sim_url, "provider": "anthropic"}],
         "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
                      for key, name in DEMO_KEYS.items() if name],
     })
     registry = CollectorRegistry()
-    runners = await start(config, registry)
+    runners = await start(config, registry, history=history_for(config, registry))
     proxy = f"http://{listen}"
     print(f"""llm-usage-exporter demo: a simulated upstream ({sim_url}) behind the gateway.
 
   metrics:   http://{admin_listen}/metrics
   health:    http://{admin_listen}/healthz
+  usage:     http://{admin_listen}/api/usage?group_by=model&order=fee
+  requests:  http://{admin_listen}/api/requests?limit=20
+  Excel:     http://{admin_listen}/api/usage?group_by=model,api_key&granularity=minute&format=xlsx
+  history:   {history_path}
   OpenAI:    {proxy}/openai/v1     (base URL for the openai SDK)
   Anthropic: {proxy}/anthropic     (base URL for the anthropic SDK)
 

@@ -14,6 +14,9 @@ import sqlite3
 import threading
 import time
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import sqlite_utils
 from sqlite_utils import Migrations
 
@@ -25,6 +28,7 @@ TOKEN_COLUMNS = ("input_text", "input_cache_read", "input_cache_write_5m",
                  "input_cache_write_1h", "input_audio", "input_image", "output_text",
                  "output_reasoning", "output_audio", "output_image")
 MAX_ERROR_CHARS = 500
+UTC_ZONE = ZoneInfo("UTC")
 _STOP = object()
 
 
@@ -45,11 +49,12 @@ def m001_requests(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m002_spend_index(db: sqlite_utils.Database) -> None:
-    # llm_spend_usd sums the month's fees per key at every scrape: a covering index makes
-    # that an index-only scan.
-    db["requests"].create_index(["started_at", "api_key", "fee_usd"],
-                                index_name="idx_requests_spend")
+def m002_spend_daily(db: sqlite_utils.Database) -> None:
+    # llm_spend_usd is read at every scrape: summing a month of requests took 0.6 s at a
+    # million rows, so the writer keeps fees per key and local calendar day instead.
+    db["spend_daily"].create({"api_key": str, "day": str, "fee_usd": float},
+                             pk=("api_key", "day"))
+    db["meta"].create({"key": str, "value": str}, pk="key")
 
 
 def row(r: RequestRecord) -> tuple:
@@ -71,15 +76,37 @@ INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 
-def open_db(path: str) -> sqlite_utils.Database:
-    """Open the history database, in WAL mode, with every migration applied."""
+SPEND_SQL = ("INSERT INTO spend_daily (api_key, day, fee_usd) VALUES (?, ?, ?) "
+             "ON CONFLICT (api_key, day) DO UPDATE SET fee_usd = fee_usd + excluded.fee_usd")
+
+
+def open_db(path: str, tz: ZoneInfo = UTC_ZONE) -> sqlite_utils.Database:
+    """Open the history database, in WAL mode, migrated, its spend rollup in zone `tz`."""
     db = sqlite_utils.Database(path)
     db.enable_wal()
     # WAL with synchronous=NORMAL survives a crash of the process; only a power loss can
     # lose the last commits. FULL fsyncs every commit, which doubled the gateway's CPU.
     db.execute("PRAGMA synchronous=NORMAL")
     migrations.apply(db)
+    stored = db.execute("SELECT value FROM meta WHERE key = 'timezone'").fetchone()
+    if stored is None or stored[0] != tz.key:
+        rebuild_spend(db, tz)
     return db
+
+
+def rebuild_spend(db: sqlite_utils.Database, tz: ZoneInfo) -> None:
+    """Recompute the spend rollup in zone `tz` from every stored request."""
+    from .query import local_time_sql, offset_segments  # query imports this module
+    low, high = db.execute("SELECT min(started_at), max(started_at) FROM requests").fetchone()
+    with db.conn:
+        db.execute("DELETE FROM spend_daily")
+        if low is not None:
+            local, args = local_time_sql(offset_segments(tz, low, high + 1))
+            db.execute(f"INSERT INTO spend_daily (api_key, day, fee_usd) SELECT api_key, "
+                       f"date({local}, 'unixepoch'), sum(fee_usd) FROM requests "
+                       f"GROUP BY 1, 2", args)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('timezone', ?)",
+                   [tz.key])
 
 
 class History:
@@ -87,12 +114,14 @@ class History:
 
     def __init__(self, path: str, metrics: HistoryMetrics, *, queue_size: int = 10000,
                  batch_size: int = 500, linger: float = 0.1,
-                 retention_days: float | None = 90, clock=time.time):
+                 retention_days: float | None = 90, tz: ZoneInfo = UTC_ZONE,
+                 clock=time.time):
         self.path = path
         self.metrics = metrics
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.batch_size = batch_size
         self.linger = linger
+        self.tz = tz
         self.retention_days = retention_days
         self.clock = clock
         self.failing = False
@@ -150,10 +179,11 @@ class History:
                     item = None
             try:
                 if db is None:
-                    db = open_db(self.path)
+                    db = open_db(self.path, self.tz)
                 if batch:
-                    with db.conn:  # one transaction per batch
+                    with db.conn:  # one transaction per batch: rows and their spend
                         db.conn.executemany(INSERT_SQL, batch)
+                        db.conn.executemany(SPEND_SQL, self._spend(batch))
                 if self.retention_days and self.clock() >= next_prune:
                     self._prune(db)
                     next_prune = self.clock() + 3600
@@ -170,7 +200,20 @@ class History:
         if db is not None:
             db.conn.close()
 
+    def _spend(self, batch) -> list[tuple]:
+        """Sum a batch's fees by key and local calendar day."""
+        totals: dict[tuple[str, str], float] = {}
+        started, key, fee = COLUMNS.index("started_at"), COLUMNS.index("api_key"), \
+            COLUMNS.index("fee_usd")
+        for r in batch:
+            if r[fee]:
+                day = datetime.fromtimestamp(r[started], self.tz).date().isoformat()
+                totals[r[key], day] = totals.get((r[key], day), 0.0) + r[fee]
+        return [(k, d, usd) for (k, d), usd in totals.items()]
+
     def _prune(self, db: sqlite_utils.Database) -> None:
         cutoff = self.clock() - self.retention_days * 86400
+        oldest_day = datetime.fromtimestamp(cutoff, self.tz).date().isoformat()
         with db.conn:
             db.conn.execute("DELETE FROM requests WHERE started_at < ?", [cutoff])
+            db.conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])

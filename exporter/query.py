@@ -254,18 +254,11 @@ def decode_cursor(value: str) -> tuple[float, int]:
         raise BadParameter("cursor", "not a cursor this API returned") from None
 
 
-def period_starts(tz: ZoneInfo, now: float) -> tuple[float, float]:
-    """Return the Unix times of this calendar day's and month's start in `tz`."""
-    local = datetime.fromtimestamp(now, tz)
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day.timestamp(), day.replace(day=1).timestamp()
-
-
 def spend_sql(tz: ZoneInfo, now: float, max_keys: int) -> tuple[str, list]:
-    """Fees per key this month and today, the biggest spenders first."""
-    day, month = period_starts(tz, now)
+    """Fees per key this calendar month and day in `tz`, the biggest spenders first."""
+    today = datetime.fromtimestamp(now, tz).date()
     return ("SELECT api_key, sum(fee_usd) AS month, "
-            "sum(CASE WHEN started_at >= ? THEN fee_usd ELSE 0 END) AS day "
-            "FROM requests WHERE started_at >= ? GROUP BY api_key "
-            f"ORDER BY month DESC LIMIT {int(max_keys)}", [day, month])
-
+            "sum(CASE WHEN day = ? THEN fee_usd ELSE 0 END) AS day "
+            "FROM spend_daily WHERE day >= ? GROUP BY api_key "
+            f"ORDER BY month DESC LIMIT {int(max_keys)}",
+            [today.isoformat(), today.replace(day=1).isoformat()])

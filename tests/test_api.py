@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -50,8 +51,9 @@ ROWS = [
 RANGE = {"from": "2026-11-01T00:00:00+00:00", "to": "2026-11-03T00:00:00+00:00"}
 
 
-def write_history(path, records):
-    h = History(str(path), HistoryMetrics(CollectorRegistry()), retention_days=None)
+def write_history(path, records, tz=None):
+    h = History(str(path), HistoryMetrics(CollectorRegistry()), retention_days=None,
+                **({"tz": tz} if tz else {}))
     h.start()
     for r in records:
         h.put(r)
@@ -216,13 +218,18 @@ async def test_bearer_token_guards_metrics_and_api(aiohttp_client, db):
     assert (await api.get("/healthz")).status == 200
 
 
-def test_spend_and_budgets_by_calendar_period(tmp_path):
+@pytest.mark.parametrize("written_in", ["Asia/Shanghai", "UTC"])
+def test_spend_and_budgets_by_calendar_period(tmp_path, written_in):
     # Now is 2026-11-02 10:00 UTC = 18:00 in Shanghai. Shanghai's day began 2026-11-01 16:00Z.
+    # Written in UTC: the history is reopened in Shanghai's zone and its rollup rebuilt.
+    shanghai = ZoneInfo("Asia/Shanghai")
     db = write_history(tmp_path / "h.db", [
         rec("2026-10-31T12:00:00+00:00", fee="1.00"),    # last month
         rec("2026-11-01T12:00:00+00:00", fee="0.50"),    # this month, yesterday in Shanghai
         rec("2026-11-01T17:00:00+00:00", fee="0.25"),    # today in Shanghai (01:00 local)
-        rec("2026-11-02T09:00:00+00:00", fee="0.125", key="team-b")])
+        rec("2026-11-02T09:00:00+00:00", fee="0.125", key="team-b")], ZoneInfo(written_in))
+    if written_in != "Asia/Shanghai":
+        write_history(tmp_path / "h.db", [], shanghai)
     registry = CollectorRegistry()
     SpendCollector(registry, db, ZoneInfo("Asia/Shanghai"),
                    [Budget("team-a", daily=1.0, monthly=20.0), Budget("*", monthly=5.0),
@@ -262,3 +269,24 @@ def test_export_command_writes_xlsx(db, tmp_path):
                           "--granularity", "week"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("--granularity: must be one of")
+
+
+def test_xlsx_spills_to_further_sheets_and_escapes_text(tmp_path, monkeypatch):
+    import exporter.export as export
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)  # a header and two rows per sheet
+    db = write_history(tmp_path / "h.db", [
+        rec(f"2026-11-01T0{i}:00:00+00:00", rid=f"r{i}", code=500, error_type="upstream_error")
+        for i in range(5)])
+    with sqlite3.connect(db) as conn:  # a message with markup and a control character
+        conn.execute("UPDATE requests SET error_message = ? WHERE request_id = 'r0'",
+                     ["<b>bad</b> & \x07worse"])
+    from exporter.query import Filters
+    filters = Filters.parse(RANGE, 0)
+    data = b"".join(export.encode("xlsx", export.request_rows(db, filters, None, None),
+                                  export.REQUEST_COLUMNS))
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    sheets = [list(ws.iter_rows(values_only=True)) for ws in book.worksheets]
+    assert [len(s) for s in sheets] == [3, 3, 2]  # 5 rows: 2 + 2 + 1, each under a header
+    assert all(s[0][0] == "time" for s in sheets)
+    messages = [r[export.REQUEST_COLUMNS.index("error_message")] for s in sheets for r in s[1:]]
+    assert messages[-1] == "<b>bad</b> & worse"  # r0 is the oldest: the last row

@@ -164,3 +164,7 @@ def test_demo_runs_and_counts(unused_tcp_port_factory):
     assert last.startswith("counted 12 requests (") and " 0 tokens" not in last, last
     assert not last.endswith("$0.000000"), last  # the simulated models are all priced
     assert "Traceback" not in out.stderr
+    path = next(line.split()[-1] for line in out.stdout.splitlines()
+                if line.strip().startswith("history:"))
+    with sqlite3.connect(path) as db:  # every demo request is in the history
+        assert db.execute("SELECT count(*) FROM requests").fetchone() == (12,)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sqlite3
+import sys
+from pathlib import Path
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -15,6 +18,7 @@ from exporter.metrics import HistoryMetrics, RequestRecord
 from exporter.usage import Usage
 
 CHAT = "/v1/chat/completions"
+ROOT = Path(__file__).parent.parent
 KEY = "sk-history-test-key"
 
 
@@ -129,3 +133,46 @@ async def test_unwritable_database_never_stops_the_proxy(gateway, replay, tmp_pa
     assert registry.get_sample_value("llm_history_rows") is None  # no database to count
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "history" in r.message]
     assert len(errors) == 1
+
+
+async def test_sigterm_with_requests_in_flight_loses_no_row(aiohttp_server, replay, tmp_path,
+                                                            unused_tcp_port_factory):
+    """Five streams are mid-flight when the gateway gets SIGTERM: all five finish, and all
+    five rows are in the database when the process exits."""
+    gate = asyncio.Event()
+    replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse",
+                                   gate=gate, after=2)
+    upstream = await aiohttp_server(replay.app())
+    listen, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+listen: 127.0.0.1:{listen}
+admin_listen: 127.0.0.1:{admin}
+history: {{path: {tmp_path / 'h.db'}}}
+services: [{{name: openai, base_url: "{str(upstream.make_url('')).rstrip('/')}"}}]
+""")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "serve", "--config", str(config), cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(30):
+            while b"proxy on" not in await proc.stderr.readline():
+                pass
+            async with aiohttp.ClientSession() as s:
+                responses = [await s.post(f"http://127.0.0.1:{listen}{CHAT}", json={
+                    "model": "gpt-4o-mini", "stream": True}) for _ in range(5)]
+                for r in responses:  # every stream is under way
+                    await r.content.readuntil(b"Hello")
+                proc.send_signal(signal.SIGTERM)
+                while b"shutting down" not in await proc.stderr.readline():
+                    pass
+                gate.set()  # only now can the streams end
+                bodies = [await r.read() for r in responses]
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert all(b.endswith(b"data: [DONE]\n\n") for b in bodies)
+    got = rows(tmp_path / "h.db")
+    assert [(r["status"], r["error_type"], r["output_text"]) for r in got] == [
+        (200, "none", 3)] * 5
