@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from conftest import need_binary
 from prometheus_client import CollectorRegistry
 
-from conftest import need_binary
 from exporter.metrics import HistoryMetrics, Metrics, SpendCollector
 
 ALERTS = Path(__file__).parent.parent / "alerts"
