@@ -13,7 +13,6 @@ import queue
 import sqlite3
 import threading
 import time
-
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
