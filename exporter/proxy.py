@@ -94,6 +94,7 @@ class Proxy:
             sock_read=s.read_timeout_seconds) for s in config.services}
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
         self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
+        self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
 
     def route(self, request: web.Request) -> tuple[Service, str]:
         """Pick the service from the first path segment; return it and the upstream path."""
@@ -255,11 +256,27 @@ class Proxy:
             if rec.error_type == "none" and meter is not None and meter.error_type:
                 rec.error_type = "upstream_error"
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
+            requested = rec.model
             if upstream is not None and 200 <= upstream.status < 300:
                 count_usage(rec, body_json, meter, collected)
                 price(rec, self.pricing)
+            self._name_model(rec, requested)
             for sink in self.sinks:
                 sink(rec)
+
+    def _name_model(self, rec: RequestRecord, requested: str) -> None:
+        """Give an error the model name its successes carry.
+
+        Successes name the model the upstream ran (gpt-4o-2024-08-06), errors only the one
+        asked for (gpt-4o): without this, one model's errors and successes would be two
+        label values, and no error ratio could be computed for it.
+        """
+        key = (rec.service, requested)
+        if rec.model != requested:
+            if key in self.reported_models or len(self.reported_models) < 10_000:
+                self.reported_models[key] = rec.model
+        else:
+            rec.model = self.reported_models.get(key, requested)
 
     def _inspect(self, operation: str, data: bytes, service: Service, rec: RequestRecord):
         """Read model and stream from a JSON body; ask for stream usage if the client didn't."""

@@ -179,3 +179,20 @@ async def test_promtool_check_metrics_is_silent(gateway, replay):
     out = subprocess.run([promtool, "check", "metrics"], input=generate_latest(gw.registry),
                          capture_output=True, timeout=30)
     assert out.returncode == 0 and out.stdout == b"" and out.stderr == b"", out
+
+
+async def test_errors_take_the_model_name_their_successes_carry(gateway, replay):
+    """A success for "gpt-4o" reports gpt-4o-2024-08-06; a later error for "gpt-4o" names
+    no model, and is labelled gpt-4o-2024-08-06 too, so one model has one error ratio."""
+    gw = await gateway()
+    async with aiohttp.ClientSession() as s:
+        replay.routes[CHAT] = status(500, {"error": {"message": "boom"}})
+        await (await s.post(gw.url + CHAT, json=BODY)).read()       # nothing learned yet
+        replay.routes[CHAT] = json_file("openai_chat_cached.json")
+        await (await s.post(gw.url + CHAT, json=BODY)).read()
+        replay.routes[CHAT] = status(500, {"error": {"message": "boom"}})
+        await (await s.post(gw.url + CHAT, json=BODY)).read()
+        await (await s.post(gw.url + CHAT, json={**BODY, "model": "o3"})).read()
+    await gw.records.wait(4)
+    assert [r.model for r in gw.records] == ["gpt-4o", "gpt-4o-2024-08-06",
+                                             "gpt-4o-2024-08-06", "o3"]
