@@ -1,0 +1,13 @@
+# The gateway image: docker compose up builds it (see docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /src
+COPY pyproject.toml README.md constraints.txt ./
+COPY exporter ./exporter
+RUN pip install --no-cache-dir -c constraints.txt . && rm -rf /src
+# The history database lives in /data (a volume); run as nobody.
+WORKDIR /data
+RUN chown 65534:65534 /data
+USER 65534:65534
+EXPOSE 8080 9464
+ENTRYPOINT ["llm-usage-exporter"]
+CMD ["serve", "--config", "/etc/llm-usage-exporter/config.yaml"]
