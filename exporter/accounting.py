@@ -66,3 +66,12 @@ def price(rec: RequestRecord, pricing: Pricing) -> None:
         return
     rec.fees = pricing.fees(sheet, rec.usage)
     rec.fee = sum((usd for _, _, usd in rec.fees), Decimal(0))
+
+
+def error_message(collected) -> str:
+    """Read the reason from an upstream's error body: OpenAI's and Anthropic's error.message."""
+    whole = collected.parse()[2]
+    error = whole.get("error") if isinstance(whole, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message[:500] if isinstance(message, str) else ""
+

@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict, istr
 from yarl import URL
 
-from .accounting import count_usage, price
+from .accounting import count_usage, error_message, price
 from .config import Config, Service
 from .errors import error_body, error_type_for
 from .metrics import Metrics, RequestRecord
@@ -260,6 +260,8 @@ class Proxy:
             if upstream is not None and 200 <= upstream.status < 300:
                 count_usage(rec, body_json, meter, collected)
                 price(rec, self.pricing)
+            elif collected is not None and not rec.error_message:
+                rec.error_message = error_message(collected)
             self._name_model(rec, requested)
             for sink in self.sinks:
                 sink(rec)

@@ -67,6 +67,8 @@ async def test_rows_of_mixed_requests_are_exact(gateway, replay, tmp_path):
     assert c["fee_usd"] == 0.01845 and c["ttft_ms"] is None and c["stream"] == 0
     assert (f["status"], f["error_type"], f["fee_usd"], f["output_text"]) == (
         429, "rate_limited", 0.0, 0)
+    assert f["error_message"] == "slow down"  # the upstream's own reason
+    assert s["error_message"] is None
 
 
 async def test_estimated_row_of_a_client_that_went_away(gateway, replay, tmp_path):
