@@ -67,6 +67,16 @@ def main(argv=None) -> int:
     export.add_argument("--output", metavar="FILE", help="default: standard output (not for "
                         "xlsx)")
 
+    bench = sub.add_parser("bench", help="measure the gateway against a simulated upstream "
+                           "hit directly, in the same run")
+    bench.add_argument("--duration", type=float, default=5.0,
+                       help="seconds per run (default 5)")
+    bench.add_argument("--repetitions", type=int, default=3,
+                       help="runs per target and scenario, alternating (default 3)")
+    bench.add_argument("--no-wrk", action="store_true",
+                       help="use the built-in client even where wrk is installed")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
     demo = sub.add_parser("demo", help="run the gateway in front of a simulated upstream "
                           "and send it a little traffic (no API key needed)")
     demo.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -90,6 +100,9 @@ def main(argv=None) -> int:
         return show_prices(args)
     if args.command == "export":
         return export_history(args)
+    if args.command == "bench":
+        from .bench import main as bench_main
+        return bench_main(args.duration, args.repetitions, not args.no_wrk, args.json)
 
     try:
         if args.command == "demo":

@@ -1,0 +1,283 @@
+"""`llm-usage-exporter bench`: the gateway against the upstream hit directly, in one run.
+
+The simulated upstream (zero delays) and the gateway (fees and history on, as in
+production) run in processes of their own, so the gateway's CPU time is read exactly from
+/proc. Direct and gateway runs alternate, several times; the medians are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from . import __version__
+
+BODY = {"model": "gpt-4o-mini", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Say hello in fifty words."}]}
+SCENARIOS = (("non-streaming", False, 1), ("non-streaming", False, 32),
+             ("non-streaming", False, 128), ("streaming, 50 chunks", True, 1),
+             ("streaming, 50 chunks", True, 32))
+# With two cores or more, the gateway gets core 0 to itself and the upstream and the load
+# generator share core 1: measured unpinned on 2 cores, four busy processes contending
+# inflated the gateway's CPU per request by a third.
+PINNED = len(os.sched_getaffinity(0)) >= 2
+GATEWAY_CORE, OTHER_CORE = {0}, {1}
+
+
+def pin(cores: set[int]):
+    return (lambda: os.sched_setaffinity(0, cores)) if PINNED else None
+
+
+SIMULATOR = ("import sys; from aiohttp import web; from exporter.simulator import Simulator; "
+             "web.run_app(Simulator(first_token_delay=0, token_delay=0, error_rate=0, "
+             "output_tokens=50, seed=1).app(), host='127.0.0.1', port=int(sys.argv[1]), "
+             "access_log=None, print=None)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    p50: float  # seconds
+    p99: float
+    mean: float | None = None
+    ttft_p50: float | None = None
+    ttft_mean: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def _pct(values: list, q: float) -> float:
+    values = sorted(values)
+    return values[min(int(q * len(values)), len(values) - 1)]
+
+
+_CONTENT = re.compile(rb'"content":"[^"]')  # a chunk with text, not the empty role chunk
+
+
+async def client_run(url: str, stream: bool, concurrency: int, duration: float) -> Run:
+    """Load with this process's own async client, timing every request and first token."""
+    body = json.dumps({**BODY, "stream": stream}).encode()
+    latencies, ttfts = [], []
+    end = time.perf_counter() + duration
+
+    async def worker(session):
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body,
+                                    headers={"Content-Type": "application/json"}) as r:
+                if stream:
+                    first = None
+                    async for chunk in r.content.iter_any():
+                        if first is None and _CONTENT.search(chunk):
+                            first = time.perf_counter() - t0
+                    ttfts.append(first)
+                else:
+                    await r.read()
+            latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    return Run(len(latencies), seconds, _pct(latencies, 0.5), _pct(latencies, 0.99),
+               statistics.fmean(latencies), _pct(ttfts, 0.5) if ttfts else None,
+               statistics.fmean(ttfts) if ttfts else None)
+
+
+def wrk_run(wrk: str, url: str, concurrency: int, duration: float) -> Run:
+    """Load with wrk: a separate C process, so the client is never the bottleneck."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
+                     'wrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        out = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{max(round(duration), 1)}s",
+                              "--latency", "-s", script.name, url], capture_output=True,
+                             text=True, check=True, preexec_fn=pin(OTHER_CORE)).stdout
+    finally:
+        os.unlink(script.name)
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+    def pct(q):
+        value, unit = re.search(rf"\s{q}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * units[unit]
+
+    value, unit = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out).groups()  # the average
+    return Run(int(re.search(r"(\d+) requests in", out).group(1)), duration, pct(50), pct(99),
+               float(value) * units[unit])
+
+
+def recorded_means(metrics_url: str) -> tuple[float, float, float, float]:
+    """Sum and count of the gateway's recorded durations and TTFTs, from its /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    totals = dict.fromkeys(("llm_request_duration_seconds_sum",
+                            "llm_request_duration_seconds_count",
+                            "llm_time_to_first_token_seconds_sum",
+                            "llm_time_to_first_token_seconds_count"), 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return tuple(totals.values())
+
+
+class Bench:
+    def __init__(self, duration: float, repetitions: int, use_wrk: bool = True):
+        self.duration, self.repetitions = duration, repetitions
+        self.wrk = shutil.which("wrk") if use_wrk else None
+        self.tmp = tempfile.mkdtemp(prefix="llm-usage-bench-")
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> tuple[str, str, int, str]:
+        upstream, listen, admin = free_port(), free_port(), free_port()
+        self.procs.append(subprocess.Popen([sys.executable, "-c", SIMULATOR, str(upstream)],
+                                           preexec_fn=pin(OTHER_CORE)))
+        config = os.path.join(self.tmp, "config.yaml")
+        with open(config, "w") as f:
+            json.dump({"listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{admin}",
+                       "log_level": "warning",
+                       "history": {"path": os.path.join(self.tmp, "history.db")},
+                       "services": [{"name": "openai", "base_url": f"http://127.0.0.1:{upstream}",
+                                     "provider": "openai"}]}, f)
+        gateway = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config",
+                                    config], preexec_fn=pin(GATEWAY_CORE))
+        self.procs.append(gateway)
+        for port in (upstream, listen, admin):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"port {port} never opened") from None
+                    time.sleep(0.05)  # waiting for a process this command started
+        path = "/v1/chat/completions"
+        return (f"http://127.0.0.1:{upstream}{path}", f"http://127.0.0.1:{listen}{path}",
+                gateway.pid, f"http://127.0.0.1:{admin}/metrics")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def measure(self, url: str, stream: bool, concurrency: int) -> Run:
+        if self.wrk and not stream:
+            return wrk_run(self.wrk, url, concurrency, self.duration)
+        if PINNED:
+            os.sched_setaffinity(0, OTHER_CORE)
+        return asyncio.run(client_run(url, stream, concurrency, self.duration))
+
+    def run(self, out=print) -> list[dict]:
+        direct_url, gateway_url, pid, metrics_url = self.start()
+        results = []
+        try:
+            self.measure(gateway_url, False, 8)  # warm up connections and caches
+            for name, stream, concurrency in SCENARIOS:
+                direct, through, cpu, accuracy = [], [], [], []
+                for _ in range(self.repetitions):
+                    direct.append(self.measure(direct_url, stream, concurrency))
+                    before, seen = cpu_seconds(pid), recorded_means(metrics_url)
+                    run = self.measure(gateway_url, stream, concurrency)
+                    cpu.append((cpu_seconds(pid) - before) * 1000 / run.requests)
+                    if concurrency == 1:  # what the gateway recorded against what we saw
+                        d_sum, d_n, t_sum, t_n = (b - a for a, b in zip(
+                            seen, recorded_means(metrics_url)))
+                        accuracy.append((d_sum / d_n - run.mean,
+                                         t_sum / t_n - run.ttft_mean if stream else None))
+                    through.append(run)
+                results.append(summarise(name, stream, concurrency, direct, through, cpu,
+                                         accuracy))
+                out(format_row(results[-1]))
+            results.append({"peak_rss_mb": peak_rss_mb(pid)})
+            out(f"gateway peak RSS: {peak_rss_mb(pid):.0f} MB")
+        finally:
+            self.stop()
+        return results
+
+
+def summarise(name, stream, concurrency, direct, through, cpu, accuracy) -> dict:
+    med = statistics.median
+    row = {"scenario": f"{name}, concurrency {concurrency}", "stream": stream,
+           "direct_rps": med(r.rps for r in direct), "gateway_rps": med(r.rps for r in through),
+           "direct_p50_ms": med(r.p50 for r in direct) * 1000,
+           "gateway_p50_ms": med(r.p50 for r in through) * 1000,
+           "direct_p99_ms": med(r.p99 for r in direct) * 1000,
+           "gateway_p99_ms": med(r.p99 for r in through) * 1000,
+           "cpu_ms_per_request": med(cpu)}
+    if stream:
+        row["direct_ttft_p50_ms"] = med(r.ttft_p50 for r in direct) * 1000
+        row["gateway_ttft_p50_ms"] = med(r.ttft_p50 for r in through) * 1000
+    if accuracy:  # recorded minus observed, mean per request
+        row["recorded_minus_client_duration_ms"] = med(a for a, _ in accuracy) * 1000
+        if stream:
+            row["recorded_minus_client_ttft_ms"] = med(t for _, t in accuracy) * 1000
+    return row
+
+
+def format_row(r: dict) -> str:
+    text = (f"{r['scenario']}: {r['gateway_rps']:,.0f} req/s through the gateway, "
+            f"{r['direct_rps']:,.0f} direct ({r['gateway_rps'] / r['direct_rps']:.2f}x); "
+            f"p50 {r['gateway_p50_ms']:.2f} ms (+{r['gateway_p50_ms'] - r['direct_p50_ms']:.2f}), "
+            f"p99 {r['gateway_p99_ms']:.2f} ms (+{r['gateway_p99_ms'] - r['direct_p99_ms']:.2f})")
+    if r["stream"]:
+        text += (f"; TTFT p50 {r['gateway_ttft_p50_ms']:.2f} ms "
+                 f"(+{r['gateway_ttft_p50_ms'] - r['direct_ttft_p50_ms']:.2f})")
+    text += f"; gateway CPU {r['cpu_ms_per_request']:.3f} ms/request"
+    if "recorded_minus_client_duration_ms" in r:
+        text += (f"; recorded minus observed: duration "
+                 f"{r['recorded_minus_client_duration_ms']:+.3f} ms")
+        if r["stream"]:
+            text += f", TTFT {r['recorded_minus_client_ttft_ms']:+.3f} ms"
+    return text
+
+
+def main(duration: float, repetitions: int, use_wrk: bool, json_out: str | None) -> int:
+    bench = Bench(duration, repetitions, use_wrk)
+    print(f"llm-usage-exporter {__version__} bench: {repetitions} x {duration:g} s per target "
+          f"and scenario, medians; load from "
+          f"{'wrk (non-streaming) and ' if bench.wrk else ''}the built-in async client"
+          f"{' (streams)' if bench.wrk else ''}; "
+          f"{'gateway on core 0, upstream and load on core 1' if PINNED else 'unpinned'}",
+          flush=True)
+    results = bench.run(lambda line: print(line, flush=True))
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0

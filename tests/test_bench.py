@@ -1,0 +1,31 @@
+"""The benchmark runs and reports every scenario; its figures are not asserted (speed is
+measured by the benchmark, never by a timed test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_bench_reports_every_scenario(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "exporter", "bench", "--duration", "0.3",
+                           "--repetitions", "1", "--no-wrk", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    *rows, memory = json.loads(out.read_text())
+    assert [r["scenario"] for r in rows] == [
+        "non-streaming, concurrency 1", "non-streaming, concurrency 32",
+        "non-streaming, concurrency 128", "streaming, 50 chunks, concurrency 1",
+        "streaming, 50 chunks, concurrency 32"]
+    for r in rows:
+        assert r["gateway_rps"] > 0 and r["direct_rps"] > 0 and r["cpu_ms_per_request"] > 0
+        assert ("gateway_ttft_p50_ms" in r) == r["stream"]
+    assert "recorded_minus_client_duration_ms" in rows[0]
+    assert "recorded_minus_client_ttft_ms" in rows[3]
+    assert memory["peak_rss_mb"] > 0
+    assert "built-in async client" in done.stdout.splitlines()[0]
