@@ -162,9 +162,14 @@ class History:
             except queue.Empty:
                 item = None
             batch = []
-            # Linger briefly after the first row so light traffic still commits in batches:
-            # a commit per request cost more CPU than proxying it (measured with wrk).
-            deadline = time.monotonic() + self.linger
+            # Linger after the first row so light traffic still commits in batches (a commit
+            # per request cost more CPU than proxying it), asleep: waiting in get() would wake
+            # this thread, and take the GIL from the proxy, for every row that arrives.
+            # Under load the queue holds a batch already: no linger, or it would cap writes
+            # at batch_size rows per linger.
+            if item is not None and item is not _STOP and self.linger \
+                    and self.queue.qsize() < self.batch_size:
+                time.sleep(self.linger)
             while item is not None:
                 if item is _STOP:
                     stopping = True
@@ -173,7 +178,7 @@ class History:
                 if len(batch) >= self.batch_size:
                     break
                 try:
-                    item = self.queue.get(timeout=max(deadline - time.monotonic(), 0))
+                    item = self.queue.get_nowait()
                 except queue.Empty:
                     item = None
             try:
