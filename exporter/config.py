@@ -11,17 +11,12 @@ import dataclasses
 import hashlib
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import yaml
 
-
-def setting(default=dataclasses.MISSING, doc: str = "", check=None, **kw):
-    """Declare a config key with its default, its doc line and an optional check."""
-    return field(default=default, metadata={"doc": doc, "check": check}, **kw)
+from .schema import ConfigError, build, documented_keys, setting  # noqa: F401 (re-exported)
 
 
 def _name(v):
@@ -227,76 +222,6 @@ class Config:
         return names
 
 
-class ConfigError(Exception):
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-def _build(cls, data, path: str, problems: list[str]):
-    """Build dataclass cls from a YAML mapping, appending every problem found."""
-    if not isinstance(data, dict):
-        problems.append(f"{path or '(top)'}: must be a mapping")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    for key in data:
-        if key not in fields:
-            problems.append(f"{_join(path, key)}: unknown key (known: {', '.join(fields)})")
-    values = {}
-    for name, f in fields.items():
-        where = _join(path, name)
-        if name not in data:
-            if f.default is dataclasses.MISSING:
-                problems.append(f"{where}: required")
-            continue
-        value = _value(hints[name], data[name], where, problems)
-        if value is _BAD:
-            continue
-        check = f.metadata.get("check")
-        message = check(value) if check and value is not None else None
-        if message:
-            problems.append(f"{where}: {message}")
-        else:
-            values[name] = value
-    try:
-        return cls(**values)
-    except TypeError:  # a required key was missing: already reported
-        return None
-
-
-_BAD = object()
-
-
-def _value(hint, value, where, problems):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple:
-        if not isinstance(value, list):
-            problems.append(f"{where}: must be a list")
-            return _BAD
-        items = [_value(args[0], v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
-        return _BAD if any(i is _BAD or i is None for i in items) else tuple(items)
-    if dataclasses.is_dataclass(hint):
-        built = _build(hint, value, where, problems)
-        return _BAD if built is None else built
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) if hint is float \
-        else (isinstance(value, int) and not isinstance(value, bool)) if hint is int \
-        else isinstance(value, hint)
-    if not ok:
-        problems.append(f"{where}: must be {hint.__name__}, not {type(value).__name__}")
-        return _BAD
-    return float(value) if hint is float else value
-
-
-def _join(path, key):
-    return f"{path}.{key}" if path else str(key)
-
-
 def _cross_check(config: Config, env, problems: list[str]) -> Config:
     """Check what no single key can: unique names, env vars set, the default service."""
     seen, services = set(), []
@@ -339,7 +264,7 @@ def _cross_check(config: Config, env, problems: list[str]) -> Config:
 def parse_config(data, env=os.environ) -> Config:
     """Build a Config from parsed YAML, or raise ConfigError listing every problem."""
     problems: list[str] = []
-    config = _build(Config, data if data is not None else {}, "", problems)
+    config = build(Config, data if data is not None else {}, "", problems)
     if config is not None:
         config = _cross_check(config, env, problems)
     if problems:
@@ -377,22 +302,3 @@ def single_upstream(url: str, *, provider: str | None = None, listen: str | None
     if admin_listen:
         data["admin_listen"] = admin_listen
     return parse_config(data)
-
-
-def documented_keys(cls=Config, prefix="") -> list[tuple[str, object, str]]:
-    """List (yaml path, default, doc) for every key, for the docs and their test."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("internal"):
-            continue
-        path = f"{prefix}{f.name}"
-        default = None if f.default is dataclasses.MISSING else f.default
-        hint = hints[f.name]
-        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
-        if dataclasses.is_dataclass(inner):
-            rows.append((path, "" if inner is not hint else None, f.metadata["doc"]))
-            rows += documented_keys(inner, f"{path}[]." if inner is not hint else f"{path}.")
-        else:
-            rows.append((path, default, f.metadata["doc"]))
-    return rows

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.__main__ import main
-from exporter.config import documented_keys
+from exporter.config import Config, documented_keys
 from exporter.metrics import HistoryMetrics, Metrics, SpendCollector
 
 ROOT = Path(__file__).parent.parent
@@ -51,7 +51,7 @@ def test_every_label_is_explained():
         assert f"| `{label}` |" in README, label
 
 
-@pytest.mark.parametrize("path,default,doc", documented_keys())
+@pytest.mark.parametrize("path,default,doc", documented_keys(Config))
 def test_every_config_key_is_documented(path, default, doc):
     assert f"| `{path}` |" in README, path
     leaf = path.rsplit(".", 1)[-1].removesuffix("[]")
