@@ -31,6 +31,9 @@ def main(argv=None) -> int:
                        help="client traffic (default 127.0.0.1:8080)")
     serve.add_argument("--admin-listen", metavar="HOST:PORT",
                        help="/metrics and /healthz (default 127.0.0.1:9464)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="processes sharing the ports (default: the config's workers, 1)")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
     check = sub.add_parser("check-config", help="print every problem in a config file")
     check.add_argument("file")
@@ -123,8 +126,12 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = args.workers or config.workers
+    if workers > 1 and not args.worker:
+        from .workers import run_workers
+        return run_workers(sys.argv[1:] if argv is None else list(argv), workers, config)
     from .app import serve as run
-    asyncio.run(run(config))
+    asyncio.run(run(config, worker=args.worker))
     return 0
 
 

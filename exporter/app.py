@@ -16,12 +16,13 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
 from .api import HISTORY_PATH, api_errors, bearer_token, requests_handler, usage_handler
 from .config import Config
 from .history import History
-from .metrics import HistoryMetrics, Metrics, SpendCollector
+from .metrics import HistoryCollector, HistoryMetrics, Metrics
 from .proxy import Proxy
 
 PROXY = web.AppKey("proxy", Proxy)
@@ -90,7 +91,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 async def healthz_handler(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "version": __version__})
+    return web.json_response({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -98,23 +99,30 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def history_for(config: Config, registry: CollectorRegistry) -> History | None:
+def history_for(config: Config, registry: CollectorRegistry,
+                exposition: CollectorRegistry | None = None) -> History | None:
     """Build the history the config asks for; the app starts and closes its writer."""
     metrics = HistoryMetrics(registry)
     if not config.history.enabled:
         return None
-    SpendCollector(registry, config.history.path, ZoneInfo(config.timezone), config.budgets,
-                   max_keys=config.limits.max_api_keys)
+    HistoryCollector(exposition or registry, config.history.path, ZoneInfo(config.timezone),
+                     config.budgets, max_keys=config.limits.max_api_keys)
     return History(config.history.path, metrics, queue_size=config.history.queue_size,
                    retention_days=config.history.retention_days,
                    tz=ZoneInfo(config.timezone))
 
 
 async def start(config: Config, registry: CollectorRegistry, *, history: History | None = None,
+                exposition: CollectorRegistry | None = None, reuse_port: bool = False,
                 env=os.environ):
-    """Start both listeners; return the runners to clean up."""
+    """Start both listeners; return the runners to clean up.
+
+    `registry` holds the metric objects; `exposition`, when given, is what /metrics renders
+    (in a worker process: every worker's metrics, read from their shared files).
+    """
     runners = []
-    admin = create_admin_app(registry, history_path=history.path if history else None,
+    admin = create_admin_app(exposition or registry,
+                             history_path=history.path if history else None,
                              token=config.admin_token(env))
     for app, listen in ((create_app(config, registry=registry, history=history, env=env),
                          config.listen), (admin, config.admin_listen)):
@@ -124,16 +132,26 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
                                shutdown_timeout=30)
         await runner.setup()
         host, port = split_hostport(listen)
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        await web.TCPSite(runner, host, port, reuse_address=True,
+                          reuse_port=reuse_port or None).start()
         runners.append(runner)
     return runners
 
 
-async def serve(config: Config, *, ready=None) -> None:
-    """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit."""
-    registry = CollectorRegistry()
-    history = history_for(config, registry)
-    runners = await start(config, registry, history=history)
+async def serve(config: Config, *, ready=None, worker: bool = False) -> None:
+    """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit.
+
+    As one of several workers (see workers.py) it shares both ports with the others, and
+    its /metrics sums every worker's metrics from the files prometheus-client keeps in
+    PROMETHEUS_MULTIPROC_DIR, so whichever worker answers a scrape gives the same totals.
+    """
+    registry = exposition = CollectorRegistry()
+    if worker:
+        exposition = CollectorRegistry()
+        MultiProcessCollector(exposition, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    history = history_for(config, registry, exposition)
+    runners = await start(config, registry, history=history, exposition=exposition,
+                          reuse_port=worker)
     log.info("llm-usage-exporter %s: proxy on http://%s, metrics on http://%s/metrics",
              __version__, config.listen, config.admin_listen)
     stop = asyncio.Event()

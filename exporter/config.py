@@ -203,6 +203,8 @@ class Config:
     admin_token_env: str | None = setting(
         None, "environment variable holding a bearer token that /metrics and /api/* then "
         "require", check=_env_var)
+    workers: int = setting(1, "gateway processes sharing the listen ports (SO_REUSEPORT); "
+                           "each can use about one core", check=_positive)
     log_level: str = setting("info", "debug, info, warning or error", check=_log_level)
 
     @property

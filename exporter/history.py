@@ -125,7 +125,6 @@ class History:
         self.clock = clock
         self.failing = False
         self.thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        metrics.watch(self)
 
     def start(self) -> None:
         if self.thread.ident is None:  # once: the app's cleanup_ctx and tests may both ask
@@ -137,19 +136,13 @@ class History:
             self.queue.put_nowait(row(record))
         except queue.Full:
             self.metrics.dropped.inc()
+        else:
+            self.metrics.queue_size.inc()
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the writer."""
         self.queue.put(_STOP)
         self.thread.join(timeout)
-
-    def count_rows(self) -> int | None:
-        """Count stored rows, for the scrape-time gauge (its own read-only connection)."""
-        try:
-            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as conn:
-                return conn.execute("SELECT count(*) FROM requests").fetchone()[0]
-        except sqlite3.Error:
-            return None
 
     # --- the writer thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -185,6 +178,7 @@ class History:
                 if db is None:
                     db = open_db(self.path, self.tz)
                 if batch:
+                    self.metrics.queue_size.dec(len(batch))
                     with db.conn:  # one transaction per batch: rows and their spend
                         db.conn.executemany(INSERT_SQL, batch)
                         db.conn.executemany(SPEND_SQL, self._spend(batch))

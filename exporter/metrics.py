@@ -128,10 +128,10 @@ class Metrics:
             registry=registry)
         self.in_flight = Gauge(
             "llm_requests_in_flight", "Requests being handled now.", ["service"],
-            registry=registry)
+            registry=registry, multiprocess_mode="livesum")
         self.build_info = Gauge(
             "llm_build_info", "Always 1; the version label names the running release.",
-            ["version"], registry=registry)
+            ["version"], registry=registry, multiprocess_mode="max")
         self.build_info.labels(__version__).set(1)
 
     def observe(self, r: RequestRecord) -> None:
@@ -172,7 +172,7 @@ class Metrics:
 
 
 class HistoryMetrics:
-    """The request history's own health; queue size and row count are read at scrape time."""
+    """The request history's own health, in every worker process alike."""
 
     def __init__(self, registry: CollectorRegistry):
         self.dropped = Counter(
@@ -181,25 +181,13 @@ class HistoryMetrics:
         self.write_errors = Counter(
             "llm_history_write_errors", "Failed writes to the history database; the rows of "
             "a failed batch are lost.", registry=registry)
-        self._history = None
-        registry.register(self)
-
-    def watch(self, history) -> None:
-        self._history = history
-
-    def collect(self):
-        h = self._history
-        yield GaugeMetricFamily("llm_history_queue_size", "History rows waiting to be written.",
-                                value=h.queue.qsize() if h is not None else 0)
-        rows = h.count_rows() if h is not None else None
-        family = GaugeMetricFamily("llm_history_rows", "Rows in the history database.")
-        if rows is not None:
-            family.add_metric([], rows)
-        yield family
+        self.queue_size = Gauge(
+            "llm_history_queue_size", "History rows waiting to be written.",
+            registry=registry, multiprocess_mode="livesum")
 
 
-class SpendCollector:
-    """llm_spend_usd and llm_budget_usd, computed from the history at every scrape.
+class HistoryCollector:
+    """llm_history_rows, llm_spend_usd and llm_budget_usd, read from the history at scrape.
 
     Read from the database rather than kept in memory, so the figures are right after a
     restart and agree across worker processes.
@@ -219,9 +207,11 @@ class SpendCollector:
         budget = GaugeMetricFamily(
             "llm_budget_usd", "Configured spending limit for the period.",
             labels=["api_key", "period"])
+        rows = GaugeMetricFamily("llm_history_rows", "Rows in the history database.")
         keys = []
         try:
             with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as conn:
+                rows.add_metric([], conn.execute("SELECT count(*) FROM requests").fetchone()[0])
                 for api_key, month, day in conn.execute(
                         *spend_sql(self.tz, self.clock(), self.max_keys)):
                     spend.add_metric([api_key, "day"], day or 0.0)
@@ -236,6 +226,7 @@ class SpendCollector:
             for period, limit in (("day", b.daily), ("month", b.monthly)):
                 if limit is not None:
                     budget.add_metric([api_key, period], limit)
+        yield rows
         yield spend
         yield budget
 

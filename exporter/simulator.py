@@ -72,16 +72,19 @@ class Simulator:
     async def _sse(self, request: web.Request, events, anthropic: bool) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
-        for i, (name, data) in enumerate(events):
-            if i == 1 and self.first_token_delay:
-                await asyncio.sleep(self.first_token_delay)
-            elif i > 1 and self.token_delay:
-                await asyncio.sleep(self.token_delay)
-            line = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-            await resp.write((f"event: {name}\n" if anthropic else "").encode()
-                             + b"data: " + line.encode() + b"\n\n")
-        await resp.write_eof()
+        try:
+            await resp.prepare(request)
+            for i, (name, data) in enumerate(events):
+                if i == 1 and self.first_token_delay:
+                    await asyncio.sleep(self.first_token_delay)
+                elif i > 1 and self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                line = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+                await resp.write((f"event: {name}\n" if anthropic else "").encode()
+                                 + b"data: " + line.encode() + b"\n\n")
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the gateway closed the stream because its client went away: as it should
         return resp
 
     async def _wait_whole(self, plan: dict) -> None:

@@ -12,7 +12,7 @@ import yaml
 from conftest import need_binary
 from prometheus_client import CollectorRegistry
 
-from exporter.metrics import HistoryMetrics, Metrics, SpendCollector
+from exporter.metrics import HistoryCollector, HistoryMetrics, Metrics
 
 ALERTS = Path(__file__).parent.parent / "alerts"
 RULES = yaml.safe_load((ALERTS / "rules.yml").read_text())["groups"][0]["rules"]
@@ -118,7 +118,7 @@ def exporter_metric_names() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
     HistoryMetrics(registry)
-    SpendCollector(registry, "/nonexistent.db", ZoneInfo("UTC"))
+    HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC"))
     names = set()
     for family in registry.collect():
         for sample in family.samples:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from exporter.app import create_admin_app
 from exporter.config import Budget
 from exporter.history import History
-from exporter.metrics import HistoryMetrics, RequestRecord, SpendCollector
+from exporter.metrics import HistoryCollector, HistoryMetrics, RequestRecord
 from exporter.query import offset_segments
 from exporter.usage import Usage
 
@@ -231,7 +231,7 @@ def test_spend_and_budgets_by_calendar_period(tmp_path, written_in):
     if written_in != "Asia/Shanghai":
         write_history(tmp_path / "h.db", [], shanghai)
     registry = CollectorRegistry()
-    SpendCollector(registry, db, ZoneInfo("Asia/Shanghai"),
+    HistoryCollector(registry, db, ZoneInfo("Asia/Shanghai"),
                    [Budget("team-a", daily=1.0, monthly=20.0), Budget("*", monthly=5.0),
                     Budget("team-c", daily=2.0)], clock=lambda: at("2026-11-02T10:00:00+00:00"))
 

@@ -1,0 +1,118 @@
+"""`serve --workers N`: shared ports, one consistent /metrics, nothing shared between gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import aiohttp
+from upstream import json_file
+
+ROOT = Path(__file__).parent.parent
+CHAT = "/v1/chat/completions"
+
+
+def children(pid: int) -> set[int]:
+    """The worker processes of a supervisor."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+async def until(condition, timeout=30.0):
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)  # polling processes we started, under the deadline
+
+
+async def get(url: str) -> aiohttp.ClientResponse:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        async with s.get(url) as r:
+            return r.status, await r.text()
+
+
+async def requests_total(admin: int) -> float:
+    _, text = await get(f"http://127.0.0.1:{admin}/metrics")
+    return sum(float(v) for v in re.findall(r"(?m)^llm_requests_total\{[^}]*\} (\S+)$", text))
+
+
+async def send(listen: int, n: int) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        for _ in range(n):
+            async with s.post(f"http://127.0.0.1:{listen}{CHAT}", json={"model": "gpt-4o"}) as r:
+                assert r.status == 200
+                await r.read()
+
+
+async def start_gateway(upstream: str, listen: int, admin: int, cwd: Path):
+    cwd.mkdir()
+    log = open(cwd / "log.txt", "wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "serve", "--upstream", upstream, "--provider",
+        "openai", "--listen", f"127.0.0.1:{listen}", "--admin-listen", f"127.0.0.1:{admin}",
+        "--workers", "2", cwd=cwd, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    await until(lambda: len(children(proc.pid)) == 2)
+
+    async def healthy():
+        try:
+            return (await get(f"http://127.0.0.1:{admin}/healthz"))[0] == 200
+        except aiohttp.ClientError:
+            return False
+    async with asyncio.timeout(30):
+        while not await healthy():
+            await asyncio.sleep(0.05)
+    return proc
+
+
+async def test_two_workers_one_consistent_metrics(aiohttp_server, replay, tmp_path,
+                                                  unused_tcp_port_factory):
+    replay.routes[CHAT] = json_file("openai_chat_cached.json")
+    upstream = str((await aiohttp_server(replay.app())).make_url("")).rstrip("/")
+    listen, admin, listen_b, admin_b = (unused_tcp_port_factory() for _ in range(4))
+    a = await start_gateway(upstream, listen, admin, tmp_path / "a")
+    b = await start_gateway(upstream, listen_b, admin_b, tmp_path / "b")
+    try:
+        workers = children(a.pid)
+        pids = set()
+        for _ in range(40):  # each on a new connection: the kernel spreads them
+            pids.add(int(re.search(r'"pid": (\d+)', (await get(
+                f"http://127.0.0.1:{admin}/healthz"))[1]).group(1)))
+        assert pids == workers  # both workers answer on the one admin port
+
+        await send(listen, 60)
+        # Whichever worker answers, /metrics holds every worker's requests; gateway b none.
+        assert [await requests_total(admin) for _ in range(10)] == [60] * 10
+        assert await requests_total(admin_b) == 0
+
+        victim = next(iter(workers))
+        os.kill(victim, signal.SIGKILL)  # a worker dies: it is replaced, its counts stay
+        await until(lambda: len(children(a.pid)) == 2 and victim not in children(a.pid))
+        assert [await requests_total(admin) for _ in range(10)] == [60] * 10
+        await send(listen, 10)
+        assert await requests_total(admin) == 70
+
+        for proc in (a, b):
+            proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            assert await a.wait() == 0 and await b.wait() == 0
+    finally:
+        for proc in (a, b):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    with sqlite3.connect(tmp_path / "a" / "llm-usage-history.db") as db:  # every worker's rows
+        assert db.execute("SELECT count(*) FROM requests").fetchone() == (70,)
+    shared = re.search(r"metrics files in (\S+)", (tmp_path / "a" / "log.txt").read_text())
+    assert shared and not Path(shared.group(1)).exists()  # removed at exit
