@@ -79,6 +79,10 @@ def main(argv=None) -> int:
     bench.add_argument("--no-wrk", action="store_true",
                        help="use the built-in client even where wrk is installed")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="gateway worker processes (default 1)")
+    bench.add_argument("--no-pin", action="store_true",
+                       help="leave every process on every core (to compare worker counts)")
 
     demo = sub.add_parser("demo", help="run the gateway in front of a simulated upstream "
                           "and send it a little traffic (no API key needed)")
@@ -105,7 +109,8 @@ def main(argv=None) -> int:
         return export_history(args)
     if args.command == "bench":
         from .bench import main as bench_main
-        return bench_main(args.duration, args.repetitions, not args.no_wrk, args.json)
+        return bench_main(args.duration, args.repetitions, not args.no_wrk, args.json,
+                          args.workers, not args.no_pin)
 
     try:
         if args.command == "demo":

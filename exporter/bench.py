@@ -32,12 +32,8 @@ SCENARIOS = (("non-streaming", False, 1), ("non-streaming", False, 32),
 # With two cores or more, the gateway gets core 0 to itself and the upstream and the load
 # generator share core 1: measured unpinned on 2 cores, four busy processes contending
 # inflated the gateway's CPU per request by a third.
-PINNED = len(os.sched_getaffinity(0)) >= 2
+CAN_PIN = len(os.sched_getaffinity(0)) >= 2
 GATEWAY_CORE, OTHER_CORE = {0}, {1}
-
-
-def pin(cores: set[int]):
-    return (lambda: os.sched_setaffinity(0, cores)) if PINNED else None
 
 
 SIMULATOR = ("import sys; from aiohttp import web; from exporter.simulator import Simulator; "
@@ -52,16 +48,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stat(pid: int) -> list[str]:
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+
+
+def family(pid: int) -> list[int]:
+    """A gateway process and, with --workers, its worker processes."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat(int(entry))[1]) == pid:
+                    pids.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a gateway and its workers."""
+    total = 0
+    for p in family(pid):
+        fields = _stat(p)
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Peak resident memory, summed over a gateway's processes."""
+    total = 0
+    for p in family(pid):
+        for line in open(f"/proc/{p}/status"):
+            if line.startswith("VmHWM"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 @dataclass
@@ -117,7 +137,7 @@ async def client_run(url: str, stream: bool, concurrency: int, duration: float) 
                statistics.fmean(ttfts) if ttfts else None)
 
 
-def wrk_run(wrk: str, url: str, concurrency: int, duration: float) -> Run:
+def wrk_run(wrk: str, url: str, concurrency: int, duration: float, preexec=None) -> Run:
     """Load with wrk: a separate C process, so the client is never the bottleneck."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
@@ -125,7 +145,7 @@ def wrk_run(wrk: str, url: str, concurrency: int, duration: float) -> Run:
     try:
         out = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{max(round(duration), 1)}s",
                               "--latency", "-s", script.name, url], capture_output=True,
-                             text=True, check=True, preexec_fn=pin(OTHER_CORE)).stdout
+                             text=True, check=True, preexec_fn=preexec).stdout
     finally:
         os.unlink(script.name)
     units = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -157,25 +177,30 @@ def recorded_means(metrics_url: str) -> tuple[float, float, float, float]:
 
 
 class Bench:
-    def __init__(self, duration: float, repetitions: int, use_wrk: bool = True):
-        self.duration, self.repetitions = duration, repetitions
+    def __init__(self, duration: float, repetitions: int, use_wrk: bool = True,
+                 workers: int = 1, pinned: bool = True):
+        self.pinned = CAN_PIN and pinned
+        self.duration, self.repetitions, self.workers = duration, repetitions, workers
         self.wrk = shutil.which("wrk") if use_wrk else None
         self.tmp = tempfile.mkdtemp(prefix="llm-usage-bench-")
         self.procs: list[subprocess.Popen] = []
 
+    def pin(self, cores: set[int]):
+        return (lambda: os.sched_setaffinity(0, cores)) if self.pinned else None
+
     def start(self) -> tuple[str, str, int, str]:
         upstream, listen, admin = free_port(), free_port(), free_port()
         self.procs.append(subprocess.Popen([sys.executable, "-c", SIMULATOR, str(upstream)],
-                                           preexec_fn=pin(OTHER_CORE)))
+                                           preexec_fn=self.pin(OTHER_CORE)))
         config = os.path.join(self.tmp, "config.yaml")
         with open(config, "w") as f:
             json.dump({"listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{admin}",
-                       "log_level": "warning",
+                       "log_level": "warning", "workers": self.workers,
                        "history": {"path": os.path.join(self.tmp, "history.db")},
                        "services": [{"name": "openai", "base_url": f"http://127.0.0.1:{upstream}",
                                      "provider": "openai"}]}, f)
         gateway = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config",
-                                    config], preexec_fn=pin(GATEWAY_CORE))
+                                    config], preexec_fn=self.pin(GATEWAY_CORE))
         self.procs.append(gateway)
         for port in (upstream, listen, admin):
             deadline = time.monotonic() + 30
@@ -199,8 +224,8 @@ class Bench:
 
     def measure(self, url: str, stream: bool, concurrency: int) -> Run:
         if self.wrk and not stream:
-            return wrk_run(self.wrk, url, concurrency, self.duration)
-        if PINNED:
+            return wrk_run(self.wrk, url, concurrency, self.duration, self.pin(OTHER_CORE))
+        if self.pinned:
             os.sched_setaffinity(0, OTHER_CORE)
         return asyncio.run(client_run(url, stream, concurrency, self.duration))
 
@@ -268,13 +293,15 @@ def format_row(r: dict) -> str:
     return text
 
 
-def main(duration: float, repetitions: int, use_wrk: bool, json_out: str | None) -> int:
-    bench = Bench(duration, repetitions, use_wrk)
+def main(duration: float, repetitions: int, use_wrk: bool, json_out: str | None,
+         workers: int = 1, pinned: bool = True) -> int:
+    bench = Bench(duration, repetitions, use_wrk, workers, pinned)
     print(f"llm-usage-exporter {__version__} bench: {repetitions} x {duration:g} s per target "
           f"and scenario, medians; load from "
           f"{'wrk (non-streaming) and ' if bench.wrk else ''}the built-in async client"
           f"{' (streams)' if bench.wrk else ''}; "
-          f"{'gateway on core 0, upstream and load on core 1' if PINNED else 'unpinned'}",
+          f"{'gateway on core 0, upstream and load on core 1' if bench.pinned else 'unpinned'}; "
+          f"{workers} gateway worker{'s' if workers > 1 else ''}",
           flush=True)
     results = bench.run(lambda line: print(line, flush=True))
     if json_out:
