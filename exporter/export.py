@@ -65,12 +65,12 @@ class Rows:
                 if not raw:
                     return
                 self.seen += len(raw)
-                self.last = raw[-1]
-                yield [self.convert(r) for r in raw]
+                batch = [self.convert(r) for r in raw]
+                self.last = batch[-1]
+                yield batch
         finally:
             if self.limit and self.seen == self.limit and self.last is not None:
-                last = self.convert(self.last)
-                self.cursor = encode_cursor(last["started_at"], last["rowid"])
+                self.cursor = encode_cursor(self.last["started_at"], self.last["rowid"])
             self.conn.close()
 
 

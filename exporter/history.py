@@ -71,6 +71,7 @@ COLUMNS = ("request_id", "started_at", "service", "provider", "model", "api_key"
            "stream", "status", "error_type", "error_message", *TOKEN_COLUMNS,
            "estimated_input", "estimated_output", "fee_usd", "unpriced", "service_tier",
            "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id")
+_STARTED, _KEY, _FEE = (COLUMNS.index(c) for c in ("started_at", "api_key", "fee_usd"))
 INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
@@ -201,12 +202,10 @@ class History:
     def _spend(self, batch) -> list[tuple]:
         """Sum a batch's fees by key and local calendar day."""
         totals: dict[tuple[str, str], float] = {}
-        started, key, fee = COLUMNS.index("started_at"), COLUMNS.index("api_key"), \
-            COLUMNS.index("fee_usd")
         for r in batch:
-            if r[fee]:
-                day = datetime.fromtimestamp(r[started], self.tz).date().isoformat()
-                totals[r[key], day] = totals.get((r[key], day), 0.0) + r[fee]
+            if r[_FEE]:
+                day = datetime.fromtimestamp(r[_STARTED], self.tz).date().isoformat()
+                totals[r[_KEY], day] = totals.get((r[_KEY], day), 0.0) + r[_FEE]
         return [(k, d, usd) for (k, d), usd in totals.items()]
 
     def _prune(self, db: sqlite_utils.Database) -> None:
