@@ -22,6 +22,20 @@ def need_binary(name: str) -> str:
     return path
 
 
+async def wait_ok(url: str, timeout: float = 60) -> None:
+    """Poll a URL of a process the test started until it answers 200, under a deadline."""
+    import aiohttp
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                async with aiohttp.ClientSession() as s, s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
 class Records(list):
     """Every RequestRecord the gateway finished, with a way to wait for the next ones."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
-from conftest import need_binary
+from conftest import need_binary, wait_ok
 from upstream import fixture
 
 ROOT = Path(__file__).parent.parent
@@ -86,18 +86,6 @@ async def stop(proc) -> None:
             await proc.wait()
 
 
-async def wait_ready(url: str, timeout: float = 60):
-    async with aiohttp.ClientSession() as s, asyncio.timeout(timeout):
-        while True:
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)  # polling a process we started, under the deadline
-
-
 async def traffic(url: str) -> None:
     """Send about 50 requests a second until cancelled, like a steady client.
 
@@ -155,9 +143,9 @@ async def test_error_ratio_and_exporter_down_alerts_arrive_and_resolve(
                          f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                          f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn")]
     try:
-        await wait_ready(f"http://127.0.0.1:{admin}/healthz")
-        await wait_ready(f"http://127.0.0.1:{am_port}/-/ready")
-        await wait_ready(f"http://127.0.0.1:{prom_port}/-/ready")
+        await wait_ok(f"http://127.0.0.1:{admin}/healthz")
+        await wait_ok(f"http://127.0.0.1:{am_port}/-/ready")
+        await wait_ok(f"http://127.0.0.1:{prom_port}/-/ready")
         gateway = f"http://127.0.0.1:{listen}"
         prom = f"http://127.0.0.1:{prom_port}"
 

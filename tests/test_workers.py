@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from conftest import wait_ok
 from upstream import json_file
+
+from exporter.bench import family
 
 ROOT = Path(__file__).parent.parent
 CHAT = "/v1/chat/completions"
@@ -19,16 +22,7 @@ CHAT = "/v1/chat/completions"
 
 def children(pid: int) -> set[int]:
     """The worker processes of a supervisor."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
+    return set(family(pid)) - {pid}
 
 
 async def until(condition, timeout=30.0):
@@ -64,15 +58,7 @@ async def start_gateway(upstream: str, listen: int, admin: int, cwd: Path):
         "openai", "--listen", f"127.0.0.1:{listen}", "--admin-listen", f"127.0.0.1:{admin}",
         "--workers", "2", cwd=cwd, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)})
     await until(lambda: len(children(proc.pid)) == 2)
-
-    async def healthy():
-        try:
-            return (await get(f"http://127.0.0.1:{admin}/healthz"))[0] == 200
-        except aiohttp.ClientError:
-            return False
-    async with asyncio.timeout(30):
-        while not await healthy():
-            await asyncio.sleep(0.05)
+    await wait_ok(f"http://127.0.0.1:{admin}/healthz", timeout=30)
     return proc
 
 
@@ -86,16 +72,23 @@ async def test_two_workers_one_consistent_metrics(aiohttp_server, replay, tmp_pa
     try:
         workers = children(a.pid)
         pids = set()
-        for _ in range(40):  # each on a new connection: the kernel spreads them
-            pids.add(int(re.search(r'"pid": (\d+)', (await get(
-                f"http://127.0.0.1:{admin}/healthz"))[1]).group(1)))
-        assert pids == workers  # both workers answer on the one admin port
+        async with asyncio.timeout(30):  # a worker may still be starting: wait for both
+            while pids != workers:  # each probe on a new connection: the kernel spreads them
+                pids.add(int(re.search(r'"pid": (\d+)', (await get(
+                    f"http://127.0.0.1:{admin}/healthz"))[1]).group(1)))
+                assert pids <= workers  # only this gateway's workers answer its port
 
         await send(listen, 60)
         # Whichever worker answers, /metrics holds every worker's requests; gateway b none.
         assert [await requests_total(admin) for _ in range(10)] == [60] * 10
         assert await requests_total(admin_b) == 0
 
+        # A killed worker loses the rows it still queues (up to the writer's 0.1 s linger):
+        # kill one only once the first 60 rows are in the database.
+        def rows() -> int:
+            with sqlite3.connect(tmp_path / "a" / "llm-usage-history.db") as db:
+                return db.execute("SELECT count(*) FROM requests").fetchone()[0]
+        await until(lambda: rows() == 60)
         victim = next(iter(workers))
         os.kill(victim, signal.SIGKILL)  # a worker dies: it is replaced, its counts stay
         await until(lambda: len(children(a.pid)) == 2 and victim not in children(a.pid))
