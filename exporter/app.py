@@ -12,7 +12,6 @@ import os
 import signal
 from zoneinfo import ZoneInfo
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -29,13 +28,10 @@ PROXY = web.AppKey("proxy", Proxy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 log = logging.getLogger("llm_usage_exporter")
 
-# aiohttp would add its own User-Agent, Accept and Accept-Encoding to what the client sent.
-_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-
 
 def create_app(config: Config, *, registry: CollectorRegistry, history: History | None = None,
                env=os.environ) -> web.Application:
-    """Build the proxy application; its ClientSession lives as long as the app."""
+    """Build the proxy application; its upstream connections live as long as the app."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
@@ -43,17 +39,11 @@ def create_app(config: Config, *, registry: CollectorRegistry, history: History 
     app = web.Application(client_max_size=config.limits.max_request_body_bytes)
     app[PROXY] = proxy
 
-    async def client_session(app: web.Application):
-        # No connection cap: the upstream's own limits apply, and a cap here would queue
-        # requests invisibly (aiohttp's default is 100 connections).
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
-        proxy.session = aiohttp.ClientSession(connector=connector,
-                                              skip_auto_headers=_NO_AUTO_HEADERS,
-                                              cookie_jar=aiohttp.DummyCookieJar())
+    async def upstream_pool(app: web.Application):
         yield
-        await proxy.session.close()
+        proxy.pool.close()
 
-    app.cleanup_ctx.append(client_session)
+    app.cleanup_ctx.append(upstream_pool)
     if history is not None:
         proxy.sinks.append(history.put)
 

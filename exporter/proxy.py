@@ -15,10 +15,8 @@ import time
 import zlib
 from time import perf_counter
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, istr
-from yarl import URL
 
 from .accounting import count_usage, error_message, price
 from .config import Config, Service
@@ -26,25 +24,23 @@ from .errors import error_body, error_type_for
 from .metrics import Metrics, RequestRecord
 from .pricing import Pricing
 from .stream import StreamMeter
+from .upstream import ConnectError, Connection, Origin, Pool, UpstreamError
 from .usage import INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody, operation_for
 
 log = logging.getLogger("llm_usage_exporter")
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:
-# header names are compared with k.lower() (an istr in a set is not matched case-blind).
+# raw header names are compared with name.lower(), as bytes.
 _HOP_BY_HOP = frozenset((
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "transfer-encoding", "upgrade"))
-_NOT_UP = _HOP_BY_HOP | {"host", "content-length"}
-_KEY_HEADERS = (istr("authorization"), istr("x-api-key"), istr("api-key"))
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+    b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
+_NOT_UP = _HOP_BY_HOP | {b"host", b"content-length", b"x-request-id"}
+_KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key"))
 # The gateway reads usage out of response bodies, so it only lets the upstream pick an
 # encoding it can decode; the client still gets a body in an encoding it asked for.
 _DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 X_REQUEST_ID = istr("X-Request-ID")
 X_UPSTREAM_REQUEST_ID = istr("X-Upstream-Request-ID")
-
-# Upstream failures before the response started, and what the client is told.
-_UPSTREAM_TIMEOUTS = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
 
 
 def key_label(headers, names: dict[str, str]) -> str:
@@ -88,10 +84,8 @@ class Proxy:
         self.key_names = config.key_names(env)
         self.metrics = metrics
         self.pricing = Pricing(config.pricing)
-        self.session: aiohttp.ClientSession | None = None
-        self.timeouts = {s.name: aiohttp.ClientTimeout(
-            total=None, sock_connect=s.connect_timeout_seconds,
-            sock_read=s.read_timeout_seconds) for s in config.services}
+        self.pool = Pool()
+        self.origins = {s.name: Origin(s.base_url) for s in config.services}
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
         self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
@@ -117,10 +111,11 @@ class Proxy:
         gauge.inc()
         waited = 0.0  # seconds spent waiting on the upstream or the client
         resp = None
-        upstream = None
+        upstream: Connection | None = None
         meter: StreamMeter | None = None
         body_json = None
         collected: ResponseBody | None = None
+        read_timeout = service.read_timeout_seconds
         try:
             # --- the request ----------------------------------------------------------
             length = request.content_length
@@ -128,9 +123,9 @@ class Proxy:
                 return self._fail(rec, api_format, rid, 413, "too_large",
                                   f"request body of {length} bytes is over the gateway's "
                                   f"limit of {self.max_body} bytes")
-            headers = self._upstream_headers(request.headers, service, rid)
             strip_usage = False
-            if operation != OTHER and request.body_exists:
+            parsed = operation != OTHER and request.body_exists
+            if parsed:
                 t = perf_counter()
                 try:
                     data = await request.read()
@@ -140,76 +135,73 @@ class Proxy:
                                       f"{self.max_body} bytes")
                 waited += perf_counter() - t
                 body_json, data, strip_usage = self._inspect(operation, data, service, rec)
-                if "Accept-Encoding" in headers:
-                    headers[istr("Accept-Encoding")] = _accept_encoding(
-                        headers["Accept-Encoding"])
             elif request.body_exists:
-                data = request.content
-                if length is not None:
-                    headers[istr("Content-Length")] = str(length)
+                data = request.content.iter_any()
             else:
                 data = None
+            headers = self._upstream_headers(request, service, rid, parsed)
 
-            url = URL(service.base_url.rstrip("/") + upstream_path, encoded=True)
+            origin = self.origins[service.name]
+            target = (origin.path + upstream_path).encode("utf-8", "surrogateescape")
             t = perf_counter()
             try:
-                upstream = await self.session.request(
-                    request.method, url, headers=headers, data=data, allow_redirects=False,
-                    auto_decompress=False, timeout=self.timeouts[service.name])
-            except aiohttp.ClientConnectorError as e:
+                upstream = await self.pool.request(
+                    origin, request.method, target, headers, data, length=length,
+                    connect_timeout=service.connect_timeout_seconds, read_timeout=read_timeout)
+            except ConnectError as e:
                 return self._fail(rec, api_format, rid, 502, "connect_error",
-                                  f"cannot connect to the upstream: {e.os_error or e}")
-            except _UPSTREAM_TIMEOUTS:
+                                  f"cannot connect to the upstream: {e}")
+            except TimeoutError:
                 return self._fail(rec, api_format, rid, 504, "timeout",
                                   "the upstream did not answer in time")
-            except aiohttp.ClientError as e:
+            except UpstreamError as e:
                 return self._fail(rec, api_format, rid, 502, "upstream_error",
-                                  f"the upstream failed before answering: {type(e).__name__}")
+                                  f"the upstream failed before answering: {e}")
             waited += perf_counter() - t
 
             # --- the response ---------------------------------------------------------
-            rec.code = upstream.status
-            rec.error_type = error_type_for(upstream.status)
-            out_headers = CIMultiDict((k, v) for k, v in upstream.headers.items()
-                                      if k.lower() not in _HOP_BY_HOP)
+            status = rec.code = upstream.status
+            rec.error_type = error_type_for(status)
+            out_headers = CIMultiDict(
+                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in upstream.headers if k.lower() not in _HOP_BY_HOP)
             theirs = out_headers.pop(X_REQUEST_ID, None)
             if theirs and theirs != rid:
                 rec.upstream_request_id = out_headers[X_UPSTREAM_REQUEST_ID] = theirs
             out_headers[X_REQUEST_ID] = rid
-            content_type = upstream.headers.get("Content-Type", "")
             if operation != OTHER:
-                if content_type.startswith("text/event-stream"):
+                if upstream.header(b"content-type").startswith(b"text/event-stream"):
                     rec.stream = True
                     meter = StreamMeter(operation, strip_usage)
                     out_headers.popall(istr("Content-Length"), None)
                 else:
                     collected = ResponseBody()
             decoder = None
-            encoding = upstream.headers.get("Content-Encoding", "identity").lower()
-            if collected is not None and _DECODABLE.get(encoding):
-                decoder = zlib.decompressobj(_DECODABLE[encoding])
+            encoding = upstream.header(b"content-encoding", b"identity").decode("latin-1")
+            wbits = _DECODABLE.get(encoding.lower())
+            if collected is not None and wbits:
+                decoder = zlib.decompressobj(wbits)
 
             response_class = web.StreamResponse if meter is not None else _CoalescedResponse
-            resp = response_class(status=upstream.status, reason=upstream.reason,
-                                  headers=out_headers)
+            resp = response_class(status=status, headers=out_headers,
+                                  reason=upstream.reason.decode("latin-1") or None)
             t = perf_counter()
             await resp.prepare(request)
             waited += perf_counter() - t
 
-            chunks = upstream.content.iter_chunks().__aiter__()
             while True:
                 t = perf_counter()
                 try:
-                    data, _ = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except _UPSTREAM_TIMEOUTS:
+                    data = await upstream.read(read_timeout)
+                except TimeoutError:
                     return self._interrupted(rec, request, resp, "timeout", "the upstream went "
                                              "silent for longer than read_timeout_seconds")
-                except (aiohttp.ClientError, OSError) as e:
-                    return self._interrupted(rec, request, resp, "stream_interrupted", "the "
-                                             f"upstream broke off the response: {type(e).__name__}")
+                except UpstreamError as e:
+                    return self._interrupted(rec, request, resp, "stream_interrupted",
+                                             f"the upstream broke off the response: {e}")
                 waited += perf_counter() - t
+                if not data:
+                    break
                 if meter is not None:
                     data, content = meter.feed(data)
                     if not data:
@@ -303,20 +295,29 @@ class Proxy:
                                    "include_usage": True}
         return body, json.dumps(asked, ensure_ascii=False, separators=(",", ":")).encode(), True
 
-    def _upstream_headers(self, incoming, service: Service, rid: str) -> CIMultiDict:
+    def _upstream_headers(self, request: web.Request, service: Service, rid: str,
+                          parsed: bool) -> bytes:
+        """The client's header lines as received, less hop-by-hop ones, for the upstream."""
         drop = _NOT_UP
-        if "Connection" in incoming:
-            drop = drop | {t.strip().lower() for t in incoming["Connection"].split(",")}
-        headers = CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in drop)
+        if "Connection" in request.headers:
+            drop = drop | {t.strip().lower().encode("latin-1")
+                           for t in request.headers["Connection"].split(",")}
         if service.api_key:
-            for name in _KEY_HEADERS:
-                headers.popall(name, None)
-            if service.api_format == "anthropic":
-                headers[istr("x-api-key")] = service.api_key
-            else:
-                headers[istr("Authorization")] = "Bearer " + service.api_key
-        headers[X_REQUEST_ID] = rid
-        return headers
+            drop = drop | _KEY_HEADERS
+        lines = []
+        for name, value in request.raw_headers:
+            lowered = name.lower()
+            if lowered in drop:
+                continue
+            if parsed and lowered == b"accept-encoding":
+                value = _accept_encoding(value.decode("latin-1")).encode("latin-1")
+            lines.append(b"%s: %s\r\n" % (name, value))
+        if service.api_key:
+            lines.append(b"x-api-key: %s\r\n" % service.api_key.encode()
+                         if service.api_format == "anthropic"
+                         else b"Authorization: Bearer %s\r\n" % service.api_key.encode())
+        lines.append(b"X-Request-ID: %s\r\n" % rid.encode("utf-8", "surrogateescape"))
+        return b"".join(lines)
 
     def _fail(self, rec: RequestRecord, api_format: str, rid: str, status: int,
               error_type: str, message: str) -> web.Response:

@@ -1,0 +1,203 @@
+"""The upstream client on the wire: framing, keep-alive, retries and failures, byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from exporter.upstream import ConnectError, Origin, Pool, UpstreamError
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class Wire:
+    """A TCP server that answers each request with the next scripted bytes.
+
+    A script entry is bytes to write, or a tuple (bytes, "close") to close afterwards, or
+    "close" to close without answering. Every request received is kept, whole.
+    """
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.requests: list[bytes] = []
+        self.connections = 0
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.origin = Origin(f"http://127.0.0.1:{port}/base")
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.connections += 1
+        try:
+            while self.script:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = b""
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        body = await reader.readexactly(int(line.split(b":")[1]))
+                if b"transfer-encoding: chunked" in head.lower():
+                    body = await reader.readuntil(b"0\r\n\r\n")
+                self.requests.append(head + body)
+                step = self.script.pop(0)
+                if step == "close":
+                    break
+                data, close = step if isinstance(step, tuple) else (step, False)
+                writer.write(data)
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+async def fetch(pool: Pool, wire: Wire, method="POST", body=b'{"a":1}', length=None,
+                read_timeout=5.0):
+    conn = await pool.request(wire.origin, method, b"/base/v1/x", b"X-Test: 1\r\n", body,
+                              length=length, connect_timeout=5, read_timeout=read_timeout)
+    chunks = []
+    while data := await conn.read(read_timeout):
+        chunks.append(data)
+    conn.release()
+    return conn.status, conn.headers, b"".join(chunks)
+
+
+async def test_request_bytes_and_connection_reuse():
+    async with Wire(OK, OK, OK) as wire:
+        pool = Pool()
+        for _ in range(3):
+            assert (await fetch(pool, wire))[::2] == (200, b"{}")
+        pool.close()
+    assert wire.connections == 1
+    port = wire.origin.port
+    assert wire.requests[0] == (b"POST /base/v1/x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                                b"X-Test: 1\r\nContent-Length: 7\r\n\r\n{\"a\":1}" % port)
+
+
+async def test_chunked_response_is_dechunked_and_headers_kept_as_sent():
+    answer = (b"HTTP/1.1 201 Created\r\nX-Odd-Case: V a l\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    async with Wire(answer, OK) as wire:
+        pool = Pool()
+        status, headers, body = await fetch(pool, wire)
+        assert (status, body) == (201, b"hello world")
+        assert (b"X-Odd-Case", b"V a l") in headers
+        assert (await fetch(pool, wire))[2] == b"{}"  # the connection was kept
+        pool.close()
+    assert wire.connections == 1
+
+
+async def test_body_ending_at_close_and_connection_not_kept():
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", "close")
+    async with Wire(answer, OK) as wire:
+        pool = Pool()
+        assert (await fetch(pool, wire))[2] == b"until the end"
+        assert (await fetch(pool, wire))[2] == b"{}"
+        pool.close()
+    assert wire.connections == 2
+
+
+async def test_interim_100_continue_is_skipped():
+    async with Wire(b"HTTP/1.1 100 Continue\r\n\r\n" + OK) as wire:
+        pool = Pool()
+        assert (await fetch(pool, wire))[::2] == (200, b"{}")
+        pool.close()
+
+
+async def test_head_response_has_no_body_and_closes():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+    async with Wire(answer, OK) as wire:
+        pool = Pool()
+        assert (await fetch(pool, wire, method="HEAD", body=None))[::2] == (200, b"")
+        assert wire.requests[0].startswith(b"HEAD /base/v1/x HTTP/1.1\r\n")
+        assert b"Content-Length" not in wire.requests[0]
+        assert (await fetch(pool, wire))[2] == b"{}"
+        pool.close()
+    assert wire.connections == 2
+
+
+async def test_kept_connection_closed_by_upstream_is_retried_once():
+    # The upstream answers, then drops the connection it let us keep: the next request
+    # finds it dead before any answer and goes out again on a new connection.
+    async with Wire(OK, "close", OK) as wire:
+        pool = Pool()
+        assert (await fetch(pool, wire))[2] == b"{}"
+        assert (await fetch(pool, wire))[2] == b"{}"
+        pool.close()
+    assert wire.connections == 2
+    assert len(wire.requests) == 3 and wire.requests[1] == wire.requests[2]
+
+
+async def test_streamed_request_body_is_chunked_without_length():
+    async def parts():
+        yield b"abc"
+        yield b""
+        yield b"defgh"
+
+    async with Wire(OK) as wire:
+        pool = Pool()
+        assert (await fetch(pool, wire, body=parts()))[2] == b"{}"
+        pool.close()
+    assert wire.requests[0].endswith(b"Transfer-Encoding: chunked\r\n\r\n"
+                                     b"3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n")
+
+
+async def test_streamed_request_body_with_length_is_sent_as_is():
+    async def parts():
+        yield b"abc"
+        yield b"de"
+
+    async with Wire(OK) as wire:
+        pool = Pool()
+        assert (await fetch(pool, wire, body=parts(), length=5))[2] == b"{}"
+        pool.close()
+    assert wire.requests[0].endswith(b"Content-Length: 5\r\n\r\nabcde")
+
+
+async def test_garbled_answer_and_cut_body_are_upstream_errors():
+    async with Wire(b"NOT HTTP AT ALL\r\n\r\n") as wire:
+        with pytest.raises(UpstreamError, match="invalid HTTP"):
+            await fetch(Pool(), wire)
+    cut = (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", "close")
+    async with Wire(cut) as wire:
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await fetch(Pool(), wire)
+
+
+async def test_silence_is_a_timeout():
+    never = asyncio.Event()
+
+    async def silent(reader, writer):
+        await never.wait()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    origin = Origin(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    with pytest.raises(TimeoutError):
+        await Pool().request(origin, "GET", b"/", b"", None, connect_timeout=5,
+                             read_timeout=0.05)
+    server.close()
+
+
+async def test_refused_connection_is_a_connect_error():
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(ConnectError):
+        await Pool().request(Origin(f"http://127.0.0.1:{port}"), "GET", b"/", b"", None,
+                             connect_timeout=5, read_timeout=5)
+
+
+def test_origin_parsing():
+    o = Origin("https://user:pw@api.example.com/openai/")
+    assert (o.tls, o.host, o.port, o.host_header, o.path) == (
+        True, "api.example.com", 443, b"api.example.com", "/openai")
+    o = Origin("http://[::1]:8080")
+    assert (o.tls, o.host, o.port, o.host_header, o.path) == (False, "::1", 8080, b"[::1]:8080",
+                                                               "")
