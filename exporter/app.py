@@ -23,39 +23,44 @@ from .config import Config
 from .history import History
 from .metrics import HistoryCollector, HistoryMetrics, Metrics
 from .proxy import Proxy
+from .server import Server
 
-PROXY = web.AppKey("proxy", Proxy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 log = logging.getLogger("llm_usage_exporter")
 
 
-def create_app(config: Config, *, registry: CollectorRegistry, history: History | None = None,
-               env=os.environ) -> web.Application:
-    """Build the proxy application; its upstream connections live as long as the app."""
+def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
+                 env=os.environ) -> ProxyListener:
+    """Build the proxy listener: its server, upstream connections and history writer."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
     proxy = Proxy(config, metrics, env)
-    app = web.Application(client_max_size=config.limits.max_request_body_bytes)
-    app[PROXY] = proxy
-
-    async def upstream_pool(app: web.Application):
-        yield
-        proxy.pool.close()
-
-    app.cleanup_ctx.append(upstream_pool)
     if history is not None:
         proxy.sinks.append(history.put)
+    return ProxyListener(proxy, history)
 
-        async def history_writer(app: web.Application):
-            history.start()
-            yield
-            # Cleanup runs after every handler finished, so every request is queued by now.
-            await asyncio.to_thread(history.close)
 
-        app.cleanup_ctx.append(history_writer)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    return app
+class ProxyListener:
+    """Client traffic: started with start(), stopped with cleanup() like an aiohttp runner."""
+
+    def __init__(self, proxy: Proxy, history: History | None):
+        self.proxy, self.history = proxy, history
+        self.server = Server(proxy.handle)
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        if self.history is not None:
+            self.history.start()
+        self.port = await self.server.listen(host, port, reuse_port=reuse_port)
+        return self.port
+
+    async def cleanup(self, timeout: float = 30) -> None:
+        """Finish in-flight requests (up to `timeout` s), then flush the history."""
+        await self.server.shutdown(timeout)
+        self.proxy.pool.close()
+        if self.history is not None:
+            await asyncio.to_thread(self.history.close)
 
 
 def create_admin_app(registry: CollectorRegistry, *, history_path: str | None = None,
@@ -110,22 +115,17 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
     `registry` holds the metric objects; `exposition`, when given, is what /metrics renders
     (in a worker process: every worker's metrics, read from their shared files).
     """
-    runners = []
+    proxy = create_proxy(config, registry=registry, history=history, env=env)
+    await proxy.start(*split_hostport(config.listen), reuse_port=reuse_port)
     admin = create_admin_app(exposition or registry,
                              history_path=history.path if history else None,
                              token=config.admin_token(env))
-    for app, listen in ((create_app(config, registry=registry, history=history, env=env),
-                         config.listen), (admin, config.admin_listen)):
-        # handler_cancellation: a client that disconnects cancels its handler at once,
-        # which closes the upstream request (nobody keeps paying for unread tokens).
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                               shutdown_timeout=30)
-        await runner.setup()
-        host, port = split_hostport(listen)
-        await web.TCPSite(runner, host, port, reuse_address=True,
-                          reuse_port=reuse_port or None).start()
-        runners.append(runner)
-    return runners
+    runner = web.AppRunner(admin, access_log=None)
+    await runner.setup()
+    host, port = split_hostport(config.admin_listen)
+    await web.TCPSite(runner, host, port, reuse_address=True,
+                      reuse_port=reuse_port or None).start()
+    return [proxy, runner]
 
 
 async def serve(config: Config, *, ready=None, worker: bool = False) -> None:

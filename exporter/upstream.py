@@ -59,7 +59,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time it went back to the pool
         self._waiter: asyncio.Future | None = None
         self._drain: asyncio.Future | None = None
         self._reset(head=False)
@@ -265,12 +265,20 @@ class Pool:
                 raise
 
     def _take(self, key) -> Connection | None:
+        # Idle connections expire when next looked at, not by a timer each: a timer set and
+        # cancelled per request was 1.5% of the CPU profiled at 32 concurrent requests.
         conns = self.idle.get(key)
+        if not conns:
+            return None
+        stale = asyncio.get_running_loop().time() - self.idle_seconds
         while conns:
-            conn = conns.pop()
-            conn.idle_timer.cancel()
-            if not conn.closed:
-                return conn
+            conn = conns.pop()  # the most recently used: the least likely to be closed
+            if conn.closed:
+                continue
+            if conn.idle_since < stale:
+                conn.transport.close()
+                continue
+            return conn
         return None
 
     async def _connect(self, origin: Origin, timeout: float) -> Connection:
@@ -287,19 +295,20 @@ class Pool:
         return conn
 
     def keep(self, conn: Connection) -> None:
-        conn.idle_timer = asyncio.get_running_loop().call_later(
-            self.idle_seconds, conn.transport.close)
-        self.idle.setdefault(conn.key, []).append(conn)
+        now = conn.idle_since = asyncio.get_running_loop().time()
+        conns = self.idle.setdefault(conn.key, [])
+        # Oldest first: connections left over from a burst expire as traffic goes on.
+        while conns and conns[0].idle_since < now - self.idle_seconds:
+            conns.pop(0).transport.close()
+        conns.append(conn)
 
     def forget(self, conn: Connection) -> None:
         conns = self.idle.get(conn.key)
         if conns and conn in conns:
             conns.remove(conn)
-            conn.idle_timer.cancel()
 
     def close(self) -> None:
         for conns in self.idle.values():
             for conn in conns:
-                conn.idle_timer.cancel()
                 conn.transport.abort()
         self.idle.clear()

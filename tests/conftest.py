@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from upstream import Replay
 
-from exporter.app import create_app
+from exporter.app import create_proxy
 from exporter.config import parse_config
 
 
@@ -56,9 +56,10 @@ class Records(list):
 
 
 class Gateway:
-    def __init__(self, server, registry, records, replay):
-        self.server, self.registry, self.records, self.replay = server, registry, records, replay
-        self.url = str(server.make_url("")).rstrip("/")
+    def __init__(self, listener, registry, records, replay):
+        self.listener, self.registry, self.records, self.replay = (listener, registry, records,
+                                                                   replay)
+        self.url = f"http://127.0.0.1:{listener.port}"
 
     def value(self, name: str, **labels) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -91,12 +92,15 @@ async def gateway(aiohttp_server, replay):
         env = env or {}
         cfg = parse_config(data, env)
         registry = CollectorRegistry()
-        app = create_app(cfg, registry=registry, history=history, env=env)
+        listener = create_proxy(cfg, registry=registry, history=history, env=env)
         records = Records()
-        from exporter.app import PROXY
-        app[PROXY].sinks.append(records)
-        server = await aiohttp_server(app)
-        return Gateway(server, registry, records, replay)
+        listener.proxy.sinks.append(records)
+        await listener.start("127.0.0.1", 0)
+        started.append(listener)
+        return Gateway(listener, registry, records, replay)
 
+    started = []
     make.upstream_url = base
-    return make
+    yield make
+    for listener in started:
+        await listener.cleanup()
