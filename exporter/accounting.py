@@ -25,10 +25,11 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
     output_chars, whole = 0, None
     if meter is not None:
         model, reported = meter.model, meter.usage
-        output_chars = meter.output_chars
         input_known = reported is not None
         # Anthropic streams report input at message_start, the final output only later.
         output_known = meter.final
+        if not output_known:
+            output_chars = meter.output_chars
     elif collected is not None:
         model, reported, whole = collected.parse()
         input_known = output_known = isinstance(reported, dict)

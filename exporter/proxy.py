@@ -24,7 +24,7 @@ from .pricing import Pricing
 from .server import BodyTooLarge, Request
 from .stream import StreamMeter
 from .upstream import ConnectError, Connection, Origin, Pool, UpstreamError
-from .usage import INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody, operation_for
+from .usage import INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody, loads, operation_for
 
 log = logging.getLogger("llm_usage_exporter")
 
@@ -194,7 +194,7 @@ class Proxy:
                     rec.ttft = t1 - t0
             await request.finish(meter.finish() if meter is not None else b"")
         except (ConnectionResetError, asyncio.CancelledError) as e:
-            # The client went away: a failed write, or aiohttp cancelling the handler.
+            # The client went away: a failed write, or the server cancelling the handler.
             # The upstream request must close now so nobody pays for tokens nobody reads:
             # release() in `finally` closes the upstream connection, as the body is unread.
             rec.code, rec.error_type = 499, "client_disconnect"
@@ -243,7 +243,7 @@ class Proxy:
     def _inspect(self, operation: str, data: bytes, service: Service, rec: RequestRecord):
         """Read model and stream from a JSON body; ask for stream usage if the client didn't."""
         try:
-            body = json.loads(data)
+            body = loads(data)
         except ValueError:
             return None, data, False  # forwarded unchanged: the upstream answers the client
         if not isinstance(body, dict):

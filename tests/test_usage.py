@@ -78,10 +78,17 @@ TRANSCRIPTS = [
 ]
 
 
+@pytest.mark.parametrize("backlog", [StreamMeter.BACKLOG_LIMIT, 10])
 @pytest.mark.parametrize("step", [1, 7, 1 << 20])
 @pytest.mark.parametrize("name,operation,strip,model,final,chars", TRANSCRIPTS)
-def test_stream_meter_any_chunking(name, operation, strip, model, final, chars, step):
-    """However the bytes are split, the client gets them all and the reading is the same."""
+def test_stream_meter_any_chunking(name, operation, strip, model, final, chars, step, backlog,
+                                   monkeypatch):
+    """However the bytes are split, the client gets them all and the reading is the same.
+
+    Text-only events after the first content are parsed when their text is asked for, or
+    every `backlog` bytes: the count is the same either way.
+    """
+    monkeypatch.setattr(StreamMeter, "BACKLOG_LIMIT", backlog)
     data = fixture(name)
     meter = StreamMeter(operation, strip)
     out = b"".join(meter.feed(data[i:i + step])[0] for i in range(0, len(data), step))
@@ -145,3 +152,13 @@ def test_request_text_chars_counts_prompt_text_only():
         {"role": "user", "content": [{"type": "text", "text": "Hi there"},  # 8
                                      {"type": "image_url", "image_url": {"url": "data:..."}}]}]}
     assert request_text_chars(body) == 17
+
+
+def test_json_orjson_refuses_still_parses_as_python_would():
+    from exporter.usage import loads
+    body = b'{"n": 123456789012345678901234567890, "x": NaN, "s": "\\ud800"}'
+    parsed = loads(body)
+    assert parsed["n"] == 123456789012345678901234567890
+    assert parsed["x"] != parsed["x"] and parsed["s"] == "\ud800"
+    with pytest.raises(ValueError):
+        loads(b'{"cut": ')
