@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
 from .api import HISTORY_PATH, api_errors, bearer_token, requests_handler, usage_handler
 from .config import Config
+from .exposition import CONTENT_TYPE, render
 from .history import History
 from .metrics import HistoryCollector, HistoryMetrics, Metrics
 from .proxy import Proxy
@@ -79,10 +79,9 @@ def create_admin_app(registry: CollectorRegistry, *, history_path: str | None = 
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     # In a thread: scrape-time collectors read SQLite, and the proxy shares this loop.
-    body = await asyncio.to_thread(encoder, request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    body = await asyncio.to_thread(render, request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def healthz_handler(request: web.Request) -> web.Response:

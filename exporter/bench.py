@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 import aiohttp
 
@@ -252,9 +253,41 @@ class Bench:
                 out(format_row(results[-1]))
             results.append({"peak_rss_mb": peak_rss_mb(pid)})
             out(f"gateway peak RSS: {peak_rss_mb(pid):.0f} MB")
+            series, ms = metrics_render()
+            results.append({"metrics_series": series, "metrics_render_ms": ms})
+            out(f"/metrics render with {series:,} series (40 models x 25 keys): {ms:.0f} ms")
         finally:
             self.stop()
         return results
+
+
+def metrics_render(models: int = 40, keys: int = 25) -> tuple[int, float]:
+    """Render /metrics after every model was used with every key, streamed and not:
+    return the series and the best of five renders in ms of CPU."""
+    from prometheus_client import CollectorRegistry
+
+    from .exposition import render
+    from .metrics import Metrics, RequestRecord
+    from .usage import Usage
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_models=models, max_api_keys=keys)
+    for m in range(models):
+        for k in range(keys):
+            for stream in (False, True):
+                r = RequestRecord("bench", 0.0, "openai", "openai", f"key-{k:08x}", "chat",
+                                  stream=stream, model=f"model-{m}", code=200, duration=0.8,
+                                  overhead=0.0003, ttft=0.2 if stream else None,
+                                  usage=Usage(input_text=900, input_cache_read=100,
+                                              output_text=40, output_reasoning=10))
+                r.fees = [(d, t, Decimal("0.0001")) for d, t, _ in r.usage.categories()]
+                metrics.observe(r)
+    times = []
+    for _ in range(5):
+        t = time.process_time()
+        body = render(registry)
+        times.append(time.process_time() - t)
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    return series, min(times) * 1000
 
 
 def summarise(name, stream, concurrency, direct, through, cpu, accuracy) -> dict:

@@ -9,10 +9,10 @@ import subprocess
 
 import aiohttp
 from conftest import need_binary
-from prometheus_client import generate_latest
 from upstream import fixture, json_file, sse_file, status
 
 from exporter.app import create_admin_app
+from exporter.exposition import render
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -114,7 +114,7 @@ async def test_named_keys_and_no_raw_key_anywhere(gateway, replay, caplog):
     await gw.records.wait(3)
     assert [r.api_key for r in gw.records] == [
         "search-team", "key-" + hashlib.sha256(unnamed.encode()).hexdigest()[:8], "batch-jobs"]
-    exposed = generate_latest(gw.registry).decode() + caplog.text
+    exposed = render(gw.registry).decode() + caplog.text
     assert "stream_interrupted" in caplog.text  # the logs were written, and checked
     for key in (named, unnamed, env_key):
         assert key not in exposed
@@ -165,8 +165,11 @@ async def test_admin_metrics_and_healthz(gateway, replay, aiohttp_client):
     text = await r.text()
     assert 'llm_build_info{version="0.1.0"} 1.0' in text
     assert "llm_tokens_total{" in text
+    assert "_created" not in text  # not a series of their own in Prometheus
+    # The text format whatever is asked for: every Prometheus reads it (exposition.py).
     r = await admin.get("/metrics", headers={"Accept": "application/openmetrics-text"})
-    assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert await r.text() == text
 
 
 async def test_promtool_check_metrics_is_silent(gateway, replay):
@@ -176,7 +179,7 @@ async def test_promtool_check_metrics_is_silent(gateway, replay):
     async with aiohttp.ClientSession() as s:
         await (await s.post(gw.url + CHAT, json={**BODY, "stream": True})).read()
     await gw.records.wait(1)
-    out = subprocess.run([promtool, "check", "metrics"], input=generate_latest(gw.registry),
+    out = subprocess.run([promtool, "check", "metrics"], input=render(gw.registry),
                          capture_output=True, timeout=30)
     assert out.returncode == 0 and out.stdout == b"" and out.stderr == b"", out
 
