@@ -5,7 +5,7 @@ holding the interpreter lock the proxy needs: profiled, two thirds of it validat
 escaped the same label names again for every sample. Here label names are taken as
 valid (prometheus-client checked them when each metric was made), values are escaped
 only when they contain a character that needs it, and number formatting is
-prometheus-client's own, so the output reads the same to Prometheus.
+prometheus-client's own: the output is the same, byte for byte.
 
 The text format is served whatever the scraper prefers: every Prometheus reads it, and
 it is the one format to keep fast. No `_created` series are made (see metrics.py).
@@ -38,7 +38,7 @@ def _label_text(cache: dict, labels: dict) -> str:
     if text is None:
         if len(cache) > 100_000:  # label values are capped, but a collector's may not be
             cache.clear()
-        text = cache[key] = ",".join([f'{k}="{_escape(v)}"' for k, v in labels.items()])
+        text = cache[key] = ",".join([f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())])
     return text
 
 
