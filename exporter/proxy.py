@@ -61,6 +61,32 @@ def _accept_encoding(value: str) -> str:
     return ",".join(kept).strip() or "identity"
 
 
+class _Relay:
+    """Meter the upstream's body and pass it to the client, called as each read arrives."""
+
+    __slots__ = ("request", "rec", "t0", "meter", "collected", "decoder", "busy")
+
+    def __init__(self, request: Request, rec: RequestRecord, t0: float,
+                 meter: StreamMeter | None, collected: ResponseBody | None, decoder):
+        self.request, self.rec, self.t0 = request, rec, t0
+        self.meter, self.collected, self.decoder = meter, collected, decoder
+        self.busy = 0.0  # seconds spent here: the gateway's own time, not waiting
+
+    def __call__(self, data: bytes):
+        t = perf_counter()
+        content = False
+        if self.meter is not None:
+            data, content = self.meter.feed(data)
+        elif self.collected is not None:
+            self.collected.feed(self.decoder.decompress(data) if self.decoder else data)
+        drain = self.request.write(data)
+        t1 = perf_counter()
+        if content and self.rec.ttft is None:
+            self.rec.ttft = t1 - self.t0
+        self.busy += t1 - t
+        return drain
+
+
 class Proxy:
     """Forward requests to the configured services and record each one."""
 
@@ -165,33 +191,18 @@ class Proxy:
             if meter is not None:
                 request.flush()  # the client learns the status before the first event
 
-            while True:
-                t = perf_counter()
-                try:
-                    data = await upstream.read(read_timeout)
-                except TimeoutError:
-                    return self._interrupted(rec, request, "timeout", "the upstream went "
-                                             "silent for longer than read_timeout_seconds")
-                except UpstreamError as e:
-                    return self._interrupted(rec, request, "stream_interrupted",
-                                             f"the upstream broke off the response: {e}")
-                waited += perf_counter() - t
-                if not data:
-                    break
-                if meter is not None:
-                    data, content = meter.feed(data)
-                    if not data:
-                        continue
-                else:
-                    content = False
-                    if collected is not None:
-                        collected.feed(decoder.decompress(data) if decoder else data)
-                t = perf_counter()
-                await request.write(data)
-                t1 = perf_counter()
-                waited += t1 - t
-                if content and rec.ttft is None:
-                    rec.ttft = t1 - t0
+            relay = _Relay(request, rec, t0, meter, collected, decoder)
+            t = perf_counter()
+            try:
+                await upstream.pipe(relay, read_timeout)
+            except TimeoutError:
+                return self._interrupted(rec, request, "timeout", "the upstream went "
+                                         "silent for longer than read_timeout_seconds")
+            except UpstreamError as e:
+                return self._interrupted(rec, request, "stream_interrupted",
+                                         f"the upstream broke off the response: {e}")
+            finally:
+                waited += perf_counter() - t - relay.busy
             await request.finish(meter.finish() if meter is not None else b"")
         except (ConnectionResetError, asyncio.CancelledError) as e:
             # The client went away: a failed write, or the server cancelling the handler.

@@ -151,9 +151,11 @@ class Request:
             self.transport.write(self.head)
             self.head = None
 
-    async def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> asyncio.Future | None:
+        """Send body bytes; while the client reads slower than this, return a future to
+        wait for before writing more."""
         if self._no_body or not data:
-            return
+            return None
         if self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         if self.head is not None:
@@ -161,8 +163,7 @@ class Request:
         if self.conn.closed:
             raise ConnectionResetError("the client closed the connection")
         self.transport.write(data)
-        if self.conn.drain is not None:
-            await self.conn.drain
+        return self.conn.drain
 
     async def finish(self, data: bytes = b"") -> None:
         """Write the last bytes and end the response."""

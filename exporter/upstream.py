@@ -56,6 +56,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0  # loop time it went back to the pool
         self._waiter: asyncio.Future | None = None
+        self._sink = None  # while piping: called with the body as it arrives
+        self._timeout = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._drain: asyncio.Future | None = None
@@ -78,6 +80,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.started = True
@@ -86,7 +89,15 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self.error = UpstreamError(f"invalid HTTP from the upstream: {e}")
             self.transport.abort()
-        _wake(self._waiter)
+        if self._sink is None:
+            _wake(self._waiter)
+            return
+        if self._body:
+            self._deliver()
+        if self.complete or self.error is not None:
+            _wake(self._waiter)
+        else:
+            self._deadline = self._loop.time() + self._timeout  # silence counts from now
 
     def eof_received(self):
         return False  # close our side too
@@ -131,7 +142,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
         self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._reading_paused:
+        if self._buffered > _HIGH_WATER and not self._reading_paused and self._sink is None:
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -209,21 +220,46 @@ class Connection(asyncio.Protocol):
                 raise self.error
             await self._wait(timeout)
 
-    async def read(self, timeout: float | None) -> bytes:
-        """Everything of the body that has arrived, waiting for some; b"" at its end."""
-        while not self._body:
-            if self.complete:
-                return b""
+    async def pipe(self, sink, timeout: float) -> None:
+        """Hand the body to `sink(data)` as it arrives, until its end.
+
+        The sink runs inside data_received: no task wakes per read (profiled on 50-chunk
+        streams, waking the handler for each read cost more than metering the events).
+        It returns None, or a future while the client is slow: reading the upstream
+        pauses until it is done. An exception from the sink ends the exchange: raised here.
+        """
+        self._sink, self._timeout = sink, timeout
+        try:
+            if self._body:
+                self._deliver()
+            while self.error is None and not self.complete:
+                await self._wait(timeout)
             if self.error is not None:
                 raise self.error
-            await self._wait(timeout)
+        finally:
+            self._sink = None
+
+    def _deliver(self) -> None:
         data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body.clear()
         self._buffered = 0
-        if self._reading_paused:
+        try:
+            drain = self._sink(data)
+        except Exception as e:  # the client went away, or the gateway failed: stop here
+            self.error, self._sink = e, None
+            return
+        if drain is not None:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            drain.add_done_callback(self._drained)
+        elif self._reading_paused:
+            self._drained(None)
+
+    def _drained(self, _) -> None:
+        if self._reading_paused and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
-        return data
 
     def release(self) -> None:
         """Keep the connection for the next request if this exchange ended cleanly."""

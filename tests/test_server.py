@@ -16,7 +16,7 @@ async def echo(request: Request) -> None:
     if request.path == "/stream":
         request.start(200, b"OK", b"X-Kind: stream\r\n", None)
         request.flush()
-        await request.write(b"first ")
+        assert request.write(b"first ") is None  # no backpressure on so little
         await request.finish(b"last")
         return
     if request.path == "/fail":
@@ -189,4 +189,30 @@ async def test_idle_connection_closed_after_keep_alive_time(serve, monkeypatch):
     writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
     async with asyncio.timeout(5):
         assert await reader.read(-1) == b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nGET /a "
+    writer.close()
+
+
+async def test_write_asks_to_wait_while_the_client_reads_slower(serve):
+    slow = asyncio.Event()
+    writes = []
+
+    async def big(request: Request):
+        request.start(200, b"OK", b"", None)
+        while True:  # until the socket and the transport's buffer are full
+            drain = request.write(b"x" * 65536)
+            writes.append(drain)
+            if drain is not None:
+                break
+        slow.set()
+        await drain
+        await request.finish()
+
+    _, port = await serve(big)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    async with asyncio.timeout(10):
+        await slow.wait()  # the client has read nothing yet
+        answer = await reader.read(-1)
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    assert body.count(b"10000\r\n") == len(writes) and body.endswith(b"\r\n0\r\n\r\n")
     writer.close()

@@ -62,8 +62,7 @@ async def fetch(pool: Pool, wire: Wire, method="POST", body=b'{"a":1}', length=N
     conn = await pool.request(wire.origin, method, b"/base/v1/x", b"X-Test: 1\r\n", body,
                               length=length, connect_timeout=5, read_timeout=read_timeout)
     chunks = []
-    while data := await conn.read(read_timeout):
-        chunks.append(data)
+    await conn.pipe(chunks.append, read_timeout)
     conn.release()
     return conn.status, conn.headers, b"".join(chunks)
 
@@ -201,3 +200,42 @@ def test_origin_parsing():
     o = Origin("http://[::1]:8080")
     assert (o.tls, o.host, o.port, o.host_header, o.path) == (False, "::1", 8080, b"[::1]:8080",
                                                                "")
+
+
+async def test_slow_client_pauses_reading_the_upstream():
+    body = bytes(range(256)) * 8192  # 2 MiB
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    async with Wire(answer) as wire:
+        pool = Pool()
+        conn = await pool.request(wire.origin, "GET", b"/", b"", None, connect_timeout=5,
+                                  read_timeout=5)
+        slow = asyncio.get_running_loop().create_future()
+        got = []
+
+        def sink(data):
+            got.append(data)
+            return slow if len(got) == 1 else None  # the client has not taken the first yet
+
+        piping = asyncio.create_task(conn.pipe(sink, 5))
+        async with asyncio.timeout(5):
+            while not got:
+                await asyncio.sleep(0)
+            assert not conn.transport.is_reading()  # paused while the client is slow
+            slow.set_result(None)
+            await piping
+        assert b"".join(got) == body  # read to the end: reading resumed
+        conn.release()
+        pool.close()
+
+
+async def test_sink_failure_ends_the_exchange():
+    async with Wire(OK) as wire:
+        conn = await Pool().request(wire.origin, "GET", b"/", b"", None, connect_timeout=5,
+                                    read_timeout=5)
+
+        def sink(data):
+            raise ConnectionResetError("the client closed the connection")
+
+        with pytest.raises(ConnectionResetError):
+            await conn.pipe(sink, 5)
+        conn.release()
