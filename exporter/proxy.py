@@ -159,7 +159,8 @@ class Proxy:
             try:
                 upstream = await self.pool.request(
                     origin, request.method, target, headers, data, length=length,
-                    connect_timeout=service.connect_timeout_seconds, read_timeout=read_timeout)
+                    connect_timeout=service.connect_timeout_seconds, read_timeout=read_timeout,
+                    idempotent=request.header(b"idempotency-key") is not None)
             except ConnectError as e:
                 return self._fail(request, rec, api_format, rid, 502, "connect_error",
                                   f"cannot connect to the upstream: {e}")

@@ -45,6 +45,7 @@ class Request:
         self.raw_path = target.decode("utf-8", "surrogateescape")
         self.path = unquote(self.raw_path.partition("?")[0], errors="surrogateescape")
         self.raw_headers = raw_headers
+        self._index: dict[bytes, bytes] | None = None
         self.version = version
         self.keep_alive = keep_alive
         self.content_length: int | None = None
@@ -68,10 +69,12 @@ class Request:
 
     def header(self, name: bytes) -> str | None:
         """The first value of a request header; `name` in lowercase."""
-        for n, v in self.raw_headers:
-            if n.lower() == name:
-                return v.decode("utf-8", "surrogateescape")
-        return None
+        if self._index is None:  # the proxy asks for five or six: one pass, not six
+            self._index = {}
+            for n, v in self.raw_headers:
+                self._index.setdefault(n.lower(), v)
+        value = self._index.get(name)
+        return None if value is None else value.decode("utf-8", "surrogateescape")
 
     # --- the request body ------------------------------------------------------------------
     def _feed(self, data: bytes) -> None:

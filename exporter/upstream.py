@@ -20,6 +20,9 @@ _HIGH_WATER = 256 * 1024  # stop reading the upstream while this much waits for 
 _IDLE_SECONDS = 60.0  # close a pooled connection unused this long (OpenAI's is longer)
 
 
+_IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
+
 class UpstreamError(Exception):
     """The upstream closed, reset or garbled the exchange."""
 
@@ -280,13 +283,15 @@ class Pool:
 
     async def request(self, origin: Origin, method: str, target: bytes, headers: bytes,
                       body=None, *, length: int | None = None, connect_timeout: float,
-                      read_timeout: float) -> Connection:
+                      read_timeout: float, idempotent: bool = False) -> Connection:
         """Send a request and return once the response's headers arrived.
 
         `headers` are complete header lines (each ending in CRLF) without Host and
         framing; `body` is bytes, None or an async iterator of bytes of `length` if known.
-        A kept connection the upstream closed in the meantime is retried once on a new
-        one, when the body can be sent again.
+        When a kept connection turns out closed before any answer, the request is sent
+        again on a new connection if RFC 9112 (9.3.1) allows it: an idempotent method, or
+        `idempotent` (the client sent an Idempotency-Key), and a body that can be resent.
+        Otherwise the error is the client's to retry: an LLM call may have been applied.
         """
         head_only = method == "HEAD"
         chunked = body is not None and not isinstance(body, bytes) and length is None
@@ -296,8 +301,10 @@ class Pool:
                    b"Content-Length: %d\r\n" % length if length is not None else b"")
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
             method.encode("ascii"), target, origin.host_header, headers, framing)
+        retry = ((idempotent or method in _IDEMPOTENT)
+                 and (body is None or isinstance(body, bytes)))
         while True:
-            conn = self._take(origin.key)
+            conn = self._take(origin.key) if retry is not None else None
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin, connect_timeout)
@@ -308,8 +315,9 @@ class Pool:
                 return conn
             except UpstreamError:
                 conn.release()
-                if reused and not conn.started and not hasattr(body, "__aiter__"):
-                    continue  # the upstream had closed the kept connection: try a new one
+                if reused and not conn.started and retry:
+                    retry = None  # once, on a new connection
+                    continue
                 raise
             except BaseException:
                 conn.release()

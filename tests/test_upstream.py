@@ -121,16 +121,30 @@ async def test_head_response_has_no_body_and_closes():
     assert wire.connections == 2
 
 
-async def test_kept_connection_closed_by_upstream_is_retried_once():
+@pytest.mark.parametrize("method, idempotent, retried", [
+    ("GET", False, True), ("POST", True, True), ("POST", False, False)])
+async def test_kept_connection_closed_by_upstream(method, idempotent, retried):
     # The upstream answers, then drops the connection it let us keep: the next request
-    # finds it dead before any answer and goes out again on a new connection.
+    # finds it closed before any answer. Sent again on a new connection only where RFC 9112
+    # allows it: an idempotent method, or an Idempotency-Key; a POST may have been applied.
     async with Wire(OK, "close", OK) as wire:
         pool = Pool()
         assert (await fetch(pool, wire))[2] == b"{}"
-        assert (await fetch(pool, wire))[2] == b"{}"
+        request = pool.request(wire.origin, method, b"/x", b"", b"{}", connect_timeout=5,
+                               read_timeout=5, idempotent=idempotent)
+        if retried:
+            conn = await request
+            await conn.pipe(lambda data: None, 5)
+            assert conn.status == 200
+            conn.release()
+        else:
+            with pytest.raises(UpstreamError, match="closed the connection"):
+                await request
         pool.close()
-    assert wire.connections == 2
-    assert len(wire.requests) == 3 and wire.requests[1] == wire.requests[2]
+    assert wire.connections == (2 if retried else 1)
+    assert len(wire.requests) == (3 if retried else 2)
+    if retried:
+        assert wire.requests[1] == wire.requests[2]
 
 
 async def test_streamed_request_body_is_chunked_without_length():
