@@ -1,7 +1,10 @@
 """Application factories and the server runner.
 
 Two listeners: client traffic on `listen`, /metrics and /healthz on `admin_listen`, so the
-metrics port is never exposed where client traffic arrives.
+metrics port is never exposed where client traffic arrives. The admin listener is an aiohttp
+application; the proxy listener is not: replacing aiohttp's server and client on that path
+(server.py, upstream.py) took the gateway's CPU per request from 0.73 ms to about 0.3 ms, so
+ProxyListener plays the part of aiohttp's runner and cleanup_ctx for it.
 """
 
 from __future__ import annotations
