@@ -252,6 +252,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        if not self.server.connections:
+            _wake(self.server.all_closed)
         if self.parsing is not None:
             _wake(self.parsing._waiter)
         _wake(self.drain)
@@ -384,6 +386,7 @@ class Server:
         self.closing = False
         self.servers: list[asyncio.AbstractServer] = []
         self.sweeper: asyncio.TimerHandle | None = None
+        self.all_closed: asyncio.Future | None = None  # while stopping: the last one closed
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen on host:port (0 picks a free port); return the port."""
@@ -417,9 +420,17 @@ class Server:
                 conn.transport.close()
             else:
                 running.append(conn.task)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if running:
             done, pending = await asyncio.wait(running, timeout=timeout)
             for task in pending:
                 task.cancel()
+        if self.connections:  # answers written but not yet taken by slow clients
+            self.all_closed = loop.create_future()
+            try:
+                await asyncio.wait_for(self.all_closed, max(deadline - loop.time(), 0.1))
+            except TimeoutError:
+                pass
         for conn in list(self.connections):
             conn.transport.abort()

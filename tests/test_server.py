@@ -216,3 +216,24 @@ async def test_write_asks_to_wait_while_the_client_reads_slower(serve):
     body = answer.split(b"\r\n\r\n", 1)[1]
     assert body.count(b"10000\r\n") == len(writes) and body.endswith(b"\r\n0\r\n\r\n")
     writer.close()
+
+
+async def test_shutdown_lets_a_slow_client_take_an_answer_already_written(serve):
+    size = 16 << 20  # far more than the socket buffers: most of it waits in the transport
+
+    async def big(request: Request):
+        request.start(200, b"OK", b"", size)
+        await request.finish(b"x" * size)  # written at once: the handler is done
+
+    server, port = await serve(big)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
+        while any(c.task for c in server.connections):
+            await asyncio.sleep(0)
+        stopping = asyncio.create_task(server.shutdown(10))
+        body = await reader.read(-1)  # read only now, while the server is stopping
+        await stopping
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and len(body) == size
+    writer.close()
