@@ -1,13 +1,14 @@
 # Two entry points, both from a fresh machine: `make demo` and `make test`.
 # Everything they need is installed here: a virtualenv from PyPI (pinned by constraints.txt)
 # and, for the tests, Debian's prometheus and prometheus-alertmanager (promtool, amtool).
+# `make bench` runs the benchmark of README.md's Speed section, with Debian's wrk.
 
 VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool
 
-.PHONY: demo test debian-tools
+.PHONY: demo test bench debian-tools
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/installed
@@ -15,6 +16,12 @@ demo: $(VENV)/installed
 
 test: $(VENV)/installed-test debian-tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/installed
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    wrk >/dev/null; }
+	$(VENV)/bin/llm-usage-exporter bench $(BENCH_ARGS)
 
 $(VENV)/installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
