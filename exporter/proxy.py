@@ -21,7 +21,7 @@ from .config import Config, Service
 from .errors import error_body, error_type_for
 from .metrics import Metrics, RequestRecord
 from .pricing import Pricing
-from .server import BodyTooLarge, Request
+from .request import BodyTooLarge, Request
 from .stream import StreamMeter
 from .upstream import ConnectError, Connection, Origin, Pool, UpstreamError
 from .usage import INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody, loads, operation_for

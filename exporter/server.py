@@ -15,189 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from email.utils import formatdate
-from urllib.parse import unquote
 
 import httptools
+
+from .request import Request, wake
 
 log = logging.getLogger("llm_usage_exporter")
 
 MAX_HEAD = 64 * 1024  # request line and headers together
-_BODY_HIGH_WATER = 1 << 20  # stop reading the client while this much body waits unread
 KEEPALIVE_SECONDS = 75.0
-_NO_BODY_STATUS = frozenset((204, 304))
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the limit given to Request.read()."""
-
-
-class Request:
-    """One request on a client connection, and the means to answer it."""
-
-    def __init__(self, conn: _Connection, method: str, target: bytes,
-                 raw_headers: list[tuple[bytes, bytes]], version: str, keep_alive: bool):
-        self.conn = conn
-        self.transport = conn.transport
-        self.method = method
-        if target[:1] != b"/" and b"://" in target:  # absolute form: keep path and query
-            target = b"/" + target.split(b"://", 1)[1].partition(b"/")[2]
-        self.raw_path = target.decode("utf-8", "surrogateescape")
-        self.path = unquote(self.raw_path.partition("?")[0], errors="surrogateescape")
-        self.raw_headers = raw_headers
-        self._index: dict[bytes, bytes] | None = None
-        self.version = version
-        self.keep_alive = keep_alive
-        self.content_length: int | None = None
-        chunked = False
-        for name, value in raw_headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                self.content_length = int(value)
-            elif lowered == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-        self.body_exists = chunked or bool(self.content_length)
-        self.body_complete = not self.body_exists
-        self._body: list[bytes] = []
-        self._buffered = 0
-        self._waiter: asyncio.Future | None = None
-        self.head: bytes | None = None  # the response head, until it is written
-        self.started = False  # the response began
-        self.finished = False  # the response ended
-        self._chunked = False
-        self._no_body = method == "HEAD"
-
-    def header(self, name: bytes) -> str | None:
-        """The first value of a request header; `name` in lowercase."""
-        if self._index is None:  # the proxy asks for five or six: one pass, not six
-            self._index = {}
-            for n, v in self.raw_headers:
-                self._index.setdefault(n.lower(), v)
-        value = self._index.get(name)
-        return None if value is None else value.decode("utf-8", "surrogateescape")
-
-    # --- the request body ------------------------------------------------------------------
-    def _feed(self, data: bytes) -> None:
-        self._body.append(data)
-        self._buffered += len(data)
-        if self._buffered > _BODY_HIGH_WATER:
-            self.conn.pause_reading()
-        _wake(self._waiter)
-
-    def _end(self) -> None:
-        self.body_complete = True
-        _wake(self._waiter)
-
-    async def _next(self) -> bytes:
-        while not self._body:
-            if self.body_complete:
-                return b""
-            if self.conn.closed:
-                raise ConnectionResetError("the client closed the connection")
-            self._waiter = self.conn.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._body.clear()
-        self._buffered = 0
-        self.conn.resume_reading()
-        return data
-
-    async def read(self, limit: int) -> bytes:
-        """The whole body; BodyTooLarge once it exceeds `limit` bytes."""
-        parts, size = [], 0
-        while data := await self._next():
-            size += len(data)
-            if size > limit:
-                raise BodyTooLarge
-            parts.append(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def iter_body(self):
-        """The body as it arrives."""
-        while data := await self._next():
-            yield data
-
-    # --- the response ----------------------------------------------------------------------
-    def start(self, status: int, reason: bytes, headers: bytes, length: int | None) -> None:
-        """Prepare the head; it goes out with the first body bytes, or at flush()/finish().
-
-        `headers` are complete header lines without framing; `length`, if known, becomes
-        Content-Length, otherwise the body is chunked (closed-delimited for HTTP/1.0).
-        """
-        self.started = True
-        no_body = self._no_body or status in _NO_BODY_STATUS or status < 200
-        self._no_body = no_body
-        if length is not None:
-            framing = b"Content-Length: %d\r\n" % length
-        elif no_body:
-            framing = b""
-        elif self.version == "1.1":
-            framing, self._chunked = b"Transfer-Encoding: chunked\r\n", True
-        else:
-            framing, self.keep_alive = b"", False
-        if not self.body_complete:
-            self.keep_alive = False  # the unread rest of the body would be read as a request
-        if self.conn.server.closing:
-            self.keep_alive = False
-        if not self.keep_alive:
-            framing += b"Connection: close\r\n"
-        elif self.version == "1.0":
-            framing += b"Connection: keep-alive\r\n"
-        self.head = b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason, headers, framing)
-
-    def flush(self) -> None:
-        """Send the head now: a stream's client learns the status before the first event."""
-        if self.head is not None:
-            self.transport.write(self.head)
-            self.head = None
-
-    def write(self, data: bytes) -> asyncio.Future | None:
-        """Send body bytes; while the client reads slower than this, return a future to
-        wait for before writing more."""
-        if self._no_body or not data:
-            return None
-        if self._chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        if self.head is not None:
-            data, self.head = self.head + data, None
-        if self.conn.closed:
-            raise ConnectionResetError("the client closed the connection")
-        self.transport.write(data)
-        return self.conn.drain
-
-    async def finish(self, data: bytes = b"") -> None:
-        """Write the last bytes and end the response."""
-        if data and not self._no_body:
-            if self._chunked:
-                data = b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data)
-        elif self._chunked:
-            data = b"0\r\n\r\n"
-        else:
-            data = b""
-        if self.head is not None:
-            data, self.head = self.head + data, None
-        if data and not self.conn.closed:
-            self.transport.write(data)
-        self.finished = True
-
-    def respond(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
-        """Answer in one write: the gateway's own responses (errors)."""
-        self.start(status, reason, headers + b"Date: %s\r\n" % formatdate(usegmt=True).encode(),
-                   len(body))
-        if self._no_body:
-            body = b""
-        if not self.conn.closed:
-            self.transport.write(self.head + body)
-        self.head = None
-        self.finished = True
-
-
-def _wake(waiter: asyncio.Future | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
 
 
 class _Connection(asyncio.Protocol):
@@ -253,10 +79,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         if not self.server.connections:
-            _wake(self.server.all_closed)
+            wake(self.server.all_closed)
         if self.parsing is not None:
-            _wake(self.parsing._waiter)
-        _wake(self.drain)
+            wake(self.parsing._waiter)
+        wake(self.drain)
         if self.task is not None and not self.task.done():
             self.task.cancel()  # nobody reads the answer: stop paying for it
 
@@ -264,7 +90,7 @@ class _Connection(asyncio.Protocol):
         self.drain = self.loop.create_future()
 
     def resume_writing(self) -> None:
-        _wake(self.drain)
+        wake(self.drain)
         self.drain = None
 
     def pause_reading(self) -> None:

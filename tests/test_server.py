@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from exporter import server as server_module
-from exporter.server import Request, Server
+from exporter.request import BodyTooLarge, Request
+from exporter.server import Server
 
 
 async def echo(request: Request) -> None:
@@ -127,7 +128,7 @@ async def test_body_over_the_limit_closes_after_the_answer(serve):
     async def small(request: Request):
         try:
             await request.read(4)
-        except server_module.BodyTooLarge:
+        except BodyTooLarge:
             request.respond(413, b"Payload Too Large", b"no")
 
     _, port = await serve(small)
