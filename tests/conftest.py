@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from upstream import Replay
 
-from exporter.app import create_proxy
+from exporter.app import create_admin, create_proxy
 from exporter.config import parse_config
 
 
@@ -103,4 +103,23 @@ async def gateway(aiohttp_server, replay):
     make.upstream_url = base
     yield make
     for listener in started:
+        await listener.cleanup()
+
+
+@pytest.fixture
+async def admin():
+    """Start an admin listener (create_admin's arguments) and return a client session to it."""
+    import aiohttp
+    opened = []
+
+    async def make(registry, **kwargs) -> aiohttp.ClientSession:
+        listener = create_admin(registry, **kwargs)
+        await listener.start("127.0.0.1", 0)
+        session = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{listener.port}")
+        opened.append((listener, session))
+        return session
+
+    yield make
+    for listener, session in opened:
+        await session.close()
         await listener.cleanup()

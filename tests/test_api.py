@@ -16,7 +16,6 @@ import openpyxl
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.app import create_admin_app
 from exporter.config import Budget
 from exporter.history import History
 from exporter.metrics import HistoryCollector, HistoryMetrics, RequestRecord
@@ -67,8 +66,8 @@ def db(tmp_path):
 
 
 @pytest.fixture
-async def api(aiohttp_client, db):
-    return await aiohttp_client(create_admin_app(CollectorRegistry(), history_path=db))
+async def api(admin, db):
+    return await admin(CollectorRegistry(), history_path=db)
 
 
 async def get_json(api, path, **params):
@@ -123,11 +122,11 @@ def test_dst_day_is_25_hours_long():
                                                   (at("2026-10-25T01:00:00+00:00"), 3600)]
 
 
-async def test_dst_day_bucket_and_qps(tmp_path, aiohttp_client):
+async def test_dst_day_bucket_and_qps(tmp_path, admin):
     db = write_history(tmp_path / "dst.db", [
         rec("2026-10-24T22:30:00+00:00", rid="a"),   # 00:30 Paris summer time, 25 Oct
         rec("2026-10-25T22:30:00+00:00", rid="b")])  # 23:30 Paris winter time, 25 Oct
-    api = await aiohttp_client(create_admin_app(CollectorRegistry(), history_path=db))
+    api = await admin(CollectorRegistry(), history_path=db)
     body = await get_json(api, "/api/usage", granularity="day", tz="Europe/Paris",
                           **{"from": "2026-10-25", "to": "2026-10-26"})
     [day] = body["data"]
@@ -202,20 +201,26 @@ async def test_bad_parameters_are_400_naming_the_parameter(api, path, params, na
     assert (await r.json())["error"]["parameter"] == name
 
 
-async def test_missing_history_is_503(aiohttp_client, tmp_path):
-    api = await aiohttp_client(create_admin_app(CollectorRegistry(),
-                                                history_path=str(tmp_path / "none.db")))
+async def test_missing_history_is_503(admin, tmp_path):
+    api = await admin(CollectorRegistry(), history_path=str(tmp_path / "none.db"))
     assert (await api.get("/api/usage")).status == 503
 
 
-async def test_bearer_token_guards_metrics_and_api(aiohttp_client, db):
-    api = await aiohttp_client(create_admin_app(CollectorRegistry(), history_path=db,
-                                                token="s3cret"))
+async def test_bearer_token_guards_metrics_and_api(admin, db):
+    api = await admin(CollectorRegistry(), history_path=db, token="s3cret")
     for path in ("/metrics", "/api/usage", "/api/requests"):
         assert (await api.get(path)).status == 401
         assert (await api.get(path, headers={"Authorization": "Bearer wrong"})).status == 401
         assert (await api.get(path, headers={"Authorization": "Bearer s3cret"})).status == 200
     assert (await api.get("/healthz")).status == 200
+
+
+async def test_unknown_paths_and_methods(api):
+    assert (await api.get("/api/nope")).status == 404
+    r = await api.post("/api/usage")
+    assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    r = await api.head("/api/usage")
+    assert r.status == 200 and await r.read() == b""
 
 
 @pytest.mark.parametrize("written_in", ["Asia/Shanghai", "UTC"])

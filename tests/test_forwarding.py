@@ -11,7 +11,6 @@ import aiohttp
 from conftest import need_binary
 from upstream import fixture, json_file, sse_file, status
 
-from exporter.app import create_admin_app
 from exporter.exposition import render
 
 CHAT = "/v1/chat/completions"
@@ -152,22 +151,22 @@ async def test_gzip_response_passes_unchanged_and_is_counted(gateway, replay):
     assert gw.total("llm_tokens_total") == 93 + 1024 + 46
 
 
-async def test_admin_metrics_and_healthz(gateway, replay, aiohttp_client):
+async def test_admin_metrics_and_healthz(gateway, replay, admin):
     replay.routes[CHAT] = json_file("openai_chat_cached.json")
     gw = await gateway()
     async with aiohttp.ClientSession() as s:
         await (await s.post(gw.url + CHAT, json=BODY)).read()
     await gw.records.wait(1)
-    admin = await aiohttp_client(create_admin_app(gw.registry))
-    r = await admin.get("/healthz")
+    client = await admin(gw.registry)
+    r = await client.get("/healthz")
     assert r.status == 200 and (await r.json())["status"] == "ok"
-    r = await admin.get("/metrics")
+    r = await client.get("/metrics")
     text = await r.text()
     assert 'llm_build_info{version="0.1.0"} 1.0' in text
     assert "llm_tokens_total{" in text
     assert "_created" not in text  # not a series of their own in Prometheus
     # The text format whatever is asked for: every Prometheus reads it (exposition.py).
-    r = await admin.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    r = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert await r.text() == text
 
