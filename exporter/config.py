@@ -187,7 +187,7 @@ class Config:
 
     services: tuple[Service, ...] = setting(doc="the upstreams (at least one)")
     listen: str = setting("127.0.0.1:8080", "HOST:PORT for client traffic", check=check_hostport)
-    admin_listen: str = setting("127.0.0.1:9464", "HOST:PORT for /metrics and /healthz, "
+    admin_listen: str = setting("127.0.0.1:9464", "HOST:PORT for /metrics, /healthz and /api/*, "
                                 "never exposed where client traffic arrives", check=check_hostport)
     default_service: str | None = setting(None, "service also reachable at / (default: the "
                                           "first service)")
