@@ -4,8 +4,7 @@ Profiled with py-spy at 32 concurrent requests, aiohttp's ClientSession took abo
 the gateway's CPU per request (request and response objects, timers, a StreamReader per
 response, header parsing into str). A proxy needs much less: write the request's bytes,
 parse the answer with llhttp (httptools), hand over the body as it arrives, and keep the
-connection for the next request. Whatever the network delivered in one read is handed
-over as one piece, so a burst of ready stream events costs one write to the client.
+connection for the next request (upstream_connection.py: one connection).
 """
 
 from __future__ import annotations
@@ -14,21 +13,12 @@ import asyncio
 import ssl
 from urllib.parse import urlsplit
 
-import httptools
+from .upstream_connection import ConnectError, Connection, UpstreamError
 
-_HIGH_WATER = 256 * 1024  # stop reading the upstream while this much waits for the client
+__all__ = ["ConnectError", "Connection", "Origin", "Pool", "UpstreamError"]
+
 _IDLE_SECONDS = 60.0  # close a pooled connection unused this long (OpenAI's is longer)
-
-
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
-
-
-class UpstreamError(Exception):
-    """The upstream closed, reset or garbled the exchange."""
-
-
-class ConnectError(UpstreamError):
-    """No connection could be made to the upstream."""
 
 
 class Origin:
@@ -42,235 +32,6 @@ class Origin:
         self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
         self.path = parts.path.rstrip("/")
         self.key = (self.host, self.port, self.tls)
-
-
-def _wake(waiter: asyncio.Future | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class Connection(asyncio.Protocol):
-    """One keep-alive connection; during an exchange it is also the response."""
-
-    def __init__(self, pool: Pool, key):
-        self.pool, self.key = pool, key
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.idle_since = 0.0  # loop time it went back to the pool
-        self._waiter: asyncio.Future | None = None
-        self._sink = None  # while piping: called with the body as it arrives
-        self._timeout = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        self._drain: asyncio.Future | None = None
-        self._reset(head=False)
-
-    def _reset(self, head: bool) -> None:
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head = head  # a response to HEAD has no body, whatever its Content-Length says
-        self.started = False  # any byte of this response arrived
-        self.headers_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.error: Exception | None = None
-        self._body: list[bytes] = []
-        self._buffered = 0
-        self._reading_paused = False
-
-    # --- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self._loop = asyncio.get_running_loop()  # once: each call makes a getpid() syscall
-
-    def data_received(self, data: bytes) -> None:
-        self.started = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self.error = UpstreamError(f"invalid HTTP from the upstream: {e}")
-            self.transport.abort()
-        if self._sink is None:
-            _wake(self._waiter)
-            return
-        if self._body:
-            self._deliver()
-        if self.complete or self.error is not None:
-            _wake(self._waiter)
-        else:
-            self._deadline = self._loop.time() + self._timeout  # silence counts from now
-
-    def eof_received(self):
-        return False  # close our side too
-
-    def connection_lost(self, exc) -> None:
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        self.pool.forget(self)
-        if self.headers_done and not self.complete and exc is None and self._close_delimited():
-            self.complete = True  # no Content-Length, not chunked: the body ends at close
-        elif not self.complete and self.error is None:
-            self.error = UpstreamError(f"the upstream closed the connection: {exc!r}" if exc
-                                       else "the upstream closed the connection")
-        _wake(self._waiter)
-        _wake(self._drain)
-
-    def pause_writing(self) -> None:
-        self._drain = self._loop.create_future()
-
-    def resume_writing(self) -> None:
-        _wake(self._drain)
-        self._drain = None
-
-    # --- httptools callbacks ---------------------------------------------------------------
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200:  # 100 Continue and other interim answers: wait for the real one
-            self.headers, self.reason = [], b""
-            return
-        self.status = status
-        self.headers_done = True
-        if self.head:
-            self.complete = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-        self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._reading_paused and self._sink is None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        if self.headers_done:
-            self.complete = True
-            # Asked after this callback, llhttp answers for the next message, not this one.
-            self.keep_alive = self.parser.should_keep_alive()
-
-    # --- the exchange ----------------------------------------------------------------------
-    def _close_delimited(self) -> bool:
-        if self.status in (204, 304):
-            return False
-        for name, value in self.headers:
-            lowered = name.lower()
-            if lowered == b"content-length" or (lowered == b"transfer-encoding"
-                                                and b"chunked" in value.lower()):
-                return False
-        return True
-
-    def header(self, name: bytes, default: bytes = b"") -> bytes:
-        """The first value of a response header; `name` in lowercase."""
-        for n, v in self.headers:
-            if n.lower() == name:
-                return v
-        return default
-
-    async def _wait(self, timeout: float | None) -> None:
-        # One timer per connection, moved on lazily: a timer set and cancelled per wait,
-        # once for each event of a stream, cost 2 us a time (profiled on 50-chunk streams).
-        loop = self._loop
-        waiter = self._waiter = loop.create_future()
-        if timeout:
-            self._deadline = loop.time() + timeout
-            if self._timer is None or self._timer.when() > self._deadline:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = loop.call_at(self._deadline, self._check_deadline)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def _check_deadline(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # nobody waits now: the next wait sets a timer again
-        loop = self._loop
-        if loop.time() >= self._deadline:
-            waiter.set_exception(TimeoutError())
-        else:
-            self._timer = loop.call_at(self._deadline, self._check_deadline)
-
-    async def send(self, head: bytes, body, chunked: bool) -> None:
-        """Write the request: `body` is bytes, None, or an async iterator of bytes."""
-        if body is None or isinstance(body, bytes):
-            self.transport.write(head + body if body else head)
-            return
-        self.transport.write(head)
-        async for piece in body:
-            if self.closed:
-                raise self.error or UpstreamError("the upstream closed the connection")
-            if piece:
-                self.transport.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
-            if self._drain is not None:
-                await self._drain
-        if chunked:
-            self.transport.write(b"0\r\n\r\n")
-
-    async def response(self, timeout: float | None) -> None:
-        """Wait for the status line and headers, at most `timeout` seconds of silence."""
-        while not self.headers_done:
-            if self.error is not None:
-                raise self.error
-            await self._wait(timeout)
-
-    async def pipe(self, sink, timeout: float) -> None:
-        """Hand the body to `sink(data)` as it arrives, until its end.
-
-        The sink runs inside data_received: no task wakes per read (profiled on 50-chunk
-        streams, waking the handler for each read cost more than metering the events).
-        It returns None, or a future while the client is slow: reading the upstream
-        pauses until it is done. An exception from the sink ends the exchange: raised here.
-        """
-        self._sink, self._timeout = sink, timeout
-        try:
-            if self._body:
-                self._deliver()
-            while self.error is None and not self.complete:
-                await self._wait(timeout)
-            if self.error is not None:
-                raise self.error
-        finally:
-            self._sink = None
-
-    def _deliver(self) -> None:
-        data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._body.clear()
-        self._buffered = 0
-        try:
-            drain = self._sink(data)
-        except Exception as e:  # the client went away, or the gateway failed: stop here
-            self.error, self._sink = e, None
-            return
-        if drain is not None:
-            if not self._reading_paused:
-                self._reading_paused = True
-                self.transport.pause_reading()
-            drain.add_done_callback(self._drained)
-        elif self._reading_paused:
-            self._drained(None)
-
-    def _drained(self, _) -> None:
-        if self._reading_paused and not self.closed:
-            self._reading_paused = False
-            self.transport.resume_reading()
-
-    def release(self) -> None:
-        """Keep the connection for the next request if this exchange ended cleanly."""
-        if self.complete and self.keep_alive and not self.closed and not self._body:
-            self.pool.keep(self)
-        elif self.transport is not None:
-            self.closed = True
-            self.transport.abort()
 
 
 class Pool:
