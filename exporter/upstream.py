@@ -37,10 +37,10 @@ class Origin:
 class Pool:
     """Keep-alive connections per origin; no cap, so the upstream's own limits apply."""
 
-    def __init__(self, idle_seconds: float = _IDLE_SECONDS):
+    def __init__(self, idle_seconds: float = _IDLE_SECONDS, tls: ssl.SSLContext | None = None):
         self.idle_seconds = idle_seconds
         self.idle: dict[tuple, list[Connection]] = {}
-        self.tls = ssl.create_default_context()
+        self.tls = tls or ssl.create_default_context()  # the system's certificate authorities
 
     async def request(self, origin: Origin, method: str, target: bytes, headers: bytes,
                       body=None, *, length: int | None = None, connect_timeout: float,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import pytest
+import trustme
 
 from exporter.upstream import ConnectError, Origin, Pool, UpstreamError
 
@@ -253,3 +255,32 @@ async def test_sink_failure_ends_the_exchange():
         with pytest.raises(ConnectionResetError):
             await conn.pipe(sink, 5)
         conn.release()
+
+
+async def test_https_upstream_is_verified_by_name():
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+
+    async def answer(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await writer.drain()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(tls=client_tls)
+    conn = await pool.request(Origin(f"https://localhost:{port}"), "GET", b"/", b"", None,
+                              connect_timeout=5, read_timeout=5)
+    body = []
+    await conn.pipe(body.append, 5)
+    assert (conn.status, b"".join(body)) == (200, b"{}")
+    conn.release()
+    # A certificate for another name is refused: a connect error, never a silent answer.
+    wrong = Origin(f"https://127.0.0.1:{port}")
+    with pytest.raises(ConnectError, match="certificate"):
+        await pool.request(wrong, "GET", b"/", b"", None, connect_timeout=5, read_timeout=5)
+    pool.close()
+    server.close()
