@@ -64,8 +64,9 @@ class Pool:
             method.encode("ascii"), target, origin.host_header, headers, framing)
         retry = ((idempotent or method in _IDEMPOTENT)
                  and (body is None or isinstance(body, bytes)))
+        fresh = False  # after a kept connection failed: a new one, once
         while True:
-            conn = self._take(origin.key) if retry is not None else None
+            conn = None if fresh else self._take(origin.key)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin, connect_timeout)
@@ -77,7 +78,7 @@ class Pool:
             except UpstreamError:
                 conn.release()
                 if reused and not conn.started and retry:
-                    retry = None  # once, on a new connection
+                    fresh = True
                     continue
                 raise
             except BaseException:
