@@ -118,6 +118,6 @@ async def send(request: Request, fmt: str, rows, columns, name: str) -> None:
             if drain is not None:
                 await drain
             first = await asyncio.to_thread(next, chunks, None)
-        await request.finish()
+        request.finish()
     finally:
         await asyncio.to_thread(chunks.close)

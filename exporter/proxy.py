@@ -207,7 +207,7 @@ class Proxy:
                                          f"the upstream broke off the response: {e}")
             finally:
                 waited += perf_counter() - t - relay.busy
-            await request.finish(meter.finish() if meter is not None else b"")
+            request.finish(meter.finish() if meter is not None else b"")
         except (ConnectionResetError, asyncio.CancelledError) as e:
             # The client went away: a failed write, or the server cancelling the handler.
             # The upstream request must close now so nobody pays for tokens nobody reads:

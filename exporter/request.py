@@ -160,7 +160,7 @@ class Request:
         self.transport.write(data)
         return self.conn.drain
 
-    async def finish(self, data: bytes = b"") -> None:
+    def finish(self, data: bytes = b"") -> None:
         """Write the last bytes and end the response."""
         if data and not self._no_body:
             if self._chunked:

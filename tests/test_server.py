@@ -18,13 +18,13 @@ async def echo(request: Request) -> None:
         request.start(200, b"OK", b"X-Kind: stream\r\n", None)
         request.flush()
         assert request.write(b"first ") is None  # no backpressure on so little
-        await request.finish(b"last")
+        request.finish(b"last")
         return
     if request.path == "/fail":
         raise RuntimeError("handler bug")
     answer = b"%s %s %s" % (request.method.encode(), request.raw_path.encode(), body)
     request.start(200, b"OK", b"", len(answer))
-    await request.finish(answer)
+    request.finish(answer)
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ async def test_shutdown_finishes_running_requests_and_closes_idle_ones(serve):
     async def held(request: Request):
         await release.wait()
         request.start(200, b"OK", b"", 4)
-        await request.finish(b"done")
+        request.finish(b"done")
 
     server, port = await serve(held)
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
@@ -206,7 +206,7 @@ async def test_write_asks_to_wait_while_the_client_reads_slower(serve):
                 break
         slow.set()
         await drain
-        await request.finish()
+        request.finish()
 
     _, port = await serve(big)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -224,7 +224,7 @@ async def test_shutdown_lets_a_slow_client_take_an_answer_already_written(serve)
 
     async def big(request: Request):
         request.start(200, b"OK", b"", size)
-        await request.finish(b"x" * size)  # written at once: the handler is done
+        request.finish(b"x" * size)  # written at once: the handler is done
 
     server, port = await serve(big)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
