@@ -36,7 +36,6 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.in_head = True  # reading a request line and headers
         self.head_size = 0  # bytes received since the head began
-        self.parsed_head = 0  # bytes of the head parsed so far
         self.url: list[bytes] = []
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.parsing: Request | None = None  # the request whose body the parser is in
@@ -107,23 +106,20 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = []
         self.raw_headers = []
-        self.parsed_head = 0
 
     def on_url(self, url: bytes) -> None:
         self.url.append(url)
-        self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
-        self._count(len(name) + len(value) + 4)
-
-    def _count(self, size: int) -> None:
-        self.parsed_head += size
-        if self.parsed_head > MAX_HEAD:
-            raise _HeadTooLarge  # feed_data raises HttpParserCallbackError from it
 
     def on_headers_complete(self) -> None:
         self.in_head, self.head_size = False, 0
+        # A head that arrived whole in one read is measured here; data_received catches
+        # one that never ends.
+        if sum(map(len, self.url)) + sum(len(n) + len(v) + 4 for n, v in self.raw_headers) \
+                > MAX_HEAD:
+            raise _HeadTooLarge  # feed_data raises HttpParserCallbackError from it
         parser = self.parser
         if parser.should_upgrade():
             return  # feed_data raises HttpParserUpgrade next: refused there
