@@ -17,13 +17,14 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 
-from exporter.history import History, row
-from exporter.metrics import HistoryMetrics, RequestRecord
-from exporter.usage import Usage
+from exporter.history.store import row
+from exporter.history.writer import History
+from exporter.record import RequestRecord, Usage
+from exporter.telemetry.metrics import HistoryMetrics
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from this
 # process (which holds every row) would report this process's peak.
-MEASURE = ("import sys; from exporter.__main__ import main; main(sys.argv[1:]); "
+MEASURE = ("import sys; from exporter.cli.main import main; main(sys.argv[1:]); "
            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))"
            ".split()[1], file=sys.stderr)")
 MODELS = ("gpt-4o-mini", "gpt-4o", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5")

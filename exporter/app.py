@@ -2,7 +2,7 @@
 
 Client traffic on `listen`, /metrics, /healthz and /api/* on `admin_listen`, so the metrics
 port is never exposed where client traffic arrives. Both are served by the gateway's own
-HTTP server (server.py), not aiohttp's: on the proxy path that took the CPU per request
+HTTP server (http/server.py), not aiohttp's: on the proxy path that took the CPU per request
 from 0.73 ms to about 0.3 ms, and without aiohttp.web a gateway process holds 11 MB less.
 Listener plays the part of aiohttp's runner and cleanup_ctx.
 """
@@ -19,12 +19,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
-from .api import Admin
-from .config import Config
-from .history import History
-from .metrics import HistoryCollector, HistoryMetrics, Metrics
-from .proxy import Proxy
-from .server import Server
+from .config.table import Config
+from .gateway.proxy import Proxy
+from .history.api import UsageApi
+from .history.collector import HistoryCollector
+from .history.writer import History
+from .http.server import Server
+from .telemetry.admin import Admin
+from .telemetry.metrics import HistoryMetrics, Metrics
 
 log = logging.getLogger("llm_usage_exporter")
 
@@ -80,7 +82,8 @@ class ProxyListener(Listener):
 def create_admin(registry: CollectorRegistry, *, history_path: str | None = None,
                  token: str | None = None) -> Listener:
     """Build the admin listener: /metrics, /healthz and, with a history, /api/*."""
-    return Listener(Admin(registry, history_path=history_path, token=token).handle)
+    routes = UsageApi(history_path).routes() if history_path is not None else None
+    return Listener(Admin(registry, routes=routes, token=token).handle)
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -121,7 +124,7 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
 async def serve(config: Config, *, ready=None, worker: bool = False) -> None:
     """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit.
 
-    As one of several workers (see workers.py) it shares both ports with the others, and
+    As one of several workers (see cli/workers.py) it shares both ports with the others, and
     its /metrics sums every worker's metrics from the files prometheus-client keeps in
     PROMETHEUS_MULTIPROC_DIR, so whichever worker answers a scrape gives the same totals.
     """

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from upstream import Replay
 
 from exporter.app import create_admin, create_proxy
-from exporter.config import parse_config
+from exporter.config.load import parse_config
 
 
 def need_binary(name: str) -> str:

@@ -12,7 +12,8 @@ import yaml
 from conftest import need_binary
 from prometheus_client import CollectorRegistry
 
-from exporter.metrics import HistoryCollector, HistoryMetrics, Metrics
+from exporter.history.collector import HistoryCollector
+from exporter.telemetry.metrics import HistoryMetrics, Metrics
 
 ALERTS = Path(__file__).parent.parent / "alerts"
 RULES = yaml.safe_load((ALERTS / "rules.yml").read_text())["groups"][0]["rules"]

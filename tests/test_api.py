@@ -16,11 +16,12 @@ import openpyxl
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Budget
-from exporter.history import History
-from exporter.metrics import HistoryCollector, HistoryMetrics, RequestRecord
-from exporter.query import offset_segments
-from exporter.usage import Usage
+from exporter.config.table import Budget
+from exporter.history.collector import HistoryCollector
+from exporter.history.writer import History
+from exporter.history.zones import offset_segments
+from exporter.record import RequestRecord, Usage
+from exporter.telemetry.metrics import HistoryMetrics
 
 ROOT = Path(__file__).parent.parent
 
@@ -277,7 +278,7 @@ def test_export_command_writes_xlsx(db, tmp_path):
 
 
 def test_xlsx_spills_to_further_sheets_and_escapes_text(tmp_path, monkeypatch):
-    import exporter.export as export
+    import exporter.history.export as export
     monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)  # a header and two rows per sheet
     db = write_history(tmp_path / "h.db", [
         rec(f"2026-11-01T0{i}:00:00+00:00", rid=f"r{i}", code=500, error_type="upstream_error")
@@ -285,7 +286,7 @@ def test_xlsx_spills_to_further_sheets_and_escapes_text(tmp_path, monkeypatch):
     with sqlite3.connect(db) as conn:  # a message with markup and a control character
         conn.execute("UPDATE requests SET error_message = ? WHERE request_id = 'r0'",
                      ["<b>bad</b> & \x07worse"])
-    from exporter.query import Filters
+    from exporter.history.query import Filters
     filters = Filters.parse(RANGE, 0)
     data = b"".join(export.encode("xlsx", export.request_rows(db, filters, None, None),
                                   export.REQUEST_COLUMNS))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.config import load_config
+from exporter.config.load import load_config
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError, load_config, parse_config, single_upstream
+from exporter.config.load import load_config, parse_config, single_upstream
+from exporter.config.schema import ConfigError
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-x", "BATCH_JOBS_KEY": "sk-y",

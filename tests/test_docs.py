@@ -10,9 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from exporter.__main__ import main
-from exporter.config import Config, documented_keys
-from exporter.metrics import HistoryCollector, HistoryMetrics, Metrics
+from exporter.cli.main import main
+from exporter.config.schema import documented_keys
+from exporter.config.table import Config
+from exporter.history.collector import HistoryCollector
+from exporter.telemetry.metrics import HistoryMetrics, Metrics
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

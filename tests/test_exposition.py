@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-import exporter.metrics  # noqa: F401  (it turns off `_created` series, as the gateway does)
-from exporter.exposition import render
+import exporter.telemetry.metrics  # noqa: F401  (it turns off `_created` series, as the gateway does)
+from exporter.telemetry.exposition import render
 
 
 class Timestamped:
@@ -36,4 +36,4 @@ def test_render_matches_generate_latest():
     assert b'duration_seconds_bucket{le="+Inf",model="m"} 2.0\n' in ours
     assert b'spend_usd{period="day"} 1.5 1764000000250\n' in ours
     assert b"big 1.2345678e+07\n" in ours
-    assert b"_created" not in ours  # disabled by exporter.metrics, imported by render's users
+    assert b"_created" not in ours  # disabled by exporter.telemetry.metrics, imported by render's users

@@ -11,7 +11,7 @@ import aiohttp
 from conftest import need_binary
 from upstream import fixture, json_file, sse_file, status
 
-from exporter.exposition import render
+from exporter.telemetry.exposition import render
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

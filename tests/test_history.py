@@ -16,9 +16,9 @@ from conftest import need_binary
 from prometheus_client import CollectorRegistry
 from upstream import json_file, sse_file, status
 
-from exporter.history import History
-from exporter.metrics import HistoryMetrics, RequestRecord
-from exporter.usage import Usage
+from exporter.history.writer import History
+from exporter.record import RequestRecord, Usage
+from exporter.telemetry.metrics import HistoryMetrics
 
 CHAT = "/v1/chat/completions"
 ROOT = Path(__file__).parent.parent

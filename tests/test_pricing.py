@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from upstream import fixture, json_file, sse_file, status
 
-from exporter.config import parse_config
-from exporter.pricing import Pricing
-from exporter.usage import Usage
+from exporter.accounting.pricing import Pricing
+from exporter.config.load import parse_config
+from exporter.record import Usage
 
 M = D(1_000_000)
 CHAT = "/v1/chat/completions"
@@ -194,7 +194,7 @@ def test_prices_never_fetch_anything(monkeypatch):
 
 
 def test_prices_command_explains_each_price(capsys):
-    from exporter.__main__ import main
+    from exporter.cli.main import main
     assert main(["prices", "claude-haiku-4-5", "--provider", "anthropic"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == ("claude-haiku-4-5 (provider anthropic, service tier default): "

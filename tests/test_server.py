@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from exporter import server as server_module
-from exporter.request import BodyTooLarge, Request
-from exporter.server import Server
+from exporter.http import server as server_module
+from exporter.http.request import BodyTooLarge, Request
+from exporter.http.server import Server
 
 
 async def echo(request: Request) -> None:

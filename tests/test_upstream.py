@@ -8,7 +8,7 @@ import ssl
 import pytest
 import trustme
 
-from exporter.upstream import ConnectError, Origin, Pool, UpstreamError
+from exporter.http.upstream import ConnectError, Origin, Pool, UpstreamError
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

@@ -14,7 +14,7 @@ import aiohttp
 from conftest import wait_ok
 from upstream import json_file
 
-from exporter.bench import family
+from exporter.devtools.bench import family
 
 ROOT = Path(__file__).parent.parent
 CHAT = "/v1/chat/completions"

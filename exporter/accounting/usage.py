@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 import orjson
+
+from ..record import Usage
 
 # Operations, by the path suffix that identifies them (after any service prefix).
 CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES, OTHER = (
@@ -42,50 +43,6 @@ def operation_for(path: str) -> str:
         if path.endswith(suffix):
             return operation
     return OTHER
-
-
-@dataclass(slots=True)
-class Usage:
-    """Tokens of one request in disjoint categories, as the provider bills them."""
-
-    input_text: int = 0
-    input_cache_read: int = 0
-    input_cache_write_5m: int = 0
-    input_cache_write_1h: int = 0
-    input_audio: int = 0
-    input_image: int = 0
-    output_text: int = 0
-    output_reasoning: int = 0
-    output_audio: int = 0
-    output_image: int = 0
-    # Of the above, how many were estimated from text rather than reported.
-    estimated_input: int = 0
-    estimated_output: int = 0
-
-    @property
-    def input_total(self) -> int:
-        return (self.input_text + self.input_cache_read + self.input_cache_write_5m
-                + self.input_cache_write_1h + self.input_audio + self.input_image)
-
-    @property
-    def output_total(self) -> int:
-        return self.output_text + self.output_reasoning + self.output_audio + self.output_image
-
-    def categories(self):
-        """Yield (direction, token_type, count) for every non-zero category."""
-        for direction, token_type, count in (
-            ("input", "text", self.input_text),
-            ("input", "cache_read", self.input_cache_read),
-            ("input", "cache_write", self.input_cache_write_5m + self.input_cache_write_1h),
-            ("input", "audio", self.input_audio),
-            ("input", "image", self.input_image),
-            ("output", "text", self.output_text),
-            ("output", "reasoning", self.output_reasoning),
-            ("output", "audio", self.output_audio),
-            ("output", "image", self.output_image),
-        ):
-            if count:
-                yield direction, token_type, count
 
 
 def _int(mapping, key) -> int:

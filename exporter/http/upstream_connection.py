@@ -8,16 +8,21 @@ one write to the client, and with pipe() it is handed over from the read callbac
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
-from .request import wake
-
-if TYPE_CHECKING:
-    from .upstream import Pool
+from .futures import wake
 
 _HIGH_WATER = 256 * 1024  # stop reading the upstream while this much waits for the client
+
+
+class Keeper(Protocol):
+    """Where a connection goes back after a clean exchange (upstream.py's Pool)."""
+
+    def keep(self, conn: Connection) -> None: ...
+
+    def forget(self, conn: Connection) -> None: ...
 
 
 class UpstreamError(Exception):
@@ -31,7 +36,7 @@ class ConnectError(UpstreamError):
 class Connection(asyncio.Protocol):
     """One keep-alive connection; during an exchange it is also the response."""
 
-    def __init__(self, pool: Pool, key):
+    def __init__(self, pool: Keeper, key):
         self.pool, self.key = pool, key
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)

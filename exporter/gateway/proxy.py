@@ -7,7 +7,6 @@ times out or resets; the client goes away; the body is too large or not JSON.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
@@ -16,51 +15,27 @@ import zlib
 from http import HTTPStatus
 from time import perf_counter
 
-from .accounting import count_usage, error_message, price
-from .config import Config, Service
+from ..accounting.bill import count_usage, error_message, price
+from ..accounting.pricing import Pricing
+from ..accounting.stream import StreamMeter
+from ..accounting.usage import (
+    INCLUDE_USAGE_OPERATIONS,
+    MESSAGES,
+    OTHER,
+    ResponseBody,
+    loads,
+    operation_for,
+)
+from ..config.table import Config, Service
+from ..http.request import BodyTooLarge, Request
+from ..http.upstream import ConnectError, Connection, Origin, Pool, UpstreamError
+from ..record import RequestRecord
+from ..telemetry.metrics import Metrics
 from .errors import error_body, error_type_for
-from .metrics import Metrics, RequestRecord
-from .pricing import Pricing
-from .request import BodyTooLarge, Request
-from .stream import StreamMeter
-from .upstream import ConnectError, Connection, Origin, Pool, UpstreamError
-from .usage import INCLUDE_USAGE_OPERATIONS, MESSAGES, OTHER, ResponseBody, loads, operation_for
+from .headers import DECODABLE, client_headers, key_label, upstream_headers
 
 log = logging.getLogger("llm_usage_exporter")
 _ids = random.Random()
-
-# RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:
-# raw header names are compared with name.lower(), as bytes.
-_HOP_BY_HOP = frozenset((
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-    b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
-_NOT_UP = _HOP_BY_HOP | {b"host", b"content-length", b"x-request-id"}
-_NOT_DOWN = _HOP_BY_HOP | {b"content-length", b"x-request-id"}
-_KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key"))
-# The gateway reads usage out of response bodies, so it only lets the upstream pick an
-# encoding it can decode; the client still gets a body in an encoding it asked for.
-_DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
-
-
-def key_label(header, names: dict[str, str]) -> str:
-    """Name the client's key without revealing any part of it; `header(name)` reads one."""
-    key = None
-    auth = header(b"authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer":
-            key = token.strip()
-    key = key or header(b"x-api-key") or header(b"api-key")
-    if not key:
-        return "none"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-    return names.get(digest) or "key-" + digest[:8]
-
-
-def _accept_encoding(value: str) -> str:
-    kept = [p for p in value.split(",") if p.split(";", 1)[0].strip().lower() in _DECODABLE]
-    return ",".join(kept).strip() or "identity"
-
 
 class _Relay:
     """Meter the upstream's body and pass it to the client, called as each read arrives."""
@@ -154,7 +129,7 @@ class Proxy:
                 data = request.iter_body()
             else:
                 data = None
-            headers = self._upstream_headers(request, service, rid, parsed)
+            headers = upstream_headers(request, service, rid, parsed)
 
             origin = self.origins[service.name]
             target = (origin.path + upstream_path).encode("utf-8", "surrogateescape")
@@ -184,11 +159,11 @@ class Proxy:
                     meter = StreamMeter(operation, strip_usage)
                 else:
                     collected = ResponseBody()
-            headers, length = self._client_headers(upstream, rec)
+            headers, length = client_headers(upstream, rec)
             if meter is not None:
                 length = None  # the meter may leave out the usage it asked for
             decoder = None
-            wbits = _DECODABLE.get(upstream.header(b"content-encoding").decode("latin-1").lower())
+            wbits = DECODABLE.get(upstream.header(b"content-encoding").decode("latin-1").lower())
             if collected is not None and wbits:
                 decoder = zlib.decompressobj(wbits)
             request.start(status, upstream.reason, headers, length)
@@ -277,51 +252,6 @@ class Proxy:
         asked["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                    "include_usage": True}
         return body, json.dumps(asked, ensure_ascii=False, separators=(",", ":")).encode(), True
-
-    def _upstream_headers(self, request: Request, service: Service, rid: str,
-                          parsed: bool) -> bytes:
-        """The client's header lines as received, less hop-by-hop ones, for the upstream."""
-        drop = _NOT_UP
-        connection = request.header(b"connection")
-        if connection:
-            drop = drop | {t.strip().lower().encode("utf-8", "surrogateescape")
-                           for t in connection.split(",")}
-        if service.api_key:
-            drop = drop | _KEY_HEADERS
-        lines = []
-        for name, value in request.raw_headers:
-            lowered = name.lower()
-            if lowered in drop:
-                continue
-            if parsed and lowered == b"accept-encoding":
-                value = _accept_encoding(value.decode("latin-1")).encode("latin-1")
-            lines.append(b"%s: %s\r\n" % (name, value))
-        if service.api_key:
-            lines.append(b"x-api-key: %s\r\n" % service.api_key.encode()
-                         if service.api_format == "anthropic"
-                         else b"Authorization: Bearer %s\r\n" % service.api_key.encode())
-        lines.append(b"X-Request-ID: %s\r\n" % rid.encode("utf-8", "surrogateescape"))
-        return b"".join(lines)
-
-    @staticmethod
-    def _client_headers(upstream: Connection, rec: RequestRecord) -> tuple[bytes, int | None]:
-        """The upstream's header lines for the client, less hop-by-hop ones; and the length.
-
-        The upstream's own X-Request-ID moves to X-Upstream-Request-ID: the client gets the
-        gateway's, which is in the history.
-        """
-        lines, length = [], None
-        for name, value in upstream.headers:
-            lowered = name.lower()
-            if lowered not in _NOT_DOWN:
-                lines.append(b"%s: %s\r\n" % (name, value))
-            elif lowered == b"content-length":
-                length = int(value)
-            elif lowered == b"x-request-id" and value.decode("latin-1") != rec.request_id:
-                rec.upstream_request_id = value.decode("latin-1")
-                lines.append(b"X-Upstream-Request-ID: %s\r\n" % value)
-        lines.append(b"X-Request-ID: %s\r\n" % rec.request_id.encode("utf-8", "surrogateescape"))
-        return b"".join(lines), length
 
     def _fail(self, request: Request, rec: RequestRecord, api_format: str, rid: str,
               status: int, error_type: str, message: str) -> None:

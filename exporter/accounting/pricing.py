@@ -17,7 +17,7 @@ from importlib.metadata import version
 from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
 from genai_prices.types import TieredPrices
 
-from .usage import Usage
+from ..record import Usage
 
 MILLION = Decimal(1_000_000)
 TABLE = f"genai-prices {version('genai-prices')}"

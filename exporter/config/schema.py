@@ -1,4 +1,4 @@
-"""Frozen dataclasses from YAML: the loader behind config.py's table of keys.
+"""Frozen dataclasses from YAML: the loader behind table.py's keys.
 
 Each key is declared with `setting(default, doc, check)`. Building collects every problem,
 each named by its YAML path (`services[1].base_url: must be ...`), instead of stopping at the

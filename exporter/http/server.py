@@ -4,7 +4,8 @@ Profiled at 32 concurrent requests once the upstream client was our own, aiohttp
 side (request and response objects, its payload writer, router, a StreamReader per body)
 was about two fifths of the gateway's CPU, several times what a proxy needs: parse the
 head, hand the raw header lines on, write the answer's head together with its first bytes.
-It serves the admin listener too (api.py), so a gateway process does not load aiohttp.web.
+It serves the admin listener too (telemetry/admin.py), so a gateway process does not load
+aiohttp.web.
 
 Behaviour a client relies on: keep-alive and pipelining (answered in order), chunked and
 sized request bodies, Expect: 100-continue, HTTP/1.0 clients, 400/413/431/501 for what
@@ -18,7 +19,8 @@ import logging
 
 import httptools
 
-from .request import Request, wake
+from .futures import wake
+from .request import Request
 
 log = logging.getLogger("llm_usage_exporter")
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from decimal import Decimal
 
-from . import __version__
+from .. import __version__
 from .load import Run, client_run, wrk_run
 
 SCENARIOS = (("non-streaming", False, 1), ("non-streaming", False, 32),
@@ -32,7 +32,7 @@ CAN_PIN = len(os.sched_getaffinity(0)) >= 2
 GATEWAY_CORE, OTHER_CORE = {0}, {1}
 
 
-SIMULATOR = ("import sys; from aiohttp import web; from exporter.simulator import Simulator; "
+SIMULATOR = ("import sys; from aiohttp import web; from exporter.devtools.simulator import Simulator; "
              "web.run_app(Simulator(first_token_delay=0, token_delay=0, error_rate=0, "
              "output_tokens=50, seed=1).app(), host='127.0.0.1', port=int(sys.argv[1]), "
              "access_log=None, print=None)")
@@ -186,9 +186,9 @@ def metrics_render(models: int = 40, keys: int = 25) -> tuple[int, float]:
     return the series and the best of five renders in ms of CPU."""
     from prometheus_client import CollectorRegistry
 
-    from .exposition import render
-    from .metrics import Metrics, RequestRecord
-    from .usage import Usage
+    from ..record import RequestRecord, Usage
+    from ..telemetry.exposition import render
+    from ..telemetry.metrics import Metrics
     registry = CollectorRegistry()
     metrics = Metrics(registry, max_models=models, max_api_keys=keys)
     for m in range(models):

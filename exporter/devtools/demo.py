@@ -14,8 +14,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .app import history_for, start
-from .config import parse_config
+from ..app import history_for, start
+from ..config.load import parse_config
 from .simulator import Simulator
 
 # Fake client keys: two are given names in the config, the third shows the hashed label.

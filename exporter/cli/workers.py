@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import multiprocess
 
-from .config import Config
-from .history import open_db
+from ..config.table import Config
+from ..history.store import open_db
 
 log = logging.getLogger("llm_usage_exporter")
 # An error exit this soon after start means the worker cannot start (a port taken, say):

@@ -9,15 +9,34 @@ length is known, chunked otherwise, or a body ending at close for an HTTP/1.0 cl
 from __future__ import annotations
 
 import asyncio
+import json
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from http import HTTPStatus
+from typing import Protocol
 from urllib.parse import unquote
 
-if TYPE_CHECKING:
-    from .server import _Connection
+from .futures import wake
 
 _BODY_HIGH_WATER = 1 << 20  # stop reading the client while this much body waits unread
 _NO_BODY_STATUS = frozenset((204, 304))
+
+
+class _Stopping(Protocol):
+    closing: bool  # the server is stopping: no more keep-alive
+
+
+class ClientConnection(Protocol):
+    """What a request needs of its connection (server.py's): flow control and state."""
+
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    server: _Stopping
+    closed: bool
+    drain: asyncio.Future | None  # while the client reads slower than we write
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 class BodyTooLarge(Exception):
@@ -27,7 +46,7 @@ class BodyTooLarge(Exception):
 class Request:
     """One request on a client connection, and the means to answer it."""
 
-    def __init__(self, conn: _Connection, method: str, target: bytes,
+    def __init__(self, conn: ClientConnection, method: str, target: bytes,
                  raw_headers: list[tuple[bytes, bytes]], version: str, keep_alive: bool):
         self.conn = conn
         self.transport = conn.transport
@@ -187,7 +206,7 @@ class Request:
         self.finished = True
 
 
-def wake(waiter: asyncio.Future | None) -> None:
-    """Resolve a future someone may be waiting on, if it is still pending."""
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
+def respond_json(request: Request, status: int, data, headers: bytes = b"") -> None:
+    """Answer with a JSON body in one write."""
+    request.respond(status, HTTPStatus(status).phrase.encode(), json.dumps(data).encode(),
+                    b"Content-Type: application/json; charset=utf-8\r\n" + headers)

@@ -14,7 +14,7 @@ import uuid
 
 from aiohttp import web
 
-from .usage import estimate_tokens, request_text_chars
+from ..accounting.usage import estimate_tokens, request_text_chars
 
 WORDS = ("the quick brown fox jumps over a lazy dog while gateways count every token "
          "and prometheus scrapes the totals").split()

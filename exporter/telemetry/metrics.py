@@ -6,18 +6,13 @@ change them only with a deprecation period.
 
 from __future__ import annotations
 
-import logging
-import sqlite3
-import time
-from dataclasses import dataclass, field
-from decimal import Decimal
+from typing import NamedTuple
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
 
-from . import __version__
-from .usage import Usage
+from .. import __version__
+from ..record import RequestRecord
 
 # No `*_created` series: in the text format Prometheus stores each as a series of its own,
 # which nearly doubled the series of every counter and histogram and the time to render
@@ -38,6 +33,24 @@ TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05
 # anything past 100 ms is a bug worth an alert, not a bucket.
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                     0.05, 0.1)
+
+
+
+class Family(NamedTuple):
+    """A metric built at scrape time by a collector elsewhere, declared here with the rest."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+# Read from the request history at every scrape (history/collector.py), so they are right
+# after a restart and agree across worker processes.
+SPEND = Family("llm_spend_usd", "Fees of the current calendar day or month, in the "
+               "configured time zone, from the request history.", ("api_key", "period"))
+BUDGET = Family("llm_budget_usd", "Configured spending limit for the period.",
+                ("api_key", "period"))
+HISTORY_ROWS = Family("llm_history_rows", "Rows in the history database.")
 
 OTHER = "other"
 MAX_LABEL_CHARS = 128
@@ -60,32 +73,6 @@ class LabelLimiter:
             return OTHER
         self.seen.add(value)
         return value
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    """What the gateway learned about one request; feeds metrics (and later history)."""
-
-    request_id: str
-    started: float  # Unix time of arrival
-    service: str
-    provider: str
-    api_key: str
-    operation: str
-    stream: bool = False
-    model: str = "unknown"
-    code: int = 0
-    error_type: str = "none"
-    error_message: str = ""
-    usage: Usage = field(default_factory=Usage)
-    ttft: float | None = None  # seconds, streams only
-    duration: float = 0.0
-    overhead: float = 0.0
-    upstream_request_id: str = ""
-    service_tier: str | None = None  # as the upstream reports it: default, priority, flex...
-    fees: list = field(default_factory=list)  # (direction, token_type, Decimal USD)
-    fee: Decimal = Decimal(0)
-    unpriced: bool = False  # tokens were used, but no price is known for the model
 
 
 class Metrics:
@@ -190,49 +177,3 @@ class HistoryMetrics:
         self.queue_size = Gauge(
             "llm_history_queue_size", "History rows waiting to be written.",
             registry=registry, multiprocess_mode="livesum")
-
-
-class HistoryCollector:
-    """llm_history_rows, llm_spend_usd and llm_budget_usd, read from the history at scrape.
-
-    Read from the database rather than kept in memory, so the figures are right after a
-    restart and agree across worker processes.
-    """
-
-    def __init__(self, registry: CollectorRegistry, path: str, tz, budgets=(),
-                 max_keys: int = 1000, clock=time.time):
-        self.path, self.tz, self.max_keys, self.clock = path, tz, max_keys, clock
-        self.budgets = {b.api_key: b for b in budgets}
-        registry.register(self)
-
-    def collect(self):
-        from .query import spend_sql  # query imports history, which imports this module
-        spend = GaugeMetricFamily(
-            "llm_spend_usd", "Fees of the current calendar day or month, in the configured "
-            "time zone, from the request history.", labels=["api_key", "period"])
-        budget = GaugeMetricFamily(
-            "llm_budget_usd", "Configured spending limit for the period.",
-            labels=["api_key", "period"])
-        rows = GaugeMetricFamily("llm_history_rows", "Rows in the history database.")
-        keys = []
-        try:
-            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as conn:
-                rows.add_metric([], conn.execute("SELECT count(*) FROM requests").fetchone()[0])
-                for api_key, month, day in conn.execute(
-                        *spend_sql(self.tz, self.clock(), self.max_keys)):
-                    spend.add_metric([api_key, "day"], day or 0.0)
-                    spend.add_metric([api_key, "month"], month or 0.0)
-                    keys.append(api_key)
-        except sqlite3.Error as e:  # no history yet: no spend to show
-            logging.getLogger("llm_usage_exporter").debug("spend: %s", e)
-        for api_key in dict.fromkeys([k for k in self.budgets if k != "*"] + keys):
-            b = self.budgets.get(api_key) or self.budgets.get("*")
-            if b is None:
-                continue
-            for period, limit in (("day", b.daily), ("month", b.monthly)):
-                if limit is not None:
-                    budget.add_metric([api_key, period], limit)
-        yield rows
-        yield spend
-        yield budget
-

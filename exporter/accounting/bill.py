@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .metrics import RequestRecord
+from ..record import RequestRecord, Usage
 from .pricing import Pricing
 from .usage import (
     EMBEDDINGS,
-    Usage,
     estimate_tokens,
     request_text_chars,
     response_text_chars,

@@ -19,8 +19,8 @@ import tempfile
 import zipfile
 from datetime import datetime
 
-from .history import TOKEN_COLUMNS
 from .query import Filters, UsageQuery, encode_cursor, requests_sql
+from .store import TOKEN_COLUMNS
 
 BATCH = 5000
 EXCEL_MAX_ROWS = 1_048_576  # per sheet, header included; more rows go on further sheets

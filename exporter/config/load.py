@@ -1,0 +1,98 @@
+"""Read a YAML config into the key table, collecting every problem with its YAML path.
+
+`check-config` prints them all at once; what no single key can check (unique names,
+environment variables set, the default service) is checked here after the table is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from urllib.parse import urlsplit
+
+import yaml
+
+from .schema import ConfigError, build
+from .table import Config
+
+
+def _cross_check(config: Config, env, problems: list[str]) -> Config:
+    """Check what no single key can: unique names, env vars set, the default service."""
+    seen, services = set(), []
+    for i, s in enumerate(config.services):
+        if s.name in seen:
+            problems.append(f"services[{i}].name: duplicate service name {s.name!r}")
+        seen.add(s.name)
+        key = None
+        if s.api_key_env:
+            key = env.get(s.api_key_env)
+            if not key:
+                problems.append(f"services[{i}].api_key_env: environment variable "
+                                f"{s.api_key_env} is not set")
+        services.append(dataclasses.replace(s, api_key=key))
+    if not config.services:
+        problems.append("services: at least one service is required")
+    if config.default_service is not None and config.default_service not in seen:
+        problems.append(f"default_service: no service named {config.default_service!r}")
+    for i, o in enumerate(config.pricing):
+        if o.service is not None and o.service not in seen:
+            problems.append(f"pricing[{i}].service: no service named {o.service!r}")
+    for i, b in enumerate(config.budgets):
+        if b.daily is None and b.monthly is None:
+            problems.append(f"budgets[{i}]: set daily, monthly or both")
+    if config.admin_token_env and not env.get(config.admin_token_env):
+        problems.append(f"admin_token_env: environment variable {config.admin_token_env} "
+                        "is not set")
+    names = set()
+    for i, k in enumerate(config.api_keys):
+        if (k.sha256 is None) == (k.key_env is None):
+            problems.append(f"api_keys[{i}]: set exactly one of sha256 and key_env")
+        elif k.key_env and not env.get(k.key_env):
+            problems.append(f"api_keys[{i}].key_env: environment variable {k.key_env} is not set")
+        if k.name in names:
+            problems.append(f"api_keys[{i}].name: duplicate key name {k.name!r}")
+        names.add(k.name)
+    return dataclasses.replace(config, services=tuple(services))
+
+
+def parse_config(data, env=os.environ) -> Config:
+    """Build a Config from parsed YAML, or raise ConfigError listing every problem."""
+    problems: list[str] = []
+    config = build(Config, data if data is not None else {}, "", problems)
+    if config is not None:
+        config = _cross_check(config, env, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str, env=os.environ) -> Config:
+    """Read and check a YAML config file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError([f"{path}: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
+    return parse_config(data, env)
+
+
+def guess_provider(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    for provider in ("anthropic", "openai"):
+        if provider in host:
+            return provider
+    return "openai-compatible"
+
+
+def single_upstream(url: str, *, provider: str | None = None, listen: str | None = None,
+                    admin_listen: str | None = None) -> Config:
+    """Build the config of `serve --upstream URL`: one service named `default`."""
+    data = {"services": [{"name": "default", "base_url": url,
+                          "provider": provider or guess_provider(url)}]}
+    if listen:
+        data["listen"] = listen
+    if admin_listen:
+        data["admin_listen"] = admin_listen
+    return parse_config(data)

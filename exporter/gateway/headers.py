@@ -1,0 +1,92 @@
+"""The headers the gateway passes on, both ways, and the name of the client's key.
+
+Hop-by-hop headers stay behind (RFC 9110 7.6.1, and those the `Connection` header names);
+the gateway's X-Request-ID goes both ways; with a service key, it replaces the client's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+from ..config.table import Service
+from ..http.request import Request
+from ..http.upstream import Connection
+from ..record import RequestRecord
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:
+# raw header names are compared with name.lower(), as bytes.
+_HOP_BY_HOP = frozenset((
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+    b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
+_NOT_UP = _HOP_BY_HOP | {b"host", b"content-length", b"x-request-id"}
+_NOT_DOWN = _HOP_BY_HOP | {b"content-length", b"x-request-id"}
+_KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key"))
+# The gateway reads usage out of response bodies, so it only lets the upstream pick an
+# encoding it can decode; the client still gets a body in an encoding it asked for.
+DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
+
+
+def key_label(header, names: dict[str, str]) -> str:
+    """Name the client's key without revealing any part of it; `header(name)` reads one."""
+    key = None
+    auth = header(b"authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            key = token.strip()
+    key = key or header(b"x-api-key") or header(b"api-key")
+    if not key:
+        return "none"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return names.get(digest) or "key-" + digest[:8]
+
+
+def _accept_encoding(value: str) -> str:
+    kept = [p for p in value.split(",") if p.split(";", 1)[0].strip().lower() in DECODABLE]
+    return ",".join(kept).strip() or "identity"
+
+
+def upstream_headers(request: Request, service: Service, rid: str, parsed: bool) -> bytes:
+    """The client's header lines as received, less hop-by-hop ones, for the upstream."""
+    drop = _NOT_UP
+    connection = request.header(b"connection")
+    if connection:
+        drop = drop | {t.strip().lower().encode("utf-8", "surrogateescape")
+                       for t in connection.split(",")}
+    if service.api_key:
+        drop = drop | _KEY_HEADERS
+    lines = []
+    for name, value in request.raw_headers:
+        lowered = name.lower()
+        if lowered in drop:
+            continue
+        if parsed and lowered == b"accept-encoding":
+            value = _accept_encoding(value.decode("latin-1")).encode("latin-1")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if service.api_key:
+        lines.append(b"x-api-key: %s\r\n" % service.api_key.encode()
+                     if service.api_format == "anthropic"
+                     else b"Authorization: Bearer %s\r\n" % service.api_key.encode())
+    lines.append(b"X-Request-ID: %s\r\n" % rid.encode("utf-8", "surrogateescape"))
+    return b"".join(lines)
+
+
+def client_headers(upstream: Connection, rec: RequestRecord) -> tuple[bytes, int | None]:
+    """The upstream's header lines for the client, less hop-by-hop ones; and the length.
+
+    The upstream's own X-Request-ID moves to X-Upstream-Request-ID: the client gets the
+    gateway's, which is in the history.
+    """
+    lines, length = [], None
+    for name, value in upstream.headers:
+        lowered = name.lower()
+        if lowered not in _NOT_DOWN:
+            lines.append(b"%s: %s\r\n" % (name, value))
+        elif lowered == b"content-length":
+            length = int(value)
+        elif lowered == b"x-request-id" and value.decode("latin-1") != rec.request_id:
+            rec.upstream_request_id = value.decode("latin-1")
+            lines.append(b"X-Upstream-Request-ID: %s\r\n" % value)
+    lines.append(b"X-Request-ID: %s\r\n" % rec.request_id.encode("utf-8", "surrogateescape"))
+    return b"".join(lines), length

@@ -1,0 +1,94 @@
+"""The usage API on the admin listener: /api/requests and /api/usage, read from the history.
+
+SQLite work and encoding run in worker threads, one chunk at a time, so a large export
+never stalls the event loop that also carries the proxy's traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime
+
+from ..http.request import Request, respond_json
+from .export import FORMATS, REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
+from .query import BadParameter, Filters, UsageQuery, parse_int
+
+PAGE, MAX_PAGE = 100, 10_000  # rows per JSON page of /api/requests
+
+
+class UsageApi:
+    """The routes of the usage API over the history database at `path`."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def routes(self) -> dict:
+        """The admin listener's routes this API adds."""
+        return {"/api/requests": self.requests, "/api/usage": self.usage}
+
+    async def requests(self, request: Request, params) -> None:
+        await _answering(request, self._requests(request, params))
+
+    async def usage(self, request: Request, params) -> None:
+        await _answering(request, self._usage(request, params))
+
+    async def _requests(self, request: Request, params) -> None:
+        fmt = parse_format(params)
+        filters = Filters.parse(params, time.time())
+        # JSON is paged; CSV and Excel downloads hold every matching row unless limited.
+        limit = parse_int(params, "limit", PAGE, 1, MAX_PAGE) if fmt == "json" \
+            else parse_int(params, "limit", 0, 0, 100_000_000) or None
+        rows = await asyncio.to_thread(request_rows, self.path, filters, limit,
+                                       params.get("cursor"))
+        await send(request, fmt, rows, REQUEST_COLUMNS, "requests")
+
+    async def _usage(self, request: Request, params) -> None:
+        fmt = parse_format(params)
+        q = UsageQuery.parse(params, time.time())
+        rows = await asyncio.to_thread(usage_rows, self.path, q)
+        await send(request, fmt, rows, usage_columns(q), "usage")
+
+
+async def _answering(request: Request, work) -> None:
+    """Run a route; a bad parameter is a 400 naming it, an unreadable history a 503."""
+    try:
+        await work
+    except BadParameter as e:
+        if request.started:
+            raise
+        respond_json(request, 400, {"error": {"parameter": e.name, "message": str(e)}})
+    except sqlite3.OperationalError as e:
+        if request.started:
+            raise
+        respond_json(request, 503, {"error": {
+            "message": f"the request history cannot be read: {e}"}})
+
+
+def parse_format(params) -> str:
+    fmt = params.get("format", "json")
+    if fmt not in FORMATS:
+        raise BadParameter("format", f"must be one of {', '.join(FORMATS)}")
+    return fmt
+
+
+async def send(request: Request, fmt: str, rows, columns, name: str) -> None:
+    """Stream rows in a format, each chunk encoded in a worker thread."""
+    headers = b"Content-Type: %s\r\n" % FORMATS[fmt].encode()
+    if fmt != "json":
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        headers += b'Content-Disposition: attachment; filename="llm-%s-%s.%s"\r\n' % (
+            name.encode(), stamp.encode(), fmt.encode())
+    chunks = encode(fmt, rows, columns)
+    try:
+        first = await asyncio.to_thread(next, chunks, None)  # errors still become a 4xx/5xx
+        request.start(200, b"OK", headers, None)
+        while first is not None:
+            drain = request.write(first)
+            if drain is not None:
+                await drain
+            first = await asyncio.to_thread(next, chunks, None)
+        request.finish()
+    finally:
+        await asyncio.to_thread(chunks.close)

@@ -1,0 +1,48 @@
+"""Time zones in SQL: SQLite knows none, so the UTC offsets in force over a range are
+worked out here, every DST change found to the second, and applied with a CASE."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+
+def offset_segments(tz: ZoneInfo, start: float, end: float) -> list[tuple[float, int]]:
+    """Return [(from_time, utc_offset_seconds)] covering [start, end), every change exact."""
+
+    def offset(t: float) -> int:
+        return int(datetime.fromtimestamp(t, tz).utcoffset().total_seconds())
+
+    segments = [(start, offset(start))]
+    hour = math.floor(start / 3600) * 3600 + 3600
+    while hour <= end:
+        current = offset(hour)
+        if current != segments[-1][1]:
+            low, high = max(hour - 3600, start), hour  # the change lies in (low, high]
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if offset(middle) == segments[-1][1] \
+                    else (low, middle)
+            segments.append((high, current))
+        hour += 3600
+    return segments
+
+
+def local_time_sql(segments) -> tuple[str, list]:
+    """SQL for started_at in local 'wall clock' seconds, with its parameters."""
+    if len(segments) == 1:
+        return "(started_at + ?)", [segments[0][1]]
+    sql, args = ["(started_at + CASE"], []
+    for (_, off), (nxt, _) in zip(segments, segments[1:]):
+        sql.append("WHEN started_at < ? THEN ?")
+        args += [nxt, off]
+    sql.append("ELSE ? END)")
+    args.append(segments[-1][1])
+    return " ".join(sql), args
+
+
+def wall_to_utc(wall: float, tz: ZoneInfo) -> float:
+    """Turn local wall-clock seconds back into a Unix time (earlier fold when ambiguous)."""
+    naive = datetime.fromtimestamp(wall, UTC).replace(tzinfo=None)
+    return naive.replace(tzinfo=tz).timestamp()

@@ -1,0 +1,86 @@
+"""The per-request record every part shares: the bottom of the house, importing nothing of ours.
+
+The gateway fills one RequestRecord per request, accounting adds its Usage and fees, and
+each sink (metrics, history) reads it when the request has ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+# Usage's token fields, which are also the history's token columns.
+TOKEN_FIELDS = ("input_text", "input_cache_read", "input_cache_write_5m",
+                "input_cache_write_1h", "input_audio", "input_image", "output_text",
+                "output_reasoning", "output_audio", "output_image")
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens of one request in disjoint categories, as the provider bills them."""
+
+    input_text: int = 0
+    input_cache_read: int = 0
+    input_cache_write_5m: int = 0
+    input_cache_write_1h: int = 0
+    input_audio: int = 0
+    input_image: int = 0
+    output_text: int = 0
+    output_reasoning: int = 0
+    output_audio: int = 0
+    output_image: int = 0
+    # Of the above, how many were estimated from text rather than reported.
+    estimated_input: int = 0
+    estimated_output: int = 0
+
+    @property
+    def input_total(self) -> int:
+        return (self.input_text + self.input_cache_read + self.input_cache_write_5m
+                + self.input_cache_write_1h + self.input_audio + self.input_image)
+
+    @property
+    def output_total(self) -> int:
+        return self.output_text + self.output_reasoning + self.output_audio + self.output_image
+
+    def categories(self):
+        """Yield (direction, token_type, count) for every non-zero category."""
+        for direction, token_type, count in (
+            ("input", "text", self.input_text),
+            ("input", "cache_read", self.input_cache_read),
+            ("input", "cache_write", self.input_cache_write_5m + self.input_cache_write_1h),
+            ("input", "audio", self.input_audio),
+            ("input", "image", self.input_image),
+            ("output", "text", self.output_text),
+            ("output", "reasoning", self.output_reasoning),
+            ("output", "audio", self.output_audio),
+            ("output", "image", self.output_image),
+        ):
+            if count:
+                yield direction, token_type, count
+
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the gateway learned about one request; every sink (metrics, history) reads it."""
+
+    request_id: str
+    started: float  # Unix time of arrival
+    service: str
+    provider: str
+    api_key: str
+    operation: str
+    stream: bool = False
+    model: str = "unknown"
+    code: int = 0
+    error_type: str = "none"
+    error_message: str = ""
+    usage: Usage = field(default_factory=Usage)
+    ttft: float | None = None  # seconds, streams only
+    duration: float = 0.0
+    overhead: float = 0.0
+    upstream_request_id: str = ""
+    service_tier: str | None = None  # as the upstream reports it: default, priority, flex...
+    fees: list = field(default_factory=list)  # (direction, token_type, Decimal USD)
+    fee: Decimal = Decimal(0)
+    unpriced: bool = False  # tokens were used, but no price is known for the model

@@ -1,0 +1,56 @@
+"""The admin listener: /metrics and /healthz, and the routes other parts add (/api/*).
+
+Served by the gateway's own HTTP server, as the proxy is: aiohttp's web stack cost 11 MB
+of memory in every gateway process for four routes. /metrics is rendered in a worker
+thread (collectors read SQLite), so a scrape never stalls the event loop that also
+carries the proxy's traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from urllib.parse import parse_qsl
+
+from .. import __version__
+from ..http.request import Request, respond_json
+from .exposition import CONTENT_TYPE, render
+
+
+class Admin:
+    """Answer the admin routes; `routes` adds paths, `token` guards all but /healthz.
+
+    A route is `async route(request, params)`, params holding the first value of each
+    query parameter.
+    """
+
+    def __init__(self, registry, *, routes=None, token: str | None = None):
+        self.registry = registry
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.routes = {"/metrics": self.metrics, "/healthz": self.healthz, **(routes or {})}
+
+    async def handle(self, request: Request) -> None:
+        route = self.routes.get(request.path)
+        if route is None:
+            return respond_json(request, 404, {"error": {"message": "no such path"}})
+        if request.method not in ("GET", "HEAD"):
+            return respond_json(request, 405, {"error": {"message": "only GET"}},
+                                b"Allow: GET, HEAD\r\n")
+        if self.expected and request.path != "/healthz" and not hmac.compare_digest(
+                (request.header(b"authorization") or "").encode(), self.expected):
+            return respond_json(request, 401, {"error": {"message": "a bearer token is "
+                                                                    "required"}},
+                                b"WWW-Authenticate: Bearer\r\n")
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(request.raw_path.partition("?")[2],
+                                     keep_blank_values=True):
+            params.setdefault(name, value)  # the first of repeated parameters, as aiohttp did
+        await route(request, params)
+
+    async def metrics(self, request: Request, params) -> None:
+        body = await asyncio.to_thread(render, self.registry)  # collectors read SQLite
+        request.respond(200, b"OK", body, b"Content-Type: %s\r\n" % CONTENT_TYPE.encode())
+
+    async def healthz(self, request: Request, params) -> None:
+        respond_json(request, 200, {"status": "ok", "version": __version__, "pid": os.getpid()})
