@@ -115,6 +115,31 @@ async def test_top_n_with_buckets_keeps_every_bucket_of_the_top_groups(api):
         ("2026-11-01", "claude", 1), ("2026-11-02", "claude", 1)]
 
 
+async def test_what_grafana_sends_is_understood(api):
+    # Grafana sends ${__from} and ${__to} in epoch milliseconds, ${model:csv} as a list,
+    # a multi-value variable's All as its all value, and ${__timezone} as "utc".
+    seconds = await get_json(api, "/api/usage", group_by="model", **RANGE)
+    millis = await get_json(api, "/api/usage", group_by="model", tz="utc", **{
+        "from": str(int(at(RANGE["from"]) * 1000)), "to": str(int(at(RANGE["to"]) * 1000))})
+    assert millis == seconds and len(seconds["data"]) == 2
+    for everything in (".*", "*", "$__all", ""):
+        assert await get_json(api, "/api/usage", group_by="model", model=everything,
+                              **RANGE) == seconds
+    both = await get_json(api, "/api/requests", model="claude,gpt-4o", api_key="team-b,team-a",
+                          **RANGE)
+    assert len(both["data"]) == 4
+    one = await get_json(api, "/api/requests", model="claude,nothing", api_key="team-a,",
+                         **RANGE)
+    assert [r["request_id"] for r in one["data"]] == [ROWS[3].request_id]
+    # One request by its id, as an exemplar's link asks for it.
+    found = await get_json(api, "/api/requests", request_id=ROWS[1].request_id, **RANGE)
+    assert [(r["model"], r["api_key"]) for r in found["data"]] == [("claude", "team-b")]
+    # The 500 this used to be: minute buckets from a time in milliseconds.
+    minutes = await get_json(api, "/api/usage", granularity="minute",
+                             **{"from": str(int(at(RANGE["from"]) * 1000))})
+    assert [r["requests"] for r in minutes["data"]] == [1, 1, 1, 1]
+
+
 def test_dst_day_is_25_hours_long():
     # Paris leaves summer time at 01:00 UTC on 25 October 2026: that day lasts 25 hours.
     paris = ZoneInfo("Europe/Paris")
@@ -187,6 +212,10 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
     ("/api/usage", {"tz": "Mars/Olympus"}, "tz"),
     ("/api/usage", {"from": "yesterday"}, "from"),
     ("/api/usage", {"from": "2026-11-02", "to": "2026-11-01"}, "from"),
+    ("/api/usage", {"from": "1e20"}, "from"),
+    ("/api/usage", {"to": "nan"}, "to"),
+    ("/api/usage", {"from": "-5"}, "from"),
+    ("/api/usage", {"from": "2201-01-01", "granularity": "minute"}, "from"),
     ("/api/usage", {"granularity": "week"}, "granularity"),
     ("/api/usage", {"group_by": "model,colour"}, "group_by"),
     ("/api/usage", {"order": "latency"}, "order"),

@@ -62,7 +62,8 @@ def export_history(args) -> int:
         "from": args.from_, "to": args.to, "tz": args.tz, "group_by": args.group_by,
         "granularity": args.granularity, "order": args.order, "limit": args.limit,
         "service": args.service, "provider": args.provider, "model": args.model,
-        "api_key": args.api_key, "status": args.status}.items() if v is not None}
+        "api_key": args.api_key, "operation": args.operation, "request_id": args.request_id,
+        "status": args.status}.items() if v is not None}
     if args.format == "xlsx" and not args.output:
         print("--output: an Excel file cannot go to standard output", file=sys.stderr)
         return 2

@@ -73,8 +73,9 @@ def main(argv=None) -> int:
     export.add_argument("--granularity", help="minute, 5m, hour, day or none (default)")
     export.add_argument("--order", help="tokens (default), fee or requests")
     export.add_argument("--limit", help="at most this many rows (usage: the top N groups)")
-    for label in ("service", "provider", "model", "api-key"):
-        export.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')}")
+    for label in ("service", "provider", "model", "api-key", "operation", "request-id"):
+        export.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')} (or a "
+                            "comma-separated list)")
     export.add_argument("--status", help="success, error or an HTTP status code")
     export.add_argument("--format", choices=("csv", "xlsx", "json"), default="csv")
     export.add_argument("--output", metavar="FILE", help="default: standard output (not for "

@@ -17,6 +17,15 @@ from .zones import local_time_sql, offset_segments, wall_to_utc
 
 GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400}
 GROUP_COLUMNS = ("model", "api_key", "service", "provider")
+# Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends).
+FILTER_COLUMNS = GROUP_COLUMNS + ("operation", "request_id")
+# "No filter", as Grafana sends a multi-value variable's All: its custom all value (.*, *)
+# or its internal one.
+ALL_VALUES = frozenset(("*", ".*", "$__all"))
+# Times as numbers: Unix seconds, or milliseconds (Grafana's ${__from}) from here on: 1e11
+# seconds is in the year 5138, 1e11 milliseconds in 1973.
+MILLISECONDS_FROM = 1e11
+EARLIEST, LATEST = 0.0, 7258118400.0  # 1970-01-01 and 2200-01-01, in Unix seconds
 DEFAULT_RANGE = 86400  # the last 24 hours
 TOTAL_TOKENS = " + ".join(f"sum({c})" for c in TOKEN_COLUMNS)
 # order= name -> (the output column, the aggregate that computes it)
@@ -33,27 +42,36 @@ class BadParameter(ValueError):
 
 
 def parse_tz(value: str | None) -> ZoneInfo:
+    if not value or value.lower() == "utc":  # Grafana's ${__timezone} says "utc"
+        return ZoneInfo("UTC")
     try:
-        return ZoneInfo(value or "UTC")
+        return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise BadParameter("tz", f"unknown IANA time zone {value!r} (e.g. Europe/Paris)") \
             from None
 
 
 def parse_time(name: str, value: str, tz: ZoneInfo) -> float:
-    """Read Unix seconds or ISO 8601; a time without an offset is in the zone `tz`."""
+    """Read Unix seconds or milliseconds, or ISO 8601; a time without an offset is in `tz`."""
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(name, f"{value!r} is neither Unix seconds nor ISO 8601 "
-                                 "(e.g. 2026-11-01 or 2026-11-01T08:00:00+01:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment.timestamp()
+        number = None
+    if number is not None:
+        seconds = number / 1000 if abs(number) >= MILLISECONDS_FROM else number
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadParameter(name, f"{value!r} is neither Unix seconds or milliseconds nor "
+                                     "ISO 8601 (e.g. 2026-11-01 or 2026-11-01T08:00:00+01:00)"
+                               ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        seconds = moment.timestamp()
+    if not EARLIEST <= seconds <= LATEST:  # also keeps NaN and infinities out
+        raise BadParameter(name, f"{value!r} is not between 1970 and 2200")
+    return seconds
 
 
 def parse_int(params, name: str, default: int, low: int, high: int) -> int:
@@ -76,7 +94,7 @@ class Filters:
     start: float
     end: float
     tz: ZoneInfo
-    equal: tuple = ()  # (column, value)
+    equal: tuple = ()  # (column, (value, ...)): the column is one of the values
     status: str | None = None
 
     @classmethod
@@ -91,14 +109,20 @@ class Filters:
         if status is not None and status not in ("success", "error") and not (
                 status.isdigit() and 100 <= int(status) <= 599):
             raise BadParameter("status", "must be success, error or an HTTP status code")
-        equal = tuple((c, params[c]) for c in GROUP_COLUMNS if params.get(c))
-        return cls(start, end, tz, equal, status)
+        equal = []
+        for column in FILTER_COLUMNS:
+            values = tuple(dict.fromkeys(
+                v for v in (params.get(column) or "").split(",") if v))
+            if values and not ALL_VALUES.intersection(values):
+                equal.append((column, values))
+        return cls(start, end, tz, tuple(equal), status)
 
     def where(self) -> tuple[str, list]:
         sql, args = ["started_at >= ?", "started_at < ?"], [self.start, self.end]
-        for column, value in self.equal:
-            sql.append(f"{column} = ?")
-            args.append(value)
+        for column, values in self.equal:
+            sql.append(f"{column} = ?" if len(values) == 1
+                       else f"{column} IN ({', '.join('?' * len(values))})")
+            args += values
         if self.status == "success":
             sql.append("error_type = 'none'")
         elif self.status == "error":

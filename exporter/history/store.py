@@ -41,6 +41,13 @@ def m002_spend_daily(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
 
 
+@migrations()
+def m003_request_id(db: sqlite_utils.Database) -> None:
+    # One request by its id, as an exemplar's link asks: without the index, a scan of the
+    # whole retention period.
+    db["requests"].create_index(["request_id"])
+
+
 def row(r: RequestRecord) -> tuple:
     """Flatten a record into the column order of INSERT_SQL; no prompt or completion text."""
     u = r.usage
