@@ -29,11 +29,12 @@ def test_bench_reports_every_scenario(tmp_path):
     assert "recorded_minus_client_ttft_ms" in rows[3]
     assert memory["peak_rss_mb"] > 0
     # 40 models x 25 keys, each used streamed and not. Counted by hand: per (model, key)
-    # requests 1 + tokens 4 (input text, cache read, output text, reasoning) + cost 4 = 9
-    # (stream is no counter label): 9,000. Histograms, each bucket + "+Inf" + _sum + _count:
+    # requests 1 + 3 made at zero (connect_error, timeout, upstream_error) + tokens 4 (input
+    # text, cache read, output text, reasoning) + cost 4 = 12 (stream is no counter
+    # label): 12,000. Histograms, each bucket + "+Inf" + _sum + _count:
     # duration per model and stream 80 x (16 + 3), TTFT per model 40 x (19 + 3), TPOT
     # 40 x (17 + 3), overhead one service 11 + 3; llm_build_info 1. No _created series.
-    expected = 9000 + 80 * 19 + 40 * 22 + 40 * 20 + 14 + 1
+    expected = 12000 + 80 * 19 + 40 * 22 + 40 * 20 + 14 + 1
     assert scrape == {"metrics_series": expected, "metrics_render_ms": scrape["metrics_render_ms"]}
     assert scrape["metrics_render_ms"] > 0
     assert "built-in async client" in done.stdout.splitlines()[0]

@@ -165,10 +165,19 @@ async def test_admin_metrics_and_healthz(gateway, replay, admin):
     assert 'llm_build_info{version="0.1.0"} 1.0' in text
     assert "llm_tokens_total{" in text
     assert "_created" not in text  # not a series of their own in Prometheus
-    # The text format whatever is asked for: every Prometheus reads it (exposition.py).
-    r = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    assert await r.text() == text
+    assert " # {" not in text  # the text format has no exemplars
+    # OpenMetrics when asked, as Prometheus asks: the request's id is the latency's exemplar.
+    r = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert r.headers["Content-Type"] == \
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    om = await r.text()
+    rid = gw.records[0].request_id
+    assert om.endswith("# EOF\n")
+    [line] = [line for line in om.splitlines()
+              if line.startswith("llm_request_duration_seconds_bucket{") and rid in line]
+    assert line.endswith(f' # {{request_id="{rid}"}} {gw.records[0].duration!r} ' +
+                         line.rsplit(" ", 1)[1])
 
 
 async def test_promtool_check_metrics_is_silent(gateway, replay):

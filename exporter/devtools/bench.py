@@ -32,7 +32,8 @@ CAN_PIN = len(os.sched_getaffinity(0)) >= 2
 GATEWAY_CORE, OTHER_CORE = {0}, {1}
 
 
-SIMULATOR = ("import sys; from aiohttp import web; from exporter.devtools.simulator import Simulator; "
+SIMULATOR = ("import sys; from aiohttp import web; "
+             "from exporter.devtools.simulator import Simulator; "
              "web.run_app(Simulator(first_token_delay=0, token_delay=0, error_rate=0, "
              "output_tokens=50, seed=1).app(), host='127.0.0.1', port=int(sys.argv[1]), "
              "access_log=None, print=None)")

@@ -15,7 +15,13 @@ from urllib.parse import parse_qsl
 
 from .. import __version__
 from ..http.request import Request, respond_json
-from .exposition import CONTENT_TYPE, render
+from .exposition import (
+    CONTENT_TYPE,
+    OPENMETRICS_TYPE,
+    render,
+    render_openmetrics,
+    wants_openmetrics,
+)
 
 
 class Admin:
@@ -49,8 +55,13 @@ class Admin:
         await route(request, params)
 
     async def metrics(self, request: Request, params) -> None:
-        body = await asyncio.to_thread(render, self.registry)  # collectors read SQLite
-        request.respond(200, b"OK", body, b"Content-Type: %s\r\n" % CONTENT_TYPE.encode())
+        # OpenMetrics only when asked (Prometheus asks): it alone carries the exemplars.
+        if wants_openmetrics(request.header(b"accept")):
+            renderer, content_type = render_openmetrics, OPENMETRICS_TYPE
+        else:
+            renderer, content_type = render, CONTENT_TYPE
+        body = await asyncio.to_thread(renderer, self.registry)  # collectors read SQLite
+        request.respond(200, b"OK", body, b"Content-Type: %s\r\n" % content_type.encode())
 
     async def healthz(self, request: Request, params) -> None:
         respond_json(request, 200, {"status": "ok", "version": __version__, "pid": os.getpid()})

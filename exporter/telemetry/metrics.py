@@ -51,9 +51,26 @@ SPEND = Family("llm_spend_usd", "Fees of the current calendar day or month, in t
 BUDGET = Family("llm_budget_usd", "Configured spending limit for the period.",
                 ("api_key", "period"))
 HISTORY_ROWS = Family("llm_history_rows", "Rows in the history database.")
+# The calendar day and month of llm_spend_usd, in the configured time zone: a month-end
+# forecast is spend * (end - start) / (time() - start), whatever the zone.
+PERIOD_START = Family("llm_period_start_timestamp_seconds", "Start of the current calendar "
+                      "day or month in the configured time zone, as a Unix time.", ("period",))
+PERIOD_END = Family("llm_period_end_timestamp_seconds", "End of the current calendar day or "
+                    "month in the configured time zone, as a Unix time.", ("period",))
 
 OTHER = "other"
 MAX_LABEL_CHARS = 128
+# Outcomes whose series are made at zero the first time a service, provider, model, key
+# and operation are seen: the failures the alerts' ratios read, so that the first failure
+# of a model that has worked so far is seen by rate(), which cannot see a series born at 1.
+# Three, not every status: each costs a series per model and key (a quarter more series in
+# the benchmark's 40 models x 25 keys). Other statuses (503, 529, ...) appear at their first
+# occurrence.
+ZERO_OUTCOMES = (("502", "connect_error"), ("504", "timeout"), ("500", "upstream_error"))
+# Exemplars name the request behind a latency: only ids that fit OpenMetrics' 128
+# characters with room to spare and can be written as they are (a client's own
+# X-Request-ID may be anything).
+MAX_EXEMPLAR_ID = 64
 
 
 class LabelLimiter:
@@ -81,6 +98,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 200,
                  max_api_keys: int = 1000, api_key_names=()):
         self._children = {}
+        self._seen: set[tuple] = set()  # (service, provider, model, api_key, operation)
         self.model_label = LabelLimiter(max_models, always=("unknown",))
         self.api_key_label = LabelLimiter(max_api_keys, always=("none", *api_key_names))
         who = ["service", "provider", "model", "api_key"]
@@ -132,6 +150,11 @@ class Metrics:
         model, api_key = self.model_label(r.model), self.api_key_label(r.api_key)
         who = (r.service, r.provider, model, api_key)
         child = self._child
+        seen = (*who, r.operation)
+        if seen not in self._seen:
+            self._seen.add(seen)
+            for code, error_type in ZERO_OUTCOMES:
+                child(self.requests, *seen, code, error_type)
         child(self.requests, *who, r.operation, str(r.code), r.error_type).inc()
         u = r.usage
         for direction, token_type, count in u.categories():
@@ -144,10 +167,13 @@ class Metrics:
             child(self.estimated_tokens, *who, "input").inc(u.estimated_input)
         if u.estimated_output:
             child(self.estimated_tokens, *who, "output").inc(u.estimated_output)
+        rid = r.request_id
+        exemplar = {"request_id": rid} if len(rid) <= MAX_EXEMPLAR_ID and rid.isascii() \
+            and rid.isprintable() else None
         child(self.duration, r.service, r.provider, model, r.operation,
-              "true" if r.stream else "false").observe(r.duration)
+              "true" if r.stream else "false").observe(r.duration, exemplar)
         if r.ttft is not None:
-            child(self.ttft, r.service, r.provider, model).observe(r.ttft)
+            child(self.ttft, r.service, r.provider, model).observe(r.ttft, exemplar)
             output = u.output_total
             if output > 1:
                 child(self.tpot, r.service, r.provider, model).observe(
