@@ -36,6 +36,31 @@ async def wait_ok(url: str, timeout: float = 60) -> None:
             await asyncio.sleep(0.05)
 
 
+async def start(*args, cwd=None, log=None):
+    """Start a process of the test's; its standard error goes to the file `log`, if given
+    (a pipe nobody reads would fill up and stall a chatty process)."""
+    stderr = open(log, "wb") if log else asyncio.subprocess.PIPE
+    try:
+        return await asyncio.create_subprocess_exec(*args, cwd=cwd,
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=stderr)
+    finally:
+        if log:
+            stderr.close()
+
+
+async def stop(proc) -> None:
+    """Stop it as SIGTERM would, or kill it after 30 s."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            async with asyncio.timeout(30):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 class Records(list):
     """Every RequestRecord the gateway finished, with a way to wait for the next ones."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
-from conftest import need_binary, wait_ok
+from conftest import need_binary, start, stop, wait_ok
 from upstream import fixture
 
 ROOT = Path(__file__).parent.parent
@@ -68,22 +68,6 @@ class FlakyUpstream:
                                      status=500)
         return web.Response(body=fixture("openai_chat_cached.json"),
                             content_type="application/json")
-
-
-async def start(*args, cwd=ROOT):
-    return await asyncio.create_subprocess_exec(*args, cwd=cwd, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
-
-
-async def stop(proc) -> None:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            async with asyncio.timeout(30):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def traffic(url: str) -> None:

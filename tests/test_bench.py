@@ -17,7 +17,7 @@ def test_bench_reports_every_scenario(tmp_path):
                            "--repetitions", "1", "--no-wrk", "--json", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    *rows, memory, scrape = json.loads(out.read_text())
+    *rows, memory, scrape, observe = json.loads(out.read_text())
     assert [r["scenario"] for r in rows] == [
         "non-streaming, concurrency 1", "non-streaming, concurrency 32",
         "non-streaming, concurrency 128", "streaming, 50 chunks, concurrency 1",
@@ -37,4 +37,5 @@ def test_bench_reports_every_scenario(tmp_path):
     expected = 12000 + 80 * 19 + 40 * 22 + 40 * 20 + 14 + 1
     assert scrape == {"metrics_series": expected, "metrics_render_ms": scrape["metrics_render_ms"]}
     assert scrape["metrics_render_ms"] > 0
+    assert observe["observe_us"] > 0 and "exemplars_us" in observe
     assert "built-in async client" in done.stdout.splitlines()[0]

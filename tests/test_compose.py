@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import yaml
+from conftest import need_binary
 
 from exporter.config.load import load_config
 
@@ -24,23 +29,70 @@ def mounts(service: str) -> dict[str, str]:
 
 
 def test_every_service_has_an_image_and_every_mount_exists():
-    assert set(SERVICES) == {"gateway", "prometheus", "alertmanager"}
+    assert set(SERVICES) == {"gateway", "gateway-demo", "prometheus", "alertmanager",
+                             "alert-log", "grafana"}
     for name, service in SERVICES.items():
         assert "image" in service or "build" in service, name
         for container, host in mounts(name).items():
             if host.startswith("./"):
-                assert (ROOT / host).is_file(), f"{name}: {host} is missing"
+                assert (ROOT / host).exists(), f"{name}: {host} is missing"
             else:
                 assert host in COMPOSE["volumes"], f"{name}: volume {host} is not declared"
+
+
+def test_images_are_pinned():
+    for name, service in SERVICES.items():
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), name
+    assert SERVICES["grafana"]["image"] == "grafana/grafana:12.4.11"  # as README.md says
+    assert "grafana/grafana:12.4.11" in (ROOT / "README.md").read_text()
+
+
+def test_one_gateway_per_profile_both_named_gateway():
+    # Prometheus and Grafana reach `gateway`: the real one (live, the default in .env) or
+    # the demo, never both.
+    assert SERVICES["gateway"]["profiles"] == ["live"]
+    assert SERVICES["gateway-demo"]["profiles"] == ["demo"]
+    assert SERVICES["gateway-demo"]["networks"]["default"]["aliases"] == ["gateway"]
+    assert SERVICES["gateway-demo"]["ports"] == SERVICES["gateway"]["ports"]
+    assert "COMPOSE_PROFILES=live" in (ROOT / ".env").read_text().splitlines()
+    demo = SERVICES["gateway-demo"]["command"]
+    assert demo[0] == "demo" and "0.0.0.0:9464" in demo
+    assert all("profiles" not in s for n, s in SERVICES.items() if not n.startswith("gateway"))
+
+
+def test_grafana_is_guarded_and_has_its_plugin():
+    env = SERVICES["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert re.fullmatch(r"yesoreyeram-infinity-datasource@\d+\.\d+\.\d+",
+                        env["GF_PLUGINS_PREINSTALL_SYNC"])
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    folder, name = home.rsplit("/", 1)
+    assert (ROOT / mounts("grafana")[folder] / name).is_file()
+    assert all(v.endswith(":ro") for v in SERVICES["grafana"]["volumes"] if v.startswith("./"))
+    assert "--enable-feature=exemplar-storage" in SERVICES["prometheus"]["command"]
+
+
+def test_alerts_reach_the_alert_log():
+    # alertmanager.yml's webhooks go to 127.0.0.1:5001: in Alertmanager's network namespace
+    # that is the alert-log service.
+    assert SERVICES["alert-log"]["network_mode"] == "service:alertmanager"
+    assert SERVICES["alert-log"]["command"][-1] == "5001"
+    am = yaml.safe_load((ROOT / "alerts" / "alertmanager.yml").read_text())
+    urls = {w["url"] for r in am["receivers"] for w in r.get("webhook_configs", ())}
+    assert urls == {"http://127.0.0.1:5001/alertmanager"}
 
 
 def test_gateway_config_is_valid_and_matches_the_ports():
     config = load_config(str(ROOT / mounts("gateway")["/etc/llm-usage-exporter/config.yaml"]))
     listen_port = config.listen.rsplit(":", 1)[1]
     assert config.listen.startswith("0.0.0.0:") and config.admin_listen.startswith("0.0.0.0:")
+    admin_port = config.admin_listen.rsplit(":", 1)[1]
     assert f"{listen_port}:{listen_port}" in SERVICES["gateway"]["ports"]
-    assert not any(p.endswith(config.admin_listen.rsplit(":", 1)[1])
-                   for p in SERVICES["gateway"]["ports"]), "the metrics port must not be published"
+    # The usage API and its downloads reach the host's browser, on localhost only.
+    assert [p for p in SERVICES["gateway"]["ports"] if p.endswith(":" + admin_port)] == [
+        f"127.0.0.1:{admin_port}:{admin_port}"]
     assert config.history.path.startswith("/data/") and "/data" in mounts("gateway")  # kept
     prometheus = yaml.safe_load((ROOT / mounts("prometheus")["/etc/prometheus/prometheus.yml"])
                                 .read_text())
@@ -60,3 +112,41 @@ def test_dockerfile_copies_what_exists():
         for source in line.split():
             assert (ROOT / source).exists(), source
     assert "USER 65534" in dockerfile
+
+
+def test_prometheus_config_as_the_container_sees_it(tmp_path):
+    promtool = need_binary("promtool")
+    for container, host in mounts("prometheus").items():
+        if host.startswith("./"):
+            target = tmp_path / container.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((ROOT / host).read_bytes())
+    done = subprocess.run([promtool, "check", "config",
+                           str(tmp_path / "etc/prometheus/prometheus.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 2 rule files found" in done.stdout
+
+
+def test_alert_log_prints_one_line_per_alert(unused_tcp_port):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "deploy" / "alert_log.py"),
+                             str(unused_tcp_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in proc.stdout.readline()  # ready: the socket is bound
+        payload = {"alerts": [
+            {"status": "firing", "labels": {"alertname": "LLMBudgetWarning",
+                                            "severity": "warning", "api_key": "search-team"},
+             "annotations": {"description": "API key search-team has spent 85%."}},
+            {"status": "resolved", "labels": {"alertname": "LLMExporterDown"}}]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{unused_tcp_port}/alertmanager", json.dumps(payload).encode(),
+            {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.status == 200
+        assert proc.stdout.readline() == ("FIRING LLMBudgetWarning api_key=search-team "
+                                          "severity=warning: API key search-team has spent "
+                                          "85%.\n")
+        assert proc.stdout.readline() == "RESOLVED LLMExporterDown : \n"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -43,7 +43,8 @@ def test_render_matches_generate_latest():
     assert b'duration_seconds_bucket{le="+Inf",model="m"} 2.0\n' in ours
     assert b'spend_usd{period="day"} 1.5 1764000000250\n' in ours
     assert b"big 1.2345678e+07\n" in ours
-    assert b"_created" not in ours  # disabled by exporter.telemetry.metrics, imported by render's users
+    # Disabled by exporter.telemetry.metrics, which every user of render imports.
+    assert b"_created" not in ours
 
 
 def test_openmetrics_matches_generate_latest_with_exemplars():

@@ -177,6 +177,11 @@ class Bench:
             series, ms = metrics_render()
             results.append({"metrics_series": series, "metrics_render_ms": ms})
             out(f"/metrics render with {series:,} series (40 models x 25 keys): {ms:.0f} ms")
+            with_exemplars, without = observe_cost()
+            results.append({"observe_us": with_exemplars,
+                            "exemplars_us": with_exemplars - without})
+            out(f"metrics per streamed request: {with_exemplars:.2f} us of CPU, of which "
+                f"{with_exemplars - without:.2f} us for its two exemplars")
         finally:
             self.stop()
         return results
@@ -209,6 +214,27 @@ def metrics_render(models: int = 40, keys: int = 25) -> tuple[int, float]:
         times.append(time.process_time() - t)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     return series, min(times) * 1000
+
+
+def observe_cost(n: int = 50_000) -> tuple[float, float]:
+    """CPU of Metrics.observe for one streamed request, in us: with its two exemplars
+    (duration and TTFT), and without (an id too long to be one). Best of three each."""
+    from prometheus_client import CollectorRegistry
+
+    from ..record import RequestRecord, Usage
+    from ..telemetry.metrics import MAX_EXEMPLAR_ID, Metrics
+    best = {}
+    for rid in ("f" * 32, "f" * (MAX_EXEMPLAR_ID + 1)) * 3:
+        metrics = Metrics(CollectorRegistry())
+        r = RequestRecord(rid, 0.0, "openai", "openai", "key", "chat", stream=True,
+                          model="m", code=200, duration=0.8, overhead=0.0003, ttft=0.2,
+                          usage=Usage(input_text=900, output_text=40))
+        t = time.process_time()
+        for _ in range(n):
+            metrics.observe(r)
+        us = (time.process_time() - t) / n * 1e6
+        best[len(rid)] = min(best.get(len(rid), us), us)
+    return best[32], best[MAX_EXEMPLAR_ID + 1]
 
 
 def summarise(name, stream, concurrency, direct, through, cpu, accuracy) -> dict:

@@ -27,11 +27,19 @@ OPENAI_CALLS = (
     ("/openai/v1/chat/completions", {"model": "o4-mini", "stream": True}),
     ("/openai/v1/responses", {"model": "gpt-5-mini", "stream": True}),
     ("/openai/v1/embeddings", {"model": "text-embedding-3-small"}),
+    # A self-hosted model behind an OpenAI-compatible server that reports no usage and has
+    # no price: its tokens are estimated, and its requests counted as unpriced.
+    ("/openai/v1/chat/completions", {"model": "local-llama-3.1-8b", "stream": True}),
 )
 ANTHROPIC_CALLS = (
     ("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64}),
     ("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64}),
 )
+# search-team's daily budget is small enough to be spent within minutes at the default
+# rate (it spends about $0.006 a minute), so the budget gauges, panels and alerts are seen
+# working: LLMBudgetExceeded fires about 7 minutes after the start.
+BUDGETS = [{"api_key": "search-team", "daily": 0.01, "monthly": 0.5},
+           {"api_key": "chat-team", "daily": 5.0, "monthly": 100.0}]
 PROMPT = "Summarise why counting every token of every request matters to a finance team. " * 6
 
 
@@ -60,6 +68,7 @@ async def run_demo(listen: str, admin_listen: str, rate: float, requests: int) -
                      {"name": "anthropic", "base_url": sim_url, "provider": "anthropic"}],
         "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
                      for key, name in DEMO_KEYS.items() if name],
+        "budgets": BUDGETS,
     })
     registry = CollectorRegistry()
     runners = await start(config, registry, history=history_for(config, registry))
@@ -124,7 +133,7 @@ def summary(registry: CollectorRegistry) -> str:
                 tokens += int(sample.value)
             elif sample.name == "llm_cost_usd_total":
                 usd += sample.value
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()) if v)
     return (f"counted {sum(requests.values())} requests ({outcomes}), {tokens} tokens "
             f"and ${usd:.6f}")
 

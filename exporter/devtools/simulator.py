@@ -1,7 +1,9 @@
 """A simulated LLM upstream speaking the OpenAI and Anthropic formats.
 
 For `demo` (no API key needed) and the benchmark: realistic usage with cached, cache-write
-and reasoning tokens, streams with a real first-token delay, and a few errors.
+and reasoning tokens, streams with a real first-token delay, and a few errors. Models named
+`local-*` answer as some self-hosted servers do: with no usage at all, so the gateway
+estimates their tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from ..accounting.usage import estimate_tokens, request_text_chars
 
+NO_USAGE = "local-"  # model names whose answers carry no usage
 WORDS = ("the quick brown fox jumps over a lazy dog while gateways count every token "
          "and prometheus scrapes the totals").split()
 
@@ -112,6 +115,7 @@ class Simulator:
         base = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": int(time.time()), "model": plan["model"]}
         words = self._words(plan["out"])
+        reports = not plan["model"].startswith(NO_USAGE)
         if not body.get("stream"):
             await self._wait_whole(plan)
             text = "".join(words)
@@ -120,8 +124,8 @@ class Simulator:
                       else {"index": 0, "text": text, "finish_reason": "stop"})
             return web.json_response({**base, "object": "chat.completion" if chat
                                       else "text_completion", "choices": [choice],
-                                      "usage": usage})
-        with_usage = (body.get("stream_options") or {}).get("include_usage") is True
+                                      **({"usage": usage} if reports else {})})
+        with_usage = reports and (body.get("stream_options") or {}).get("include_usage") is True
         extra = {"usage": None} if with_usage else {}
 
         def chunk(delta, finish=None):

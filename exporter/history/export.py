@@ -22,11 +22,14 @@ from datetime import datetime
 from .query import Filters, UsageQuery, encode_cursor, requests_sql
 from .store import TOKEN_COLUMNS
 
+INPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("input_"))
+OUTPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("output_"))
 BATCH = 5000
 EXCEL_MAX_ROWS = 1_048_576  # per sheet, header included; more rows go on further sheets
 REQUEST_COLUMNS = ("time", "request_id", "service", "provider", "model", "api_key",
                    "operation", "stream", "status", "error_type", "error_message",
-                   *TOKEN_COLUMNS, "total_tokens", "estimated_input", "estimated_output",
+                   *TOKEN_COLUMNS, "input_tokens", "output_tokens", "total_tokens",
+                   "estimated_input", "estimated_output",
                    "fee_usd", "unpriced", "service_tier", "ttft_ms", "duration_ms",
                    "overhead_ms", "upstream_request_id", "started_at")
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
@@ -79,7 +82,9 @@ def request_rows(path: str, filters: Filters, limit: int | None, cursor: str | N
 
     def convert(row: dict) -> dict:
         row["time"] = datetime.fromtimestamp(row["started_at"], tz).isoformat()
-        row["total_tokens"] = sum(row[c] for c in TOKEN_COLUMNS)
+        row["input_tokens"] = sum(row[c] for c in INPUT_COLUMNS)
+        row["output_tokens"] = sum(row[c] for c in OUTPUT_COLUMNS)
+        row["total_tokens"] = row["input_tokens"] + row["output_tokens"]
         return row
 
     sql, args = requests_sql(filters, limit, cursor)

@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .store import TOKEN_COLUMNS
 from .zones import local_time_sql, offset_segments, wall_to_utc
 
-GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400}
+# 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
+GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
+                 "1m": 60, "1h": 3600, "1d": 86400}
 GROUP_COLUMNS = ("model", "api_key", "service", "provider")
 # Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends).
 FILTER_COLUMNS = GROUP_COLUMNS + ("operation", "request_id")
@@ -105,7 +107,9 @@ class Filters:
             else end - DEFAULT_RANGE
         if start >= end:
             raise BadParameter("from", "must be before `to`")
-        status = params.get("status")
+        status = params.get("status") or None
+        if status in ALL_VALUES:
+            status = None
         if status is not None and status not in ("success", "error") and not (
                 status.isdigit() and 100 <= int(status) <= 599):
             raise BadParameter("status", "must be success, error or an HTTP status code")

@@ -1,0 +1,99 @@
+"""Usage details: one row per model and API key, and the same per time bucket.
+
+Seed page 001 (router usage: requests, tokens, the input and output breakdown by category,
+latency, success rate, errors, fee, QPS, hourly, with an Excel export) and 000 (time zone,
+daily or hourly granularity). Read from the usage API, which has what the metrics lack
+per key (latency) and buckets days in the viewer's time zone.
+"""
+
+from __future__ import annotations
+
+from .kit import (
+    API_FILTERS,
+    API_RANGE,
+    BY_KEY,
+    Column,
+    InfinityQuery,
+    api_table,
+    api_variable,
+    common_variables,
+    dashboard,
+    download_links,
+    gateway_url_variable,
+    granularity_variable,
+    stat_panel,
+)
+
+UID = "llm-details"
+
+FIGURES = [
+    Column("requests", "Requests"),
+    Column("total_tokens", "Total tokens", "short"),
+    Column("input_text", "Input text", "short"),
+    Column("input_cache_read", "Cache read", "short"),
+    Column("input_cache_write_5m", "Cache write (5 min)", "short"),
+    Column("input_cache_write_1h", "Cache write (1 h)", "short"),
+    Column("input_audio", "Input audio", "short"),
+    Column("input_image", "Input image", "short"),
+    Column("output_text", "Output text", "short"),
+    Column("output_reasoning", "Reasoning", "short"),
+    Column("output_audio", "Output audio", "short"),
+    Column("output_image", "Output image", "short"),
+    Column("avg_latency_ms", "Avg latency", "ms"),
+    Column("success_rate", "Success rate", "percentunit"),
+    Column("failed", "Errors"),
+    Column("fee_usd", "Fee", "currencyUSD"),
+    Column("qps", "QPS", "reqps"),
+]
+KEYS = [Column("model", "Model", kind="string"), Column("api_key", "API key", kind="string")]
+
+
+def usage(granularity: str | None) -> InfinityQuery:
+    bucket = [("granularity", granularity)] if granularity else []
+    columns = ([Column("time", "Time", kind="timestamp")] if granularity else []) + KEYS + FIGURES
+    return InfinityQuery("/api/usage", [
+        ("group_by", "model,api_key"), *bucket, ("order", "fee"), *API_RANGE, *API_FILTERS,
+        ("format", "json")], columns)
+
+
+def build():
+    variables = common_variables() + [api_variable(), granularity_variable(),
+                                      gateway_url_variable()]
+    whole, bucketed = usage(None), usage("$granularity")
+    tokens = f"sum(increase(llm_tokens_total{{{BY_KEY}}}[$__range]))"
+    summary = [
+        stat_panel("Requests", "Requests over the range: sum(increase(llm_requests_total"
+                   "[$__range])).", "short",
+                   f"sum(increase(llm_requests_total{{{BY_KEY}}}[$__range]))", w=6,
+                   decimals=0),
+        stat_panel("Total tokens", "Tokens of every category over the range: "
+                   "sum(increase(llm_tokens_total[$__range])).", "short", tokens, w=6),
+        stat_panel("Models used", "Models that used tokens over the range: the number of "
+                   "model label values whose tokens increased.", "short",
+                   f"count(sum by (model) (increase(llm_tokens_total{{{BY_KEY}}}[$__range]))"
+                   " > 0)", w=6, decimals=0),
+        stat_panel("Fee", "US dollars over the range: sum(increase(llm_cost_usd_total"
+                   "[$__range])).", "currencyUSD",
+                   f"sum(increase(llm_cost_usd_total{{{BY_KEY}}}[$__range]))", w=6,
+                   decimals=4),
+    ]
+    per_pair = api_table(
+        "Usage by model and API key",
+        "One row per model and API key over the range, from the gateway's request history "
+        "(/api/usage?group_by=model,api_key): requests, tokens by category (input: text, "
+        "cache read, 5-minute and 1-hour cache writes, audio, image; output: text, "
+        "reasoning, audio, image), mean latency, success rate, failed requests, fee and "
+        "requests per second. The links download exactly this as CSV or Excel.", whole, h=10)
+    per_bucket = api_table(
+        "Usage by model and API key per $granularity",
+        "The same per bucket of the granularity chosen, bucketed in the dashboard's time "
+        "zone (${__timezone}): a day starts at the viewer's midnight, and a day when clocks "
+        "change lasts 23 or 25 hours.", bucketed, h=12)
+    return dashboard(
+        UID, "LLM usage details",
+        "Per model and API key: requests, every token category, latency, success, errors, "
+        "fee and QPS, over the range and per time bucket, with CSV and Excel downloads.",
+        variables,
+        [("Summary", summary),
+         ("By model and API key", [per_pair.links(download_links(whole)),
+                                   per_bucket.links(download_links(bucketed))])])

@@ -1,0 +1,320 @@
+"""The pieces every dashboard is made of, typed, on Grafana's own builder (the SDK).
+
+Where the SDK has no typed builder (the alert list panel, the Infinity datasource's
+queries) a small builder of our own stands in, so no dashboard module writes raw
+dictionaries of panel JSON.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+# The SDK's v1 dashboard classes warn at import that a v2 exists. v1 is the JSON that
+# file provisioning loads (schemaVersion 42, Grafana 12): the warning is not ours to act on.
+warnings.filterwarnings("ignore", message="Prefer using dashboardv2", category=DeprecationWarning)
+
+from grafana_foundation_sdk.builders import (  # noqa: E402
+    bargauge,
+    prometheus,
+    stat,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import common as cb  # noqa: E402
+from grafana_foundation_sdk.builders import dashboard as dash  # noqa: E402
+from grafana_foundation_sdk.cog import builder as cogbuilder  # noqa: E402
+from grafana_foundation_sdk.cog import variants as cogvariants  # noqa: E402
+from grafana_foundation_sdk.models import common as cm  # noqa: E402
+from grafana_foundation_sdk.models import dashboard as dm  # noqa: E402
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat  # noqa: E402
+
+TAG = "llm-usage-exporter"
+FOLDER = "LLM usage"
+PROMETHEUS = cm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+INFINITY_TYPE = "yesoreyeram-infinity-datasource"
+API = cm.DataSourceRef(type_val=INFINITY_TYPE, uid="${api}")
+# The uids of the provisioned datasources (grafana/provisioning/datasources/).
+PROMETHEUS_UID, API_UID, ALERTMANAGER_UID = "llm-prometheus", "llm-usage-api", "llm-alertmanager"
+
+# Label matchers of the dashboard variables. Histograms carry no api_key label, and the
+# gateway's overhead and in-flight gauge only the service: each metric gets the matchers
+# its labels allow.
+BY_KEY = 'service=~"$service",provider=~"$provider",model=~"$model",api_key=~"$api_key"'
+BY_MODEL = 'service=~"$service",provider=~"$provider",model=~"$model"'
+BY_SERVICE = 'service=~"$service"'
+
+# Usage API parameters that narrow it as the variables narrow PromQL. A variable's All is
+# its all value .*, which the API reads as no filter; ${var:csv} lists several values.
+API_FILTERS = (("service", "${service:csv}"), ("provider", "${provider:csv}"),
+               ("model", "${model:csv}"), ("api_key", "${api_key:csv}"))
+API_RANGE = (("from", "${__from}"), ("to", "${__to}"), ("tz", "${__timezone}"))
+
+
+# --- variables ----------------------------------------------------------------------------
+
+def filter_variable(name: str, label: str, matchers: str) -> dash.QueryVariable:
+    """A multi-value label filter with All, its values from the series the others leave."""
+    query = f"label_values(llm_requests_total{{{matchers}}}, {name})" if matchers \
+        else f"label_values(llm_requests_total, {name})"
+    return (dash.QueryVariable(name).label(label).datasource(PROMETHEUS)
+            .query(query).definition(query)
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+            .multi(True).include_all(True).all_value(".*")
+            .current(dm.VariableOption(text=["All"], value=["$__all"])))
+
+
+def common_variables() -> list:
+    """datasource, service, provider, model and api_key: on every dashboard."""
+    return [
+        dash.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
+        .current(dm.VariableOption(text="Prometheus", value=PROMETHEUS_UID)),
+        filter_variable("service", "Service", ""),
+        filter_variable("provider", "Provider", 'service=~"$service"'),
+        filter_variable("model", "Model", 'service=~"$service",provider=~"$provider"'),
+        filter_variable("api_key", "API key", BY_MODEL),
+    ]
+
+
+def api_variable() -> dash.DatasourceVariable:
+    """The Infinity datasource that reads the gateway's usage API."""
+    return (dash.DatasourceVariable("api").label("Usage API").type(INFINITY_TYPE)
+            .current(dm.VariableOption(text="LLM usage API", value=API_UID)))
+
+
+def custom_variable(name: str, label: str, options: list[tuple[str, str]],
+                    default: str) -> dash.CustomVariable:
+    """A fixed choice; options are (text, value)."""
+    text = dict((v, t) for t, v in options)[default]
+    return (dash.CustomVariable(name).label(label)
+            .values(",".join(f"{t} : {v}" if t != v else v for t, v in options))
+            .current(dm.VariableOption(text=text, value=default)))
+
+
+def granularity_variable() -> dash.CustomVariable:
+    # The trend bucket: PromQL's increase() window and step, and the usage API's buckets.
+    return custom_variable("granularity", "Granularity",
+                           [(g, g) for g in ("1m", "5m", "1h", "1d")], "1h")
+
+
+def gateway_url_variable() -> dash.TextBoxVariable:
+    # Download links are opened by the viewer's browser, so they need the admin listener's
+    # address as the browser reaches it (docker-compose.yml publishes it on 9464).
+    return (dash.TextBoxVariable("gateway_url").label("Usage API URL (downloads)")
+            .default_value("http://localhost:9464"))
+
+
+# --- panels -------------------------------------------------------------------------------
+
+def promql(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False,
+           table_format: bool = False, interval: str | None = None,
+           exemplar: bool = False) -> prometheus.Dataquery:
+    q = (prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref)
+         .datasource(PROMETHEUS).exemplar(exemplar))
+    q = q.instant() if instant else q.range()
+    if table_format:
+        q = q.format(PromQueryFormat.TABLE)
+    if interval:
+        q = q.interval(interval)
+    return q
+
+
+def _common(panel, title: str, description: str, unit: str, w: int, h: int):
+    return panel.title(title).description(description).unit(unit).span(w).height(h)
+
+
+def stat_panel(title: str, description: str, unit: str, expr: str, *, w: int = 4,
+               h: int = 4, decimals: int | None = None) -> stat.Panel:
+    """One number over the dashboard's range."""
+    p = _common(stat.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
+    p = (p.with_target(promql(expr, instant=True))
+         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+         .graph_mode(cm.BigValueGraphMode.NONE).color_mode(cm.BigValueColorMode.NONE))
+    return p.decimals(decimals) if decimals is not None else p
+
+
+def trend_panel(title: str, description: str, unit: str, targets, *, w: int = 12,
+                h: int = 8, bars: bool = False, stacked: bool = False) -> timeseries.Panel:
+    """A time series with max, min and mean in a table legend."""
+    p = _common(timeseries.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
+    for t in targets:
+        p = p.with_target(t)
+    p = (p.legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
+                  .placement(cm.LegendPlacement.BOTTOM).show_legend(True)
+                  .calcs(["max", "min", "mean"]))
+         .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI)
+                  .sort(cm.SortOrder.DESCENDING))
+         .fill_opacity(10).line_width(1))
+    if bars:
+        p = p.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80)
+    if stacked:
+        p = p.stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+    return p
+
+
+DASHED = dm.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})
+
+
+def previous_period(p: timeseries.Panel, ref: str) -> timeseries.Panel:
+    """Draw the previous period's query (refId `ref`) dashed and grey."""
+    return p.override_by_query(ref, [
+        DASHED, dm.DynamicConfigValue(id_val="color", value={"mode": "fixed",
+                                                             "fixedColor": "gray"})])
+
+
+def ranking_panel(title: str, description: str, unit: str, expr: str, *, w: int = 6,
+                  h: int = 8) -> bargauge.Panel:
+    """Horizontal bars, one per label value, longest first."""
+    p = _common(bargauge.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
+    return (p.with_target(promql(expr, "{{%s}}" % _by(expr), instant=True))
+            .orientation(cm.VizOrientation.HORIZONTAL)
+            .display_mode(cm.BarGaugeDisplayMode.BASIC)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+            .with_transformation(dm.DataTransformerConfig(
+                id_val="sortBy", options={"sort": [{"field": "Value", "desc": True}]})))
+
+
+def _by(expr: str) -> str:
+    """The one label a `topk(N, sum by (label) (...))` ranking keeps."""
+    return expr.split("sum by (", 1)[1].split(")", 1)[0]
+
+
+def gauge_panel(title: str, description: str, unit: str, expr: str, legend: str, *,
+                w: int = 8, h: int = 8, ceiling: float = 1.0) -> bargauge.Panel:
+    """Bars against a limit: green, amber from 80% of it, red at it."""
+    p = _common(bargauge.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
+    return (p.with_target(promql(expr, legend, instant=True))
+            .orientation(cm.VizOrientation.HORIZONTAL)
+            .display_mode(cm.BarGaugeDisplayMode.GRADIENT).min(0).max(ceiling)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+            .thresholds(dash.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([
+                dm.Threshold(value=None, color="green"),
+                dm.Threshold(value=0.8 * ceiling, color="orange"),
+                dm.Threshold(value=ceiling, color="red")])))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table: its source field, header, unit and, for Infinity, its type."""
+
+    field: str
+    header: str
+    unit: str = "none"
+    kind: str = "number"  # Infinity: string, number, timestamp
+
+
+def table_panel(title: str, description: str, columns: list[Column], targets, *, w: int = 24,
+                h: int = 10, datasource=PROMETHEUS, merge: bool = False) -> table.Panel:
+    """A table whose columns are named and united one by one."""
+    p = _common(table.Panel(), title, description, "none", w, h).datasource(datasource)
+    for t in targets:
+        p = p.with_target(t)
+    if merge:  # several instant queries, one value column each, joined on their labels
+        p = p.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+    keep = {c.field: i for i, c in enumerate(columns)}
+    p = p.with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+        "excludeByName": {"Time": True},
+        "indexByName": keep,
+        "renameByName": {c.field: c.header for c in columns}}))
+    for c in columns:
+        if c.unit != "none":
+            p = p.override_by_name(c.header, [dm.DynamicConfigValue(id_val="unit",
+                                                                    value=c.unit)])
+    return p.filterable(True).footer(cb.TableFooterOptions().show(False))
+
+
+# --- what the SDK has no builder for --------------------------------------------------------
+
+class _Query(cogvariants.Dataquery):
+    def __init__(self, payload: dict):
+        self.payload = payload
+
+    def to_json(self) -> dict[str, object]:
+        return self.payload
+
+
+class InfinityQuery(cogbuilder.Builder[_Query]):
+    """A query of the Infinity datasource against the gateway's usage API, as a table."""
+
+    def __init__(self, path: str, params, columns: list[Column], ref: str = "A"):
+        self.path, self.params, self.columns, self.ref = path, list(params), columns, ref
+
+    def url(self) -> str:
+        """The query's URL, parameters included (also what its download links use)."""
+        return self.path + "?" + "&".join(f"{k}={v}" for k, v in self.params)
+
+    def build(self) -> _Query:
+        return _Query({
+            "refId": self.ref, "datasource": API.to_json(), "type": "json", "source": "url",
+            "parser": "backend", "format": "table", "url": self.path,
+            "url_options": {"method": "GET", "data": "",
+                            "params": [{"key": k, "value": v} for k, v in self.params]},
+            "root_selector": "data",
+            "columns": [{"selector": c.field, "text": c.header, "type": c.kind}
+                        for c in self.columns]})
+
+
+def api_table(title: str, description: str, query: InfinityQuery, *, w: int = 24,
+              h: int = 10) -> table.Panel:
+    p = _common(table.Panel(), title, description, "none", w, h).datasource(API)
+    p = p.with_target(query)
+    for c in query.columns:
+        if c.unit != "none":
+            p = p.override_by_name(c.header, [dm.DynamicConfigValue(id_val="unit",
+                                                                    value=c.unit)])
+    return p.filterable(True)
+
+
+class AlertList(cogbuilder.Builder[dm.Panel]):
+    """Grafana's alert list panel: the rules of the Prometheus datasource, firing first.
+
+    It lists rules, not Alertmanager's notifications: no panel can query an Alertmanager
+    datasource (Grafana's Alerting pages use the provisioned one, silences included).
+    """
+
+    def __init__(self, title: str, description: str, *, w: int = 12, h: int = 8):
+        self.panel = (dash.Panel().type("alertlist").title(title).description(description)
+                      .span(w).height(h).options({
+                          "viewMode": "list", "groupMode": "default", "groupBy": [],
+                          "maxItems": 20, "sortOrder": 3, "dashboardAlerts": False,
+                          "alertName": "", "alertInstanceLabelFilter": "",
+                          "datasource": "Prometheus", "folder": None,
+                          "showInactiveAlerts": False,
+                          "stateFilter": {"firing": True, "pending": True, "noData": False,
+                                          "normal": False, "error": True}}))
+
+    def build(self) -> dm.Panel:
+        return self.panel.build()
+
+
+# --- dashboards ---------------------------------------------------------------------------
+
+def download_links(query: InfinityQuery) -> list:
+    """Links to the CSV and Excel export of exactly what a usage API panel shows."""
+    url = "${gateway_url}" + query.url()
+    return [dash.DashboardLink(f"Download {name}").url(url.replace("format=json",
+                                                                    f"format={fmt}"))
+            .target_blank(True).placement(None)
+            for name, fmt in (("CSV", "csv"), ("Excel", "xlsx"))]
+
+
+def dashboard(uid: str, title: str, description: str, variables: list,
+              rows: list[tuple[str, list]]) -> dash.Dashboard:
+    """A dashboard of titled rows, linked to the others by their shared tag."""
+    d = (dash.Dashboard(title).uid(uid).description(description).tags([TAG])
+         .time("now-24h", "now").refresh("1m").timezone(cm.TimeZoneBrowser)
+         .tooltip(dm.DashboardCursorSync.CROSSHAIR).editable()
+         .link(dash.DashboardLink("LLM usage").type(dm.DashboardLinkType.DASHBOARDS)
+               .tags([TAG]).as_dropdown(True).include_vars(True).keep_time(True)
+               .placement(None))
+         .annotation(dash.AnnotationQuery().name("Annotations & Alerts").built_in(1)
+                     .enable(True).hide(True).icon_color("rgba(0, 211, 255, 1)")
+                     .type("dashboard").placement(None)
+                     .datasource(cm.DataSourceRef(type_val="grafana", uid="-- Grafana --")))
+         .variables(variables))
+    for title_, panels in rows:
+        d = d.with_row(dash.Row(title_))
+        for panel in panels:
+            d = d.with_panel(panel)
+    return d

@@ -1,0 +1,118 @@
+"""Spend and budgets: each key's day and month against its budget, the forecast, the fee by
+token category, what caching saved, and the requests nobody could price.
+
+Seed pages 003 (cost metrics, forecasts, usage alerts) and 001 (fee per model and key).
+"""
+
+from __future__ import annotations
+
+from .kit import (
+    BY_KEY,
+    BY_MODEL,
+    DASHED,
+    Column,
+    common_variables,
+    dashboard,
+    gauge_panel,
+    promql,
+    stat_panel,
+    table_panel,
+    trend_panel,
+)
+
+UID = "llm-spend"
+KEY = 'api_key=~"$api_key"'
+
+
+def spend(period: str) -> str:
+    # max by: several gateways sharing one history each export the same figure.
+    return f'max by (api_key) (llm_spend_usd{{period="{period}",{KEY}}})'
+
+
+def budget(period: str) -> str:
+    return f'max by (api_key) (llm_budget_usd{{period="{period}",{KEY}}})'
+
+
+def cost(extra: str = "") -> str:
+    return f"llm_cost_usd_total{{{BY_KEY}{extra}}}"
+
+
+def build():
+    against = [
+        gauge_panel("Today's spend against budget", "Each API key's spend of the calendar day "
+                    "in the gateway's time zone (llm_spend_usd, from the request history) as "
+                    "a share of its daily budget (llm_budget_usd). Keys without a daily "
+                    "budget are not shown; amber from 80% (LLMBudgetWarning), red at 100% "
+                    "(LLMBudgetExceeded).", "percentunit",
+                    f"{spend('day')} / {budget('day')}", "{{api_key}}"),
+        gauge_panel("This month's spend against budget", "The same for the calendar month: "
+                    "spend so far over the monthly budget.", "percentunit",
+                    f"{spend('month')} / {budget('month')}", "{{api_key}}"),
+        gauge_panel("Month-end forecast against budget", "The month's spend extended at its "
+                    "pace to the month's end (api_key:llm_spend_usd:month_forecast) over the "
+                    "monthly budget: above 100% LLMBudgetForecastExceeded fires, from two "
+                    "days into the month.", "percentunit",
+                    f'api_key:llm_spend_usd:month_forecast{{{KEY}}} / {budget("month")}',
+                    "{{api_key}}"),
+    ]
+    columns = [Column("api_key", "API key"), Column("Value #A", "Today", "currencyUSD"),
+               Column("Value #B", "Daily budget", "currencyUSD"),
+               Column("Value #C", "This month", "currencyUSD"),
+               Column("Value #D", "Monthly budget", "currencyUSD"),
+               Column("Value #E", "Month-end forecast", "currencyUSD")]
+    per_key = table_panel(
+        "Spend and budgets per API key", "Per API key: today's and this month's spend in the "
+        "gateway's time zone (llm_spend_usd, read from the request history at every scrape, "
+        "so right after a restart), the configured budgets (llm_budget_usd) and the "
+        "month-end forecast. An empty budget: none is configured for that key.", columns,
+        [promql(q, ref=ref, instant=True, table_format=True) for q, ref in (
+            (spend("day"), "A"), (budget("day"), "B"), (spend("month"), "C"),
+            (budget("month"), "D"), (f"api_key:llm_spend_usd:month_forecast{{{KEY}}}", "E"))],
+        merge=True, h=8)
+    # Cache reads at their model's average input text price over the range, less their fee.
+    by_model = "sum by (service, provider, model) (increase({}[$__range]))"
+    cache_tokens = by_model.format(f'llm_tokens_total{{{BY_KEY},token_type="cache_read"}}')
+    text_fee = by_model.format(cost(',direction="input",token_type="text"'))
+    text_tokens = by_model.format(f'llm_tokens_total{{{BY_KEY},direction="input",'
+                                  'token_type="text"}')
+    cache_fee = by_model.format(cost(',token_type="cache_read"'))
+    saved = f"sum({cache_tokens} * ({text_fee} / {text_tokens}) - {cache_fee})"
+    breakdown = [
+        trend_panel("Fee by token category", "US dollars over the range by direction and "
+                    "token category: increase(llm_cost_usd_total[$__range]) summed by "
+                    "direction and token_type, shown per $__interval as the range allows.",
+                    "currencyUSD",
+                    [promql(f"sum by (direction, token_type) (increase({cost()}"
+                            "[$__interval]))", "{{direction}} {{token_type}}")],
+                    w=12, bars=True, stacked=True),
+        stat_panel("What caching saved", "What the range's cache-read tokens would have cost "
+                   "at their model's input text price (its average over the range: input "
+                   "text fees over input text tokens) less what they cost, summed over "
+                   "models. An estimate: long-context tiers and models without text input in "
+                   "the range are left out.", "currencyUSD", saved, w=6, h=8, decimals=4),
+        stat_panel("Unpriced requests", "Requests over the range that used tokens of a model "
+                   "with no known price: they cost nothing in llm_cost_usd_total, so the "
+                   "bill is too low (LLMUnpricedRequests). Zero when there are none.", "short",
+                   f"sum(increase(llm_unpriced_requests_total{{{BY_MODEL}}}[$__range])) "
+                   "or vector(0)", w=6, h=8, decimals=0),
+    ]
+    trend = [
+        trend_panel("Fee per hour by API key", "US dollars per hour by API key: "
+                    "rate(llm_cost_usd_total[$__rate_interval]) times 3600.", "currencyUSD",
+                    [promql(f"sum by (api_key) (rate({cost()}[$__rate_interval])) * 3600",
+                            "{{api_key}}")], w=12),
+        trend_panel("Spend so far this month by API key", "Each key's spend of the calendar "
+                    "month so far (llm_spend_usd), and its forecast for the month's end "
+                    "(dashed).", "currencyUSD",
+                    [promql(spend("month"), "{{api_key}}"),
+                     promql(f"api_key:llm_spend_usd:month_forecast{{{KEY}}}",
+                            "{{api_key}} forecast", "B")], w=12).override_by_query(
+                        "B", [DASHED]),
+    ]
+    return dashboard(
+        UID, "LLM spend and budgets",
+        "What each API key has spent today and this month against its budget, where the "
+        "month is heading, which token categories cost what, and what caching saved.",
+        common_variables(),
+        [("Budgets", against + [per_key]), ("Where the money goes", breakdown),
+         ("Over time", trend)])

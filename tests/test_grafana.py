@@ -1,0 +1,148 @@
+"""The Grafana dashboards: generated as committed, linted, every query parsed by promtool,
+and provisioned as docker-compose.yml mounts them. (Grafana itself cannot run here: the
+queries are run against a real Prometheus in test_grafana_e2e.py.)"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import need_binary
+
+from grafana import __main__ as generator
+from grafana import kit, lint
+
+ROOT = Path(__file__).parent.parent
+PROVISIONING = ROOT / "grafana" / "provisioning"
+# What Grafana puts in place of its own variables and the dashboards' (All is .*).
+SUBSTITUTES = {"__rate_interval": "1m", "__range": "3600s", "__range_s": "3600",
+               "__interval": "1m", "granularity": "5m", "topn": "10", "tokens": ".*",
+               "service": ".*", "provider": ".*", "model": ".*", "api_key": ".*"}
+
+
+def dashboards() -> dict[str, dict]:
+    return {name: json.loads(text) for name, text in generator.generate().items()}
+
+
+def substitute(expr: str, values=SUBSTITUTES) -> str:
+    return re.sub(r"\$\{?([A-Za-z_]+)\}?", lambda m: values[m.group(1)], expr)
+
+
+def test_committed_dashboards_are_what_the_code_generates():
+    done = subprocess.run([sys.executable, "-m", "grafana", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (ROOT / "grafana" / "dashboards").glob("*.json")) == \
+        sorted(dashboards())
+
+
+def test_check_fails_on_a_stale_dashboard(tmp_path, monkeypatch):
+    for name, text in generator.generate().items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(generator, "DASHBOARDS", tmp_path)
+    assert generator.main(["--check"]) == 0
+    stale = tmp_path / "llm-overview.json"
+    stale.write_text(stale.read_text().replace("Total tokens", "All tokens"))
+    assert generator.main(["--check"]) == 1
+
+
+def test_every_dashboard_keeps_the_rules():
+    metrics = lint.defined_metrics()
+    for name, d in dashboards().items():
+        assert lint.check(d, metrics) == [], name
+    assert len({d["uid"] for d in dashboards().values()}) == 6
+
+
+def broken(d: dict) -> dict:
+    """One of each fault lint must catch, in a copy of a real dashboard."""
+    d = copy.deepcopy(d)
+    stats = [p for p in d["panels"] if p["type"] == "stat"]
+    del stats[0]["fieldConfig"]["defaults"]["unit"]
+    stats[1]["description"] = ""
+    stats[2]["targets"][0]["expr"] = "sum(increase(llm_tokenz_total[$__range]))"
+    stats[3]["targets"][0]["expr"] = "sum(rate(llm_tokens_total[5m]))"
+    stats[4]["targets"][0]["expr"] = 'sum(llm_tokens_total{model=~"$modle"})'
+    stats[5]["datasource"] = {"type": "prometheus", "uid": "some-prometheus"}
+    stats[6]["gridPos"] = dict(stats[7]["gridPos"])
+    stats[8]["gridPos"] = {**stats[8]["gridPos"], "x": 22}
+    d["templating"]["list"] = [v for v in d["templating"]["list"] if v["name"] != "api_key"]
+    return d
+
+
+def test_lint_catches_each_fault():
+    problems = "\n".join(lint.check(broken(dashboards()["llm-overview.json"])))
+    for expected in ("Total tokens': no unit", "'Input tokens': no description",
+                     "llm_tokenz_total is neither exported nor recorded",
+                     "window [5m]", "$modle is used but not defined",
+                     "datasource must be a dashboard variable", "overlaps",
+                     "off the 24-column grid", "variable api_key: missing"):
+        assert expected in problems
+
+
+def test_every_query_parses(tmp_path):
+    promtool = need_binary("promtool")
+    exprs = [t["expr"] for d in dashboards().values() for p in d["panels"]
+             for t in p.get("targets", []) if "expr" in t]
+    assert len(exprs) > 50
+    # As recording rules, so promtool parses each (with Grafana's substitutions made).
+    rules = {"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query:{i}", "expr": substitute(e)} for i, e in enumerate(exprs)]}]}
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump(rules))
+    done = subprocess.run([promtool, "check", "rules", str(tmp_path / "queries.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def provisioned(path: str) -> dict:
+    return yaml.safe_load((PROVISIONING / path).read_text())
+
+
+def test_datasources_are_provisioned_with_the_dashboards_uids():
+    sources = {s["type"]: s for s in provisioned("datasources/llm-usage-exporter.yml")
+               ["datasources"]}
+    assert sources["prometheus"]["uid"] == kit.PROMETHEUS_UID
+    assert sources["yesoreyeram-infinity-datasource"]["uid"] == kit.API_UID
+    assert sources["alertmanager"]["uid"] == kit.ALERTMANAGER_UID
+    # $__rate_interval is built on the scrape interval Prometheus really uses.
+    scrape = yaml.safe_load((ROOT / "alerts" / "prometheus.yml").read_text())
+    assert sources["prometheus"]["jsonData"]["timeInterval"] == \
+        scrape["global"]["scrape_interval"]
+    # The Infinity datasource reads the gateway's admin listener on the compose network.
+    assert sources["yesoreyeram-infinity-datasource"]["jsonData"]["url"] == \
+        "http://" + scrape["scrape_configs"][0]["static_configs"][0]["targets"][0]
+    # An exemplar's request_id opens the request-history dashboard on that request.
+    [link] = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["name"] == "request_id"
+    assert link["url"].startswith("/d/llm-requests/")
+    assert "var-request_id=$${__value.raw}" in link["url"]  # $$: a literal $ in provisioning
+    requests = dashboards()["llm-requests.json"]
+    assert "request_id" in {v["name"] for v in requests["templating"]["list"]}
+
+
+def test_dashboard_provider_loads_the_folder_compose_mounts():
+    [provider] = provisioned("dashboards/llm-usage-exporter.yml")["providers"]
+    assert provider["folder"] == kit.FOLDER and provider["type"] == "file"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in compose["services"]["grafana"]["volumes"]
+              if ":" in m}
+    assert mounts[provider["options"]["path"]] == "./grafana/dashboards"
+
+
+@pytest.mark.parametrize("name", ["llm-details.json", "llm-requests.json"])
+def test_history_tables_read_the_usage_api(name):
+    d = dashboards()[name]
+    targets = [t for p in d["panels"] for t in p.get("targets", [])
+               if t.get("type") == "json"]
+    assert targets
+    for t in targets:
+        assert t["datasource"] == {"type": kit.INFINITY_TYPE, "uid": "${api}"}
+        params = {p["key"]: p["value"] for p in t["url_options"]["params"]}
+        assert params["from"] == "${__from}" and params["to"] == "${__to}"
+        assert params["tz"] == "${__timezone}"  # days in the viewer's zone
+        assert params["model"] == "${model:csv}"

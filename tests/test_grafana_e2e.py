@@ -1,0 +1,185 @@
+"""End to end: the demo (the real gateway, its simulated upstream and traffic) scraped by a
+real Prometheus with exemplar storage and the shipped rules; every dashboard query is run
+as Grafana would run it, with its variables set to All and Grafana's macros substituted.
+
+Grafana cannot run here; what it would send is what this test sends: each panel's PromQL to
+Prometheus, each Infinity query's URL to the gateway's usage API, each download link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+from conftest import need_binary, start, stop, wait_ok
+
+from grafana import __main__ as generator
+
+ROOT = Path(__file__).parent.parent
+SCRAPE = 1  # seconds: so rate() has samples within seconds
+DEADLINE = 150  # seconds for every panel to have data
+# Dashboards 1 to 5 draw from Prometheus; the request history only from the usage API.
+PROMETHEUS_DASHBOARDS = ("llm-overview.json", "llm-rankings.json", "llm-details.json",
+                         "llm-performance.json", "llm-spend.json")
+# Panels without a query: the alert list shows Prometheus's rules, not query results.
+NO_QUERY = {"alertlist", "row"}
+
+
+def substitute(text: str, values: dict) -> str:
+    """Put values in for $name, ${name} and ${name:format}, as Grafana would."""
+    return re.sub(r"\$\{([A-Za-z_]+)(?::[a-z]+)?\}|\$([A-Za-z_]+)",
+                  lambda m: values[m.group(1) or m.group(2)], text)
+
+
+def grafana_values(started: float, now: float, admin: str) -> dict:
+    window = f"{int(now - started) + 60}s"  # the dashboard's range: the whole run
+    every = dict.fromkeys(("service", "provider", "model", "api_key", "tokens"), ".*")
+    return {**every, "__range": window, "__range_s": window[:-1], "__rate_interval":
+            f"{4 * SCRAPE}s", "__interval": "5s", "granularity": "1m", "topn": "10",
+            "__from": str(int((started - 60) * 1000)), "__to": str(int(now * 1000)),
+            "__timezone": "utc", "request_id": "", "status": "*", "limit": "100",
+            "gateway_url": admin}
+
+
+async def run_panel(s, prom: str, panel: dict, values: dict, now: float) -> tuple[int, list]:
+    """Run a panel's queries; return how many series or rows came back, and any errors."""
+    found, errors = 0, []
+    for t in panel.get("targets", []):
+        expr = substitute(t["expr"], values)
+        if t.get("instant"):
+            params = {"query": expr, "time": now}
+            path = "/api/v1/query"
+        else:
+            params = {"query": expr, "start": now - 120, "end": now, "step": 5}
+            path = "/api/v1/query_range"
+        async with s.get(prom + path, params=params) as r:
+            body = await r.json()
+        if body.get("status") != "success":
+            errors.append(f"{t['refId']}: {expr}: {body.get('error')}")
+        else:
+            found += len(body["data"]["result"])
+    return found, errors
+
+
+async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
+                                                               unused_tcp_port_factory):
+    prometheus = need_binary("prometheus")
+    listen, admin_port, prom_port = (unused_tcp_port_factory() for _ in range(3))
+    config = yaml.safe_load((ROOT / "alerts" / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval=f"{SCRAPE}s", evaluation_interval=f"{SCRAPE}s")
+    del config["alerting"]
+    config["rule_files"] = [str(ROOT / "alerts" / f) for f in config["rule_files"]]
+    config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{admin_port}"]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    dashboards = {name: json.loads(text) for name, text in generator.generate().items()}
+    admin, prom = f"http://127.0.0.1:{admin_port}", f"http://127.0.0.1:{prom_port}"
+    procs = [await start(sys.executable, "-m", "exporter", "demo", "--rate", "25",
+                         "--listen", f"127.0.0.1:{listen}",
+                         "--admin-listen", f"127.0.0.1:{admin_port}",
+                         log=tmp_path / "demo.log"),
+             await start(prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                         f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
+                         "--enable-feature=exemplar-storage", log=tmp_path / "prometheus.log")]
+    started = time.time()
+    try:
+        await wait_ok(admin + "/healthz")
+        await wait_ok(prom + "/-/ready")
+        async with aiohttp.ClientSession() as s:
+            # Poll until every panel has data, under a deadline; a query error fails at once.
+            missing: list[str] = ["(not yet run)"]
+            while missing and time.time() - started < DEADLINE:
+                await asyncio.sleep(3)
+                now = time.time()
+                values = grafana_values(started, now, admin)
+                missing = []
+                for name in PROMETHEUS_DASHBOARDS:
+                    for panel in dashboards[name]["panels"]:
+                        if panel["type"] in NO_QUERY or \
+                                panel["datasource"]["type"] != "prometheus":
+                            continue  # usage API panels: check_usage_api
+                        found, errors = await run_panel(s, prom, panel, values, now)
+                        assert errors == [], f"{name}, {panel['title']!r}: {errors}"
+                        if not found:
+                            missing.append(f"{name}: {panel['title']!r}")
+            assert missing == [], f"no data after {DEADLINE} s: {missing}"
+
+            now = time.time()
+            values = grafana_values(started, now, admin)
+            await check_variables(s, prom, dashboards)
+            await check_usage_api(s, admin, dashboards, values)
+            await check_downloads(s, dashboards, values)
+            await check_exemplars(s, prom, admin, started, now)
+    finally:
+        for proc in procs:
+            await stop(proc)
+
+
+async def check_variables(s, prom: str, dashboards: dict) -> None:
+    """Each filter variable's label_values() query finds values, as its dropdown would."""
+    variables = {v["name"]: v for v in dashboards["llm-overview.json"]["templating"]["list"]}
+    for name in ("service", "provider", "model", "api_key"):
+        query = substitute(variables[name]["query"], {n: ".*" for n in variables})
+        selector = query.split("(", 1)[1].rsplit(",", 1)[0]
+        async with s.get(f"{prom}/api/v1/label/{name}/values",
+                         params={"match[]": selector}) as r:
+            assert (await r.json())["data"], name
+
+
+def infinity_targets(dashboards: dict):
+    for name, d in dashboards.items():
+        for panel in d["panels"]:
+            for t in panel.get("targets", []):
+                if t.get("type") == "json":
+                    yield name, panel, t
+
+
+async def check_usage_api(s, admin: str, dashboards: dict, values: dict) -> None:
+    """Every Infinity query gets, from the real admin API, every column it declares."""
+    targets = list(infinity_targets(dashboards))
+    assert {name for name, _, _ in targets} == {"llm-details.json", "llm-requests.json"}
+    for name, panel, t in targets:
+        params = {p["key"]: substitute(p["value"], values) for p in t["url_options"]["params"]}
+        async with s.get(admin + t["url"], params=params) as r:
+            assert r.status == 200, (name, panel["title"], await r.text())
+            body = await r.json()
+        rows = body[t["root_selector"]]
+        assert rows, (name, panel["title"])
+        declared = [c["selector"] for c in t["columns"]]
+        assert set(declared) <= set(rows[0]), (panel["title"], set(declared) - set(rows[0]))
+
+
+async def check_downloads(s, dashboards: dict, values: dict) -> None:
+    """Each panel's CSV and Excel link downloads a file from the usage API."""
+    links = [(p["title"], link["url"]) for d in dashboards.values() for p in d["panels"]
+             for link in p.get("links", [])]
+    assert len(links) == 2 * (6 + 2 + 1)  # six rankings, two details tables, the history
+    for title, url in links:
+        async with s.get(substitute(url, values)) as r:
+            assert r.status == 200, (title, url, await r.text())
+            kind = "text/csv" if "format=csv" in url else "spreadsheetml"
+            assert kind in r.headers["Content-Type"], (title, url)
+            assert r.headers["Content-Disposition"].startswith("attachment")
+            await r.read()
+
+
+async def check_exemplars(s, prom: str, admin: str, started: float, now: float) -> None:
+    """A request id found through Prometheus's exemplar API is a request in the history."""
+    for metric in ("llm_request_duration_seconds_bucket",
+                   "llm_time_to_first_token_seconds_bucket"):
+        async with s.get(prom + "/api/v1/query_exemplars",
+                         params={"query": metric, "start": started, "end": now}) as r:
+            series = (await r.json())["data"]
+        ids = {e["labels"]["request_id"] for x in series for e in x["exemplars"]}
+        assert ids, metric
+        rid = sorted(ids)[0]
+        async with s.get(admin + "/api/requests", params={"request_id": rid,
+                                                          "from": "0"}) as r:
+            rows = (await r.json())["data"]
+        assert [row["request_id"] for row in rows] == [rid]
