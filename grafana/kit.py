@@ -34,8 +34,10 @@ FOLDER = "LLM usage"
 PROMETHEUS = cm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 INFINITY_TYPE = "yesoreyeram-infinity-datasource"
 API = cm.DataSourceRef(type_val=INFINITY_TYPE, uid="${api}")
+ALERTS_API = cm.DataSourceRef(type_val=INFINITY_TYPE, uid="${alerts}")
 # The uids of the provisioned datasources (grafana/provisioning/datasources/).
-PROMETHEUS_UID, API_UID, ALERTMANAGER_UID = "llm-prometheus", "llm-usage-api", "llm-alertmanager"
+PROMETHEUS_UID, API_UID = "llm-prometheus", "llm-usage-api"
+ALERTMANAGER_UID, ALERTS_API_UID = "llm-alertmanager", "llm-alertmanager-api"
 
 # Label matchers of the dashboard variables. Histograms carry no api_key label, and the
 # gateway's overhead and in-flight gauge only the service: each metric gets the matchers
@@ -83,6 +85,12 @@ def api_variable() -> dash.DatasourceVariable:
             .current(dm.VariableOption(text="LLM usage API", value=API_UID)))
 
 
+def alerts_variable() -> dash.DatasourceVariable:
+    """The Infinity datasource that reads Alertmanager's API."""
+    return (dash.DatasourceVariable("alerts").label("Alertmanager API").type(INFINITY_TYPE)
+            .current(dm.VariableOption(text="Alertmanager API", value=ALERTS_API_UID)))
+
+
 def custom_variable(name: str, label: str, options: list[tuple[str, str]],
                     default: str) -> dash.CustomVariable:
     """A fixed choice; options are (text, value)."""
@@ -92,8 +100,14 @@ def custom_variable(name: str, label: str, options: list[tuple[str, str]],
             .current(dm.VariableOption(text=text, value=default)))
 
 
+# A trend's bucket: the step of its queries, whose minimum interval is the granularity
+# chosen, and the window of increase(). Over a range with more buckets than the panel can
+# draw, Grafana widens the step, and the window follows it: no sample is left out.
+BUCKET = "[$__interval]"
+
+
 def granularity_variable() -> dash.CustomVariable:
-    # The trend bucket: PromQL's increase() window and step, and the usage API's buckets.
+    # The trend bucket (BUCKET) and the usage API's buckets.
     return custom_variable("granularity", "Granularity",
                            [(g, g) for g in ("1m", "5m", "1h", "1d")], "1h")
 
@@ -167,17 +181,15 @@ def ranking_panel(title: str, description: str, unit: str, expr: str, *, w: int 
                   h: int = 8) -> bargauge.Panel:
     """Horizontal bars, one per label value, longest first."""
     p = _common(bargauge.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
-    return (p.with_target(promql(expr, "{{%s}}" % _by(expr), instant=True))
+    # One table, a row per label value, so that sortBy orders the rows (it sorts within a
+    # frame, and an instant query's series would be a frame each); each bar is named by
+    # the row's label.
+    return (p.with_target(promql(expr, instant=True, table_format=True))
             .orientation(cm.VizOrientation.HORIZONTAL)
             .display_mode(cm.BarGaugeDisplayMode.BASIC)
-            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True))
             .with_transformation(dm.DataTransformerConfig(
                 id_val="sortBy", options={"sort": [{"field": "Value", "desc": True}]})))
-
-
-def _by(expr: str) -> str:
-    """The one label a `topk(N, sum by (label) (...))` ranking keeps."""
-    return expr.split("sum by (", 1)[1].split(")", 1)[0]
 
 
 def gauge_panel(title: str, description: str, unit: str, expr: str, legend: str, *,
@@ -237,8 +249,10 @@ class _Query(cogvariants.Dataquery):
 class InfinityQuery(cogbuilder.Builder[_Query]):
     """A query of the Infinity datasource against the gateway's usage API, as a table."""
 
-    def __init__(self, path: str, params, columns: list[Column], ref: str = "A"):
+    def __init__(self, path: str, params, columns: list[Column], ref: str = "A", *,
+                 root: str = "data", datasource=API):
         self.path, self.params, self.columns, self.ref = path, list(params), columns, ref
+        self.root, self.datasource = root, datasource
 
     def url(self) -> str:
         """The query's URL, parameters included (also what its download links use)."""
@@ -246,18 +260,19 @@ class InfinityQuery(cogbuilder.Builder[_Query]):
 
     def build(self) -> _Query:
         return _Query({
-            "refId": self.ref, "datasource": API.to_json(), "type": "json", "source": "url",
+            "refId": self.ref, "datasource": self.datasource.to_json(), "type": "json",
+            "source": "url",
             "parser": "backend", "format": "table", "url": self.path,
             "url_options": {"method": "GET", "data": "",
                             "params": [{"key": k, "value": v} for k, v in self.params]},
-            "root_selector": "data",
+            "root_selector": self.root,
             "columns": [{"selector": c.field, "text": c.header, "type": c.kind}
                         for c in self.columns]})
 
 
 def api_table(title: str, description: str, query: InfinityQuery, *, w: int = 24,
               h: int = 10) -> table.Panel:
-    p = _common(table.Panel(), title, description, "none", w, h).datasource(API)
+    p = _common(table.Panel(), title, description, "none", w, h).datasource(query.datasource)
     p = p.with_target(query)
     for c in query.columns:
         if c.unit != "none":
@@ -291,8 +306,14 @@ class AlertList(cogbuilder.Builder[dm.Panel]):
 # --- dashboards ---------------------------------------------------------------------------
 
 def download_links(query: InfinityQuery) -> list:
-    """Links to the CSV and Excel export of exactly what a usage API panel shows."""
-    url = "${gateway_url}" + query.url()
+    """Links to the CSV and Excel export of exactly what a usage API panel shows.
+
+    Infinity encodes a query's parameters itself; a link's are written into the URL, so
+    single values that may hold any character are percent-encoded. (Lists stay ${var:csv}:
+    a multi-value variable percent-encoded would be its glob, {a,b}.)
+    """
+    url = "${gateway_url}" + query.url().replace("${__timezone}", "${__timezone:percentencode}") \
+        .replace("${request_id}", "${request_id:percentencode}")
     return [dash.DashboardLink(f"Download {name}").url(url.replace("format=json",
                                                                     f"format={fmt}"))
             .target_blank(True).placement(None)

@@ -18,7 +18,8 @@ from exporter.telemetry.metrics import HistoryMetrics, Metrics
 
 ROOT = Path(__file__).parent.parent
 FILTERS = ("service", "provider", "model", "api_key")
-DATASOURCES = {"prometheus": "${datasource}", "yesoreyeram-infinity-datasource": "${api}"}
+DATASOURCES = {"prometheus": {"${datasource}"},
+               "yesoreyeram-infinity-datasource": {"${api}", "${alerts}"}}
 # Grafana's own variables (global, and those of data links).
 BUILTINS = {"__from", "__to", "__range", "__range_s", "__range_ms", "__rate_interval",
             "__interval", "__interval_ms", "__timezone", "__url_time_range", "__all",
@@ -111,7 +112,7 @@ def check(d: dict, metrics: set[str] | None = None) -> list[str]:
         if kind in NO_UNIT:
             continue
         ds = p.get("datasource") or {}
-        if DATASOURCES.get(ds.get("type")) != ds.get("uid"):
+        if ds.get("uid") not in DATASOURCES.get(ds.get("type"), ()):
             problems.append(f"{where}: datasource must be a dashboard variable, not {ds}")
         targets = p.get("targets") or []
         if not targets:

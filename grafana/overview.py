@@ -8,9 +8,15 @@ cache read and write, max/min/avg, granularity).
 from __future__ import annotations
 
 from .kit import (
+    ALERTS_API,
+    BUCKET,
     BY_KEY,
     BY_MODEL,
     AlertList,
+    Column,
+    InfinityQuery,
+    alerts_variable,
+    api_table,
     common_variables,
     custom_variable,
     dashboard,
@@ -52,8 +58,8 @@ def totals() -> list:
                    "currencyUSD", _increase("llm_cost_usd_total"), decimals=4),
         stat_panel("Success rate", "Share of the range's requests that succeeded "
                    '(error_type="none") among all requests, client errors included.',
-                   "percentunit", _increase(REQUESTS, ',error_type="none"') + " / "
-                   + _increase(REQUESTS), decimals=2),
+                   "percentunit", "(" + _increase(REQUESTS, ',error_type="none"')
+                   + " or vector(0)) / " + _increase(REQUESTS), decimals=2),
         stat_panel("Average latency", "Mean request duration over the range, arrival to last "
                    "byte: the duration histogram's sum over its count. Histograms have no "
                    "api_key label: this follows every filter but the API key.", "s",
@@ -68,8 +74,9 @@ def totals() -> list:
                    f"{_increase(TOKENS)} / $__range_s * 60"),
         stat_panel("Month-end spend forecast", "The month's spend so far, extended at its "
                    "pace to the end of the month in the gateway's time zone (the recording "
-                   "rule api_key:llm_spend_usd:month_forecast), summed over the API keys "
-                   "chosen. Needs the request history.", "currencyUSD",
+                   "rule api_key:llm_spend_usd:month_forecast; on the month's first day, "
+                   "the spend so far), summed over the API keys chosen. Needs the request "
+                   "history.", "currencyUSD",
                    'sum(api_key:llm_spend_usd:month_forecast{api_key=~"$api_key"})',
                    decimals=2),
         stat_panel("Spend today", "Today's spend so far, the calendar day in the gateway's "
@@ -80,48 +87,47 @@ def totals() -> list:
     ]
 
 
+BUCKETS = ("Per bucket of the granularity chosen (wider over a range with more buckets than "
+           "the panel can draw): ")
+
+
+def trend(title: str, what: str, unit: str, selector: str, by: str, *, w: int = 12) -> object:
+    """A per-bucket trend by one label, with each value's previous period dashed."""
+    return previous_period(trend_panel(
+        title, BUCKETS + what + " Dashed grey: each over the previous period of equal length "
+        "(offset $__range), to compare periods.", unit,
+        [promql(f"sum by ({by}) (increase({selector}{BUCKET}))", "{{%s}}" % by,
+                interval="$granularity"),
+         promql(f"sum by ({by}) (increase({selector}{BUCKET} offset $__range))",
+                "{{%s}} previous period" % by, "B", interval="$granularity")],
+        w=w, h=9), "B")
+
+
 def trends() -> list:
-    bucket = "[$granularity]"
-    tokens = previous_period(trend_panel(
-        "Tokens per $granularity by model, $tokens",
-        "Tokens per bucket of the granularity chosen, by model: increase(llm_tokens_total"
-        "[$granularity]) summed by model; the Tokens switch picks total, input or output. "
-        "The dashed grey line is the same total over the previous period of equal length "
-        "(offset $__range), to compare periods.", "short",
-        [promql(f'sum by (model) (increase({TOKENS}{{{BY_KEY},direction=~"$tokens"}}{bucket}))',
-                "{{model}}", interval="$granularity"),
-         promql(f'sum(increase({TOKENS}{{{BY_KEY},direction=~"$tokens"}}{bucket} '
-                "offset $__range))", "previous period", "B", interval="$granularity")],
-        w=24, h=9), "B")
-    fee = trend_panel(
-        "Fee per $granularity by model",
-        "US dollars per bucket of the granularity chosen, by model: increase("
-        "llm_cost_usd_total[$granularity]) summed by model. Dashed grey: the previous "
-        "period of equal length.", "currencyUSD",
-        [promql(f"sum by (model) (increase(llm_cost_usd_total{{{BY_KEY}}}{bucket}))",
-                "{{model}}", interval="$granularity"),
-         promql(f"sum(increase(llm_cost_usd_total{{{BY_KEY}}}{bucket} offset $__range))",
-                "previous period", "B", interval="$granularity")])
-    cache = trend_panel(
-        "Cache read and write tokens per $granularity",
-        "Input tokens read from the provider's prompt cache, and written to it (Anthropic "
-        "bills writes above the input price), per bucket: increase(llm_tokens_total"
-        '{token_type=~"cache_read|cache_write"}[$granularity]).', "short",
-        [promql(f'sum by (token_type) (increase({TOKENS}{{{BY_KEY},token_type=~'
-                f'"cache_read|cache_write"}}{bucket}))', "{{token_type}}",
-                interval="$granularity")])
+    tokens = trend(
+        "Tokens by model, ${tokens:text}",
+        "increase(llm_tokens_total[$__interval]) summed by model; the Tokens switch picks "
+        "total, input or output.", "short", f'{TOKENS}{{{BY_KEY},direction=~"$tokens"}}',
+        "model", w=24)
+    fee = trend("Fee by model", "US dollars, increase(llm_cost_usd_total[$__interval]) "
+                "summed by model.", "currencyUSD", f"llm_cost_usd_total{{{BY_KEY}}}", "model")
+    cache = trend("Cache read and write tokens",
+                  "input tokens read from the provider's prompt cache, and written to it "
+                  "(Anthropic bills writes above the input price): increase(llm_tokens_total"
+                  '{token_type=~"cache_read|cache_write"}[$__interval]).', "short",
+                  f'{TOKENS}{{{BY_KEY},token_type=~"cache_read|cache_write"}}', "token_type")
     per_minute = trend_panel(
         "Tokens per minute by direction",
         "Token throughput in tokens per minute, input and output: rate(llm_tokens_total"
         "[$__rate_interval]) times 60.", "short",
         [promql(f"sum by (direction) (rate({TOKENS}{{{BY_KEY}}}[$__rate_interval])) * 60",
                 "{{direction}}")], w=24)
-    return [tokens, previous_period(fee, "B"), cache, per_minute]
+    return [tokens, fee, cache, per_minute]
 
 
 def build():
     variables = common_variables() + [
-        granularity_variable(),
+        granularity_variable(), alerts_variable(),
         custom_variable("tokens", "Tokens", [("total", ".*"), ("input", "input"),
                                              ("output", "output")], ".*"),
     ]
@@ -132,7 +138,23 @@ def build():
         variables,
         [("Totals for the range", totals()),
          ("Trends", trends()),
-         ("Alerts", [AlertList("Firing alerts", "Alerts of the llm-usage-exporter rules "
-                               "that are firing or pending, from the Prometheus datasource's "
-                               "rules; Grafana's Alerting pages show what Alertmanager sent.",
-                               w=24)])])
+         ("Alerts", [alerts_table(), AlertList(
+             "Alert rules firing or pending", "The llm-usage-exporter alert rules that are "
+             "firing or pending (waiting out their for:), from the Prometheus datasource's "
+             "rules.", w=8)])])
+
+
+def alerts_table():
+    columns = [Column("labels.alertname", "Alert", kind="string"),
+               Column("labels.severity", "Severity", kind="string"),
+               Column("labels.service", "Service", kind="string"),
+               Column("labels.model", "Model", kind="string"),
+               Column("labels.api_key", "API key", kind="string"),
+               Column("annotations.summary", "Summary", kind="string"),
+               Column("startsAt", "Since", kind="timestamp")]
+    query = InfinityQuery("/api/v2/alerts", [("active", "true"), ("silenced", "false"),
+                                             ("inhibited", "false")], columns, root="",
+                          datasource=ALERTS_API)
+    return api_table("Firing alerts", "The alerts Alertmanager holds now, silenced and "
+                     "inhibited ones left out: what it notifies (GET /api/v2/alerts, through "
+                     "the Alertmanager API datasource).", query, w=16, h=8)

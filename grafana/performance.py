@@ -39,6 +39,7 @@ def build():
     failed = f'llm_requests_total{{{BY_KEY},error_type!="none"}}'
     succeeded = f'llm_requests_total{{{BY_KEY},error_type="none"}}'
     tokens = f"sum by (model) (rate(llm_tokens_total{{{BY_KEY}}}[$__rate_interval]))"
+    every = f"sum by (model) (rate({requests}[$__rate_interval]))"
     latency = [
         quantiles("Request duration", "llm_request_duration_seconds",
                   "Time from a request's arrival to the last byte sent to the client",
@@ -78,9 +79,9 @@ def build():
         trend_panel("Success rate", "Share of requests that succeeded, by model: "
                     'rate(llm_requests_total{error_type="none"}) over every request\'s rate.',
                     "percentunit",
-                    [promql(f"sum by (model) (rate({succeeded}[$__rate_interval])) / "
-                            f"sum by (model) (rate({requests}[$__rate_interval]))",
-                            "{{model}}")]),
+                    # `or ... * 0`: a model failing everything shows 0%, not a gap.
+                    [promql(f"(sum by (model) (rate({succeeded}[$__rate_interval])) or "
+                            f"{every} * 0) / {every}", "{{model}}")]),
         trend_panel("Estimated-token share", "Share of tokens estimated from text (4 "
                     "characters a token) because the upstream reported no usage: "
                     "llm_estimated_tokens_total over llm_tokens_total. High means the bill is "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .kit import (
     API_FILTERS,
     API_RANGE,
+    BUCKET,
     BY_KEY,
     Column,
     InfinityQuery,
@@ -24,7 +25,9 @@ from .kit import (
 )
 
 UID = "llm-rankings"
-DIMENSIONS = (("service", "service"), ("model", "model"), ("api_key", "API key"))
+# (label, one, many)
+DIMENSIONS = (("service", "service", "Services"), ("model", "model", "Models"),
+              ("api_key", "API key", "API keys"))
 MEASURES = (("tokens", "llm_tokens_total", "short", "tokens"),
             ("fee", "llm_cost_usd_total", "currencyUSD", "US dollars"))
 
@@ -36,22 +39,27 @@ def download(label: str, order: str) -> InfinityQuery:
         *API_FILTERS, ("format", "json")], [Column(label, label, kind="string")])
 
 
-def pair(label: str, name: str, order: str, metric: str, unit: str, words: str) -> list:
+def pair(label: str, names: str, order: str, metric: str, unit: str,
+         words: str) -> list:
     over_range = f"sum by ({label}) (increase({metric}{{{BY_KEY}}}[$__range]))"
     ranking = ranking_panel(
-        f"Top $topn {name}s by {order}",
-        f"The $topn {name}s with the most {words} over the dashboard's range: "
-        f"topk($topn, {over_range}). The panel's links download the same ranking from the "
-        "usage API as CSV or Excel.", unit, f"topk($topn, {over_range})")
+        f"Top $topn {names.lower() if label != 'api_key' else names} by {order}",
+        f"The $topn {names if label == 'api_key' else names.lower()} with the most {words} "
+        f"over the dashboard's range: topk($topn, {over_range}). The panel's links download "
+        "the same ranking from the usage API as CSV or Excel (read from the request "
+        "history, which can differ slightly from Prometheus's extrapolated increase).",
+        unit, f"topk($topn, {over_range})")
     ranking = ranking.links(download_links(download(label, order)))
-    # Fixed at the range's end (@ end()), so the bars show the same top N throughout.
-    top = f"topk($topn, sum by ({label}) (increase({metric}{{{BY_KEY}}}[$__range] @ end())))"
+    # The same top N as the ranking beside it, over the range up to its end (`@`), so the
+    # bars show the same set throughout.
+    top = (f"topk($topn, sum by ({label}) (increase({metric}{{{BY_KEY}}}[$__range] "
+           "@ ${__to:date:seconds})))")
     bars = trend_panel(
-        f"{name.capitalize()}s by {order} per $granularity",
-        f"{words.capitalize()} per bucket of the granularity chosen for each of the top "
-        f"$topn {name}s of the range: increase({metric}[$granularity]) summed by {label}, "
-        "stacked.", unit,
-        [promql(f"sum by ({label}) (increase({metric}{{{BY_KEY}}}[$granularity])) "
+        f"{names} by {order} per bucket",
+        f"{words.capitalize()} per bucket of the granularity chosen (wider over a range "
+        f"with more buckets than the panel can draw) for each of the top $topn: "
+        f"increase({metric}[$__interval]) summed by {label}, stacked.", unit,
+        [promql(f"sum by ({label}) (increase({metric}{{{BY_KEY}}}{BUCKET})) "
                 f"and on ({label}) {top}", "{{%s}}" % label, interval="$granularity")],
         w=6, bars=True, stacked=True)
     return [ranking, bars]
@@ -62,10 +70,10 @@ def build():
         custom_variable("topn", "Top N", [(n, n) for n in ("5", "10", "20", "50")], "10"),
         granularity_variable(), gateway_url_variable()]
     rows = []
-    for label, name in DIMENSIONS:
+    for label, name, names in DIMENSIONS:
         panels = []
         for order, metric, unit, words in MEASURES:
-            panels += pair(label, name, order, metric, unit, words)
+            panels += pair(label, names, order, metric, unit, words)
         rows.append((f"By {name}", panels))
     return dashboard(
         UID, "LLM usage rankings",

@@ -7,6 +7,7 @@ Seed pages 003 (cost metrics, forecasts, usage alerts) and 001 (fee per model an
 from __future__ import annotations
 
 from .kit import (
+    BUCKET,
     BY_KEY,
     BY_MODEL,
     DASHED,
@@ -49,9 +50,9 @@ def build():
                     "spend so far over the monthly budget.", "percentunit",
                     f"{spend('month')} / {budget('month')}", "{{api_key}}"),
         gauge_panel("Month-end forecast against budget", "The month's spend extended at its "
-                    "pace to the month's end (api_key:llm_spend_usd:month_forecast) over the "
-                    "monthly budget: above 100% LLMBudgetForecastExceeded fires, from two "
-                    "days into the month.", "percentunit",
+                    "pace to the month's end (api_key:llm_spend_usd:month_forecast; on the "
+                    "month's first day, the spend so far) over the monthly budget: above 100% "
+                    "LLMBudgetForecastExceeded fires, from two days into the month.", "percentunit",
                     f'api_key:llm_spend_usd:month_forecast{{{KEY}}} / {budget("month")}',
                     "{{api_key}}"),
     ]
@@ -76,14 +77,17 @@ def build():
     text_tokens = by_model.format(f'llm_tokens_total{{{BY_KEY},direction="input",'
                                   'token_type="text"}')
     cache_fee = by_model.format(cost(',token_type="cache_read"'))
-    saved = f"sum({cache_tokens} * ({text_fee} / {text_tokens}) - {cache_fee})"
+    # `> 0`: a model with no text input in the range has no price to go by (0/0 would make
+    # the whole sum NaN); `or vector(0)`: nothing saved is $0, not "No data".
+    saved = (f"sum({cache_tokens} * ({text_fee} / ({text_tokens} > 0)) - {cache_fee}) "
+             "or vector(0)")
     breakdown = [
-        trend_panel("Fee by token category", "US dollars over the range by direction and "
-                    "token category: increase(llm_cost_usd_total[$__range]) summed by "
-                    "direction and token_type, shown per $__interval as the range allows.",
-                    "currencyUSD",
-                    [promql(f"sum by (direction, token_type) (increase({cost()}"
-                            "[$__interval]))", "{{direction}} {{token_type}}")],
+        trend_panel("Fee by token category", "US dollars by direction and token category: "
+                    "increase(llm_cost_usd_total[$__interval]) summed by "
+                    "direction and token_type, per bucket of at least 5 minutes (wider over a "
+                    "range with more of them than the panel can draw).", "currencyUSD",
+                    [promql(f"sum by (direction, token_type) (increase({cost()}{BUCKET}))",
+                            "{{direction}} {{token_type}}", interval="5m")],
                     w=12, bars=True, stacked=True),
         stat_panel("What caching saved", "What the range's cache-read tokens would have cost "
                    "at their model's input text price (its average over the range: input "

@@ -22,6 +22,7 @@ ROOT = Path(__file__).parent.parent
 PROVISIONING = ROOT / "grafana" / "provisioning"
 # What Grafana puts in place of its own variables and the dashboards' (All is .*).
 SUBSTITUTES = {"__rate_interval": "1m", "__range": "3600s", "__range_s": "3600",
+               "__to": "1800000000",
                "__interval": "1m", "granularity": "5m", "topn": "10", "tokens": ".*",
                "service": ".*", "provider": ".*", "model": ".*", "api_key": ".*"}
 
@@ -31,7 +32,8 @@ def dashboards() -> dict[str, dict]:
 
 
 def substitute(expr: str, values=SUBSTITUTES) -> str:
-    return re.sub(r"\$\{?([A-Za-z_]+)\}?", lambda m: values[m.group(1)], expr)
+    return re.sub(r"\$\{([A-Za-z_]+)(?::[^}]+)?\}|\$([A-Za-z_]+)",
+                  lambda m: values[m.group(1) or m.group(2)], expr)
 
 
 def test_committed_dashboards_are_what_the_code_generates():
@@ -104,23 +106,32 @@ def provisioned(path: str) -> dict:
 
 
 def test_datasources_are_provisioned_with_the_dashboards_uids():
-    sources = {s["type"]: s for s in provisioned("datasources/llm-usage-exporter.yml")
+    sources = {s["uid"]: s for s in provisioned("datasources/llm-usage-exporter.yml")
                ["datasources"]}
-    assert sources["prometheus"]["uid"] == kit.PROMETHEUS_UID
-    assert sources["yesoreyeram-infinity-datasource"]["uid"] == kit.API_UID
-    assert sources["alertmanager"]["uid"] == kit.ALERTMANAGER_UID
+    assert {uid: s["type"] for uid, s in sources.items()} == {
+        kit.PROMETHEUS_UID: "prometheus", kit.ALERTMANAGER_UID: "alertmanager",
+        kit.API_UID: kit.INFINITY_TYPE, kit.ALERTS_API_UID: kit.INFINITY_TYPE}
+    sources["prometheus"] = sources[kit.PROMETHEUS_UID]
     # $__rate_interval is built on the scrape interval Prometheus really uses.
     scrape = yaml.safe_load((ROOT / "alerts" / "prometheus.yml").read_text())
     assert sources["prometheus"]["jsonData"]["timeInterval"] == \
         scrape["global"]["scrape_interval"]
-    # The Infinity datasource reads the gateway's admin listener on the compose network.
-    assert sources["yesoreyeram-infinity-datasource"]["jsonData"]["url"] == \
+    # The Infinity datasources read the gateway's admin listener and Alertmanager on the
+    # compose network: their base URL is the datasource's own url (Infinity has no other).
+    api, alerts = sources[kit.API_UID], sources[kit.ALERTS_API_UID]
+    assert api["url"] == \
         "http://" + scrape["scrape_configs"][0]["static_configs"][0]["targets"][0]
+    assert alerts["url"] == \
+        "http://" + scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
+    for source in (api, alerts):
+        assert source["jsonData"]["allowedHosts"] == [source["url"]]
+        assert "url" not in source["jsonData"]
     # An exemplar's request_id opens the request-history dashboard on that request.
     [link] = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
     assert link["name"] == "request_id"
     assert link["url"].startswith("/d/llm-requests/")
-    assert "var-request_id=$${__value.raw}" in link["url"]  # $$: a literal $ in provisioning
+    # $$: a literal $ in provisioning; percent-encoded, as a client's id may hold any character.
+    assert "var-request_id=$${__value.raw:percentencode}" in link["url"]
     requests = dashboards()["llm-requests.json"]
     assert "request_id" in {v["name"] for v in requests["templating"]["list"]}
 

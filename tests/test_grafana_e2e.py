@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import sys
 import time
@@ -29,19 +30,32 @@ PROMETHEUS_DASHBOARDS = ("llm-overview.json", "llm-rankings.json", "llm-details.
                          "llm-performance.json", "llm-spend.json")
 # Panels without a query: the alert list shows Prometheus's rules, not query results.
 NO_QUERY = {"alertlist", "row"}
+PROVISIONED = ROOT / "grafana" / "provisioning" / "datasources" / "llm-usage-exporter.yml"
+# What the dashboards' datasource variables default to (kit.py).
+DATASOURCE_DEFAULTS = {"api": "llm-usage-api", "alerts": "llm-alertmanager-api"}
 
 
 def substitute(text: str, values: dict) -> str:
     """Put values in for $name, ${name} and ${name:format}, as Grafana would."""
-    return re.sub(r"\$\{([A-Za-z_]+)(?::[a-z]+)?\}|\$([A-Za-z_]+)",
-                  lambda m: values[m.group(1) or m.group(2)], text)
+
+    def value(m) -> str:
+        name, form = m.group(1) or m.group(3), m.group(2)
+        if form == "date:seconds":  # ${__to:date:seconds}: the time in Unix seconds
+            return str(int(values[name]) // 1000)
+        return values[name]
+
+    return re.sub(r"\$\{([A-Za-z_]+)(?::([^}]+))?\}|\$([A-Za-z_]+)", value, text)
+
+
+def seconds(duration: str) -> float:
+    return float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
 
 
 def grafana_values(started: float, now: float, admin: str) -> dict:
     window = f"{int(now - started) + 60}s"  # the dashboard's range: the whole run
     every = dict.fromkeys(("service", "provider", "model", "api_key", "tokens"), ".*")
     return {**every, "__range": window, "__range_s": window[:-1], "__rate_interval":
-            f"{4 * SCRAPE}s", "__interval": "5s", "granularity": "1m", "topn": "10",
+            f"{4 * SCRAPE}s", "granularity": "1m", "topn": "10",
             "__from": str(int((started - 60) * 1000)), "__to": str(int(now * 1000)),
             "__timezone": "utc", "request_id": "", "status": "*", "limit": "100",
             "gateway_url": admin}
@@ -51,12 +65,17 @@ async def run_panel(s, prom: str, panel: dict, values: dict, now: float) -> tupl
     """Run a panel's queries; return how many series or rows came back, and any errors."""
     found, errors = 0, []
     for t in panel.get("targets", []):
-        expr = substitute(t["expr"], values)
+        # As Grafana steps a range query: the query's minimum interval, or the range over
+        # about a thousand points; $__interval is that step. Two minutes back, or as many
+        # steps as hold two minutes, so that `now` is one of the points evaluated.
+        step = max(seconds(substitute(t.get("interval") or "5s", values)), 120 / 1000)
+        start = now - step * math.ceil(120 / step)
+        expr = substitute(t["expr"], {**values, "__interval": f"{step:g}s"})
         if t.get("instant"):
             params = {"query": expr, "time": now}
             path = "/api/v1/query"
         else:
-            params = {"query": expr, "start": now - 120, "end": now, "step": 5}
+            params = {"query": expr, "start": start, "end": now, "step": step}
             path = "/api/v1/query_range"
         async with s.get(prom + path, params=params) as r:
             body = await r.json()
@@ -70,15 +89,24 @@ async def run_panel(s, prom: str, panel: dict, values: dict, now: float) -> tupl
 async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
                                                                unused_tcp_port_factory):
     prometheus = need_binary("prometheus")
-    listen, admin_port, prom_port = (unused_tcp_port_factory() for _ in range(3))
+    alertmanager = need_binary("prometheus-alertmanager")
+    listen, admin_port, prom_port, am_port = (unused_tcp_port_factory() for _ in range(4))
     config = yaml.safe_load((ROOT / "alerts" / "prometheus.yml").read_text())
     config["global"].update(scrape_interval=f"{SCRAPE}s", evaluation_interval=f"{SCRAPE}s")
-    del config["alerting"]
-    config["rule_files"] = [str(ROOT / "alerts" / f) for f in config["rule_files"]]
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+        f"127.0.0.1:{am_port}"]
+    for name in config["rule_files"]:  # the shipped rules, their `for:` shortened to fire
+        text = (ROOT / "alerts" / name).read_text()
+        (tmp_path / name).write_text(re.sub(r"(?m)^(\s+for:) \S+$", r"\1 1s", text))
     config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{admin_port}"]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     dashboards = {name: json.loads(text) for name, text in generator.generate().items()}
     admin, prom = f"http://127.0.0.1:{admin_port}", f"http://127.0.0.1:{prom_port}"
+    am = f"http://127.0.0.1:{am_port}"
+    # The Infinity datasources' base URLs, from the provisioning, with the test's ports.
+    bases = {s["uid"]: s.get("url", "").replace("http://gateway:9464", admin)
+             .replace("http://alertmanager:9093", am)
+             for s in yaml.safe_load(PROVISIONED.read_text())["datasources"]}
     procs = [await start(sys.executable, "-m", "exporter", "demo", "--rate", "25",
                          "--listen", f"127.0.0.1:{listen}",
                          "--admin-listen", f"127.0.0.1:{admin_port}",
@@ -86,11 +114,16 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
              await start(prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
                          f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                          f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
-                         "--enable-feature=exemplar-storage", log=tmp_path / "prometheus.log")]
+                         "--enable-feature=exemplar-storage", log=tmp_path / "prometheus.log"),
+             await start(alertmanager, f"--config.file={ROOT / 'alerts' / 'alertmanager.yml'}",
+                         f"--storage.path={tmp_path / 'am'}",
+                         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+                         log=tmp_path / "alertmanager.log")]
     started = time.time()
     try:
         await wait_ok(admin + "/healthz")
         await wait_ok(prom + "/-/ready")
+        await wait_ok(am + "/-/ready")
         async with aiohttp.ClientSession() as s:
             # Poll until every panel has data, under a deadline; a query error fails at once.
             missing: list[str] = ["(not yet run)"]
@@ -113,7 +146,7 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
             now = time.time()
             values = grafana_values(started, now, admin)
             await check_variables(s, prom, dashboards)
-            await check_usage_api(s, admin, dashboards, values)
+            await check_usage_api(s, bases, dashboards, values)
             await check_downloads(s, dashboards, values)
             await check_exemplars(s, prom, admin, started, now)
     finally:
@@ -140,19 +173,37 @@ def infinity_targets(dashboards: dict):
                     yield name, panel, t
 
 
-async def check_usage_api(s, admin: str, dashboards: dict, values: dict) -> None:
-    """Every Infinity query gets, from the real admin API, every column it declares."""
+def select(row: dict, selector: str):
+    """A column's value by its dotted selector (labels.alertname), or KeyError."""
+    for key in selector.split("."):
+        row = row[key]
+    return row
+
+
+async def check_usage_api(s, bases: dict, dashboards: dict, values: dict) -> None:
+    """Every Infinity query gets, from the real admin API and the real Alertmanager, every
+    column it declares. (Alertmanager's alerts fire with the shipped rules, `for:` cut to
+    1 s: the demo's local model is unpriced.)"""
     targets = list(infinity_targets(dashboards))
-    assert {name for name, _, _ in targets} == {"llm-details.json", "llm-requests.json"}
+    assert {name for name, _, _ in targets} == {"llm-overview.json", "llm-details.json",
+                                                "llm-requests.json"}
     for name, panel, t in targets:
         params = {p["key"]: substitute(p["value"], values) for p in t["url_options"]["params"]}
-        async with s.get(admin + t["url"], params=params) as r:
-            assert r.status == 200, (name, panel["title"], await r.text())
-            body = await r.json()
-        rows = body[t["root_selector"]]
-        assert rows, (name, panel["title"])
-        declared = [c["selector"] for c in t["columns"]]
-        assert set(declared) <= set(rows[0]), (panel["title"], set(declared) - set(rows[0]))
+        url = bases[substitute(t["datasource"]["uid"], DATASOURCE_DEFAULTS)] + t["url"]
+        async with asyncio.timeout(60):
+            while True:  # Alertmanager hears of the alerts a few evaluations in
+                async with s.get(url, params=params) as r:
+                    assert r.status == 200, (name, panel["title"], await r.text())
+                    body = await r.json()
+                rows = select(body, t["root_selector"]) if t["root_selector"] else body
+                if rows:
+                    break
+                await asyncio.sleep(1)
+        for c in t["columns"]:
+            if c["selector"].startswith("labels.") and c["selector"] != "labels.alertname":
+                continue  # a label only some alerts have: empty in a row without it
+            for row in rows:  # every row has it (its value may be null: TTFT of a non-stream)
+                select(row, c["selector"])
 
 
 async def check_downloads(s, dashboards: dict, values: dict) -> None:

@@ -19,7 +19,8 @@ from .zones import local_time_sql, offset_segments, wall_to_utc
 GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
                  "1m": 60, "1h": 3600, "1d": 86400}
 GROUP_COLUMNS = ("model", "api_key", "service", "provider")
-# Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends).
+# Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends),
+# but request_id, which takes one.
 FILTER_COLUMNS = GROUP_COLUMNS + ("operation", "request_id")
 # "No filter", as Grafana sends a multi-value variable's All: its custom all value (.*, *)
 # or its internal one.
@@ -115,8 +116,10 @@ class Filters:
             raise BadParameter("status", "must be success, error or an HTTP status code")
         equal = []
         for column in FILTER_COLUMNS:
+            value = params.get(column) or ""
+            # A request id is one value: a client's own X-Request-ID may hold a comma.
             values = tuple(dict.fromkeys(
-                v for v in (params.get(column) or "").split(",") if v))
+                v for v in (value.split(",") if column != "request_id" else [value]) if v))
             if values and not ALL_VALUES.intersection(values):
                 equal.append((column, values))
         return cls(start, end, tz, tuple(equal), status)
