@@ -32,6 +32,8 @@ class Usage:
     # Of the above, how many were estimated from text rather than reported.
     estimated_input: int = 0
     estimated_output: int = 0
+    # Server-side tools the provider bills per call (not tokens).
+    web_search_calls: int = 0
 
     @property
     def input_total(self) -> int:
@@ -83,4 +85,5 @@ class RequestRecord:
     service_tier: str | None = None  # as the upstream reports it: default, priority, flex...
     fees: list = field(default_factory=list)  # (direction, token_type, Decimal USD)
     fee: Decimal = Decimal(0)
-    unpriced: bool = False  # tokens were used, but no price is known for the model
+    unpriced: bool = False  # tokens (or tool calls) were used with no price known for them
+    assumed: list = field(default_factory=list)  # (direction, token_type, tokens) at a guess

@@ -88,17 +88,29 @@ def build():
                     "range with more of them than the panel can draw).", "currencyUSD",
                     [promql(f"sum by (direction, token_type) (increase({cost()}{BUCKET}))",
                             "{{direction}} {{token_type}}", interval="5m")],
-                    w=12, bars=True, stacked=True),
+                    w=8, bars=True, stacked=True),
         stat_panel("What caching saved", "What the range's cache-read tokens would have cost "
                    "at their model's input text price (its average over the range: input "
                    "text fees over input text tokens) less what they cost, summed over "
                    "models. An estimate: long-context tiers and models without text input in "
-                   "the range are left out.", "currencyUSD", saved, w=6, h=8, decimals=4),
+                   "the range are left out.", "currencyUSD", saved, w=4, h=8, decimals=4),
+        stat_panel("Tokens at an assumed price", "Tokens over the range billed at an assumed "
+                   "price: their category (audio, image, cache) has no price of its own, so "
+                   "its direction's text price was applied "
+                   "(llm_assumed_price_tokens_total). Zero when the bill rests on no "
+                   "assumption.", "short",
+                   f"sum(increase(llm_assumed_price_tokens_total{{{BY_KEY}}}[$__range])) "
+                   "or vector(0)", w=4, h=8, decimals=0),
+        stat_panel("Web searches", "Server-side web searches over the range, billed per "
+                   "thousand by the provider (llm_tool_calls_total), and their fee is in "
+                   'the fee by token category as direction "tool".', "short",
+                   f"sum(increase(llm_tool_calls_total{{{BY_KEY}}}[$__range])) or vector(0)",
+                   w=4, h=8, decimals=0),
         stat_panel("Unpriced requests", "Requests over the range that used tokens of a model "
                    "with no known price: they cost nothing in llm_cost_usd_total, so the "
                    "bill is too low (LLMUnpricedRequests). Zero when there are none.", "short",
                    f"sum(increase(llm_unpriced_requests_total{{{BY_MODEL}}}[$__range])) "
-                   "or vector(0)", w=6, h=8, decimals=0),
+                   "or vector(0)", w=4, h=8, decimals=0),
     ]
     trend = [
         trend_panel("Fee per hour by API key", "US dollars per hour by API key: "

@@ -53,10 +53,10 @@ def test_every_problem_is_named_by_its_path():
         }, env={})
     assert e.value.problems == [
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
-        "api_keys, limits, history, pricing, budgets, timezone, admin_token_env, workers, "
+        "api_keys, limits, history, pricing, budgets, pricing_data, timezone, admin_token_env, workers, "
         "log_level)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
-        "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage)",
+        "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage, pricing_provider)",
         "services[0].base_url: must be an http:// or https:// URL",
         "services[1].read_timeout_seconds: must be greater than 0",
         "services[2].name: required",
@@ -96,10 +96,11 @@ def test_example_config_is_valid():
     assert c.services[1].api_format == "anthropic"
 
 
-def test_single_upstream_guesses_provider():
-    assert single_upstream("https://api.anthropic.com").services[0].provider == "anthropic"
-    assert single_upstream("https://api.openai.com").services[0].provider == "openai"
-    assert single_upstream("http://gpu-box:8000").services[0].provider == "openai-compatible"
+def test_single_upstream_takes_the_provider_it_is_given():
+    assert single_upstream("https://api.anthropic.com",
+                           provider="anthropic").services[0].provider == "anthropic"
+    assert single_upstream("https://llm.example.com").services[0].provider == \
+        "openai-compatible"
 
 
 def test_check_config_cli(tmp_path):
@@ -142,7 +143,7 @@ def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory, tmp_p
         assert e.value.code == 502
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics").read().decode()
         assert ('llm_requests_total{api_key="none",code="502",error_type="connect_error",'
-                'model="unknown",operation="other",provider="openai-compatible",'
+                'model="unknown",operation="other",provider="self-hosted",'
                 'service="default"} 1.0') in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

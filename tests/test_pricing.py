@@ -198,11 +198,13 @@ def test_prices_command_explains_each_price(capsys):
     assert main(["prices", "claude-haiku-4-5", "--provider", "anthropic"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == ("claude-haiku-4-5 (provider anthropic, service tier default): "
-                        "priced as claude-haiku-4-5")
+                        "priced as claude-haiku-4-5 by table provider anthropic "
+                        "(provider 'anthropic')")
     rows = {line[:20].strip(): line[20:].split(None, 1) for line in lines[2:]}
-    assert rows["cache write, 1 hour"] == ["2", "genai-prices 0.2.3: claude-haiku-4-5 "
+    assert rows["cache write, 1 hour"] == ["2", "genai-prices 0.2.3: anthropic claude-haiku-4-5 "
                                                  "cache_write_1h_mtok"]
-    assert rows["reasoning"] == ["5", "assumed: the output text price (none of its own)"]
+    assert rows["reasoning"] == ["5", "the output text price (reasoning is billed as output)"]
+    assert rows["input audio"] == ["1", "assumed: the input text price (none of its own)"]
     assert main(["prices", "llama-3", "--provider", "vllm"]) == 1
     assert "llm_unpriced_requests_total" in capsys.readouterr().err
 

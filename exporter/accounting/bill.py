@@ -6,16 +6,19 @@ from the text that passed (and marked so); the fee comes from the model's price 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from ..record import RequestRecord, Usage
 from .pricing import Pricing
 from .usage import (
     EMBEDDINGS,
+    RESPONSES,
     estimate_tokens,
     request_text_chars,
     response_text_chars,
     usage_from,
+    web_search_calls,
 )
 
 
@@ -46,6 +49,9 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
         tier = body_json.get("service_tier")  # what the client asked for
     rec.service_tier = tier if isinstance(tier, str) else None
     usage = usage_from(rec.operation, reported) or Usage()
+    if rec.operation == RESPONSES:
+        usage.web_search_calls = meter.web_search_calls if meter is not None \
+            else web_search_calls(whole)
     if not input_known:
         usage.estimated_input = estimate_tokens(request_text_chars(body_json))
         usage.input_text += usage.estimated_input
@@ -56,16 +62,22 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
             usage.output_text += usage.estimated_output
     rec.usage = usage
 
-def price(rec: RequestRecord, pricing: Pricing) -> None:
-    """Fill rec.fees and rec.fee from the price sheet of the model the upstream used."""
-    if not (rec.usage.input_total or rec.usage.output_total):
+def price(rec: RequestRecord, pricing: Pricing, batch: bool = False) -> None:
+    """Fill rec.fees and rec.fee from the price sheet of the model the upstream used, as it
+    stood when the request arrived; `batch`: at the provider's batch prices."""
+    u = rec.usage
+    if not (u.input_total or u.output_total or u.web_search_calls):
         return
-    sheet = pricing.sheet(rec.service, rec.provider, rec.model, rec.service_tier)
+    sheet = pricing.sheet(rec.service, rec.provider, rec.model, rec.service_tier,
+                          at=datetime.fromtimestamp(rec.started, UTC), batch=batch)
     if sheet is None:
         rec.unpriced = True
         return
-    rec.fees = pricing.fees(sheet, rec.usage)
+    rec.fees = pricing.fees(sheet, u)
     rec.fee = sum((usd for _, _, usd in rec.fees), Decimal(0))
+    rec.assumed = pricing.assumed(sheet, u)
+    if pricing.unpriced_tools(sheet, u):  # a search nobody prices: the bill is short
+        rec.unpriced = True
 
 
 def error_message(collected) -> str:

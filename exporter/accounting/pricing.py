@@ -1,8 +1,10 @@
-"""Usage + model -> fee in USD, by token category.
+"""Usage + model + moment -> fee in USD, by category.
 
-Prices come from the config's `pricing:` overrides, else from the pinned genai-prices
-table (it never fetches anything: only its bundled snapshot is read). Fees are computed in
-Decimal, per million tokens, for exactly the categories of llm_tokens_total; floats appear
+Prices come from the config's `pricing:` overrides, else from the price table (table.py)
+of the provider the model really comes from (providers.py), as it stood at the moment of
+the request: DeepSeek's off-peak hours and dated price changes apply to the request, not
+to when the gateway first saw the model. Fees are computed in Decimal, per million tokens
+(per thousand tool calls), for exactly the categories of llm_tokens_total; floats appear
 only when a fee is added to a counter.
 """
 
@@ -12,15 +14,14 @@ import fnmatch
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from importlib.metadata import version
 
-from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
 from genai_prices.types import TieredPrices
 
 from ..record import Usage
+from .providers import Mode, pricing_mode, unknown_provider
+from .table import Table, signature
 
-MILLION = Decimal(1_000_000)
-TABLE = f"genai-prices {version('genai-prices')}"
+MILLION, THOUSAND = Decimal(1_000_000), Decimal(1000)
 
 # Our disjoint categories -> the genai-prices keys that price them, most specific first.
 TABLE_KEYS = {
@@ -47,21 +48,23 @@ LABELS = {"input_text": "input text", "cache_read": "cache read",
 ANTHROPIC_RULES = {"cache_read": ("input_text", Decimal("0.1")),
                    "cache_write_5m": ("input_text", Decimal("1.25")),
                    "cache_write_1h": ("input_text", Decimal("2"))}
-# Everyone else: a category without its own price is billed at its direction's base price.
-# This never under-reports: OpenAI's discounts on cached input (50-90%) vary by model, so
-# a missing cached price is charged in full rather than guessed.
-BASE_RULES = {"cache_read": ("input_text", Decimal(1)),
-              "cache_write_5m": ("input_text", Decimal(1)),
-              "cache_write_1h": ("cache_write_5m", Decimal(1)),
-              "input_audio": ("input_text", Decimal(1)),
-              "input_image": ("input_text", Decimal(1)),
-              "reasoning": ("output_text", Decimal(1)),
-              "output_audio": ("output_text", Decimal(1)),
-              "output_image": ("output_text", Decimal(1))}
+# Every provider bills reasoning (thinking) tokens as output tokens.
+PUBLISHED_RULES = {"reasoning": ("output_text", Decimal(1))}
+# Otherwise a category without its own price is billed at its direction's base price: an
+# assumption (counted in llm_assumed_price_tokens_total). It never under-reports cached
+# input (OpenAI's discounts of 50-90% vary by model); it can under-report audio and images,
+# which cost more than text: give such models a price in the config.
+ASSUMED_RULES = {"cache_read": ("input_text", Decimal(1)),
+                 "cache_write_5m": ("input_text", Decimal(1)),
+                 "cache_write_1h": ("cache_write_5m", Decimal(1)),
+                 "input_audio": ("input_text", Decimal(1)),
+                 "input_image": ("input_text", Decimal(1)),
+                 "output_audio": ("output_text", Decimal(1)),
+                 "output_image": ("output_text", Decimal(1))}
 
 # (usage attribute, direction, token_type, price category): cache writes of both TTLs
 # are one token_type, as in llm_tokens_total, but priced apart.
-_PRICED = (
+PRICED = (
     ("input_text", "input", "text", "input_text"),
     ("input_cache_read", "input", "cache_read", "cache_read"),
     ("input_cache_write_5m", "input", "cache_write", "cache_write_5m"),
@@ -73,15 +76,21 @@ _PRICED = (
     ("output_audio", "output", "audio", "output_audio"),
     ("output_image", "output", "image", "output_image"),
 )
+# Server-side tools billed per call: (usage attribute, tool, table key per thousand calls).
+TOOLS = (("web_search_calls", "web_search", "web_searches_kcount"),)
 
 
 @dataclass(frozen=True)
 class PriceSheet:
-    """USD per million tokens for each category, each value a Decimal or context tiers."""
+    """USD per million tokens for each category, each a Decimal or context tiers; USD per
+    thousand calls of each server tool the table prices."""
 
     prices: dict  # category -> Decimal | TieredPrices
     sources: dict  # category -> where the price came from, for `prices` and audits
     model: str  # the model as the source names it
+    provider: str = ""  # the table provider that priced it ("" for an override)
+    assumed: frozenset = frozenset()  # categories priced by ASSUMED_RULES
+    tools: tuple = ()  # (tool, USD per thousand calls)
 
     def per_million(self, category: str, input_total: int) -> Decimal:
         """Price a category, picking the context-length tier the request falls in."""
@@ -95,9 +104,10 @@ class PriceSheet:
         return price
 
 
-def _complete(prices: dict, sources: dict, anthropic: bool) -> None:
-    """Fill every missing category from the provider's rule, noting the derivation."""
-    rules = {**BASE_RULES, **ANTHROPIC_RULES} if anthropic else BASE_RULES
+def _complete(prices: dict, sources: dict, anthropic: bool) -> frozenset:
+    """Fill every missing category by a rule, noting how; return the assumed ones."""
+    rules = {**ASSUMED_RULES, **PUBLISHED_RULES, **(ANTHROPIC_RULES if anthropic else {})}
+    assumed = set()
     for category in CATEGORIES:
         if category in prices:
             continue
@@ -109,69 +119,141 @@ def _complete(prices: dict, sources: dict, anthropic: bool) -> None:
                                 for t in price.tiers]))
         if anthropic and category in ANTHROPIC_RULES:
             sources[category] = f"{factor} x {LABELS[base]} (Anthropic's published rule)"
+        elif category in PUBLISHED_RULES:
+            sources[category] = f"the {LABELS[base]} price (reasoning is billed as output)"
         else:
             sources[category] = f"assumed: the {LABELS[base]} price (none of its own)"
+            assumed.add(category)
+    return frozenset(assumed)
 
 
 class Pricing:
-    """Resolve and cache price sheets; compute fees."""
+    """Resolve price sheets (kept per model and per state of its dated prices); fees."""
 
-    def __init__(self, overrides=(), now=None):
+    def __init__(self, overrides=(), modes: dict[str, Mode] | None = None,
+                 table: Table | None = None, now=None):
         self.overrides = tuple(overrides)
+        self.table = table or Table()
+        self.modes = dict(modes or {})  # service -> Mode; else decided from the label
         self.now = now or (lambda: datetime.now(tz=UTC))
-        self.snapshot = get_snapshot()
+        self._found: dict[tuple, object] = {}
         self._sheets: dict[tuple, PriceSheet | None] = {}
 
-    def sheet(self, service: str, provider: str, model: str,
-              service_tier: str | None = None) -> PriceSheet | None:
-        """Return the prices that apply, or None when nothing prices this model."""
-        key = (service, provider, model, service_tier)
-        if key not in self._sheets:
-            self._sheets[key] = self._resolve(service, provider, model, service_tier)
-        return self._sheets[key]
+    def mode(self, service: str, provider: str) -> Mode:
+        found = self.modes.get(service)
+        if found is None:
+            found = self.modes[service] = pricing_mode(provider, None, self.table.ids)
+        return found
 
-    def _resolve(self, service, provider, model, service_tier):
-        anthropic = provider == "anthropic"
+    def sheet(self, service: str, provider: str, model: str, service_tier: str | None = None,
+              at: datetime | None = None, batch: bool = False) -> PriceSheet | None:
+        """The prices that apply to a request at `at` (default now), or None."""
+        key = (service, provider, model)
+        found = self._found.get(key, self)  # self: not looked up yet (None: nothing found)
+        if found is self:
+            found = self._found[key] = self._find(service, provider, model)
+        if found is None or isinstance(found, PriceSheet):
+            return found  # an override: the same at every moment
+        at = at or self.now()
+        _, info = found
+        state = (key, service_tier, batch, signature(info, at))
+        sheet = self._sheets.get(state, self)
+        if sheet is self:
+            sheet = self._sheets[state] = self._from_table(found, at, service_tier, batch)
+        return sheet
+
+    def _find(self, service, provider, model):
+        """An override's sheet, or (table provider id, model info), or None."""
         for i, o in enumerate(self.overrides):
             if o.service not in (None, service) or not fnmatch.fnmatchcase(model, o.model):
                 continue
             prices = {c: Decimal(str(v)) for c, v in o.per_category().items() if v is not None}
             sources = {c: f"config pricing[{i}]" for c in prices}
-            _complete(prices, sources, anthropic)
-            return PriceSheet(prices, sources, o.model)
-        if find_provider_by_id(self.snapshot.providers, provider) is None:
-            return None  # self-hosted or unknown provider: never guess a cloud price
-        try:
-            _, info = self.snapshot.find_provider_model(model, None, provider, None)
-        except LookupError:
-            return None
-        context = {"service_tier": service_tier} if service_tier else None
-        table = info.get_prices(self.now(), context)
+            # Cache rules follow who makes the model, not the label it is served under.
+            anthropic = self.table.is_anthropic(model) or \
+                self.mode(service, provider).table == "anthropic"
+            assumed = _complete(prices, sources, anthropic)
+            return PriceSheet(prices, sources, o.model, "", assumed)
+        return self.table.find(self.mode(service, provider).table, model)
+
+    def _from_table(self, found, at, service_tier, batch) -> PriceSheet | None:
+        provider_id, info = found
+        context = {}
+        if service_tier:
+            context["service_tier"] = service_tier
+        if batch:
+            context["processing"] = "batch"
+        table = info.get_prices(at, context or None)
         prices, sources = {}, {}
+        name = f"{self.table.name}: {provider_id} {info.id}"
         for category, keys in TABLE_KEYS.items():
             for k in keys:
                 value = getattr(table, k, None)
                 if value is not None:
-                    prices[category], sources[category] = value, f"{TABLE}: {info.id} {k}"
+                    prices[category], sources[category] = value, f"{name} {k}"
                     break
         if "input_text" not in prices:
             return None
         if "output_text" not in prices:  # embeddings and other input-only models
             prices["output_text"] = Decimal(0)
-            sources["output_text"] = f"{TABLE}: {info.id} has no output price"
-        _complete(prices, sources, anthropic)
-        return PriceSheet(prices, sources, info.id)
+            sources["output_text"] = f"{name} has no output price"
+        anthropic = provider_id == "anthropic" or self.table.is_anthropic(info.id)
+        assumed = _complete(prices, sources, anthropic)
+        tools = tuple((tool, getattr(table, k)) for _, tool, k in TOOLS
+                      if getattr(table, k, None) is not None)
+        return PriceSheet(prices, sources, info.id, provider_id, assumed, tools)
 
-    def fees(self, sheet: PriceSheet, usage: Usage) -> list[tuple[str, str, Decimal]]:
-        """Return (direction, token_type, USD) for every category with tokens."""
+    @staticmethod
+    def fees(sheet: PriceSheet, usage: Usage) -> list[tuple[str, str, Decimal]]:
+        """(direction, token_type, USD) for every category with tokens, and ("tool",
+        tool, USD) for every server tool called: what a tool has no price for is left out
+        (see unpriced_tools)."""
         input_total = usage.input_total
         out = []
-        for attr, direction, token_type, category in _PRICED:
+        for attr, direction, token_type, category in PRICED:
             count = getattr(usage, attr)
             if count:
                 out.append((direction, token_type,
                             count * sheet.per_million(category, input_total) / MILLION))
+        tools = dict(sheet.tools)
+        for attr, tool, _ in TOOLS:
+            calls = getattr(usage, attr)
+            if calls and tool in tools:
+                out.append(("tool", tool, calls * tools[tool] / THOUSAND))
         return out
+
+    @staticmethod
+    def unpriced_tools(sheet: PriceSheet, usage: Usage) -> list[str]:
+        tools = dict(sheet.tools)
+        return [tool for attr, tool, _ in TOOLS if getattr(usage, attr) and tool not in tools]
+
+    @staticmethod
+    def assumed(sheet: PriceSheet, usage: Usage) -> list[tuple[str, str, int]]:
+        """(direction, token_type, tokens) billed at an assumed price."""
+        out: dict[tuple[str, str], int] = {}
+        for attr, direction, token_type, category in PRICED:
+            count = getattr(usage, attr)
+            if count and category in sheet.assumed:
+                out[direction, token_type] = out.get((direction, token_type), 0) + count
+        return [(d, t, n) for (d, t), n in out.items()]
+
+
+def pricing_for(config) -> Pricing:
+    """The pricing a config asks for (TableError: its pricing_data cannot be used)."""
+    table = Table(config.pricing_data)
+    modes = {s.name: pricing_mode(s.provider, s.pricing_provider, table.ids)
+             for s in config.services}
+    return Pricing(config.pricing, modes, table)
+
+
+def warnings(config, table: Table) -> list[str]:
+    """What would leave a config's requests unpriced without being an error."""
+    out = []
+    for i, s in enumerate(config.services):
+        if problem := unknown_provider(s.provider, s.pricing_provider, table.ids):
+            out.append(f"services[{i}].{'pricing_provider' if s.pricing_provider else 'provider'}"
+                       f": {problem}")
+    return out
 
 
 def describe(sheet: PriceSheet) -> list[str]:
@@ -185,5 +267,7 @@ def describe(sheet: PriceSheet) -> list[str]:
         else:
             shown = str(price)
         lines.append(f"{LABELS[category]:<20} {shown:<40} {sheet.sources[category]}")
+    for tool, usd in sheet.tools:
+        lines.append(f"{tool + ' (per 1K)':<20} {str(usd):<40} the table's price per "
+                     "thousand calls")
     return lines
-

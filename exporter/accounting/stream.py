@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .usage import COMPLETION, MESSAGES, RESPONSES, loads
+from .usage import COMPLETION, MESSAGES, RESPONSES, loads, web_search_calls
 
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 # With stream_options.include_usage, OpenAI adds "usage":null to every chunk; removed
@@ -57,7 +57,7 @@ class StreamMeter:
 
     __slots__ = ("operation", "strip_usage", "buf", "model", "usage", "final", "chars",
                  "error_type", "error_message", "service_tier", "backlog", "backlog_size",
-                 "deferring")
+                 "deferring", "web_search_calls")
     BACKLOG_LIMIT = 1 << 20
 
     def __init__(self, operation: str, strip_usage: bool = False):
@@ -74,6 +74,7 @@ class StreamMeter:
         self.error_type: str | None = None
         self.error_message: str | None = None
         self.service_tier: str | None = None
+        self.web_search_calls = 0  # Responses: the completed response's web_search_call items
 
     def feed(self, chunk: bytes) -> tuple[bytes, bool]:
         """Take upstream bytes; return complete events to forward and whether any bears content."""
@@ -184,11 +185,14 @@ class StreamMeter:
             self.error_type, self.error_message = "error", str(err)[:500]
 
     def _openai(self, obj: dict) -> tuple[bool, bool]:
-        if self.model is None:
-            if isinstance(obj.get("model"), str):
-                self.model = obj["model"]
-            if isinstance(obj.get("service_tier"), str):
-                self.service_tier = obj["service_tier"]
+        # The first chunk that names them: Azure's first chunk is a content-filter
+        # annotation with "model": "" and no service tier.
+        if not self.model:
+            model = obj.get("model")
+            if isinstance(model, str) and model:
+                self.model = model
+        if self.service_tier is None and isinstance(obj.get("service_tier"), str):
+            self.service_tier = obj["service_tier"]
         if "error" in obj:
             self._error(obj["error"])
         choices = obj.get("choices")
@@ -235,6 +239,7 @@ class StreamMeter:
                 self.service_tier = response["service_tier"]
             if isinstance(response.get("usage"), dict):
                 self.usage, self.final = response["usage"], True
+                self.web_search_calls = web_search_calls(response)
             if kind == "response.failed":
                 self._error(response.get("error") or "response.failed")
         elif kind == "error":

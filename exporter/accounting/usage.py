@@ -34,6 +34,24 @@ TOKEN_TYPES = ("text", "cache_read", "cache_write", "audio", "image", "reasoning
 CHARS_PER_TOKEN = 4
 
 
+# Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=2024-10-21.
+# Its api-versions accept stream_options from 2024-08-01-preview (GA in 2024-10-21); older
+# ones answer 400 to it.
+_AZURE = re.compile(r"/openai/deployments/([^/?]+)/")
+_API_VERSION = re.compile(r"[?&]api-version=(\d{4}-\d{2}-\d{2})")
+AZURE_STREAM_OPTIONS_FROM = "2024-08-01"
+
+
+def azure_deployment(raw_path: str) -> tuple[str, bool] | None:
+    """For an Azure deployment path: its deployment name, and whether its api-version
+    accepts stream_options (a path with no api-version, or a newer one, does)."""
+    found = _AZURE.search(raw_path)
+    if found is None:
+        return None
+    version = _API_VERSION.search(raw_path)
+    return found.group(1), version is None or version.group(1) >= AZURE_STREAM_OPTIONS_FROM
+
+
 def operation_for(path: str) -> str:
     """Name the operation a request path performs."""
     path = path.rstrip("/")
@@ -67,6 +85,12 @@ def openai_usage(u: dict) -> Usage:
     in_audio, in_image = _int(pd, "audio_tokens"), _int(pd, "image_tokens")
     reasoning, out_audio, out_image = (
         _int(cd, "reasoning_tokens"), _int(cd, "audio_tokens"), _int(cd, "image_tokens"))
+    if not reasoning:
+        # Gemini's OpenAI-compatible endpoint leaves its thinking out of completion_tokens
+        # and reports no detail; total_tokens holds it, and Google bills it as output.
+        hidden = _int(u, "total_tokens") - prompt - completion
+        if hidden > 0:
+            reasoning, completion = hidden, completion + hidden
     return Usage(
         input_text=max(prompt - cached - in_audio - in_image, 0),
         input_cache_read=cached,
@@ -116,6 +140,7 @@ def anthropic_usage(u: dict) -> Usage:
         input_cache_write_5m=w5m,
         input_cache_write_1h=w1h,
         output_text=_int(u, "output_tokens"),
+        web_search_calls=_int(u.get("server_tool_use"), "web_search_requests"),
     )
 
 
@@ -128,6 +153,15 @@ def usage_from(operation: str, u) -> Usage | None:
     if operation == RESPONSES:
         return responses_usage(u)
     return openai_usage(u)
+
+
+def web_search_calls(response) -> int:
+    """The web searches a Responses API response made: its web_search_call output items."""
+    output = response.get("output") if isinstance(response, dict) else None
+    if not isinstance(output, list):
+        return 0
+    return sum(1 for item in output
+               if isinstance(item, dict) and item.get("type") == "web_search_call")
 
 
 def estimate_tokens(chars: int) -> int:

@@ -6,8 +6,10 @@ import dataclasses
 import sqlite3
 import sys
 import time
+from datetime import UTC, datetime
 
-from ..accounting.pricing import TABLE, Pricing, describe
+from ..accounting.pricing import Pricing, describe, pricing_for, warnings
+from ..accounting.table import Table, TableError
 from ..config.load import load_config
 from ..config.schema import ConfigError
 from ..config.table import check_hostport
@@ -15,37 +17,78 @@ from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_column
 from ..history.query import BadParameter, Filters, UsageQuery
 
 
+def check_config(path: str) -> int:
+    """Print every problem of a config file (exit 1), or OK and its warnings."""
+    try:
+        config = load_config(path)
+        warnings = pricing_warnings(config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 1
+    except TableError as e:
+        print(f"{path}: pricing_data: {e}", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    print(f"{path}: OK")
+    return 0
+
+
+def pricing_warnings(config) -> list[str]:
+    """A config's pricing warnings (TableError: its pricing_data cannot be read)."""
+    return warnings(config, Table(config.pricing_data))
+
+
 def show_prices(args) -> int:
-    overrides, provider, service = (), args.provider, args.service or "-"
+    config = None
     if args.config:
         try:
             config = load_config(args.config)
+            pricing = pricing_for(config)
         except ConfigError as e:
             for problem in e.problems:
                 print(f"{args.config}: {problem}", file=sys.stderr)
             return 2
-        overrides = config.pricing
-        if args.service:
-            match = [s for s in config.services if s.name == args.service]
-            if not match:
-                print(f"no service named {args.service!r} in {args.config}", file=sys.stderr)
-                return 2
-            provider = match[0].provider
+        except TableError as e:
+            print(f"{args.config}: pricing_data: {e}", file=sys.stderr)
+            return 2
+    else:
+        pricing = Pricing()
+    service, provider = "-", args.provider
+    if args.service:
+        match = [s for s in config.services if s.name == args.service] if config else []
+        if not match:
+            print(f"--service: no service named {args.service!r}"
+                  f"{' in ' + args.config if config else ' (give --config)'}", file=sys.stderr)
+            return 2
+        service, provider = match[0].name, match[0].provider
     if not args.model:
-        print(f"price table: {TABLE} (bundled, never fetched)")
-        for i, o in enumerate(overrides):
+        print(f"price table: {pricing.table.name} (never fetched)")
+        for i, o in enumerate(pricing.overrides):
             print(f"pricing[{i}]: {o.model} (service {o.service or 'any'}): input {o.input}, "
                   f"output {o.output} USD per 1M tokens")
         print("name a model to see its prices: llm-usage-exporter prices gpt-4o")
         return 0
-    sheet = Pricing(overrides).sheet(service, provider, args.model, args.service_tier)
+    try:
+        at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
+    except ValueError:
+        print(f"--at: {args.at!r} is not ISO 8601 (e.g. 2026-12-01T17:00:00Z)", file=sys.stderr)
+        return 2
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    mode = pricing.mode(service, provider)
+    sheet = pricing.sheet(service, provider, args.model, args.service_tier, at=at,
+                          batch=args.batch)
     if sheet is None:
-        print(f"no price for {args.model} (provider {provider}): its requests are counted in "
-              "llm_unpriced_requests_total and cost nothing. Add it under `pricing:` in the "
-              "config.", file=sys.stderr)
+        print(f"no price for {args.model} (provider {provider}: {mode.reason}): its requests "
+              "are counted in llm_unpriced_requests_total and cost nothing. Add it under "
+              "`pricing:` in the config.", file=sys.stderr)
         return 1
-    print(f"{args.model} (provider {provider}, service tier {args.service_tier or 'default'}): "
-          f"priced as {sheet.model}")
+    source = f"table provider {sheet.provider}" if sheet.provider else "the config"
+    print(f"{args.model} (provider {provider}, service tier {args.service_tier or 'default'}"
+          f"{', batch' if args.batch else ''}): priced as {sheet.model} by {source} "
+          f"({mode.reason})")
     print("\n".join(describe(sheet)))
     return 0
 

@@ -8,9 +8,10 @@ import logging
 import sys
 
 from .. import __version__
+from ..accounting.table import Table, TableError
 from ..config.load import load_config, single_upstream
 from ..config.schema import ConfigError
-from .commands import export_history, show_prices, with_overrides
+from .commands import check_config, export_history, pricing_warnings, show_prices, with_overrides
 
 
 def run_loop(coro):
@@ -55,7 +56,11 @@ def main(argv=None) -> int:
     prices.add_argument("--service", help="with --config: price as this service does")
     prices.add_argument("--service-tier", help="the service tier the response reports, "
                         "e.g. priority or flex")
-    prices.add_argument("--config", metavar="FILE", help="apply this config's pricing section")
+    prices.add_argument("--config", metavar="FILE", help="apply this config's pricing section "
+                        "and price data")
+    prices.add_argument("--at", metavar="TIME", help="the moment of the request, ISO 8601 "
+                        "(default now): time-of-day and dated prices follow it")
+    prices.add_argument("--batch", action="store_true", help="the batch APIs' prices")
 
     export = sub.add_parser("export", help="write usage aggregates or request rows from the "
                             "history database to a CSV, Excel or JSON file")
@@ -105,14 +110,7 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "check-config":
-        try:
-            load_config(args.file)
-        except ConfigError as e:
-            for problem in e.problems:
-                print(f"{args.file}: {problem}", file=sys.stderr)
-            return 1
-        print(f"{args.file}: OK")
-        return 0
+        return check_config(args.file)
 
     if args.command == "prices":
         return show_prices(args)
@@ -134,7 +132,8 @@ def main(argv=None) -> int:
             if overrides:
                 config = with_overrides(config, overrides)
         else:
-            config = single_upstream(args.upstream, provider=args.provider, listen=args.listen,
+            provider = args.provider or Table().guess(args.upstream)
+            config = single_upstream(args.upstream, provider=provider, listen=args.listen,
                                      admin_listen=args.admin_listen)
     except ConfigError as e:
         for problem in e.problems:
@@ -142,6 +141,12 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        for warning in pricing_warnings(config):
+            logging.getLogger("llm_usage_exporter").warning("config: %s", warning)
+    except TableError as e:
+        print(f"config: pricing_data: {e}", file=sys.stderr)
+        return 2
     workers = args.workers or config.workers
     if workers > 1 and not args.worker:
         from .workers import run_workers

@@ -87,6 +87,11 @@ class Service:
     inject_stream_usage: bool = setting(
         True, "ask OpenAI-style streams for usage (stream_options.include_usage) when the "
         "client did not, and remove it from what the client receives", check=None)
+    pricing_provider: str | None = setting(
+        None, "the price table's provider for this service's models: a table id (openai, "
+        "anthropic, google, deepseek, ...), auto (by each model's name) or none (never a "
+        "cloud price). Default: the provider label's, auto for openai-compatible, none for "
+        "self-hosted servers", check=_name)
     api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
 
     @property
@@ -194,6 +199,9 @@ class Config:
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
                                                  "order before the genai-prices table")
     budgets: tuple[Budget, ...] = setting((), "spending limits per API key")
+    pricing_data: str | None = setting(
+        None, "a newer genai-prices data file (its data.json, downloaded by you) to price "
+        "from instead of the one bundled with the package; never fetched by the gateway")
     timezone: str = setting("UTC", "IANA time zone of the calendar days and months of "
                             "llm_spend_usd and budgets", check=_timezone)
     admin_token_env: str | None = setting(

@@ -16,13 +16,14 @@ from http import HTTPStatus
 from time import perf_counter
 
 from ..accounting.bill import count_usage, error_message, price
-from ..accounting.pricing import Pricing
+from ..accounting.pricing import pricing_for
 from ..accounting.stream import StreamMeter
 from ..accounting.usage import (
     INCLUDE_USAGE_OPERATIONS,
     MESSAGES,
     OTHER,
     ResponseBody,
+    azure_deployment,
     loads,
     operation_for,
 )
@@ -72,7 +73,7 @@ class Proxy:
         self.max_body = config.limits.max_request_body_bytes
         self.key_names = config.key_names(env)
         self.metrics = metrics
-        self.pricing = Pricing(config.pricing)
+        self.pricing = pricing_for(config)
         self.pool = Pool()
         self.origins = {s.name: Origin(s.base_url) for s in config.services}
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
@@ -124,7 +125,8 @@ class Proxy:
                                       f"request body is over the gateway's limit of "
                                       f"{self.max_body} bytes")
                 waited += perf_counter() - t
-                body_json, data, strip_usage = self._inspect(operation, data, service, rec)
+                body_json, data, strip_usage = self._inspect(operation, data, service, rec,
+                                                             request.raw_path)
             elif request.body_exists:
                 data = request.iter_body()
             else:
@@ -230,8 +232,12 @@ class Proxy:
         else:
             rec.model = self.reported_models.get(key, requested)
 
-    def _inspect(self, operation: str, data: bytes, service: Service, rec: RequestRecord):
+    def _inspect(self, operation: str, data: bytes, service: Service, rec: RequestRecord,
+                 raw_path: str):
         """Read model and stream from a JSON body; ask for stream usage if the client didn't."""
+        azure = azure_deployment(raw_path)
+        if azure is not None:
+            rec.model = azure[0]  # the deployment, until a body or an answer names the model
         try:
             body = loads(data)
         except ValueError:
@@ -243,7 +249,7 @@ class Proxy:
             rec.model = model
         rec.stream = body.get("stream") is True
         if not (rec.stream and operation in INCLUDE_USAGE_OPERATIONS
-                and service.inject_stream_usage):
+                and service.inject_stream_usage and (azure is None or azure[1])):
             return body, data, False
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:

@@ -48,6 +48,12 @@ def m003_request_id(db: sqlite_utils.Database) -> None:
     db["requests"].create_index(["request_id"])
 
 
+@migrations()
+def m004_tool_calls(db: sqlite_utils.Database) -> None:
+    # Server-side tools billed per call (web search): their fee is in fee_usd.
+    db["requests"].add_column("web_search_calls", int, not_null_default=0)
+
+
 def row(r: RequestRecord) -> tuple:
     """Flatten a record into the column order of INSERT_SQL; no prompt or completion text."""
     u = r.usage
@@ -56,13 +62,13 @@ def row(r: RequestRecord) -> tuple:
             *(getattr(u, c) for c in TOKEN_COLUMNS), u.estimated_input, u.estimated_output,
             float(r.fee), int(r.unpriced), r.service_tier,
             None if r.ttft is None else r.ttft * 1000, r.duration * 1000, r.overhead * 1000,
-            r.upstream_request_id or None)
+            r.upstream_request_id or None, u.web_search_calls)
 
 
 COLUMNS = ("request_id", "started_at", "service", "provider", "model", "api_key", "operation",
            "stream", "status", "error_type", "error_message", *TOKEN_COLUMNS,
            "estimated_input", "estimated_output", "fee_usd", "unpriced", "service_tier",
-           "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id")
+           "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id", "web_search_calls")
 INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 

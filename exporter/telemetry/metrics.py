@@ -134,9 +134,18 @@ class Metrics:
             "sum(increase(llm_cost_usd_total[1d])) is the day's bill.",
             who + ["direction", "token_type"], registry=registry)
         self.unpriced = Counter(
-            "llm_unpriced_requests", "Requests that used tokens of a model with no known price; "
-            "they cost nothing in llm_cost_usd_total.", ["service", "provider", "model"],
-            registry=registry)
+            "llm_unpriced_requests", "Requests that used tokens (or server tools) of a model "
+            "with no known price for them; they cost nothing in llm_cost_usd_total.",
+            ["service", "provider", "model"], registry=registry)
+        self.assumed = Counter(
+            "llm_assumed_price_tokens", "Tokens billed at an assumed price: their category "
+            "has no price of its own in the table or the config, so its direction's text "
+            "price was applied (already in llm_tokens_total and llm_cost_usd_total).",
+            who + ["direction", "token_type"], registry=registry)
+        self.tool_calls = Counter(
+            "llm_tool_calls", "Calls of server-side tools the provider bills per call (web "
+            "search); their fee is llm_cost_usd_total{direction=\"tool\"}.",
+            who + ["tool"], registry=registry)
         self.in_flight = Gauge(
             "llm_requests_in_flight", "Requests being handled now.", ["service"],
             registry=registry, multiprocess_mode="livesum")
@@ -163,6 +172,10 @@ class Metrics:
             child(self.cost, *who, direction, token_type).inc(float(usd))  # Decimal until here
         if r.unpriced:
             child(self.unpriced, r.service, r.provider, model).inc()
+        for direction, token_type, count in r.assumed:
+            child(self.assumed, *who, direction, token_type).inc(count)
+        if u.web_search_calls:
+            child(self.tool_calls, *who, "web_search").inc(u.web_search_calls)
         if u.estimated_input:
             child(self.estimated_tokens, *who, "input").inc(u.estimated_input)
         if u.estimated_output:

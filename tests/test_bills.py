@@ -1,0 +1,307 @@
+"""Every bill right: realistic setups that billed wrongly, each through the gateway with an
+official SDK where one exists. Expected tokens and fees are worked out here by hand from
+the providers' published prices, written in each test; never read back from the code."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+import anthropic
+import openai
+import pytest
+from upstream import json_file, sse_file
+
+from exporter.accounting.bill import price
+from exporter.accounting.pricing import Pricing
+from exporter.accounting.providers import pricing_mode
+from exporter.accounting.table import Table
+from exporter.config.load import parse_config
+from exporter.record import RequestRecord, Usage
+
+M, K = D(1_000_000), D(1000)
+MESSAGES = [{"role": "user", "content": "What do tokens cost?"}]
+
+
+def tokens(gw, **match) -> dict:
+    out = {}
+    for metric in gw.registry.collect():
+        for s in metric.samples:
+            if s.name == "llm_tokens_total" and all(s.labels[k] == v for k, v in match.items()):
+                key = (s.labels["direction"], s.labels["token_type"])
+                out[key] = out.get(key, 0) + s.value
+    return out
+
+
+def service(gw, name: str, provider: str, **extra) -> dict:
+    return {"name": name, "base_url": gw.upstream_url, "provider": provider, **extra}
+
+
+# --- which price table --------------------------------------------------------------------
+
+@pytest.mark.parametrize("label,model,table,model_id", [
+    # A guessed label prices by the model's own name: Claude is Anthropic's, DeepSeek's
+    # and Gemini's theirs, and names nobody claims fall back to OpenAI's table.
+    ("openai-compatible", "claude-sonnet-4-20250514", "anthropic", "claude-sonnet-4-0"),
+    ("openai-compatible", "deepseek-chat", "deepseek", "deepseek-chat"),
+    ("openai-compatible", "gemini-2.5-flash", "google", "gemini-2.5-flash"),
+    ("openai-compatible", "text-embedding-3-small", "openai", "text-embedding-3-small"),
+    ("openai-compatible", "anthropic/claude-sonnet-4.5", "anthropic", "claude-sonnet-4-5"),
+    # Aliases and exact ids.
+    ("gemini", "gemini-2.5-flash", "google", "gemini-2.5-flash"),
+    ("xai", "grok-4", "x-ai", "grok-4-0709"),
+    ("azure", "gpt-4o-2024-11-20", "azure", "gpt-4o"),
+    ("litellm", "anthropic/claude-sonnet-4-5", "anthropic", "claude-sonnet-4-5"),
+])
+def test_the_price_table_is_the_models_own(label, model, table, model_id):
+    pricing = Pricing()
+    sheet = pricing.sheet("s", label, model)
+    assert (sheet.provider, sheet.model) == (table, model_id)
+
+
+@pytest.mark.parametrize("label,model", [
+    ("vllm", "gpt-oss-120b"),  # self-hosted: never a cloud price for a cloud name
+    ("ollama", "llama3.1"),
+    ("self-hosted", "gpt-4o"),
+    ("my-openai-proxy", "gpt-4o"),  # a label that merely contains "openai": nobody's
+    ("opneai", "gpt-4o"),
+])
+def test_no_cloud_price_for_self_hosted_or_unknown_labels(label, model):
+    assert Pricing().sheet("s", label, model) is None
+
+
+def test_pricing_provider_overrides_the_label():
+    ids = Table().ids
+    assert pricing_mode("vllm", "openai", ids).table == "openai"
+    assert pricing_mode("openai", "none", ids).table == "none"
+    assert pricing_mode("my-router", "auto", ids).table == "auto"
+
+
+@pytest.mark.parametrize("url,guess", [
+    ("https://api.openai.com", "openai"),
+    ("https://api.anthropic.com", "anthropic"),
+    ("https://generativelanguage.googleapis.com/v1beta/openai", "google"),
+    ("https://my-resource.openai.azure.com", "azure"),
+    ("https://api.deepseek.com", "deepseek"),
+    ("http://127.0.0.1:8000", "self-hosted"),
+    ("http://gpu-box:8000", "self-hosted"),
+    ("http://10.0.3.7:11434", "self-hosted"),
+    ("http://vllm.ml.svc.cluster.local", "self-hosted"),
+    ("https://llm.example.com", "openai-compatible"),
+])
+def test_serve_upstream_guesses_the_provider_from_the_url(url, guess):
+    assert Table().guess(url) == guess
+
+
+async def test_claude_behind_a_guessed_label_is_billed_at_anthropics_price(gateway, replay):
+    # claude-sonnet-4-5, published: input $3, cache read $0.30, 5-minute cache write $3.75,
+    # 1-hour cache write $6, output $15 per million tokens. Was $0, unpriced.
+    replay.routes["/v1/messages"] = json_file("anthropic_message.json")
+    gw = await gateway(services=[service(gateway, "proxy", "openai-compatible")])
+    client = anthropic.AsyncAnthropic(base_url=gw.url, api_key="sk-ant-test", max_retries=0)
+    await client.messages.create(model="claude-sonnet-4-5", max_tokens=400, messages=MESSAGES)
+    rec = await gw.records.wait(1)
+    assert rec.fee == (50 * D(3) + 10000 * D("0.30") + 2000 * D("3.75") + 500 * D(6)
+                       + 320 * D(15)) / M  # 0.0000150 + 0.003 + 0.0075 + 0.003 + 0.0048
+    assert rec.fee == D("0.01845")
+    assert gw.total("llm_unpriced_requests_total") == 0
+
+
+def test_claude_override_on_another_label_keeps_anthropics_cache_rules():
+    # A Claude model priced by the config on an OpenRouter service: cache reads at 0.1 x
+    # input, 1-hour writes at 2 x, 5-minute writes at 1.25 x (Anthropic's published rule),
+    # not the generic rule (reads at the full input price, 10 times too high).
+    config = parse_config({"services": [{"name": "router", "base_url": "http://x",
+                                         "provider": "openrouter"}],
+                           "pricing": [{"model": "anthropic/claude-*", "input": 3,
+                                        "output": 15}]})
+    sheet = Pricing(config.pricing).sheet("router", "openrouter", "anthropic/claude-sonnet-4.5")
+    assert [sheet.per_million(c, 0) for c in ("cache_read", "cache_write_5m",
+                                              "cache_write_1h")] == [D("0.3"), D("3.75"), D(6)]
+
+
+# --- prices at the moment of the request ----------------------------------------------------
+
+def bill(pricing, when: str, model: str, provider: str, usage: Usage) -> D:
+    rec = RequestRecord("r", datetime.fromisoformat(when).timestamp(), "s", provider, "k",
+                        "chat", model=model, usage=usage)
+    price(rec, pricing)
+    return rec.fee
+
+
+def test_deepseek_off_peak_prices_follow_each_requests_time():
+    # deepseek-chat, published: 00:30-16:30 UTC input $0.27 (cache miss), $0.07 (cache hit),
+    # output $1.10; off-peak 16:30-00:30 UTC half of that: $0.135, $0.035, $0.55.
+    pricing = Pricing()  # one instance: its cache must not freeze the first price
+    usage = Usage(input_text=1_000_000, input_cache_read=1_000_000, output_text=1_000_000)
+    day = bill(pricing, "2026-12-01T10:00:00+00:00", "deepseek-chat", "deepseek", usage)
+    night = bill(pricing, "2026-12-01T20:00:00+00:00", "deepseek-chat", "deepseek", usage)
+    again = bill(pricing, "2026-12-02T10:00:00+00:00", "deepseek-chat", "deepseek", usage)
+    assert (day, night, again) == (D("0.27") + D("0.07") + D("1.10"),
+                                   D("0.135") + D("0.035") + D("0.55"), day)
+
+
+def test_a_dated_price_change_applies_from_its_date():
+    # grok-4.20, published: $2 input, $6 output per million tokens until a cut on
+    # 2026-04-30 to $1.25 and $2.50 (below 200K input tokens, where a long-context tier
+    # doubles both). 100,000 tokens each way.
+    pricing = Pricing()
+    usage = Usage(input_text=100_000, output_text=100_000)
+    before = bill(pricing, "2026-04-29T12:00:00+00:00", "grok-4.20", "x-ai", usage)
+    after = bill(pricing, "2026-05-01T12:00:00+00:00", "grok-4.20", "x-ai", usage)
+    assert (before, after) == (D("0.2") + D("0.6"), D("0.125") + D("0.25"))
+
+
+# --- server tools -----------------------------------------------------------------------
+
+async def test_anthropic_web_searches_are_billed_per_thousand(gateway, replay):
+    # claude-sonnet-4-5, published: input $3, output $15 per million tokens; web search
+    # $10 per thousand searches. 2,100 input, 400 output tokens, 3 searches.
+    replay.routes["/v1/messages"] = json_file("anthropic_web_search.json")
+    gw = await gateway()
+    client = anthropic.AsyncAnthropic(base_url=gw.url + "/anthropic", api_key="sk-ant-test",
+                                      max_retries=0)
+    await client.messages.create(model="claude-sonnet-4-5", max_tokens=400, messages=MESSAGES)
+    rec = await gw.records.wait(1)
+    assert rec.fee == (2100 * D(3) + 400 * D(15)) / M + 3 * D(10) / K == D("0.0423")
+    assert gw.total("llm_cost_usd_total", direction="tool", token_type="web_search") == \
+        pytest.approx(0.03, rel=1e-12)
+    assert gw.total("llm_tool_calls_total", tool="web_search") == 3
+
+
+async def test_responses_web_search_calls_are_billed_per_thousand(gateway, replay):
+    # gpt-5-mini, published: input $0.25, output $2 per million tokens (reasoning billed as
+    # output); web search $10 per thousand calls. 5,000 in, 600 out (128 reasoning), 2 calls.
+    replay.routes["/v1/responses"] = json_file("openai_responses_web_search.json")
+    gw = await gateway()
+    client = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-test",
+                                max_retries=0)
+    await client.responses.create(model="gpt-5-mini", input="Find prices.",
+                                  tools=[{"type": "web_search"}])
+    rec = await gw.records.wait(1)
+    assert rec.fee == (5000 * D("0.25") + 600 * D(2)) / M + 2 * D(10) / K == D("0.02245")
+    assert gw.total("llm_tool_calls_total", tool="web_search") == 2
+    assert rec.usage.web_search_calls == 2
+
+
+# --- Azure, Gemini ------------------------------------------------------------------------
+
+async def test_azure_stream_is_priced_from_the_chunk_that_names_the_model(gateway, replay):
+    # Azure's first chunk names no model ("model": ""). gpt-4o, published: input $2.50,
+    # cached input $1.25, output $10. Prompt 1,250 with 1,024 cached: text 226; output 85.
+    path = "/openai/deployments/prod-4o/chat/completions"
+    replay.routes[path] = sse_file("azure_chat_stream.sse", "azure_chat_stream.no_usage.sse")
+    gw = await gateway(services=[service(gateway, "azure", "azure")])
+    client = openai.AsyncAzureOpenAI(azure_endpoint=gw.url + "/azure", api_key="azure-key",
+                                     api_version="2024-10-21", max_retries=0)
+    chunks = [c async for c in await client.chat.completions.create(
+        model="prod-4o", messages=MESSAGES, stream=True)]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        "Azure bills by the token."
+    assert all(c.usage is None for c in chunks)  # the usage the gateway asked for is removed
+    rec = await gw.records.wait(1)
+    assert (rec.model, rec.operation) == ("gpt-4o-2024-11-20", "chat")
+    assert tokens(gw) == {("input", "text"): 226, ("input", "cache_read"): 1024,
+                          ("output", "text"): 85}
+    assert rec.fee == (226 * D("2.50") + 1024 * D("1.25") + 85 * D(10)) / M == D("0.002695")
+
+
+async def test_azure_api_versions_without_stream_options_are_not_sent_it(gateway, replay):
+    # 2024-06-01 answers 400 to stream_options: it is not injected, and the output is
+    # estimated from the text (25 characters: 7 tokens), the model named by the stream.
+    path = "/openai/deployments/prod-4o/chat/completions"
+    replay.routes[path] = sse_file("azure_chat_stream.sse", "azure_chat_stream.no_usage.sse")
+    gw = await gateway(services=[service(gateway, "azure", "azure")])
+    client = openai.AsyncAzureOpenAI(azure_endpoint=gw.url + "/azure", api_key="azure-key",
+                                     api_version="2024-06-01", max_retries=0)
+    [c async for c in await client.chat.completions.create(
+        model="prod-4o", messages=MESSAGES, stream=True)]
+    rec = await gw.records.wait(1)
+    assert "stream_options" not in json.loads(replay.seen[-1].body)
+    assert (rec.model, rec.usage.estimated_output, rec.usage.output_text) == (
+        "gpt-4o-2024-11-20", 7, 7)
+
+
+async def test_azure_deployment_names_the_model_when_nothing_else_does(gateway, replay):
+    path = "/openai/deployments/prod-4o/chat/completions"
+    replay.routes[path] = json_file("openai_chat_cached.json", status=429)
+    gw = await gateway(services=[service(gateway, "azure", "azure")])
+    client = openai.AsyncAzureOpenAI(azure_endpoint=gw.url + "/azure", api_key="azure-key",
+                                     api_version="2024-10-21", max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="prod-4o", messages=MESSAGES)
+    rec = await gw.records.wait(1)
+    assert (rec.model, rec.operation, rec.error_type) == ("prod-4o", "chat", "rate_limited")
+
+
+async def test_gemini_thinking_tokens_are_billed_as_output(gateway, replay):
+    # Gemini's OpenAI-compatible endpoint: completion_tokens 20 leaves out 100 thinking
+    # tokens that total_tokens 130 holds. gemini-2.5-flash, published: input $0.30, output
+    # (thinking included) $2.50 per million tokens.
+    replay.routes["/v1beta/openai/chat/completions"] = json_file("gemini_chat_thinking.json")
+    gw = await gateway(services=[service(gateway, "gemini", "gemini")])
+    client = openai.AsyncOpenAI(base_url=gw.url + "/gemini/v1beta/openai", api_key="g-key",
+                                max_retries=0)
+    await client.chat.completions.create(model="gemini-2.5-flash", messages=MESSAGES)
+    rec = await gw.records.wait(1)
+    assert tokens(gw) == {("input", "text"): 10, ("output", "text"): 20,
+                          ("output", "reasoning"): 100}
+    assert rec.fee == (10 * D("0.30") + 120 * D("2.50")) / M == D("0.000303")
+
+
+# --- assumptions visible, newer price data ---------------------------------------------------
+
+async def test_tokens_at_an_assumed_price_are_counted(gateway, replay):
+    # gpt-4o-audio-preview has no audio prices in the table: its 22 input and 150 output
+    # audio tokens are billed at the text price, and counted as assumed.
+    replay.routes["/v1/chat/completions"] = json_file("openai_chat_audio.json")
+    gw = await gateway()
+    client = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-test",
+                                max_retries=0)
+    await client.chat.completions.create(model="gpt-4o-audio-preview", messages=MESSAGES)
+    await gw.records.wait(1)
+    assumed = {(s.labels["direction"], s.labels["token_type"]): s.value
+               for m in gw.registry.collect() for s in m.samples
+               if s.name == "llm_assumed_price_tokens_total"}
+    assert assumed == {("input", "audio"): 22, ("output", "audio"): 150}
+
+
+def price_data(tmp_path, input_price: str, output_price: str) -> str:
+    """A genai-prices data file of one provider and model, in the package's format."""
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{
+        "id": "openai", "name": "OpenAI", "api_pattern": r"https://api\.openai\.com",
+        "models": [{"id": "gpt-4o", "match": {"starts_with": "gpt-4o"},
+                    "prices": {"input_mtok": input_price, "output_mtok": output_price}}]}]))
+    return str(path)
+
+
+async def test_a_newer_price_data_file_replaces_the_bundled_table(gateway, replay, tmp_path):
+    # The file says gpt-4o costs $2 in and $8 out (the bundled table: $2.50 and $10).
+    # openai_chat_cached.json: 1,117 prompt tokens (1,024 cached: no cache price in the
+    # file, so at the input price, assumed) and 46 output.
+    replay.routes["/v1/chat/completions"] = json_file("openai_chat_cached.json")
+    gw = await gateway(pricing_data=price_data(tmp_path, "2", "8"))
+    client = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-test",
+                                max_retries=0)
+    await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    rec = await gw.records.wait(1)
+    assert rec.fee == (1117 * D(2) + 46 * D(8)) / M == D("0.002602")
+
+
+def test_check_config_warns_of_an_unknown_provider_and_refuses_bad_price_data(tmp_path, capsys):
+    from exporter.cli.main import main
+    config = tmp_path / "c.yaml"
+    config.write_text("services:\n  - name: main\n    base_url: https://api.openai.com\n"
+                      "    provider: opneai\n")
+    assert main(["check-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "services[0].provider: provider 'opneai' is neither in the price table" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a list"}')
+    config.write_text(f"pricing_data: {bad}\nservices:\n  - name: main\n"
+                      "    base_url: https://api.openai.com\n")
+    assert main(["check-config", str(config)]) == 1
+    assert capsys.readouterr().err == \
+        f"{config}: pricing_data: {bad}: not genai-prices data (a list of providers)\n"
