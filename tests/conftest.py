@@ -89,6 +89,16 @@ class Gateway:
     def value(self, name: str, **labels) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
+    def by_category(self, name: str, **match) -> dict:
+        """{(direction, token_type): value} of a metric, over the samples matching `match`."""
+        out = {}
+        for metric in self.registry.collect():
+            for s in metric.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in match.items()):
+                    key = (s.labels["direction"], s.labels["token_type"])
+                    out[key] = out.get(key, 0) + s.value
+        return out
+
     def total(self, name: str, **match) -> float:
         """Sum every sample of a metric whose labels include `match`."""
         total = 0.0

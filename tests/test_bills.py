@@ -5,7 +5,7 @@ the providers' published prices, written in each test; never read back from the 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal as D
 
 import anthropic
@@ -25,13 +25,7 @@ MESSAGES = [{"role": "user", "content": "What do tokens cost?"}]
 
 
 def tokens(gw, **match) -> dict:
-    out = {}
-    for metric in gw.registry.collect():
-        for s in metric.samples:
-            if s.name == "llm_tokens_total" and all(s.labels[k] == v for k, v in match.items()):
-                key = (s.labels["direction"], s.labels["token_type"])
-                out[key] = out.get(key, 0) + s.value
-    return out
+    return gw.by_category("llm_tokens_total", **match)
 
 
 def service(gw, name: str, provider: str, **extra) -> dict:
@@ -261,10 +255,8 @@ async def test_tokens_at_an_assumed_price_are_counted(gateway, replay):
                                 max_retries=0)
     await client.chat.completions.create(model="gpt-4o-audio-preview", messages=MESSAGES)
     await gw.records.wait(1)
-    assumed = {(s.labels["direction"], s.labels["token_type"]): s.value
-               for m in gw.registry.collect() for s in m.samples
-               if s.name == "llm_assumed_price_tokens_total"}
-    assert assumed == {("input", "audio"): 22, ("output", "audio"): 150}
+    assert gw.by_category("llm_assumed_price_tokens_total") == {
+        ("input", "audio"): 22, ("output", "audio"): 150}
 
 
 def price_data(tmp_path, input_price: str, output_price: str) -> str:

@@ -22,13 +22,7 @@ BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 def fee_by_type(gw, **match):
     """USD by (direction, token_type) from llm_cost_usd_total."""
-    out = {}
-    for metric in gw.registry.collect():
-        for s in metric.samples:
-            if s.name == "llm_cost_usd_total" and all(s.labels[k] == v for k, v in match.items()):
-                key = (s.labels["direction"], s.labels["token_type"])
-                out[key] = out.get(key, 0) + s.value
-    return out
+    return gw.by_category("llm_cost_usd_total", **match)
 
 
 def approx(expected: dict):

@@ -17,19 +17,26 @@ from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_column
 from ..history.query import BadParameter, Filters, UsageQuery
 
 
-def check_config(path: str) -> int:
-    """Print every problem of a config file (exit 1), or OK and its warnings."""
+def load_with_pricing(path: str):
+    """A config file and its pricing, or None after printing every problem of either."""
     try:
         config = load_config(path)
-        warnings = pricing_warnings(config)
+        return config, pricing_for(config)
     except ConfigError as e:
         for problem in e.problems:
             print(f"{path}: {problem}", file=sys.stderr)
-        return 1
     except TableError as e:
         print(f"{path}: pricing_data: {e}", file=sys.stderr)
+    return None
+
+
+def check_config(path: str) -> int:
+    """Print every problem of a config file (exit 1), or OK and its warnings."""
+    loaded = load_with_pricing(path)
+    if loaded is None:
         return 1
-    for warning in warnings:
+    config, pricing = loaded
+    for warning in warnings(config, pricing.table):
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: OK")
     return 0
@@ -41,20 +48,12 @@ def pricing_warnings(config) -> list[str]:
 
 
 def show_prices(args) -> int:
-    config = None
+    config, pricing = None, Pricing()
     if args.config:
-        try:
-            config = load_config(args.config)
-            pricing = pricing_for(config)
-        except ConfigError as e:
-            for problem in e.problems:
-                print(f"{args.config}: {problem}", file=sys.stderr)
+        loaded = load_with_pricing(args.config)
+        if loaded is None:
             return 2
-        except TableError as e:
-            print(f"{args.config}: pricing_data: {e}", file=sys.stderr)
-            return 2
-    else:
-        pricing = Pricing()
+        config, pricing = loaded
     service, provider = "-", args.provider
     if args.service:
         match = [s for s in config.services if s.name == args.service] if config else []
