@@ -32,8 +32,11 @@ class Usage:
     # Of the above, how many were estimated from text rather than reported.
     estimated_input: int = 0
     estimated_output: int = 0
-    # Server-side tools the provider bills per call (not tokens).
+    # What providers bill other than tokens: server-side tool calls, audio by the second
+    # (whisper-1), text by the character (tts-1).
     web_search_calls: int = 0
+    audio_seconds: float = 0.0
+    input_characters: int = 0
 
     @property
     def input_total(self) -> int:

@@ -11,6 +11,7 @@ from decimal import Decimal as D
 import anthropic
 import openai
 import pytest
+from aiohttp import web
 from upstream import json_file, sse_file
 
 from exporter.accounting.bill import price
@@ -94,7 +95,7 @@ async def test_claude_behind_a_guessed_label_is_billed_at_anthropics_price(gatew
     replay.routes["/v1/messages"] = json_file("anthropic_message.json")
     gw = await gateway(services=[service(gateway, "proxy", "openai-compatible")])
     client = anthropic.AsyncAnthropic(base_url=gw.url, api_key="sk-ant-test", max_retries=0)
-    await client.messages.create(model="claude-sonnet-4-5", max_tokens=400, messages=MESSAGES)
+    await client.messages.create(model="claude-sonnet-4-6", max_tokens=400, messages=MESSAGES)
     rec = await gw.records.wait(1)
     assert rec.fee == (50 * D(3) + 10000 * D("0.30") + 2000 * D("3.75") + 500 * D(6)
                        + 320 * D(15)) / M  # 0.0000150 + 0.003 + 0.0075 + 0.003 + 0.0048
@@ -156,7 +157,7 @@ async def test_anthropic_web_searches_are_billed_per_thousand(gateway, replay):
     gw = await gateway()
     client = anthropic.AsyncAnthropic(base_url=gw.url + "/anthropic", api_key="sk-ant-test",
                                       max_retries=0)
-    await client.messages.create(model="claude-sonnet-4-5", max_tokens=400, messages=MESSAGES)
+    await client.messages.create(model="claude-sonnet-4-6", max_tokens=400, messages=MESSAGES)
     rec = await gw.records.wait(1)
     assert rec.fee == (2100 * D(3) + 400 * D(15)) / M + 3 * D(10) / K == D("0.0423")
     assert gw.total("llm_cost_usd_total", direction="tool", token_type="web_search") == \
@@ -297,3 +298,116 @@ def test_check_config_warns_of_an_unknown_provider_and_refuses_bad_price_data(tm
     assert main(["check-config", str(config)]) == 1
     assert capsys.readouterr().err == \
         f"{config}: pricing_data: {bad}: not genai-prices data (a list of providers)\n"
+
+
+# --- images, audio, speech; the Assistants API --------------------------------------------
+
+def openai_client(gw):
+    return openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-test", max_retries=0)
+
+
+async def test_image_generation_is_billed_by_its_tokens(gateway, replay):
+    # gpt-image-1, published: text input $5, image input $10, image output $40 per million
+    # tokens. 50 text tokens in, 4,160 image tokens out.
+    replay.routes["/v1/images/generations"] = json_file("openai_image_generation.json")
+    gw = await gateway()
+    await openai_client(gw).images.generate(model="gpt-image-1", prompt="A price tag")
+    rec = await gw.records.wait(1)
+    assert (rec.operation, rec.model) == ("images", "gpt-image-1")
+    assert tokens(gw) == {("input", "text"): 50, ("output", "image"): 4160}
+    assert rec.fee == (50 * D(5) + 4160 * D(40)) / M == D("0.16665")
+    assert gw.total("llm_assumed_price_tokens_total") == 0  # $40 is the image price
+
+
+async def test_image_edit_names_its_model_in_a_multipart_body(gateway, replay):
+    # The same prices; 30 text and 323 image tokens in, 4,160 out.
+    replay.routes["/v1/images/edits"] = json_file("openai_image_edit.json")
+    gw = await gateway()
+    await openai_client(gw).images.edit(model="gpt-image-1", prompt="Add a discount",
+                                        image=("tag.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64,
+                                               "image/png"))
+    rec = await gw.records.wait(1)
+    assert (rec.operation, rec.model) == ("images", "gpt-image-1")
+    assert rec.fee == (30 * D(5) + 323 * D(10) + 4160 * D(40)) / M == D("0.16978")
+
+
+async def test_transcription_billed_by_tokens(gateway, replay):
+    # gpt-4o-transcribe, published: text input $2.50, audio input $6, text output $10 per
+    # million tokens. 10 text and 130 audio tokens in, 45 out.
+    replay.routes["/v1/audio/transcriptions"] = json_file("openai_transcription_tokens.json")
+    gw = await gateway()
+    await openai_client(gw).audio.transcriptions.create(
+        model="gpt-4o-transcribe", file=("memo.mp3", b"ID3" + b"0" * 64, "audio/mpeg"))
+    rec = await gw.records.wait(1)
+    assert (rec.operation, rec.model) == ("transcription", "gpt-4o-transcribe")
+    assert tokens(gw) == {("input", "text"): 10, ("input", "audio"): 130,
+                          ("output", "text"): 45}
+    assert rec.fee == (10 * D("2.50") + 130 * D(6) + 45 * D(10)) / M == D("0.001255")
+
+
+async def test_whisper_billed_by_the_second(gateway, replay):
+    # whisper-1, published: $0.006 a minute ($0.36 an hour). 90 seconds: $0.009.
+    replay.routes["/v1/audio/transcriptions"] = json_file("openai_transcription_duration.json")
+    gw = await gateway()
+    await openai_client(gw).audio.transcriptions.create(
+        model="whisper-1", file=("memo.mp3", b"ID3" + b"0" * 64, "audio/mpeg"))
+    rec = await gw.records.wait(1)
+    assert rec.fee == 90 * D("0.36") / 3600 == D("0.009")
+    assert gw.value("llm_billed_units_total", service="openai", provider="openai",
+                    model="whisper-1", api_key=rec.api_key, unit="audio_seconds") == 90
+    assert gw.by_category("llm_cost_usd_total") == {
+        ("input", "audio_seconds"): pytest.approx(0.009, rel=1e-12)}
+
+
+async def speech_route(request, body):
+    """What /v1/audio/speech answers: audio, and no usage."""
+    return web.Response(body=b"ID3" + b"\0" * 512, content_type="audio/mpeg")
+
+
+async def test_tts_1_billed_by_the_character(gateway, replay):
+    # tts-1, published: $15 per million characters. 28 characters: $0.00042.
+    replay.routes["/v1/audio/speech"] = speech_route
+    gw = await gateway()
+    answer = await openai_client(gw).audio.speech.create(
+        model="tts-1", voice="alloy", input="Hello world, this is a test.")
+    assert answer.content.startswith(b"ID3")
+    rec = await gw.records.wait(1)
+    assert (rec.operation, rec.usage.input_characters) == ("speech", 28)
+    assert rec.fee == 28 * D(15) / M == D("0.00042")
+
+
+async def test_speech_streamed_as_events_billed_by_its_usage(gateway, replay):
+    # gpt-4o-mini-tts, published: text input $0.60, audio output $12 per million tokens.
+    # 14 in, 230 out, from the last event.
+    replay.routes["/v1/audio/speech"] = sse_file("openai_speech.sse")
+    gw = await gateway()
+    client = openai_client(gw)
+    async with client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.",
+            stream_format="sse") as answer:
+        await answer.read()
+    rec = await gw.records.wait(1)
+    assert tokens(gw) == {("input", "text"): 14, ("output", "audio"): 230}
+    assert rec.fee == (14 * D("0.60") + 230 * D(12)) / M == D("0.0027684")
+
+
+async def test_speech_without_usage_is_unpriced_not_guessed(gateway, replay):
+    # gpt-4o-mini-tts answering audio bytes reports no usage: its audio output cannot be
+    # known, so the request is counted unpriced rather than billed for its input alone.
+    replay.routes["/v1/audio/speech"] = speech_route
+    gw = await gateway()
+    await openai_client(gw).audio.speech.create(model="gpt-4o-mini-tts", voice="alloy",
+                                                input="Hello there.")
+    rec = await gw.records.wait(1)
+    assert (rec.unpriced, rec.fee, tokens(gw)) == (True, D(0), {})
+    assert gw.total("llm_unpriced_requests_total") == 1
+
+
+@pytest.mark.filterwarnings("ignore:The Assistants API is deprecated")
+async def test_assistants_thread_messages_are_not_anthropic_messages(gateway, replay):
+    replay.routes["/v1/threads/thread_abc/messages"] = json_file("anthropic_message.json")
+    gw = await gateway()
+    await openai_client(gw).beta.threads.messages.create(thread_id="thread_abc", role="user",
+                                                         content="hi")
+    rec = await gw.records.wait(1)
+    assert (rec.operation, rec.fee, tokens(gw)) == ("other", D(0), {})

@@ -8,12 +8,9 @@ import pytest
 from upstream import fixture
 
 from exporter.accounting.stream import StreamMeter
-from exporter.accounting.usage import (
-    ResponseBody,
-    operation_for,
-    request_text_chars,
-    usage_from,
-)
+from exporter.accounting.body import ResponseBody, request_text_chars
+from exporter.accounting.operations import operation_for
+from exporter.accounting.usage import usage_from
 from exporter.record import Usage
 
 
@@ -161,7 +158,7 @@ def test_request_text_chars_counts_prompt_text_only():
 
 
 def test_json_orjson_refuses_still_parses_as_python_would():
-    from exporter.accounting.usage import loads
+    from exporter.accounting.body import loads
     body = b'{"n": 123456789012345678901234567890, "x": NaN, "s": "\\ud800"}'
     parsed = loads(body)
     assert parsed["n"] == 123456789012345678901234567890

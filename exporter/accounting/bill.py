@@ -10,16 +10,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from ..record import RequestRecord, Usage
+from .body import estimate_tokens, request_text_chars, response_text_chars
+from .operations import EMBEDDINGS, RESPONSES, SPEECH
 from .pricing import Pricing
-from .usage import (
-    EMBEDDINGS,
-    RESPONSES,
-    estimate_tokens,
-    request_text_chars,
-    response_text_chars,
-    usage_from,
-    web_search_calls,
-)
+from .stream import MEDIA
+from .usage import usage_from, web_search_calls
 
 
 def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
@@ -37,6 +32,9 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
         input_known = output_known = isinstance(reported, dict)
         if not output_known:
             output_chars = response_text_chars(rec.operation, whole)
+    elif rec.operation in MEDIA:  # an answer that is no JSON: audio, or a transcript as text
+        model, reported = None, None
+        input_known = output_known = False
     else:
         return
     if model:
@@ -52,6 +50,12 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
     if rec.operation == RESPONSES:
         usage.web_search_calls = meter.web_search_calls if meter is not None \
             else web_search_calls(whole)
+    if rec.operation == SPEECH and isinstance(body_json, dict) \
+            and isinstance(body_json.get("input"), str):
+        usage.input_characters = len(body_json["input"])  # tts-1 bills characters
+    if rec.operation in MEDIA and not input_known:
+        rec.usage = usage  # no text to estimate images, audio or speech from: unpriced
+        return
     if not input_known:
         usage.estimated_input = estimate_tokens(request_text_chars(body_json))
         usage.input_text += usage.estimated_input
@@ -66,7 +70,10 @@ def price(rec: RequestRecord, pricing: Pricing, batch: bool = False) -> None:
     """Fill rec.fees and rec.fee from the price sheet of the model the upstream used, as it
     stood when the request arrived; `batch`: at the provider's batch prices."""
     u = rec.usage
-    if not (u.input_total or u.output_total or u.web_search_calls):
+    if not (u.input_total or u.output_total or u.web_search_calls or u.audio_seconds
+            or u.input_characters):
+        if rec.operation in MEDIA:  # an image, a transcript or speech, and no usage
+            rec.unpriced = True
         return
     sheet = pricing.sheet(rec.service, rec.provider, rec.model, rec.service_tier,
                           at=datetime.fromtimestamp(rec.started, UTC), batch=batch)
@@ -76,7 +83,7 @@ def price(rec: RequestRecord, pricing: Pricing, batch: bool = False) -> None:
     rec.fees = pricing.fees(sheet, u)
     rec.fee = sum((usd for _, _, usd in rec.fees), Decimal(0))
     rec.assumed = pricing.assumed(sheet, u)
-    if pricing.unpriced_tools(sheet, u):  # a search nobody prices: the bill is short
+    if pricing.unpriced_units(sheet, u):  # a search nobody prices: the bill is short
         rec.unpriced = True
 
 

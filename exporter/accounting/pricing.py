@@ -76,21 +76,25 @@ PRICED = (
     ("output_audio", "output", "audio", "output_audio"),
     ("output_image", "output", "image", "output_image"),
 )
-# Server-side tools billed per call: (usage attribute, tool, table key per thousand calls).
-TOOLS = (("web_search_calls", "web_search", "web_searches_kcount"),)
+# What is billed other than tokens: (usage attribute, direction, token_type of its fee,
+# the table's keys for its price, the quantity that price is for).
+UNITS = (("web_search_calls", "tool", "web_search", ("web_searches_kcount",), THOUSAND),
+         ("audio_seconds", "input", "audio_seconds", ("input_audio_hours", "audio_hours"),
+          Decimal(3600)),
+         ("input_characters", "input", "characters", ("input_mchars",), MILLION))
 
 
 @dataclass(frozen=True)
 class PriceSheet:
-    """USD per million tokens for each category, each a Decimal or context tiers; USD per
-    thousand calls of each server tool the table prices."""
+    """USD per million tokens for each category, each a Decimal or context tiers; and the
+    price of what is billed other than tokens (UNITS), where the table has one."""
 
     prices: dict  # category -> Decimal | TieredPrices
     sources: dict  # category -> where the price came from, for `prices` and audits
     model: str  # the model as the source names it
     provider: str = ""  # the table provider that priced it ("" for an override)
     assumed: frozenset = frozenset()  # categories priced by ASSUMED_RULES
-    tools: tuple = ()  # (tool, USD per thousand calls)
+    units: tuple = ()  # (usage attribute, USD per the quantity UNITS names)
 
     def per_million(self, category: str, input_total: int) -> Decimal:
         """Price a category, picking the context-length tier the request falls in."""
@@ -104,9 +108,13 @@ class PriceSheet:
         return price
 
 
-def _complete(prices: dict, sources: dict, anthropic: bool) -> frozenset:
+def _complete(prices: dict, sources: dict, anthropic: bool, model: str = "") -> frozenset:
     """Fill every missing category by a rule, noting how; return the assumed ones."""
     rules = {**ASSUMED_RULES, **PUBLISHED_RULES, **(ANTHROPIC_RULES if anthropic else {})}
+    # An image model's output is image tokens, a speech model's audio: the table's output
+    # price is theirs (gpt-image-1 $40, gpt-4o-mini-tts $12), not an assumption.
+    published = {"output_image"} if "image" in model else \
+        {"output_audio"} if "tts" in model else set()
     assumed = set()
     for category in CATEGORIES:
         if category in prices:
@@ -121,6 +129,9 @@ def _complete(prices: dict, sources: dict, anthropic: bool) -> frozenset:
             sources[category] = f"{factor} x {LABELS[base]} (Anthropic's published rule)"
         elif category in PUBLISHED_RULES:
             sources[category] = f"the {LABELS[base]} price (reasoning is billed as output)"
+        elif category in published:
+            sources[category] = f"the {LABELS[base]} price (the model's output is " \
+                f"{category.split('_')[1]})"
         else:
             sources[category] = f"assumed: the {LABELS[base]} price (none of its own)"
             assumed.add(category)
@@ -192,22 +203,28 @@ class Pricing:
                 if value is not None:
                     prices[category], sources[category] = value, f"{name} {k}"
                     break
+        units = tuple((attr, price) for attr, *_, keys, _ in UNITS
+                      for price in [next((getattr(table, k) for k in keys
+                                          if getattr(table, k, None) is not None), None)]
+                      if price is not None)
         if "input_text" not in prices:
-            return None
+            if not any(attr != "web_search_calls" for attr, _ in units):
+                return None
+            # Billed by the second or the character only (whisper-1, tts-1).
+            prices["input_text"] = Decimal(0)
+            sources["input_text"] = f"{name} bills no tokens"
         if "output_text" not in prices:  # embeddings and other input-only models
             prices["output_text"] = Decimal(0)
             sources["output_text"] = f"{name} has no output price"
         anthropic = provider_id == "anthropic" or self.table.is_anthropic(info.id)
-        assumed = _complete(prices, sources, anthropic)
-        tools = tuple((tool, getattr(table, k)) for _, tool, k in TOOLS
-                      if getattr(table, k, None) is not None)
-        return PriceSheet(prices, sources, info.id, provider_id, assumed, tools)
+        assumed = _complete(prices, sources, anthropic, info.id)
+        return PriceSheet(prices, sources, info.id, provider_id, assumed, units)
 
     @staticmethod
     def fees(sheet: PriceSheet, usage: Usage) -> list[tuple[str, str, Decimal]]:
-        """(direction, token_type, USD) for every category with tokens, and ("tool",
-        tool, USD) for every server tool called: what a tool has no price for is left out
-        (see unpriced_tools)."""
+        """(direction, token_type, USD) for every category with tokens, and for each
+        quantity billed otherwise (UNITS): what has no price is left out (see
+        unpriced_units)."""
         input_total = usage.input_total
         out = []
         for attr, direction, token_type, category in PRICED:
@@ -215,17 +232,18 @@ class Pricing:
             if count:
                 out.append((direction, token_type,
                             count * sheet.per_million(category, input_total) / MILLION))
-        tools = dict(sheet.tools)
-        for attr, tool, _ in TOOLS:
-            calls = getattr(usage, attr)
-            if calls and tool in tools:
-                out.append(("tool", tool, calls * tools[tool] / THOUSAND))
+        prices = dict(sheet.units)
+        for attr, direction, token_type, _, per in UNITS:
+            quantity = getattr(usage, attr)
+            if quantity and attr in prices:
+                out.append((direction, token_type, Decimal(str(quantity)) * prices[attr] / per))
         return out
 
     @staticmethod
-    def unpriced_tools(sheet: PriceSheet, usage: Usage) -> list[str]:
-        tools = dict(sheet.tools)
-        return [tool for attr, tool, _ in TOOLS if getattr(usage, attr) and tool not in tools]
+    def unpriced_units(sheet: PriceSheet, usage: Usage) -> list[str]:
+        """What the request was billed for that the sheet has no price for."""
+        prices = dict(sheet.units)
+        return [attr for attr, *_ in UNITS if getattr(usage, attr) and attr not in prices]
 
     @staticmethod
     def assumed(sheet: PriceSheet, usage: Usage) -> list[tuple[str, str, int]]:
@@ -267,7 +285,8 @@ def describe(sheet: PriceSheet) -> list[str]:
         else:
             shown = str(price)
         lines.append(f"{LABELS[category]:<20} {shown:<40} {sheet.sources[category]}")
-    for tool, usd in sheet.tools:
-        lines.append(f"{tool + ' (per 1K)':<20} {str(usd):<40} the table's price per "
-                     "thousand calls")
+    for attr, usd in sheet.units:
+        per = {"web_search_calls": "1K searches", "audio_seconds": "audio hour",
+               "input_characters": "1M characters"}[attr]
+        lines.append(f"{'per ' + per:<20} {str(usd):<40} the table's price")
     return lines

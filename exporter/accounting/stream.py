@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from .usage import COMPLETION, MESSAGES, RESPONSES, loads, web_search_calls
+from .body import loads
+from .operations import COMPLETION, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
+from .usage import web_search_calls
 
 _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 # With stream_options.include_usage, OpenAI adds "usage":null to every chunk; removed
@@ -17,6 +19,7 @@ _BOUNDARY = re.compile(rb"\r?\n\r?\n")
 # inside a JSON string (it would be escaped), so this only ever matches the key itself.
 _USAGE_NULL = re.compile(rb',\s*"usage"\s*:\s*null')
 _DELTA_KEYS = frozenset(("content", "reasoning_content", "reasoning", "refusal"))
+MEDIA = frozenset((IMAGES, TRANSCRIPTION, SPEECH))
 
 
 def _strip_usage_null(event: bytes) -> bytes:
@@ -175,6 +178,8 @@ class StreamMeter:
             return True, self._anthropic(obj)
         if self.operation == RESPONSES:
             return True, self._responses(obj)
+        if self.operation in MEDIA:
+            return True, self._media(obj)
         return self._openai(obj)
 
     def _error(self, err) -> None:
@@ -245,6 +250,20 @@ class StreamMeter:
         elif kind == "error":
             self._error(obj.get("error") or obj)
         return False
+
+    def _media(self, obj: dict) -> bool:
+        """Image, transcription and speech streams: typed events, usage in the last."""
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            return False
+        if isinstance(obj.get("usage"), dict):  # image_generation.completed, *.done
+            self.usage, self.final = obj["usage"], True
+        if kind == "error":
+            self._error(obj.get("error") or obj)
+            return False
+        if kind == "transcript.text.delta":
+            self.chars += _chars(obj.get("delta"))
+        return kind.endswith((".delta", ".partial_image"))  # the first content
 
     def _anthropic(self, obj: dict) -> bool:
         kind = obj.get("type")

@@ -16,7 +16,7 @@ import uuid
 
 from aiohttp import web
 
-from ..accounting.usage import estimate_tokens, request_text_chars
+from ..accounting.body import estimate_tokens, request_text_chars
 
 NO_USAGE = "local-"  # model names whose answers carry no usage
 WORDS = ("the quick brown fox jumps over a lazy dog while gateways count every token "

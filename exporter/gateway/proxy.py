@@ -16,17 +16,17 @@ from http import HTTPStatus
 from time import perf_counter
 
 from ..accounting.bill import count_usage, error_message, price
-from ..accounting.pricing import pricing_for
-from ..accounting.stream import StreamMeter
-from ..accounting.usage import (
+from ..accounting.body import ResponseBody, loads
+from ..accounting.operations import (
     INCLUDE_USAGE_OPERATIONS,
     MESSAGES,
     OTHER,
-    ResponseBody,
     azure_deployment,
-    loads,
+    form_field,
     operation_for,
 )
+from ..accounting.pricing import pricing_for
+from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
 from ..http.request import BodyTooLarge, Request
 from ..http.upstream import ConnectError, Connection, Origin, Pool, UpstreamError
@@ -159,8 +159,9 @@ class Proxy:
                 if upstream.header(b"content-type").startswith(b"text/event-stream"):
                     rec.stream = True
                     meter = StreamMeter(operation, strip_usage)
-                else:
-                    collected = ResponseBody()
+                elif operation not in MEDIA or \
+                        upstream.header(b"content-type").startswith(b"application/json"):
+                    collected = ResponseBody()  # not speech's audio: nothing to read there
             headers, length = client_headers(upstream, rec)
             if meter is not None:
                 length = None  # the meter may leave out the usage it asked for
@@ -241,6 +242,10 @@ class Proxy:
         try:
             body = loads(data)
         except ValueError:
+            if data[:2] == b"--":  # multipart/form-data: image edits, transcriptions
+                model = form_field(data, "model")
+                if model:
+                    rec.model = model
             return None, data, False  # forwarded unchanged: the upstream answers the client
         if not isinstance(body, dict):
             return None, data, False

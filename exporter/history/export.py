@@ -31,7 +31,8 @@ REQUEST_COLUMNS = ("time", "request_id", "service", "provider", "model", "api_ke
                    *TOKEN_COLUMNS, "input_tokens", "output_tokens", "total_tokens",
                    "estimated_input", "estimated_output",
                    "fee_usd", "unpriced", "service_tier", "ttft_ms", "duration_ms",
-                   "overhead_ms", "upstream_request_id", "web_search_calls", "started_at")
+                   "overhead_ms", "upstream_request_id", "web_search_calls", "audio_seconds",
+                   "input_characters", "started_at")
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -44,7 +45,8 @@ def connect(path: str) -> sqlite3.Connection:
 def usage_columns(q: UsageQuery) -> tuple[str, ...]:
     return ((("time",) if q.granularity != "none" else ()) + q.group_by
             + ("requests", "successful", "failed", "success_rate", *TOKEN_COLUMNS,
-               "total_tokens", "estimated_tokens", "web_search_calls", "fee_usd",
+               "total_tokens", "estimated_tokens", "web_search_calls", "audio_seconds",
+               "input_characters", "fee_usd",
                "avg_latency_ms", "avg_ttft_ms", "qps"))
 
 

@@ -183,6 +183,8 @@ class UsageQuery:
                    f"{TOTAL_TOKENS} AS total_tokens",
                    "sum(estimated_input + estimated_output) AS estimated_tokens",
                    "sum(web_search_calls) AS web_search_calls",
+                   "sum(audio_seconds) AS audio_seconds",
+                   "sum(input_characters) AS input_characters",
                    "sum(fee_usd) AS fee_usd", "avg(duration_ms) AS avg_latency_ms",
                    "avg(ttft_ms) AS avg_ttft_ms"]
         top, top_args = "", []

@@ -54,6 +54,13 @@ def m004_tool_calls(db: sqlite_utils.Database) -> None:
     db["requests"].add_column("web_search_calls", int, not_null_default=0)
 
 
+@migrations()
+def m005_billed_units(db: sqlite_utils.Database) -> None:
+    # Billed by the second of audio (whisper-1) or the character of text (tts-1).
+    db["requests"].add_column("audio_seconds", float, not_null_default=0)
+    db["requests"].add_column("input_characters", int, not_null_default=0)
+
+
 def row(r: RequestRecord) -> tuple:
     """Flatten a record into the column order of INSERT_SQL; no prompt or completion text."""
     u = r.usage
@@ -62,13 +69,15 @@ def row(r: RequestRecord) -> tuple:
             *(getattr(u, c) for c in TOKEN_COLUMNS), u.estimated_input, u.estimated_output,
             float(r.fee), int(r.unpriced), r.service_tier,
             None if r.ttft is None else r.ttft * 1000, r.duration * 1000, r.overhead * 1000,
-            r.upstream_request_id or None, u.web_search_calls)
+            r.upstream_request_id or None, u.web_search_calls, u.audio_seconds,
+            u.input_characters)
 
 
 COLUMNS = ("request_id", "started_at", "service", "provider", "model", "api_key", "operation",
            "stream", "status", "error_type", "error_message", *TOKEN_COLUMNS,
            "estimated_input", "estimated_output", "fee_usd", "unpriced", "service_tier",
-           "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id", "web_search_calls")
+           "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id", "web_search_calls",
+           "audio_seconds", "input_characters")
 INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 

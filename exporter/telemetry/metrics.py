@@ -142,6 +142,11 @@ class Metrics:
             "has no price of its own in the table or the config, so its direction's text "
             "price was applied (already in llm_tokens_total and llm_cost_usd_total).",
             who + ["direction", "token_type"], registry=registry)
+        self.units = Counter(
+            "llm_billed_units", "What providers bill other than tokens: unit=audio_seconds "
+            "(whisper-1, per second of audio) or characters (tts-1, per character of "
+            "text); the fee is in llm_cost_usd_total with token_type the same.",
+            who + ["unit"], registry=registry)
         self.tool_calls = Counter(
             "llm_tool_calls", "Calls of server-side tools the provider bills per call (web "
             "search); their fee is llm_cost_usd_total{direction=\"tool\"}.",
@@ -176,6 +181,10 @@ class Metrics:
             child(self.assumed, *who, direction, token_type).inc(count)
         if u.web_search_calls:
             child(self.tool_calls, *who, "web_search").inc(u.web_search_calls)
+        if u.audio_seconds:
+            child(self.units, *who, "audio_seconds").inc(u.audio_seconds)
+        if u.input_characters:
+            child(self.units, *who, "characters").inc(u.input_characters)
         if u.estimated_input:
             child(self.estimated_tokens, *who, "input").inc(u.estimated_input)
         if u.estimated_output:

@@ -1,0 +1,143 @@
+"""What the gateway keeps of a response body, and estimates from text.
+
+A non-streamed body is kept in bounded memory for parsing at its end; where the upstream
+reported no usage, tokens are estimated from the text that passed, at four characters a
+token (and counted as estimates).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+
+from .operations import CHAT, COMPLETION, MESSAGES, RESPONSES
+
+# Estimates when the upstream reports nothing: OpenAI's rule of thumb of four characters
+# of English text per token. Counted separately so users see how much is a guess.
+CHARS_PER_TOKEN = 4
+
+
+
+def estimate_tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def _text_chars(value) -> int:
+    """Count the characters of every string inside a JSON value."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_text_chars(v) for k, v in value.items() if k not in _NOT_TEXT)
+    return 0
+
+
+# Keys whose string values are identifiers or settings, not text the model reads.
+_NOT_TEXT = frozenset(("type", "role", "id", "tool_call_id", "tool_use_id", "cache_control",
+                       "media_type", "data", "image_url", "url", "file_id", "detail"))
+_PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
+
+
+def request_text_chars(body) -> int:
+    """Count the prompt characters of a request body, for estimating input tokens."""
+    if not isinstance(body, dict):
+        return 0
+    return sum(_text_chars(body.get(k)) for k in _PROMPT_KEYS)
+
+
+def response_text_chars(operation: str, body) -> int:
+    """Count the generated characters of a non-streamed response, for estimates."""
+    if not isinstance(body, dict):
+        return 0
+    if operation == MESSAGES:
+        return _text_chars([b for b in body.get("content") or () if isinstance(b, dict)])
+    if operation == RESPONSES:
+        return _text_chars(body.get("output"))
+    if operation in (CHAT, COMPLETION):
+        total = 0
+        for choice in body.get("choices") or ():
+            if isinstance(choice, dict):
+                total += _text_chars(choice.get("message")) + _text_chars(choice.get("text"))
+        return total
+    return 0
+
+
+class ResponseBody:
+    """Keep a non-streamed JSON body for parsing at the end, in bounded memory.
+
+    Embedding responses can be tens of MB; usage and model sit at the end of OpenAI and
+    near the start of Anthropic bodies, so past the limit only a head and a tail are kept.
+    """
+
+    __slots__ = ("limit", "parts", "size", "head", "tail")
+    EDGE = 65536
+
+    def __init__(self, limit: int = 8 << 20):
+        self.limit, self.parts, self.size = limit, [], 0
+        self.head = self.tail = b""
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.parts is not None:
+            self.parts.append(data)
+            if self.size > self.limit:
+                whole = b"".join(self.parts)
+                self.head, self.tail, self.parts = whole[:self.EDGE], whole[-self.EDGE:], None
+        else:
+            self.tail = (self.tail + data)[-self.EDGE:]
+
+    def parse(self) -> tuple[str | None, dict | None, dict | None]:
+        """Return (model, usage object, whole body or None when truncated)."""
+        if self.parts is not None:
+            try:
+                body = loads(b"".join(self.parts))
+            except ValueError:
+                return None, None, None
+            if not isinstance(body, dict):
+                return None, None, None
+            if "response" in body and isinstance(body["response"], dict):
+                body = body["response"]  # Responses API background-mode wrappers
+            model = body.get("model")
+            return (model if isinstance(model, str) else None), body.get("usage"), body
+        return _scan_key(self.head + b"\0" + self.tail, b'"model"'), \
+            _scan_object(self.tail, b'"usage"'), None
+
+
+def loads(data: bytes):
+    """Parse JSON with orjson (4x faster on stream events, profiled: json.loads was a fifth
+    of a stream's CPU), falling back to the json module for what orjson refuses and
+    Python accepts: integers over 64 bits, NaN, lone surrogates."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+_decoder = json.JSONDecoder()
+_colon = re.compile(rb"\s*:\s*")
+
+
+def _scan_value(data: bytes, key: bytes):
+    at = data.rfind(key)
+    if at < 0:
+        return None
+    m = _colon.match(data, at + len(key))
+    if not m:
+        return None
+    try:
+        return _decoder.raw_decode(data[m.end():].decode("utf-8", "replace"))[0]
+    except ValueError:
+        return None
+
+
+def _scan_key(data: bytes, key: bytes):
+    value = _scan_value(data, key)
+    return value if isinstance(value, str) else None
+
+
+def _scan_object(data: bytes, key: bytes):
+    value = _scan_value(data, key)
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,70 @@
+"""Which API a request calls, from its path: the `operation` label, and what is metered.
+
+Paths are matched on their end, after any service prefix, so `/openai/v1/chat/completions`,
+`/v1/chat/completions` and Azure's `/openai/deployments/{d}/chat/completions` are all chat.
+"""
+
+from __future__ import annotations
+
+import re
+
+CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES = (
+    "chat", "completion", "responses", "embeddings", "messages")
+IMAGES, TRANSCRIPTION, SPEECH, OTHER = "images", "transcription", "speech", "other"
+OPERATIONS = (CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES, IMAGES, TRANSCRIPTION,
+              SPEECH, OTHER)
+_SUFFIXES = (
+    ("/chat/completions", CHAT),
+    ("/completions", COMPLETION),
+    ("/responses", RESPONSES),
+    ("/embeddings", EMBEDDINGS),
+    ("/messages", MESSAGES),
+    ("/images/generations", IMAGES),
+    ("/images/edits", IMAGES),
+    ("/images/variations", IMAGES),
+    ("/audio/transcriptions", TRANSCRIPTION),
+    ("/audio/translations", TRANSCRIPTION),
+    ("/audio/speech", SPEECH),
+)
+# OpenAI-style streams only carry usage when the request asks for it.
+INCLUDE_USAGE_OPERATIONS = frozenset((CHAT, COMPLETION))
+
+
+def operation_for(path: str) -> str:
+    """Name the operation a request path performs."""
+    path = path.rstrip("/")
+    if path.endswith("/messages/count_tokens") or "/threads/" in path:
+        return OTHER  # token counting is free; Assistants' thread messages are no Messages API
+    for suffix, operation in _SUFFIXES:
+        if path.endswith(suffix):
+            return operation
+    return OTHER
+
+
+# Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=2024-10-21.
+# Its api-versions accept stream_options from 2024-08-01-preview (GA in 2024-10-21); older
+# ones answer 400 to it.
+_AZURE = re.compile(r"/openai/deployments/([^/?]+)/")
+_API_VERSION = re.compile(r"[?&]api-version=(\d{4}-\d{2}-\d{2})")
+AZURE_STREAM_OPTIONS_FROM = "2024-08-01"
+
+
+def azure_deployment(raw_path: str) -> tuple[str, bool] | None:
+    """For an Azure deployment path: its deployment name, and whether its api-version
+    accepts stream_options (a path with no api-version, or a newer one, does)."""
+    found = _AZURE.search(raw_path)
+    if found is None:
+        return None
+    version = _API_VERSION.search(raw_path)
+    return found.group(1), version is None or version.group(1) >= AZURE_STREAM_OPTIONS_FROM
+
+
+# A multipart/form-data field (image edits and transcriptions send their model so):
+# its part's headers, a blank line, the value.
+_FIELD = rb'name="%s"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]{1,256})\r\n'
+
+
+def form_field(data: bytes, name: str) -> str | None:
+    """A text field of a multipart/form-data body, or None."""
+    found = re.search(_FIELD % re.escape(name.encode()), data)
+    return found.group(1).decode("utf-8", "replace") if found else None
