@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
@@ -23,12 +24,16 @@ from .config.table import Config
 from .gateway.proxy import Proxy
 from .history.api import UsageApi
 from .history.collector import HistoryCollector
+from .history.store import load_jobs
 from .history.writer import History
 from .http.server import Server
 from .telemetry.admin import Admin
 from .telemetry.metrics import HistoryMetrics, Metrics
 
 log = logging.getLogger("llm_usage_exporter")
+# Batches run for up to a day (OpenAI's completion window) and results stay downloadable
+# for about a month: a job older than 30 days is not metered again after a restart.
+JOBS_REMEMBERED = 30 * 86400
 
 
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
@@ -40,6 +45,9 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
     proxy = Proxy(config, metrics, env)
     if history is not None:
         proxy.sinks.append(history.put)
+        # The jobs ledger remembers batches and background responses across restarts.
+        proxy.jobs.load(load_jobs(history.path, time.time() - JOBS_REMEMBERED))
+        proxy.jobs.persist = history.put_job
     return ProxyListener(proxy, history)
 
 

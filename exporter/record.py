@@ -90,3 +90,6 @@ class RequestRecord:
     fee: Decimal = Decimal(0)
     unpriced: bool = False  # tokens (or tool calls) were used with no price known for them
     assumed: list = field(default_factory=list)  # (direction, token_type, tokens) at a guess
+    # A further model of the same request (a batch's results in several): counted for its
+    # tokens and fees only, not as a request of its own.
+    share: bool = False

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 from aiohttp import web
-from upstream import json_file, sse_file
+from upstream import json_file, sse_file, status
 
 from exporter.accounting.bill import price
 from exporter.accounting.pricing import Pricing
@@ -411,3 +411,149 @@ async def test_assistants_thread_messages_are_not_anthropic_messages(gateway, re
                                                          content="hi")
     rec = await gw.records.wait(1)
     assert (rec.operation, rec.fee, tokens(gw)) == ("other", D(0), {})
+
+
+# --- batches and background responses: billed once, later, to the key that started them ---
+
+def jsonl(lines: list[dict]):
+    async def route(request, body):
+        return web.Response(body="".join(json.dumps(x) + "\n" for x in lines).encode(),
+                            content_type="application/octet-stream")
+    return route
+
+
+def openai_line(i, prompt, completion, code=200):
+    body = {"id": f"chatcmpl-{i}", "object": "chat.completion",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion}}
+    return {"id": f"batch_req_{i}", "custom_id": f"request-{i}",
+            "response": {"status_code": code, "request_id": f"req_{i}",
+                         "body": body if code == 200 else {"error": {"message": "bad"}}},
+            "error": None}
+
+
+def batch_routes(replay):
+    batch = {"id": "batch_abc", "object": "batch", "endpoint": "/v1/chat/completions",
+             "input_file_id": "file-in", "completion_window": "24h", "created_at": 1764700000,
+             "status": "validating", "output_file_id": None, "error_file_id": None}
+    replay.routes["/v1/batches"] = status(200, batch)
+    replay.routes["/v1/batches/batch_abc"] = status(200, {**batch, "status": "completed",
+                                                          "output_file_id": "file-out"})
+    replay.routes["/v1/files/file-out/content"] = jsonl([
+        openai_line(1, 100, 20), openai_line(2, 200, 40), openai_line(3, 50, 0, code=400)])
+
+
+def key_client(gw, key):
+    return openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key=key, max_retries=0)
+
+
+async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, replay, tmp_path):
+    # gpt-4o-mini through the Batch API, published: input $0.075, output $0.30 per million
+    # tokens (half the $0.15 and $0.60 of a request). Two answered lines: 100 + 200 prompt,
+    # 20 + 40 completion tokens; the failed line costs nothing.
+    from exporter.history.writer import History
+    from exporter.telemetry.metrics import HistoryMetrics
+    from prometheus_client import CollectorRegistry
+    batch_routes(replay)
+    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()))
+    gw = await gateway(history=history, api_keys=[
+        {"name": "batch-team", "key_env": "BATCH_KEY"}, {"name": "ops", "key_env": "OPS_KEY"}],
+        env={"BATCH_KEY": "sk-batch", "OPS_KEY": "sk-ops"})
+    creator, reader = key_client(gw, "sk-batch"), key_client(gw, "sk-ops")
+    await creator.batches.create(input_file_id="file-in", endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+    await creator.batches.retrieve("batch_abc")
+    content = await reader.files.content("file-out")  # another key downloads the results
+    assert content.content.count(b"\n") == 3  # passed unchanged
+    records = await gw.records.wait(3)
+    expected = (300 * D("0.075") + 60 * D("0.30")) / M
+    assert (records.operation, records.model, records.api_key, records.fee) == (
+        "batch", "gpt-4o-mini-2024-07-18", "batch-team", expected)
+    assert expected == D("0.0000405")
+    assert tokens(gw) == {("input", "text"): 300, ("output", "text"): 60}
+    await reader.files.content("file-out")  # downloaded again: no second bill
+    await gw.records.wait(4)
+    assert tokens(gw) == {("input", "text"): 300, ("output", "text"): 60}
+    await gw.listener.cleanup()  # a restart: the ledger is in the history
+    gw2 = await gateway(history=History(str(tmp_path / "h.db"),
+                                        HistoryMetrics(CollectorRegistry())))
+    await key_client(gw2, "sk-ops").files.content("file-out")
+    await gw2.records.wait(1)
+    assert tokens(gw2) == {}
+
+
+async def test_anthropic_batch_results_in_two_models(gateway, replay):
+    # Through the Message Batches API, published: claude-haiku-4-5 $0.50 input, $2.50
+    # output (half of $1 and $5); claude-sonnet-4-5 $1.50 and $7.50 (half of $3 and $15).
+    gw = await gateway()
+    results_url = gw.url + "/anthropic/v1/messages/batches/msgbatch_01/results"
+    batch = {"id": "msgbatch_01", "type": "message_batch", "processing_status": "ended",
+             "request_counts": {"processing": 0, "succeeded": 2, "errored": 1, "canceled": 0,
+                                "expired": 0},
+             "created_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-02T00:00:00Z",
+             "ended_at": "2026-12-01T01:00:00Z", "archived_at": None,
+             "cancel_initiated_at": None, "results_url": results_url}
+    replay.routes["/v1/messages/batches"] = status(200, {**batch,
+                                                         "processing_status": "in_progress"})
+    replay.routes["/v1/messages/batches/msgbatch_01"] = status(200, batch)
+
+    def line(custom_id, model, inp, out):
+        return {"custom_id": custom_id, "result": {"type": "succeeded", "message": {
+            "id": f"msg_{custom_id}", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": inp, "output_tokens": out}}}}
+    replay.routes["/v1/messages/batches/msgbatch_01/results"] = jsonl([
+        line("a", "claude-haiku-4-5-20251001", 1000, 200),
+        line("b", "claude-sonnet-4-5-20250929", 2000, 100),
+        {"custom_id": "c", "result": {"type": "errored", "error": {"type": "error", "error": {
+            "type": "invalid_request_error", "message": "bad"}}}}])
+    client = anthropic.AsyncAnthropic(base_url=gw.url + "/anthropic", api_key="sk-ant-batch",
+                                      max_retries=0)
+    await client.messages.batches.create(requests=[{
+        "custom_id": "a", "params": {"model": "claude-haiku-4-5", "max_tokens": 9,
+                                     "messages": MESSAGES}}])
+    results = [r async for r in await client.messages.batches.results("msgbatch_01")]
+    assert [r.result.type for r in results] == ["succeeded", "succeeded", "errored"]
+    await gw.records.wait(4)  # create, retrieve, the results: a record per model
+    by_model = {r.model: r.fee for r in gw.records if r.operation == "batch"}
+    assert by_model == {"claude-haiku-4-5-20251001": (1000 * D("0.50") + 200 * D("2.50")) / M,
+                        "claude-sonnet-4-5-20250929": (2000 * D("1.50") + 100 * D("7.50")) / M}
+    assert sum(by_model.values()) == D("0.001") + D("0.00375")
+    # One request downloaded them: it counts once, whatever its models.
+    assert gw.total("llm_requests_total", operation="batch") == 1
+
+
+async def test_background_response_billed_once_when_fetched_done(gateway, replay):
+    # gpt-5-mini, published: input $0.25, output $2 per million tokens. Created queued (no
+    # usage: nothing billed, nothing estimated), fetched in progress, then completed with
+    # 1,000 input and 300 output tokens (100 reasoning), then fetched again.
+    queued = {"id": "resp_bg1", "object": "response", "created_at": 1764700000,
+              "status": "queued", "background": True, "model": "gpt-5-mini-2025-08-07",
+              "output": [], "usage": None}
+    done = {**queued, "status": "completed", "output": [
+        {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}],
+        "usage": {"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": 300, "output_tokens_details": {"reasoning_tokens": 100},
+                  "total_tokens": 1300}}
+    replay.routes["/v1/responses"] = status(200, queued)
+    gw = await gateway()
+    client = openai_client(gw)
+    await client.responses.create(model="gpt-5-mini", input="Think long.", background=True)
+    replay.routes["/v1/responses/resp_bg1"] = status(200, {**queued, "status": "in_progress"})
+    await client.responses.retrieve("resp_bg1")
+    replay.routes["/v1/responses/resp_bg1"] = status(200, done)
+    await client.responses.retrieve("resp_bg1")
+    await client.responses.retrieve("resp_bg1")
+    await gw.records.wait(4)
+    records = list(gw.records)
+    assert [(r.operation, r.fee) for r in records] == [
+        ("responses", D(0)), ("responses", D(0)),
+        ("responses", (1000 * D("0.25") + 300 * D(2)) / M), ("responses", D(0))]
+    assert records[2].fee == D("0.00085")
+    assert gw.total("llm_estimated_tokens_total") == 0
+    assert tokens(gw) == {("input", "text"): 1000, ("output", "text"): 200,
+                          ("output", "reasoning"): 100}

@@ -16,9 +16,14 @@ from .pricing import Pricing
 from .stream import MEDIA
 from .usage import usage_from, web_search_calls
 
+# A background response answers "queued" or "in_progress": its usage comes when it is
+# fetched completed (gateway/jobs.py), and nothing is to be estimated before.
+PENDING = frozenset(("queued", "in_progress"))
 
-def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
-    """Fill rec.usage from what the upstream reported, estimating what it did not."""
+
+def count_usage(rec: RequestRecord, body_json, meter, collected) -> dict | None:
+    """Fill rec.usage from what the upstream reported, estimating what it did not; return
+    the response body when it was kept whole."""
     output_chars, whole = 0, None
     if meter is not None:
         model, reported = meter.model, meter.usage
@@ -36,7 +41,11 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
         model, reported = None, None
         input_known = output_known = False
     else:
-        return
+        return None
+    if rec.operation == RESPONSES and isinstance(whole, dict) and whole.get("status") in PENDING:
+        if model:
+            rec.model = model
+        return whole
     if model:
         rec.model = model
     tier = meter.service_tier if meter is not None else \
@@ -55,7 +64,7 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
         usage.input_characters = len(body_json["input"])  # tts-1 bills characters
     if rec.operation in MEDIA and not input_known:
         rec.usage = usage  # no text to estimate images, audio or speech from: unpriced
-        return
+        return whole
     if not input_known:
         usage.estimated_input = estimate_tokens(request_text_chars(body_json))
         usage.input_text += usage.estimated_input
@@ -65,6 +74,7 @@ def count_usage(rec: RequestRecord, body_json, meter, collected) -> None:
             usage.estimated_output = guess - usage.output_total
             usage.output_text += usage.estimated_output
     rec.usage = usage
+    return whole
 
 def price(rec: RequestRecord, pricing: Pricing, batch: bool = False) -> None:
     """Fill rec.fees and rec.fee from the price sheet of the model the upstream used, as it

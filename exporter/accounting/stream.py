@@ -62,6 +62,7 @@ class StreamMeter:
                  "error_type", "error_message", "service_tier", "backlog", "backlog_size",
                  "deferring", "web_search_calls")
     BACKLOG_LIMIT = 1 << 20
+    rewrites = True  # it may leave out the usage it asked for: no Content-Length
 
     def __init__(self, operation: str, strip_usage: bool = False):
         self.operation = operation

@@ -15,7 +15,7 @@ import zlib
 from http import HTTPStatus
 from time import perf_counter
 
-from ..accounting.bill import count_usage, error_message, price
+from ..accounting.batch import BatchMeter
 from ..accounting.body import ResponseBody, loads
 from ..accounting.operations import (
     INCLUDE_USAGE_OPERATIONS,
@@ -33,7 +33,9 @@ from ..http.upstream import ConnectError, Connection, Origin, Pool, UpstreamErro
 from ..record import RequestRecord
 from ..telemetry.metrics import Metrics
 from .errors import error_body, error_type_for
+from .finish import account
 from .headers import DECODABLE, client_headers, key_label, upstream_headers
+from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
 
 log = logging.getLogger("llm_usage_exporter")
 _ids = random.Random()
@@ -79,6 +81,7 @@ class Proxy:
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
         self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
+        self.jobs = Jobs()  # batches and background responses: app.py gives it a memory
 
     def route(self, request: Request) -> tuple[Service, str]:
         """Pick the service from the first path segment; return it and the upstream path."""
@@ -93,6 +96,9 @@ class Proxy:
         t0 = perf_counter()
         service, upstream_path = self.route(request)
         operation = operation_for(request.path)
+        job = job_request(request.method, request.path)  # batches, background responses
+        if job is not None and job.kind in JOB_OPERATIONS:
+            operation = JOB_OPERATIONS[job.kind]
         # Not os.urandom: a system call, 3.6% of the CPU profiled at 32 concurrent requests.
         # An identifier needs to be unique, not secret; the generator is seeded from urandom.
         rid = request.header(b"x-request-id") or "%032x" % _ids.getrandbits(128)
@@ -131,7 +137,7 @@ class Proxy:
                 data = request.iter_body()
             else:
                 data = None
-            headers = upstream_headers(request, service, rid, parsed)
+            headers = upstream_headers(request, service, rid, parsed or job is not None)
 
             origin = self.origins[service.name]
             target = (origin.path + upstream_path).encode("utf-8", "surrogateescape")
@@ -155,7 +161,10 @@ class Proxy:
             # --- the response ---------------------------------------------------------
             status = rec.code = upstream.status
             rec.error_type = error_type_for(status)
-            if operation != OTHER:
+            wbits = DECODABLE.get(upstream.header(b"content-encoding").decode("latin-1").lower())
+            if job is not None and job.kind == RESULTS:
+                meter = BatchMeter(zlib.decompressobj(wbits) if wbits else None)
+            elif operation != OTHER or job is not None:
                 if upstream.header(b"content-type").startswith(b"text/event-stream"):
                     rec.stream = True
                     meter = StreamMeter(operation, strip_usage)
@@ -163,14 +172,13 @@ class Proxy:
                         upstream.header(b"content-type").startswith(b"application/json"):
                     collected = ResponseBody()  # not speech's audio: nothing to read there
             headers, length = client_headers(upstream, rec)
-            if meter is not None:
+            if meter is not None and meter.rewrites:
                 length = None  # the meter may leave out the usage it asked for
             decoder = None
-            wbits = DECODABLE.get(upstream.header(b"content-encoding").decode("latin-1").lower())
             if collected is not None and wbits:
                 decoder = zlib.decompressobj(wbits)
             request.start(status, upstream.reason, headers, length)
-            if meter is not None:
+            if rec.stream:
                 request.flush()  # the client learns the status before the first event
 
             relay = _Relay(request, rec, t0, meter, collected, decoder)
@@ -210,14 +218,13 @@ class Proxy:
                 rec.error_type = "upstream_error"
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
             requested = rec.model
-            if upstream is not None and 200 <= upstream.status < 300:
-                count_usage(rec, body_json, meter, collected)
-                price(rec, self.pricing)
-            elif collected is not None and not rec.error_message:
-                rec.error_message = error_message(collected)
+            ok = upstream is not None and 200 <= upstream.status < 300
+            records = account(rec, ok, body_json, meter, collected, self.pricing, self.jobs,
+                              job)
             self._name_model(rec, requested)
-            for sink in self.sinks:
-                sink(rec)
+            for r in records:
+                for sink in self.sinks:
+                    sink(r)
 
     def _name_model(self, rec: RequestRecord, requested: str) -> None:
         """Give an error the model name its successes carry.

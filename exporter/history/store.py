@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
@@ -61,6 +62,14 @@ def m005_billed_units(db: sqlite_utils.Database) -> None:
     db["requests"].add_column("input_characters", int, not_null_default=0)
 
 
+@migrations()
+def m006_jobs(db: sqlite_utils.Database) -> None:
+    # Batches and background responses (gateway/jobs.py): who created each, which file
+    # holds a batch's output, when it was metered, so a restart meters nothing twice.
+    db["jobs"].create({"job_id": str, "api_key": str, "created_at": float,
+                       "output_file_id": str, "metered_at": float}, pk="job_id")
+
+
 def row(r: RequestRecord) -> tuple:
     """Flatten a record into the column order of INSERT_SQL; no prompt or completion text."""
     u = r.usage
@@ -80,6 +89,29 @@ COLUMNS = ("request_id", "started_at", "service", "provider", "model", "api_key"
            "audio_seconds", "input_characters")
 INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+
+# The ledger's events (gateway/jobs.py), each an upsert of one column set.
+JOB_SQL = {
+    "create": "INSERT INTO jobs (job_id, api_key, created_at) VALUES (?, ?, ?) ON CONFLICT "
+              "(job_id) DO UPDATE SET api_key = excluded.api_key, "
+              "created_at = excluded.created_at",
+    "output": "INSERT INTO jobs (job_id, output_file_id) VALUES (?, ?) ON CONFLICT (job_id) "
+              "DO UPDATE SET output_file_id = excluded.output_file_id",
+    "metered": "INSERT INTO jobs (job_id, metered_at) VALUES (?, ?) ON CONFLICT (job_id) "
+               "DO UPDATE SET metered_at = excluded.metered_at",
+}
+
+
+def load_jobs(path: str, since: float) -> list[tuple]:
+    """The ledger's rows newer than `since` (none without a database yet)."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(
+                "SELECT job_id, api_key, created_at, output_file_id, metered_at FROM jobs "
+                "WHERE coalesce(metered_at, created_at, ?) >= ?", [since, since]).fetchall()
+    except sqlite3.Error:
+        return []
 
 
 SPEND_SQL = ("INSERT INTO spend_daily (api_key, day, fee_usd) VALUES (?, ?, ?) "

@@ -20,10 +20,14 @@ import sqlite_utils
 
 from ..record import RequestRecord
 from ..telemetry.metrics import HistoryMetrics
-from .store import COLUMNS, INSERT_SQL, SPEND_SQL, UTC_ZONE, open_db, row
+from .store import COLUMNS, INSERT_SQL, JOB_SQL, SPEND_SQL, UTC_ZONE, open_db, row
 
 log = logging.getLogger("llm_usage_exporter")
 _STOP = object()
+
+
+class JobEvent(tuple):
+    """A change of the jobs ledger, queued with the rows: ("create", id, key, at), ..."""
 _STARTED, _KEY, _FEE = (COLUMNS.index(c) for c in ("started_at", "api_key", "fee_usd"))
 
 
@@ -51,8 +55,15 @@ class History:
 
     def put(self, record: RequestRecord) -> None:
         """Queue one record; never blocks (a full queue drops it, counted)."""
+        self._enqueue(row(record))
+
+    def put_job(self, event: tuple) -> None:
+        """Queue a change of the jobs ledger (gateway/jobs.py); never blocks."""
+        self._enqueue(JobEvent(event))
+
+    def _enqueue(self, item) -> None:
         try:
-            self.queue.put_nowait(row(record))
+            self.queue.put_nowait(item)
         except queue.Full:
             self.metrics.dropped.inc()
         else:
@@ -98,9 +109,13 @@ class History:
                     db = open_db(self.path, self.tz)
                 if batch:
                     self.metrics.queue_size.dec(len(batch))
+                    rows = [r for r in batch if not isinstance(r, JobEvent)]
                     with db.conn:  # one transaction per batch: rows and their spend
-                        db.conn.executemany(INSERT_SQL, batch)
-                        db.conn.executemany(SPEND_SQL, self._spend(batch))
+                        db.conn.executemany(INSERT_SQL, rows)
+                        db.conn.executemany(SPEND_SQL, self._spend(rows))
+                        for event in batch:
+                            if isinstance(event, JobEvent):
+                                db.conn.execute(JOB_SQL[event[0]], event[1:])
                 if self.retention_days and self.clock() >= next_prune:
                     self._prune(db)
                     next_prune = self.clock() + 3600
@@ -132,3 +147,5 @@ class History:
         with db.conn:
             db.conn.execute("DELETE FROM requests WHERE started_at < ?", [cutoff])
             db.conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])
+            db.conn.execute("DELETE FROM jobs WHERE coalesce(metered_at, created_at, 0) < ?",
+                            [cutoff])

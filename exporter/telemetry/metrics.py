@@ -169,7 +169,8 @@ class Metrics:
             self._seen.add(seen)
             for code, error_type in ZERO_OUTCOMES:
                 child(self.requests, *seen, code, error_type)
-        child(self.requests, *who, r.operation, str(r.code), r.error_type).inc()
+        if not r.share:  # a further model of a request already counted: its usage only
+            child(self.requests, *who, r.operation, str(r.code), r.error_type).inc()
         u = r.usage
         for direction, token_type, count in u.categories():
             child(self.tokens, *who, direction, token_type).inc(count)
@@ -189,6 +190,8 @@ class Metrics:
             child(self.estimated_tokens, *who, "input").inc(u.estimated_input)
         if u.estimated_output:
             child(self.estimated_tokens, *who, "output").inc(u.estimated_output)
+        if r.share:
+            return
         rid = r.request_id
         exemplar = {"request_id": rid} if len(rid) <= MAX_EXEMPLAR_ID and rid.isascii() \
             and rid.isprintable() else None

@@ -1,0 +1,82 @@
+"""The end of a request: its usage and fee, and the records it ends in.
+
+A request ends in one record. A batch's results are metered here, when they pass, at the
+batch price and for the key that created the batch; results in several models add one
+record per further model, marked `share` (counted for tokens and fees, not as requests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..accounting.batch import BatchMeter
+from ..accounting.bill import count_usage, error_message, price
+from ..accounting.operations import RESPONSES
+from ..accounting.pricing import Pricing
+from ..record import RequestRecord
+from .jobs import CREATE, RESPONSE, RESULTS, STATUS, Job, Jobs
+
+
+def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: Pricing,
+            jobs: Jobs, job: Job | None) -> list[RequestRecord]:
+    """Fill the record of a finished request; return every record it ends in."""
+    if not ok:
+        if collected is not None and not rec.error_message:
+            rec.error_message = error_message(collected)
+        return [rec]
+    if job is not None and job.kind == RESULTS:
+        return _results(rec, meter, pricing, jobs, job)
+    if job is not None and job.kind in (CREATE, STATUS):
+        _track(rec, collected, jobs)
+        return [rec]
+    if job is not None and job.kind == RESPONSE:
+        _, _, whole = collected.parse() if collected is not None else (None, None, None)
+        if not (isinstance(whole, dict) and whole.get("background") is True
+                and whole.get("status") == "completed"
+                and jobs.claim(job.job_id, rec.started)):
+            return [rec]  # not a background response's first completed fetch: no cost
+        _attribute(rec, jobs.creator(job.job_id))
+    whole = count_usage(rec, body_json, meter, collected)
+    if rec.operation == RESPONSES and isinstance(whole, dict) and whole.get("background") \
+            and isinstance(whole.get("id"), str) and job is None:
+        jobs.create(whole["id"], rec.api_key, rec.started)  # metered when fetched done
+    price(rec, pricing)
+    return [rec]
+
+
+def _track(rec: RequestRecord, collected, jobs: Jobs) -> None:
+    """Note who created a batch, and where its output went."""
+    _, _, whole = collected.parse() if collected is not None else (None, None, None)
+    if not isinstance(whole, dict) or not isinstance(whole.get("id"), str):
+        return
+    if whole.get("type") == "message_batch" or whole.get("object") == "batch":
+        if whole["id"] not in jobs.created:
+            jobs.create(whole["id"], rec.api_key, rec.started)
+        output = whole.get("output_file_id")
+        if isinstance(output, str) and output:
+            jobs.output(whole["id"], output)
+
+
+def _attribute(rec: RequestRecord, creator) -> None:
+    if creator is not None:
+        rec.api_key = creator[0]
+
+
+def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs: Jobs,
+             job: Job) -> list[RequestRecord]:
+    """Meter a batch's results once, each model at its batch price."""
+    if meter is None or not meter.totals:
+        return [rec]  # not a batch's results (an input file, say): nothing to bill
+    batch = jobs.batch_of(job.job_id)
+    if not jobs.claim(batch, rec.started):
+        return [rec]  # downloaded again: metered the first time
+    creator = jobs.creator(batch)
+    _attribute(rec, creator)
+    records = []
+    for i, ((model, _), usage) in enumerate(sorted(meter.totals.items())):
+        r = rec if i == 0 else dataclasses.replace(
+            rec, request_id=f"{rec.request_id}#{i + 1}", share=True, fees=[], assumed=[])
+        r.model, r.usage = model, usage
+        price(r, pricing, batch=True)
+        records.append(r)
+    return records

@@ -1,0 +1,102 @@
+"""Work billed after the request that started it: batches and background responses.
+
+A batch is created by one request, polled by others, and its results downloaded later,
+perhaps by another key and more than once; a background response is created queued and
+fetched, with its usage, when done. Each is metered once: when its results (or its
+completed response) pass through the gateway, attributed to the key that created it. The
+ledger of created and metered jobs is kept in memory and, with a history, in its database,
+so a restart meters nothing twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+CREATE, STATUS, RESULTS, RESPONSE = "create", "status", "results", "response"
+BATCH = "batch"  # the operation label of a batch's results
+# The operation label of requests that read a job: its results, or the response itself.
+JOB_OPERATIONS = {RESULTS: BATCH, RESPONSE: "responses"}
+_PATHS = (
+    ("POST", re.compile(r"/v1/(?:messages/)?batches$"), CREATE),
+    ("GET", re.compile(r"/v1/batches/([^/]+)$"), STATUS),
+    ("GET", re.compile(r"/v1/files/([^/]+)/content$"), RESULTS),
+    ("GET", re.compile(r"/v1/messages/batches/([^/]+)/results$"), RESULTS),
+    ("GET", re.compile(r"/v1/responses/(resp_[^/]+)$"), RESPONSE),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a request does to a job: create it, read its status, its results or itself."""
+
+    kind: str
+    job_id: str | None  # from the path: a batch, an output file or a response id
+
+
+def job_request(method: str, path: str) -> Job | None:
+    # Most requests are none of these: three substring tests instead of five patterns.
+    if "/batches" not in path and "/files/" not in path and "/responses/" not in path:
+        return None
+    path = path.rstrip("/")
+    for verb, pattern, kind in _PATHS:
+        if method == verb and (found := pattern.search(path)):
+            return Job(kind, found.group(1) if found.groups() else None)
+    return None
+
+
+class Jobs:
+    """The ledger: who created each job, which file holds a batch's output, what was
+    metered. `persist(event)` keeps each change (the history's writer); bounded in memory."""
+
+    def __init__(self, persist=None, limit: int = 100_000):
+        self.persist, self.limit = persist, limit
+        self.created: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self.outputs: OrderedDict[str, str] = OrderedDict()  # output file -> batch
+        self.metered: OrderedDict[str, float] = OrderedDict()
+
+    def load(self, rows) -> None:
+        """Take what the history remembers: (job_id, api_key, created_at, output_file_id,
+        metered_at) rows."""
+        for job_id, api_key, created_at, output_file_id, metered_at in rows:
+            if api_key is not None:
+                self._put(self.created, job_id, (api_key, created_at))
+            if output_file_id:
+                self._put(self.outputs, output_file_id, job_id)
+            if metered_at is not None:
+                self._put(self.metered, job_id, metered_at)
+
+    def create(self, job_id: str, api_key: str, at: float) -> None:
+        self._put(self.created, job_id, (api_key, at))
+        self._keep(("create", job_id, api_key, at))
+
+    def output(self, batch_id: str, file_id: str) -> None:
+        if self.outputs.get(file_id) != batch_id:
+            self._put(self.outputs, file_id, batch_id)
+            self._keep(("output", batch_id, file_id))
+
+    def batch_of(self, job_id: str) -> str:
+        """The batch whose output a file is, else the id itself (Anthropic's results)."""
+        return self.outputs.get(job_id, job_id)
+
+    def creator(self, job_id: str) -> tuple[str, float] | None:
+        return self.created.get(job_id)
+
+    def claim(self, job_id: str, at: float) -> bool:
+        """True the first time a job is metered; never again for it."""
+        if job_id in self.metered:
+            return False
+        self._put(self.metered, job_id, at)
+        self._keep(("metered", job_id, at))
+        return True
+
+    def _put(self, table: OrderedDict, key, value) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self.limit:
+            table.popitem(last=False)
+
+    def _keep(self, event: tuple) -> None:
+        if self.persist is not None:
+            self.persist(event)
