@@ -204,6 +204,10 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
                 assert c[column] == "" and x[column] is None, column
             elif isinstance(value, (int, float)):
                 assert float(c[column]) == pytest.approx(value, rel=1e-12) == x[column], column
+            elif column == "time":  # an Excel date-time of the row's wall clock in `tz`
+                assert c[column] == value
+                wall = datetime.fromisoformat(value).replace(tzinfo=None)
+                assert abs(x[column] - wall).total_seconds() < 0.001, column
             else:
                 assert c[column] == value == x[column], column
 
@@ -220,6 +224,7 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
     ("/api/usage", {"group_by": "model,colour"}, "group_by"),
     ("/api/usage", {"order": "latency"}, "order"),
     ("/api/usage", {"limit": "-1"}, "limit"),
+    ("/api/usage", {"limit": "0"}, "limit"),  # as /api/requests: no limit is no `limit`
     ("/api/requests", {"limit": "many"}, "limit"),
     ("/api/requests", {"status": "broken"}, "status"),
     ("/api/requests", {"format": "pdf"}, "format"),
@@ -295,11 +300,10 @@ def test_export_command_writes_xlsx(db, tmp_path):
     got = sorted((r[header.index("time")], r[header.index("model")], r[header.index("requests")])
                  for r in rows[1:])
     # Paris is UTC+1 in November: 15:30Z and 16:30Z are on 1 Nov (16:30, 17:30 local),
-    # 23:30Z and 00:30Z on 2 Nov (00:30, 01:30 local).
-    assert got == [("2026-11-01T00:00:00+01:00", "claude", 1),
-                   ("2026-11-01T00:00:00+01:00", "gpt-4o", 1),
-                   ("2026-11-02T00:00:00+01:00", "claude", 1),
-                   ("2026-11-02T00:00:00+01:00", "gpt-4o", 1)]
+    # 23:30Z and 00:30Z on 2 Nov (00:30, 01:30 local). Excel gets Paris's wall clock.
+    nov1, nov2 = datetime(2026, 11, 1), datetime(2026, 11, 2)
+    assert got == [(nov1, "claude", 1), (nov1, "gpt-4o", 1), (nov2, "claude", 1),
+                   (nov2, "gpt-4o", 1)]
     bad = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", db,
                           "--granularity", "week"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
@@ -308,7 +312,8 @@ def test_export_command_writes_xlsx(db, tmp_path):
 
 def test_xlsx_spills_to_further_sheets_and_escapes_text(tmp_path, monkeypatch):
     import exporter.history.export as export
-    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)  # a header and two rows per sheet
+    import exporter.history.xlsx as xlsx
+    monkeypatch.setattr(xlsx, "EXCEL_MAX_ROWS", 3)  # a header and two rows per sheet
     db = write_history(tmp_path / "h.db", [
         rec(f"2026-11-01T0{i}:00:00+00:00", rid=f"r{i}", code=500, error_type="upstream_error")
         for i in range(5)])
@@ -325,3 +330,31 @@ def test_xlsx_spills_to_further_sheets_and_escapes_text(tmp_path, monkeypatch):
     assert all(s[0][0] == "time" for s in sheets)
     messages = [r[export.REQUEST_COLUMNS.index("error_message")] for s in sheets for r in s[1:]]
     assert messages[-1] == "<b>bad</b> & worse"  # r0 is the oldest: the last row
+
+
+async def test_xlsx_is_made_for_excel(api):
+    # Times are date-times with a format (sortable, chartable), fees and rates have number
+    # formats, the header stays in view, columns are wide enough.
+    r = await api.get("/api/usage", params={**RANGE, "group_by": "model",
+                                            "granularity": "day", "format": "xlsx"})
+    book = openpyxl.load_workbook(io.BytesIO(await r.read()))
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    first = dict(zip(header, sheet[2]))
+    assert first["time"].value == datetime(2026, 11, 1) and first["time"].is_date
+    assert first["time"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert first["fee_usd"].number_format == "$#,##0.000000"
+    assert first["success_rate"].number_format == "0.00%"
+    assert sheet[1][0].font.b and sheet.freeze_panes == "A2"
+    assert sheet.column_dimensions["A"].width == 20
+
+
+def test_spend_has_no_float_noise(tmp_path):
+    # 0.1 + 0.2 in floats is 0.30000000000000004: the gauge says 0.3.
+    now = datetime.now(ZoneInfo("UTC")).isoformat()
+    db = write_history(tmp_path / "h.db", [rec(now, fee="0.1", rid="a"),
+                                           rec(now, fee="0.2", rid="b")])
+    registry = CollectorRegistry()
+    HistoryCollector(registry, db, ZoneInfo("UTC"))
+    assert registry.get_sample_value("llm_spend_usd", {"api_key": "team-a",
+                                                       "period": "day"}) == 0.3

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from ..accounting.pricing import Pricing, describe, pricing_for, warnings
 from ..accounting.table import Table, TableError
@@ -15,12 +17,13 @@ from ..config.schema import ConfigError
 from ..config.table import check_hostport
 from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
 from ..history.query import BadParameter, Filters, UsageQuery
+from ..history.store import open_db
 
 
-def load_with_pricing(path: str):
+def load_with_pricing(path: str, unset: list[str] | None = None):
     """A config file and its pricing, or None after printing every problem of either."""
     try:
-        config = load_config(path)
+        config = load_config(path, unset=unset)
         return config, pricing_for(config)
     except ConfigError as e:
         for problem in e.problems:
@@ -32,14 +35,43 @@ def load_with_pricing(path: str):
 
 def check_config(path: str) -> int:
     """Print every problem of a config file (exit 1), or OK and its warnings."""
-    loaded = load_with_pricing(path)
+    unset: list[str] = []  # set where the gateway runs, not necessarily here
+    loaded = load_with_pricing(path, unset)
     if loaded is None:
         return 1
     config, pricing = loaded
+    for problem in unset:
+        print(f"{path}: warning: {problem}: set it before `serve`", file=sys.stderr)
+    if (problem := history_problem(config, create=False)) is not None:
+        print(f"{path}: history.path: {problem}", file=sys.stderr)
+        return 1
     for warning in warnings(config, pricing.table):
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: OK")
     return 0
+
+
+DEFAULT_HISTORY = "llm-usage-history.db"  # history.path's default
+
+
+def history_problem(config, create: bool = True) -> str | None:
+    """Why the config's history database cannot be written (created, migrated, opened:
+    with `create`), or None."""
+    history = config.history
+    if not history.enabled:
+        return None
+    path = os.path.abspath(history.path)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return f"{history.path}: its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"{history.path}: not writable by this user"
+    if create:
+        try:
+            open_db(path, ZoneInfo(config.timezone)).conn.close()
+        except (sqlite3.Error, OSError) as e:
+            return f"{history.path}: {e}"
+    return None
 
 
 def pricing_warnings(config) -> list[str]:
@@ -93,13 +125,22 @@ def show_prices(args) -> int:
 
 
 def export_history(args) -> int:
-    path = args.db or "llm-usage-history.db"
+    path = args.db or DEFAULT_HISTORY
     if args.config:
         try:
-            path = load_config(args.config).history.path
+            # The history's place only: the config's secrets need not be set here.
+            path = load_config(args.config, unset=[]).history.path
         except ConfigError as e:
             print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
             return 2
+    if not os.path.isfile(path):
+        where = (f"--db: no file {path}" if args.db else
+                 f"{args.config}: its history.path {path} does not exist (yet: the gateway "
+                 "creates it with its first request)" if args.config else
+                 f"no history database {path} in this folder: pass --config FILE (the "
+                 "gateway's config, for its history.path) or --db PATH")
+        print(where, file=sys.stderr)
+        return 2
     params = {k: v for k, v in {
         "from": args.from_, "to": args.to, "tz": args.tz, "group_by": args.group_by,
         "granularity": args.granularity, "order": args.order, "limit": args.limit,

@@ -15,19 +15,32 @@ from .schema import ConfigError, build
 from .table import Config
 
 
-def _cross_check(config: Config, env, problems: list[str]) -> Config:
-    """Check what no single key can: unique names, env vars set, the default service."""
+def _duplicate_services(data) -> list[str]:
+    """Service names used twice, read from the YAML itself: found even when a service has
+    other problems (and the table could not be built)."""
+    services = data.get("services") if isinstance(data, dict) else None
+    seen, problems = set(), []
+    for i, s in enumerate(services if isinstance(services, list) else ()):
+        name = s.get("name") if isinstance(s, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"services[{i}].name: duplicate service name {name!r}")
+            seen.add(name)
+    return problems
+
+
+def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> Config:
+    """Check what no single key can: env vars set, the default service, unique keys.
+    An environment variable that is not set goes to `unset`."""
     seen, services = set(), []
     for i, s in enumerate(config.services):
-        if s.name in seen:
-            problems.append(f"services[{i}].name: duplicate service name {s.name!r}")
         seen.add(s.name)
         key = None
         if s.api_key_env:
             key = env.get(s.api_key_env)
             if not key:
-                problems.append(f"services[{i}].api_key_env: environment variable "
-                                f"{s.api_key_env} is not set")
+                unset.append(f"services[{i}].api_key_env: environment variable "
+                             f"{s.api_key_env} is not set")
         services.append(dataclasses.replace(s, api_key=key))
     if not config.services:
         problems.append("services: at least one service is required")
@@ -40,33 +53,43 @@ def _cross_check(config: Config, env, problems: list[str]) -> Config:
         if b.daily is None and b.monthly is None:
             problems.append(f"budgets[{i}]: set daily, monthly or both")
     if config.admin_token_env and not env.get(config.admin_token_env):
-        problems.append(f"admin_token_env: environment variable {config.admin_token_env} "
-                        "is not set")
+        unset.append(f"admin_token_env: environment variable {config.admin_token_env} "
+                     "is not set")
     names = set()
     for i, k in enumerate(config.api_keys):
         if (k.sha256 is None) == (k.key_env is None):
             problems.append(f"api_keys[{i}]: set exactly one of sha256 and key_env")
         elif k.key_env and not env.get(k.key_env):
-            problems.append(f"api_keys[{i}].key_env: environment variable {k.key_env} is not set")
+            unset.append(f"api_keys[{i}].key_env: environment variable {k.key_env} is not set")
         if k.name in names:
             problems.append(f"api_keys[{i}].name: duplicate key name {k.name!r}")
         names.add(k.name)
     return dataclasses.replace(config, services=tuple(services))
 
 
-def parse_config(data, env=os.environ) -> Config:
-    """Build a Config from parsed YAML, or raise ConfigError listing every problem."""
+def parse_config(data, env=os.environ, unset: list[str] | None = None) -> Config:
+    """Build a Config from parsed YAML, or raise ConfigError listing every problem.
+
+    An environment variable the config names but the environment lacks is a problem, or,
+    given `unset`, is listed there (check-config: the variables are set where it serves).
+    """
     problems: list[str] = []
+    missing: list[str] = []
     config = build(Config, data if data is not None else {}, "", problems)
+    problems += _duplicate_services(data)
     if config is not None:
-        config = _cross_check(config, env, problems)
+        config = _cross_check(config, env, problems, missing)
+    if unset is None:
+        problems += missing
+    else:
+        unset += missing
     if problems:
         raise ConfigError(problems)
     return config
 
 
-def load_config(path: str, env=os.environ) -> Config:
-    """Read and check a YAML config file."""
+def load_config(path: str, env=os.environ, unset: list[str] | None = None) -> Config:
+    """Read and check a YAML config file (`unset`: as parse_config)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -74,7 +97,7 @@ def load_config(path: str, env=os.environ) -> Config:
         raise ConfigError([f"{path}: {e.strerror}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
-    return parse_config(data, env)
+    return parse_config(data, env, unset)
 
 
 def single_upstream(url: str, *, provider: str = "openai-compatible",

@@ -54,14 +54,30 @@ def _body(template: dict) -> dict:
     return body
 
 
-async def run_demo(listen: str, admin_listen: str, rate: float, requests: int) -> int:
+async def run_demo(listen: str, admin_listen: str, rate: float, requests: int | None,
+                   history: str | None = None) -> int:
+    """Run the demo until Ctrl-C or `requests` requests; its history in the file `history`,
+    or in a temporary folder removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="llm-usage-demo-") as folder:
+        return await _demo(listen, admin_listen, rate, requests,
+                           history or os.path.join(folder, "history.db"), history is None)
+
+
+async def _demo(listen, admin_listen, rate, requests, history_path, temporary) -> int:
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
     sim = web.AppRunner(Simulator(seed=7).app(), access_log=None)
     await sim.setup()
-    site = web.TCPSite(sim, "127.0.0.1", 0)
-    await site.start()
+    try:
+        site = web.TCPSite(sim, "127.0.0.1", 0)
+        await site.start()
+        return await _traffic(sim, listen, admin_listen, rate, requests, history_path,
+                              temporary)
+    finally:
+        await sim.cleanup()
+
+
+async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temporary) -> int:
     sim_url = "http://127.0.0.1:%d" % sim.addresses[0][1]
-    history_path = os.path.join(tempfile.mkdtemp(prefix="llm-usage-demo-"), "history.db")
     config = parse_config({
         "listen": listen, "admin_listen": admin_listen, "history": {"path": history_path},
         "services": [{"name": "openai", "base_url": sim_url, "provider": "openai"},
@@ -73,16 +89,24 @@ async def run_demo(listen: str, admin_listen: str, rate: float, requests: int) -
     registry = CollectorRegistry()
     runners = await start(config, registry, history=history_for(config, registry))
     proxy = f"http://{listen}"
+    grafana = os.environ.get("GRAFANA_URL")  # set by docker-compose.yml's demo profile
+    kept = " (removed at the end: keep it with --history PATH)" if temporary else ""
+    dashboards = (f"\n  Grafana:   {grafana}   (folder \"LLM usage\", user admin)"
+                  if grafana else "")
     print(f"""llm-usage-exporter demo: a simulated upstream ({sim_url}) behind the gateway.
-
+{dashboards}
   metrics:   http://{admin_listen}/metrics
   health:    http://{admin_listen}/healthz
   usage:     http://{admin_listen}/api/usage?group_by=model&order=fee
   requests:  http://{admin_listen}/api/requests?limit=20
   Excel:     http://{admin_listen}/api/usage?group_by=model,api_key&granularity=minute&format=xlsx
-  history:   {history_path}
+  history:   {history_path}{kept}
   OpenAI:    {proxy}/openai/v1     (base URL for the openai SDK)
   Anthropic: {proxy}/anthropic     (base URL for the anthropic SDK)
+
+Budgets: search-team may spend ${BUDGETS[0]["daily"]:g} a day and spends it within minutes:
+its budget gauges fill, and with Prometheus and Alertmanager (docker compose) the budget
+alerts fire about 7 minutes in.
 
 Sending about {rate:g} requests/s{f', {requests} in all' if requests else ''}; Ctrl-C stops.
 Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-demo-mine' \\
@@ -116,7 +140,7 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
     print(summary(registry), flush=True)
-    for runner in runners + [sim]:
+    for runner in runners:
         await runner.cleanup()
     return 0
 

@@ -58,6 +58,22 @@ class Simulator:
         return {"model": model, "prompt": prompt, "cached": cached, "out": out,
                 "reasoning": reasoning}
 
+    @staticmethod
+    async def _request(request: web.Request, anthropic: bool):
+        """The request's JSON object, or the 400 the provider answers to anything else."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            return body
+        message = "We could not parse the JSON body of your request."
+        if anthropic:
+            return web.json_response({"type": "error", "error": {
+                "type": "invalid_request_error", "message": message}}, status=400)
+        return web.json_response({"error": {"message": message, "type": "invalid_request_error",
+                                            "param": None, "code": None}}, status=400)
+
     def _error(self, anthropic: bool) -> web.Response | None:
         if self.error_rate <= 0 or self.rng.random() >= self.error_rate:
             return None
@@ -100,7 +116,9 @@ class Simulator:
 
     # --- OpenAI -------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        body = await self._request(request, anthropic=False)
+        if isinstance(body, web.Response):
+            return body  # not a JSON object: a 400, as the real APIs answer
         if (err := self._error(False)) is not None:
             return err
         chat = request.path.endswith("/chat/completions")
@@ -142,7 +160,9 @@ class Simulator:
         return await self._sse(request, events, False)
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        body = await self._request(request, anthropic=False)
+        if isinstance(body, web.Response):
+            return body  # not a JSON object: a 400, as the real APIs answer
         if (err := self._error(False)) is not None:
             return err
         plan = self._plan(body)
@@ -168,7 +188,9 @@ class Simulator:
         return await self._sse(request, events, False)
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await self._request(request, anthropic=False)
+        if isinstance(body, web.Response):
+            return body  # not a JSON object: a 400, as the real APIs answer
         if (err := self._error(False)) is not None:
             return err
         inputs = body.get("input")
@@ -188,7 +210,9 @@ class Simulator:
 
     # --- Anthropic ----------------------------------------------------------------------
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        body = await self._request(request, anthropic=True)
+        if isinstance(body, web.Response):
+            return body  # not a JSON object: a 400, as the real APIs answer
         if (err := self._error(True)) is not None:
             return err
         plan = self._plan(body)

@@ -29,9 +29,11 @@ class UsageApi:
         return {"/api/requests": self.requests, "/api/usage": self.usage}
 
     async def requests(self, request: Request, params) -> None:
+        """One row per request, newest first (JSON paged; CSV, Excel)."""
         await _answering(request, self._requests(request, params))
 
     async def usage(self, request: Request, params) -> None:
+        """Aggregates by model, key, service, provider and time bucket; rankings."""
         await _answering(request, self._usage(request, params))
 
     async def _requests(self, request: Request, params) -> None:

@@ -39,8 +39,9 @@ class HistoryCollector:
                 rows.add_metric([], conn.execute("SELECT count(*) FROM requests").fetchone()[0])
                 for api_key, month, day in conn.execute(
                         *spend_sql(self.tz, self.clock(), self.max_keys)):
-                    spend.add_metric([api_key, "day"], day or 0.0)
-                    spend.add_metric([api_key, "month"], month or 0.0)
+                    # Sums of floats in SQLite: 0.0021238999999999997 is 0.0021239.
+                    spend.add_metric([api_key, "day"], round(day or 0.0, 10))
+                    spend.add_metric([api_key, "month"], round(month or 0.0, 10))
                     keys.append(api_key)
         except sqlite3.Error as e:  # no history yet: no spend to show
             log.debug("spend: %s", e)

@@ -11,16 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
-import re
 import sqlite3
-import tempfile
-import zipfile
 from datetime import datetime
 
 from .query import Filters, UsageQuery, encode_cursor, requests_sql
 from .store import TOKEN_COLUMNS
+from .xlsx import xlsx
 
 INPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("input_"))
 OUTPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("output_"))
@@ -105,7 +101,7 @@ def encode(fmt: str, rows: Rows, columns, tmpdir: str | None = None):
     elif fmt == "json":
         yield from _json(rows, columns)
     else:
-        yield from _xlsx(rows, columns, tmpdir)
+        yield from xlsx(rows, columns, tmpdir)
 
 
 def _csv(rows: Rows, columns):
@@ -129,100 +125,3 @@ def _json(rows: Rows, columns):
         yield (b"" if first else b",\n") + text.encode()
         first = False
     yield b"], " + json.dumps({"next_cursor": rows.cursor})[1:].encode()
-
-
-_XLSX_PARTS = {
-    "[Content_Types].xml": (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
-        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
-        '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
-        'officedocument.spreadsheetml.sheet.main+xml"/>{sheets}</Types>'),
-    "_rels/.rels": (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-        '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
-    "xl/workbook.xml": (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-        'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-        '<sheets>{sheets}</sheets></workbook>'),
-    "xl/_rels/workbook.xml.rels": (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-        '{sheets}</Relationships>'),
-}
-_SHEET_HEAD = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns='
-               '"http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>')
-_SHEET_TAIL = "</sheetData></worksheet>"
-_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f&<>]")
-_XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "<c/>"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"<c><v>{value!r}</v></c>" if math.isfinite(value) else "<c/>"
-    text = str(value)
-    if _XML_UNSAFE.search(text):  # escape, and drop control characters XML cannot hold
-        text = _XML_UNSAFE.sub(lambda m: _XML_ESCAPES.get(m.group(), ""), text)
-    return f'<c t="inlineStr"><is><t>{text}</t></is></c>'
-
-
-def _xlsx(rows: Rows, columns, tmpdir):
-    """Write the sheets' XML straight into a zip, row by row, then stream the file.
-
-    Measured on 1M request rows: xlsxwriter's constant-memory mode took 274 s; this takes
-    a tenth of that. Strings are inline (no shared-string table to hold in memory), and a
-    sheet holds at most Excel's 1,048,576 rows, the rest going on further sheets.
-    """
-    fd, path = tempfile.mkstemp(suffix=".xlsx", dir=tmpdir)
-    os.close(fd)
-    header = "<row>" + "".join(_cell(c) for c in columns) + "</row>"
-    try:
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as book:
-            sheets, sheet, n = 0, None, EXCEL_MAX_ROWS
-            for batch in rows.batches():
-                for row in batch:
-                    if n == EXCEL_MAX_ROWS:
-                        if sheet is not None:
-                            sheet.write(_SHEET_TAIL.encode())
-                            sheet.close()
-                        sheets += 1
-                        sheet = book.open(f"xl/worksheets/sheet{sheets}.xml", "w",
-                                          force_zip64=True)
-                        sheet.write((_SHEET_HEAD + header).encode())
-                        n = 1
-                    sheet.write(("<row>" + "".join(_cell(row.get(c)) for c in columns)
-                                 + "</row>").encode())
-                    n += 1
-            if sheet is None:
-                sheets = 1
-                sheet = book.open("xl/worksheets/sheet1.xml", "w")
-                sheet.write((_SHEET_HEAD + header).encode())
-            sheet.write(_SHEET_TAIL.encode())
-            sheet.close()
-            numbers = range(1, sheets + 1)
-            parts = {
-                "[Content_Types].xml": "".join(
-                    f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/'
-                    f'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-                    for i in numbers),
-                "_rels/.rels": "",
-                "xl/workbook.xml": "".join(
-                    f'<sheet name="Sheet{i}" sheetId="{i}" r:id="rId{i}"/>' for i in numbers),
-                "xl/_rels/workbook.xml.rels": "".join(
-                    f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/'
-                    f'officeDocument/2006/relationships/worksheet" '
-                    f'Target="worksheets/sheet{i}.xml"/>' for i in numbers),
-            }
-            for name, template in _XLSX_PARTS.items():
-                book.writestr(name, template.format(sheets=parts[name]))
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                yield chunk
-    finally:
-        os.unlink(path)

@@ -161,7 +161,8 @@ class UsageQuery:
         order = params.get("order", "tokens")
         if order not in ORDERS:
             raise BadParameter("order", f"must be one of {', '.join(ORDERS)}")
-        limit = parse_int(params, "limit", 0, 0, 1_000_000) or None
+        # 0 is refused as /api/requests refuses it: no limit is no `limit`.
+        limit = parse_int(params, "limit", 0, 1, 1_000_000) if "limit" in params else None
         return cls(filters, group_by, granularity, order, limit)
 
     def sql(self) -> tuple[str, list]:

@@ -15,7 +15,9 @@ cannot be served, and a client that goes away cancels its request's handler at o
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 
 import httptools
 
@@ -201,6 +203,21 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class ListenError(OSError):
+    """A port that cannot be listened on: in use, not this machine's, or privileged."""
+
+    def __init__(self, host: str, port: int, error: OSError):
+        hint = {errno.EADDRINUSE: ": another process holds it; stop it, or choose another "
+                                  "port (--listen, --admin-listen or the config's)",
+                errno.EACCES: ": ports below 1024 need privileges; choose a higher one",
+                errno.EADDRNOTAVAIL: ": that address is not one of this machine's"}
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        super().__init__(error.errno, f"{host}:{port}: {reason}{hint.get(error.errno, '')}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 class Server:
     """Serve `handler(request)` on a port; stop by finishing what is in flight."""
 
@@ -213,10 +230,14 @@ class Server:
         self.all_closed: asyncio.Future | None = None  # while stopping: the last one closed
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> int:
-        """Listen on host:port (0 picks a free port); return the port."""
-        server = await asyncio.get_running_loop().create_server(
-            lambda: _Connection(self), host or None, port, reuse_address=True,
-            reuse_port=reuse_port or None)
+        """Listen on host:port (0 picks a free port); return the port (ListenError: it
+        cannot be had)."""
+        try:
+            server = await asyncio.get_running_loop().create_server(
+                lambda: _Connection(self), host or None, port, reuse_address=True,
+                reuse_port=reuse_port or None)
+        except OSError as e:
+            raise ListenError(host, port, e) from None
         self.servers.append(server)
         if self.sweeper is None:
             self.sweep()

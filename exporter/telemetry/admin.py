@@ -23,6 +23,8 @@ from .exposition import (
     wants_openmetrics,
 )
 
+OPEN = frozenset(("/", "/healthz"))  # no token needed: they tell nothing of the traffic
+
 
 class Admin:
     """Answer the admin routes; `routes` adds paths, `token` guards all but /healthz.
@@ -34,7 +36,8 @@ class Admin:
     def __init__(self, registry, *, routes=None, token: str | None = None):
         self.registry = registry
         self.expected = f"Bearer {token}".encode() if token else None
-        self.routes = {"/metrics": self.metrics, "/healthz": self.healthz, **(routes or {})}
+        self.routes = {"/": self.index, "/metrics": self.metrics, "/healthz": self.healthz,
+                       **(routes or {})}
 
     async def handle(self, request: Request) -> None:
         route = self.routes.get(request.path)
@@ -43,7 +46,7 @@ class Admin:
         if request.method not in ("GET", "HEAD"):
             return respond_json(request, 405, {"error": {"message": "only GET"}},
                                 b"Allow: GET, HEAD\r\n")
-        if self.expected and request.path != "/healthz" and not hmac.compare_digest(
+        if self.expected and request.path not in OPEN and not hmac.compare_digest(
                 (request.header(b"authorization") or "").encode(), self.expected):
             return respond_json(request, 401, {"error": {"message": "a bearer token is "
                                                                     "required"}},
@@ -54,7 +57,15 @@ class Admin:
             params.setdefault(name, value)  # the first of repeated parameters, as aiohttp did
         await route(request, params)
 
+    async def index(self, request: Request, params) -> None:
+        """This list of the admin listener's endpoints."""
+        respond_json(request, 200, {
+            "service": "llm-usage-exporter", "version": __version__,
+            "endpoints": {path: (route.__doc__ or "").strip().splitlines()[0]
+                          for path, route in self.routes.items()}})
+
     async def metrics(self, request: Request, params) -> None:
+        """Prometheus metrics (OpenMetrics with exemplars when asked)."""
         # OpenMetrics only when asked (Prometheus asks): it alone carries the exemplars.
         if wants_openmetrics(request.header(b"accept")):
             renderer, content_type = render_openmetrics, OPENMETRICS_TYPE
@@ -64,4 +75,5 @@ class Admin:
         request.respond(200, b"OK", body, b"Content-Type: %s\r\n" % content_type.encode())
 
     async def healthz(self, request: Request, params) -> None:
+        """Liveness: the version and process id."""
         respond_json(request, 200, {"status": "ok", "version": __version__, "pid": os.getpid()})

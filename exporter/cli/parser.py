@@ -1,0 +1,124 @@
+"""The command line's arguments: every subcommand and flag, checked as they are parsed.
+
+A mistake in them is argparse's: one line naming the flag, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` above 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake is one line: what is wrong, and where help is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="llm-usage-exporter",
+        description="LLM API gateway that exports usage, fees and latency to Prometheus.")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    # Not required= here: argparse would then name a missing group before an unknown flag,
+    # and `serve --upstrem URL` said "one of --config --upstream is required".
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    source.add_argument("--upstream", metavar="URL",
+                        help="a single upstream, e.g. https://api.openai.com")
+    serve.add_argument("--provider", help="with --upstream: the provider label "
+                       "(default: guessed from the URL's host)")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="client traffic (default 127.0.0.1:8080)")
+    serve.add_argument("--admin-listen", metavar="HOST:PORT",
+                       help="/metrics and /healthz (default 127.0.0.1:9464)")
+    serve.add_argument("--workers", type=positive(int), metavar="N",
+                       help="processes sharing the ports (default: the config's workers, 1)")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+    check = sub.add_parser("check-config", help="print every problem in a config file")
+    check.add_argument("file")
+
+    prices = sub.add_parser("prices", help="print the price that would be applied to a model, "
+                            "and where it comes from")
+    prices.add_argument("model", nargs="?", help="model name as the upstream reports it")
+    prices.add_argument("--provider", default="openai", help="provider (default openai)")
+    prices.add_argument("--service", help="with --config: price as this service does")
+    prices.add_argument("--service-tier", help="the service tier the response reports, "
+                        "e.g. priority or flex")
+    prices.add_argument("--config", metavar="FILE", help="apply this config's pricing section "
+                        "and price data")
+    prices.add_argument("--at", metavar="TIME", help="the moment of the request, ISO 8601 "
+                        "(default now): time-of-day and dated prices follow it")
+    prices.add_argument("--batch", action="store_true", help="the batch APIs' prices")
+
+    export = sub.add_parser("export", help="write usage aggregates or request rows from the "
+                            "history database to a CSV, Excel or JSON file")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--config", metavar="FILE", help="read history.path from this config")
+    where.add_argument("--db", metavar="PATH",
+                       help="the history database (default llm-usage-history.db)")
+    export.add_argument("--kind", choices=("usage", "requests"), default="usage",
+                        help="aggregates (default) or one row per request")
+    export.add_argument("--from", dest="from_", metavar="TIME",
+                        help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
+    export.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")
+    export.add_argument("--tz", help="IANA time zone for days and times (default UTC)")
+    export.add_argument("--group-by", help="comma-separated: model, api_key, service, provider")
+    export.add_argument("--granularity", help="minute, 5m, hour, day or none (default)")
+    export.add_argument("--order", help="tokens (default), fee or requests")
+    export.add_argument("--limit", help="at most this many rows (usage: the top N groups)")
+    for label in ("service", "provider", "model", "api-key", "operation", "request-id"):
+        export.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')} (or a "
+                            "comma-separated list)")
+    export.add_argument("--status", help="success, error or an HTTP status code")
+    export.add_argument("--format", choices=("csv", "xlsx", "json"), default="csv")
+    export.add_argument("--output", metavar="FILE", help="default: standard output (not for "
+                        "xlsx)")
+
+    bench = sub.add_parser("bench", help="measure the gateway against a simulated upstream "
+                           "hit directly, in the same run")
+    bench.add_argument("--duration", type=positive(float), default=5.0,
+                       help="seconds per run (default 5)")
+    bench.add_argument("--repetitions", type=positive(int), default=3,
+                       help="runs per target and scenario, alternating (default 3)")
+    bench.add_argument("--no-wrk", action="store_true",
+                       help="use the built-in client even where wrk is installed")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--workers", type=positive(int), default=1, metavar="N",
+                       help="gateway worker processes (default 1)")
+    bench.add_argument("--no-pin", action="store_true",
+                       help="leave every process on every core (to compare worker counts)")
+
+    demo = sub.add_parser("demo", help="run the gateway in front of a simulated upstream "
+                          "and send it a little traffic (no API key needed)")
+    demo.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    demo.add_argument("--admin-listen", default="127.0.0.1:9464", metavar="HOST:PORT")
+    demo.add_argument("--rate", type=positive(float), default=2.0,
+                      help="requests per second (default 2)")
+    demo.add_argument("--requests", type=positive(int),
+                      help="stop after this many requests (default: run until Ctrl-C)")
+    demo.add_argument("--history", metavar="PATH", help="keep the demo's request history in "
+                      "this file (default: a temporary one, removed at the end)")
+
+    parser.serve = serve  # main() names its missing --config or --upstream
+    return parser

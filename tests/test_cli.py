@@ -1,0 +1,203 @@
+"""The first hour of a new user: each command as a user types it, in a subprocess; each
+mistake one exact line on standard error and its exit status, never a traceback; and the
+README's commands and URLs work as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.cli.parser import build_parser
+from exporter.devtools.simulator import Simulator
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+PROG = "llm-usage-exporter"
+
+
+def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=60, **kw)
+
+
+@pytest.mark.parametrize("args,line", [
+    (("serve", "--upstrem", "https://api.openai.com"),
+     f"{PROG}: unrecognized arguments: --upstrem https://api.openai.com "
+     f"(see {PROG} --help)"),
+    (("serve",), f"{PROG} serve: give --config FILE (several services) or --upstream URL "
+                 f"(one) (see {PROG} serve --help)"),
+    (("demo", "--rate", "0"),
+     f"{PROG} demo: argument --rate: must be more than 0, not 0 (see {PROG} demo --help)"),
+    (("demo", "--rate", "-1"),
+     f"{PROG} demo: argument --rate: must be more than 0, not -1 (see {PROG} demo --help)"),
+    (("demo", "--requests", "many"),
+     f"{PROG} demo: argument --requests: 'many' is not a number (see {PROG} demo --help)"),
+    (("serve", "--config", "missing.yaml"), "config: missing.yaml: No such file or directory"),
+    (("export",), "no history database llm-usage-history.db in this folder: pass --config "
+                  "FILE (the gateway's config, for its history.path) or --db PATH"),
+    (("export", "--db", "none.db"), "--db: no file none.db"),
+])
+def test_a_mistake_is_one_line_and_status_2(args, line, tmp_path):
+    done = run(*args, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, line + "\n")
+
+
+def test_a_history_path_that_cannot_be_written_is_one_line_and_status_1(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("history:\n  path: /nonexistent/folder/h.db\nservices:\n"
+                      "  - name: a\n    base_url: https://api.openai.com\n")
+    done = run("serve", "--config", str(config))
+    assert (done.returncode, done.stderr) == (
+        1, "config: history.path: /nonexistent/folder/h.db: its folder /nonexistent/folder "
+           "does not exist\n")
+    done = run("check-config", str(config))
+    assert (done.returncode, done.stderr) == (
+        1, f"{config}: history.path: /nonexistent/folder/h.db: its folder /nonexistent/folder"
+           " does not exist\n")
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_port_in_use_is_one_line_and_status_1(command, tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    extra = ("--upstream", "http://127.0.0.1:9") if command == "serve" else ("--requests", "1")
+    try:
+        done = run(command, *extra, "--listen", f"127.0.0.1:{port}", "--admin-listen",
+                   "127.0.0.1:0", cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path)})
+    finally:
+        taken.close()
+    assert (done.returncode, done.stderr) == (
+        1, f"{PROG} {command}: cannot listen on 127.0.0.1:{port}: address already in use: "
+           "another process holds it; stop it, or choose another port (--listen, "
+           "--admin-listen or the config's)\n")
+    assert not list(tmp_path.glob("llm-usage-demo-*"))  # the demo's folder is gone
+
+
+def test_the_demo_leaves_nothing_behind(tmp_path, unused_tcp_port_factory):
+    listen, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
+    done = run("demo", "--requests", "2", "--rate", "50", "--listen", f"127.0.0.1:{listen}",
+               "--admin-listen", f"127.0.0.1:{admin}", cwd=tmp_path,
+               env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "removed at the end" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_into_a_closed_pipe_ends_quietly(tmp_path):
+    db = tmp_path / "h.db"
+    with sqlite3.connect(db) as conn:  # an empty but real history
+        conn.execute("CREATE TABLE requests (started_at REAL, api_key TEXT)")
+    done = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m exporter export --db {db} --kind usage "
+        "--from 2026-01-01 | head -c 1", shell=True, capture_output=True, text=True,
+        cwd=ROOT, timeout=60)
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
+
+
+def test_config_example_passes_check_config_as_shipped():
+    done = run("check-config", "config.example.yaml", env={
+        k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN"))})
+    assert done.returncode == 0 and done.stdout == "config.example.yaml: OK\n"
+    assert all(line.startswith("config.example.yaml: warning: ")
+               for line in done.stderr.splitlines())
+
+
+def test_check_config_names_a_duplicate_service_among_other_problems(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("services:\n  - name: a\n    base_url: https://api.openai.com\n"
+                      "  - name: a\n    base_url: not-a-url\n")
+    done = run("check-config", str(config))
+    assert done.returncode == 1
+    assert f"{config}: services[1].name: duplicate service name 'a'" in done.stderr
+    assert f"{config}: services[1].base_url: must be an http:// or https:// URL" in done.stderr
+
+
+async def test_simulator_answers_a_body_that_is_not_json_as_the_apis_do(aiohttp_client):
+    client = await aiohttp_client(Simulator(seed=1).app())
+    r = await client.post("/v1/chat/completions", data=b"not json")
+    assert r.status == 400 and (await r.json())["error"]["type"] == "invalid_request_error"
+    r = await client.post("/v1/messages", data=b"[1, 2]")
+    assert r.status == 400 and (await r.json())["type"] == "error"
+
+
+async def test_admin_index_lists_the_endpoints(admin, tmp_path):
+    from prometheus_client import CollectorRegistry
+    api = await admin(CollectorRegistry(), history_path=str(tmp_path / "h.db"), token="t")
+    r = await api.get("/")
+    assert r.status == 200  # open, like /healthz: it tells nothing of the traffic
+    assert set((await r.json())["endpoints"]) == {"/", "/metrics", "/healthz",
+                                                  "/api/requests", "/api/usage"}
+
+
+# --- the README as written --------------------------------------------------------------
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def commands() -> list[list[str]]:
+    """Every `llm-usage-exporter ...` command the README shows, as arguments: the lines of
+    its shell blocks, and the commands written inline (not the table's [--flag] syntax)."""
+    lines = [line for block in blocks("sh") for line in block.splitlines()]
+    lines += [c for c in re.findall(rf"`({PROG} [^`]+)`", README) if "[" not in c]
+    found = []
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if words and words[0] == PROG:
+            found.append(words[1:])
+    return found
+
+
+def test_every_command_the_readme_shows_parses():
+    assert len(commands()) >= 3
+    parser = build_parser()
+    for args in commands():
+        try:
+            parser.parse_args(args)
+        except SystemExit as e:  # --version prints and exits 0; a wrong flag exits 2
+            assert e.code == 0, args
+
+
+def test_the_readme_config_checks_and_its_base_urls_reach_its_services():
+    assert ["serve", "--config", "deploy/local.yaml"] in commands()
+    assert run("check-config", "deploy/local.yaml").stdout == "deploy/local.yaml: OK\n"
+    services = {s["name"] for s in yaml.safe_load(
+        (ROOT / "deploy" / "local.yaml").read_text())["services"]}
+    paths = re.findall(r'base_url="http://127\.0\.0\.1:8080/([^"/]+)', "".join(blocks("python")))
+    assert paths and set(paths) <= services
+
+
+async def test_the_readme_urls_answer(admin, tmp_path):
+    from prometheus_client import CollectorRegistry
+    from test_api import ROWS, write_history
+    api = await admin(CollectorRegistry(), history_path=write_history(tmp_path / "h.db", ROWS))
+    urls = re.findall(r"http://127\.0\.0\.1:9464(/[^'\s`)]*)", "".join(blocks("sh")) + README)
+    assert "/api/usage?group_by=api_key&order=fee&limit=5&from=2026-11-01&tz=Europe/Paris" \
+        in urls
+    for url in set(urls):
+        r = await api.get(url)
+        assert r.status == 200, (url, await r.text())
+
+
+def test_readme_scrape_example_reads_the_token_where_prometheus_yml_does():
+    readme = yaml.safe_load(next(b for b in blocks("yaml") if "scrape_configs" in b))
+    shipped = (ROOT / "alerts" / "prometheus.yml").read_text()
+    path = readme["scrape_configs"][0]["authorization"]["credentials_file"]
+    assert f"credentials_file: {path}" in shipped
+
+
+def test_compose_demo_prints_grafana():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["gateway-demo"]["environment"]["GRAFANA_URL"] == \
+        "http://localhost:3000"
