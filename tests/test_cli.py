@@ -42,6 +42,8 @@ def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
     (("demo", "--requests", "many"),
      f"{PROG} demo: argument --requests: 'many' is not a number (see {PROG} demo --help)"),
     (("serve", "--config", "missing.yaml"), "config: missing.yaml: No such file or directory"),
+    (("prices", "gpt-4o", "--config", "missing.yaml"),
+     "missing.yaml: No such file or directory"),
     (("export",), "no history database llm-usage-history.db in this folder: pass --config "
                   "FILE (the gateway's config, for its history.path) or --db PATH"),
     (("export", "--db", "none.db"), "--db: no file none.db"),

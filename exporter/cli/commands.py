@@ -26,8 +26,9 @@ def load_with_pricing(path: str, unset: list[str] | None = None):
         config = load_config(path, unset=unset)
         return config, pricing_for(config)
     except ConfigError as e:
-        for problem in e.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+        for problem in e.problems:  # a file that cannot be read is named already
+            print(problem if problem.startswith(f"{path}: ") else f"{path}: {problem}",
+                  file=sys.stderr)
     except TableError as e:
         print(f"{path}: pricing_data: {e}", file=sys.stderr)
     return None
