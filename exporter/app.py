@@ -48,14 +48,14 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
         # The jobs ledger remembers batches and background responses across restarts.
         proxy.jobs.load(load_jobs(history.path, time.time() - JOBS_REMEMBERED))
         proxy.jobs.persist = history.put_job
-    return ProxyListener(proxy, history)
+    return ProxyListener(proxy, history, config.limits)
 
 
 class Listener:
     """A port served by the gateway's HTTP server, started and stopped like an aiohttp runner."""
 
-    def __init__(self, handler):
-        self.server = Server(handler)
+    def __init__(self, handler, **limits):
+        self.server = Server(handler, **limits)
         self.port: int | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
@@ -70,8 +70,11 @@ class Listener:
 class ProxyListener(Listener):
     """Client traffic, with the upstream connections and the history writer it owns."""
 
-    def __init__(self, proxy: Proxy, history: History | None):
-        super().__init__(proxy.handle)
+    def __init__(self, proxy: Proxy, history: History | None, limits):
+        super().__init__(proxy.handle, head_timeout=limits.head_timeout_seconds,
+                         body_timeout=limits.body_timeout_seconds,
+                         max_connections=limits.max_connections,
+                         refused=proxy.metrics.refused.inc)
         self.proxy, self.history = proxy, history
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:

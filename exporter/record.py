@@ -6,6 +6,7 @@ each sink (metrics, history) reads it when the request has ended.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -65,6 +66,35 @@ class Usage:
 
 
 
+# Text a client or an upstream chose ends up in labels and history rows; bounded so:
+MAX_ID = 128  # request ids, the upstream's too
+MAX_NAME = 128  # model, service tier: Prometheus label values
+MAX_MESSAGE = 500  # error messages
+# Secrets an upstream may echo in an error message: OpenAI and Anthropic keys, bearer
+# tokens, Google API keys.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SECRET = re.compile(r"(sk-(?:ant-|proj-|svcacct-)?|Bearer\s+|AIza)[A-Za-z0-9_\-.]{5,}"
+                     r"[A-Za-z0-9_\-]")  # a sentence's full stop after it is no part of it
+
+
+def safe_text(value, limit: int) -> str:
+    """Any value as text any sink can write: valid UTF-8 (a lone surrogate, or a byte that
+    was no UTF-8, becomes U+FFFD), at most `limit` characters."""
+    if not isinstance(value, str):
+        value = "" if value is None else str(value)
+    if not value.isascii():
+        try:  # bytes a header carried (decoded with surrogateescape): UTF-8 where they are
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # a lone surrogate from JSON ("\ud800")
+            value = _SURROGATE.sub("\ufffd", value)
+    return value[:limit]
+
+
+def mask_secrets(text: str) -> str:
+    """Hide key-shaped strings (sk-..., sk-ant-..., Bearer ...) in a message."""
+    return _SECRET.sub(lambda m: m.group(1) + "***", text) if text else text
+
+
 @dataclass(slots=True)
 class RequestRecord:
     """What the gateway learned about one request; every sink (metrics, history) reads it."""
@@ -93,3 +123,14 @@ class RequestRecord:
     # A further model of the same request (a batch's results in several): counted for its
     # tokens and fees only, not as a request of its own.
     share: bool = False
+
+    def make_safe(self) -> None:
+        """Bound and clean every field a client or an upstream chose, once, before any sink
+        sees the record: no sink can then be handed something it cannot write."""
+        self.request_id = safe_text(self.request_id, MAX_ID) or "-"
+        self.model = safe_text(self.model, MAX_NAME) or "unknown"
+        self.api_key = safe_text(self.api_key, MAX_NAME)
+        self.error_message = mask_secrets(safe_text(self.error_message, MAX_MESSAGE))
+        self.upstream_request_id = safe_text(self.upstream_request_id, MAX_ID)
+        if self.service_tier is not None:
+            self.service_tier = safe_text(self.service_tier, MAX_NAME)

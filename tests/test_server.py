@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from exporter.http import server as server_module
 from exporter.http.request import BodyTooLarge, Request
 from exporter.http.server import Server
 
@@ -31,8 +30,10 @@ async def echo(request: Request) -> None:
 async def serve():
     servers = []
 
-    async def start(handler=echo):
-        server = Server(handler)
+    async def start(handler=echo, keepalive=None, **limits):
+        server = Server(handler, **limits)
+        if keepalive:
+            server.keepalive = keepalive
         port = await server.listen("127.0.0.1", 0)
         servers.append(server)
         return server, port
@@ -183,9 +184,8 @@ async def test_shutdown_finishes_running_requests_and_closes_idle_ones(serve):
     writer.close()
 
 
-async def test_idle_connection_closed_after_keep_alive_time(serve, monkeypatch):
-    monkeypatch.setattr(server_module, "KEEPALIVE_SECONDS", 0.05)
-    _, port = await serve()
+async def test_idle_connection_closed_after_keep_alive_time(serve):
+    _, port = await serve(keepalive=0.05)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
     async with asyncio.timeout(5):

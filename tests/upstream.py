@@ -10,6 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from exporter.http.upstream import Origin
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -111,3 +113,50 @@ def status(code: int, payload: dict):
     async def route(request, body):
         return web.json_response(payload, status=code)
     return route
+
+
+class Wire:
+    """A TCP server that answers each request with the next scripted bytes.
+
+    A script entry is bytes to write, or a tuple (bytes, "close") to close afterwards, or
+    "close" to close without answering. Every request received is kept, whole.
+    """
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.requests: list[bytes] = []
+        self.connections = 0
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.origin = Origin(self.url + "/base")
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.connections += 1
+        try:
+            while self.script:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = b""
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        body = await reader.readexactly(int(line.split(b":")[1]))
+                if b"transfer-encoding: chunked" in head.lower():
+                    body = await reader.readuntil(b"0\r\n\r\n")
+                self.requests.append(head + body)
+                step = self.script.pop(0)
+                if step == "close":
+                    break
+                data, close = step if isinstance(step, tuple) else (step, False)
+                writer.write(data)
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()

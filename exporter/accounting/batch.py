@@ -10,6 +10,7 @@ under way is kept.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import fields
 
 from ..record import Usage
@@ -43,7 +44,13 @@ class BatchMeter:
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """Meter what arrived; return it unchanged for the client (no content: no TTFT)."""
-        text = self.decoder.decompress(data) if self.decoder is not None else data
+        if self.decoder is False:
+            return data, False  # not the gzip it claimed to be: passed on, unmetered
+        try:
+            text = self.decoder.decompress(data) if self.decoder is not None else data
+        except zlib.error:
+            self.decoder, self.parts = False, []  # what was metered passed: it counts
+            return data, False
         start = 0
         while (end := text.find(b"\n", start)) >= 0:
             self.parts.append(text[start:end])

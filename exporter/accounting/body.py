@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 
 import orjson
 
@@ -19,20 +20,23 @@ from .operations import CHAT, COMPLETION, MESSAGES, RESPONSES
 CHARS_PER_TOKEN = 4
 
 
-
 def estimate_tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
 
 
 def _text_chars(value) -> int:
-    """Count the characters of every string inside a JSON value."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(_text_chars(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_text_chars(v) for k, v in value.items() if k not in _NOT_TEXT)
-    return 0
+    """Count the characters of every string inside a JSON value, however deeply nested
+    (a stack, not recursion: a client's prompt may nest deeper than Python's stack)."""
+    total, stack = 0, [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(v for k, v in value.items() if k not in _NOT_TEXT)
+    return total
 
 
 # Keys whose string values are identifiers or settings, not text the model reads.
@@ -53,16 +57,20 @@ def response_text_chars(operation: str, body) -> int:
     if not isinstance(body, dict):
         return 0
     if operation == MESSAGES:
-        return _text_chars([b for b in body.get("content") or () if isinstance(b, dict)])
+        return _text_chars([b for b in _list(body.get("content")) if isinstance(b, dict)])
     if operation == RESPONSES:
         return _text_chars(body.get("output"))
     if operation in (CHAT, COMPLETION):
         total = 0
-        for choice in body.get("choices") or ():
+        for choice in _list(body.get("choices")):
             if isinstance(choice, dict):
                 total += _text_chars(choice.get("message")) + _text_chars(choice.get("text"))
         return total
     return 0
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
 
 
 class ResponseBody:
@@ -70,16 +78,28 @@ class ResponseBody:
 
     Embedding responses can be tens of MB; usage and model sit at the end of OpenAI and
     near the start of Anthropic bodies, so past the limit only a head and a tail are kept.
+    A compressed body is decompressed (`decoder`); one that is not what its encoding claims
+    is kept no further: it passes to the client unchanged, and its usage is estimated.
     """
 
-    __slots__ = ("limit", "parts", "size", "head", "tail")
+    __slots__ = ("limit", "parts", "size", "head", "tail", "decoder", "spoiled")
     EDGE = 65536
 
-    def __init__(self, limit: int = 8 << 20):
+    def __init__(self, limit: int = 8 << 20, decoder=None):
         self.limit, self.parts, self.size = limit, [], 0
         self.head = self.tail = b""
+        self.decoder = decoder  # a zlib decompressor for a gzip or deflate body
+        self.spoiled = False
 
     def feed(self, data: bytes) -> None:
+        if self.spoiled:
+            return
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decompress(data)
+            except zlib.error:  # not the gzip it claims to be: nothing of it is kept
+                self.spoiled, self.parts, self.head, self.tail = True, None, b"", b""
+                return
         self.size += len(data)
         if self.parts is not None:
             self.parts.append(data)
@@ -109,11 +129,15 @@ class ResponseBody:
 def loads(data: bytes):
     """Parse JSON with orjson (4x faster on stream events, profiled: json.loads was a fifth
     of a stream's CPU), falling back to the json module for what orjson refuses and
-    Python accepts: integers over 64 bits, NaN, lone surrogates."""
+    Python accepts: integers over 64 bits, NaN, lone surrogates. JSON nested deeper than
+    the stack allows is a ValueError too."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 _decoder = json.JSONDecoder()

@@ -12,12 +12,17 @@ from .operations import IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
 TOKEN_TYPES = ("text", "cache_read", "cache_write", "audio", "image", "reasoning")
 
 
+# Above this a count is no count (a billion times the largest context window); zero, so a
+# malformed answer can neither overflow the history's integers nor inflate a bill.
+MAX_COUNT = 1 << 53
+
+
 def _int(mapping, key) -> int:
     """Read a token count; absent, null or malformed counts are zero, never an error."""
     if not isinstance(mapping, dict):
         return 0
     value = mapping.get(key)
-    return value if isinstance(value, int) and value > 0 else 0
+    return value if type(value) is int and 0 < value < MAX_COUNT else 0
 
 
 def openai_usage(u: dict) -> Usage:

@@ -121,6 +121,20 @@ class Limits:
                               check=_positive)
     max_api_keys: int = setting(1000, "distinct `api_key` label values; later ones become "
                                 "`other`", check=_positive)
+    # Every wait has a limit, generous enough for a phone on a slow network.
+    head_timeout_seconds: float = setting(
+        60.0, "time a client has to send a request's line and headers; then 408 and the "
+        "connection closed", check=_positive)
+    body_timeout_seconds: float = setting(
+        120.0, "longest silence while a client sends a request's body; then 408 (or the "
+        "request cut), recorded as client_timeout", check=_positive)
+    client_timeout_seconds: float = setting(
+        120.0, "longest a client may take nothing of an answer while the gateway holds the "
+        "upstream back for it; then the answer is cut, recorded as client_timeout (not "
+        "counted against the upstream)", check=_positive)
+    max_connections: int = setting(
+        4096, "client connections at once; more are answered 503 and closed (each costs "
+        "a file descriptor)", check=_positive)
 
 
 def _price(v):

@@ -13,7 +13,7 @@ def error_type_for(status: int) -> str:
 
 
 _ERROR_TYPES = {400: "bad_request", 422: "bad_request", 401: "auth", 403: "auth",
-                404: "not_found", 408: "timeout", 413: "too_large", 429: "rate_limited",
+                404: "not_found", 408: "client_timeout", 413: "too_large", 429: "rate_limited",
                 499: "client_disconnect"}
 
 

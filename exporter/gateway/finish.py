@@ -8,13 +8,19 @@ record per further model, marked `share` (counted for tokens and fees, not as re
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
+from decimal import Decimal
 
 from ..accounting.batch import BatchMeter
 from ..accounting.bill import count_usage, error_message, price
 from ..accounting.operations import RESPONSES
 from ..accounting.pricing import Pricing
-from ..record import RequestRecord
+from ..record import RequestRecord, safe_text
 from .jobs import CREATE, RESPONSE, RESULTS, STATUS, Job, Jobs
+
+log = logging.getLogger("llm_usage_exporter")
+ACCOUNTING_ERROR = "accounting_error"  # error_type of a request whose bill failed
 
 
 def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: Pricing,
@@ -80,3 +86,50 @@ def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs: Jobs
         price(r, pricing, batch=True)
         records.append(r)
     return records
+
+
+def accounting_failed(rec: RequestRecord) -> RequestRecord:
+    """The record of a request whose usage or fee could not be worked out: what is known,
+    and an error type saying so (the gateway's fault: the alerts count it)."""
+    log.exception("request %s: its usage and fee could not be worked out",
+                  safe_text(rec.request_id, 128))
+    rec.error_type = ACCOUNTING_ERROR
+    rec.error_message = "the gateway could not work out this request's usage and fee"
+    rec.fees, rec.fee, rec.assumed = [], Decimal(0), []
+    return rec
+
+
+def deliver(records: list[RequestRecord], sinks, failed) -> None:
+    """Hand each record, made safe, to every sink; one that fails keeps the others going."""
+    for r in records:
+        r.make_safe()
+        for sink in sinks:
+            try:
+                sink(r)
+            except Exception:
+                failed(_name(sink))
+
+
+def _name(sink) -> str:
+    owner = getattr(sink, "__self__", sink)
+    return type(owner).__name__.lower()  # metrics, history, ...
+
+
+class Failures:
+    """Count failures by stage in llm_record_errors_total; log each stage's first failure,
+    with its traceback, then at most once a minute."""
+
+    def __init__(self, counter, clock=time.monotonic):
+        self.counter, self.clock = counter, clock
+        self.logged: dict[str, float] = {}
+
+    def count(self, stage: str) -> None:
+        self.counter.labels(stage).inc()
+
+    def __call__(self, stage: str) -> None:
+        self.count(stage)
+        now = self.clock()
+        if now - self.logged.get(stage, -60.0) >= 60:
+            self.logged[stage] = now
+            log.exception("a request's record failed in %s; requests are still served, "
+                          "and llm_record_errors_total{stage=%r} counts it", stage, stage)

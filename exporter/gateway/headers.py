@@ -79,9 +79,13 @@ def client_headers(upstream: Connection, rec: RequestRecord) -> tuple[bytes, int
     gateway's, which is in the history.
     """
     lines, length = [], None
+    drop = _NOT_DOWN
+    connection = upstream.header(b"connection")
+    if connection:  # RFC 9110 7.6.1: the headers it names are hop-by-hop too
+        drop = drop | {t.strip().lower() for t in connection.split(b",")}
     for name, value in upstream.headers:
         lowered = name.lower()
-        if lowered not in _NOT_DOWN:
+        if lowered not in drop:
             lines.append(b"%s: %s\r\n" % (name, value))
         elif lowered == b"content-length":
             length = int(value)

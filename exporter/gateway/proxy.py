@@ -7,7 +7,6 @@ times out or resets; the client goes away; the body is too large or not JSON.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -16,25 +15,23 @@ from http import HTTPStatus
 from time import perf_counter
 
 from ..accounting.batch import BatchMeter
-from ..accounting.body import ResponseBody, loads
+from ..accounting.body import ResponseBody
 from ..accounting.operations import (
-    INCLUDE_USAGE_OPERATIONS,
     MESSAGES,
     OTHER,
-    azure_deployment,
-    form_field,
     operation_for,
 )
 from ..accounting.pricing import pricing_for
 from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
-from ..http.request import BodyTooLarge, Request
-from ..http.upstream import ConnectError, Connection, Origin, Pool, UpstreamError
+from ..http.request import BodyTimeout, BodyTooLarge, Request
+from ..http.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
 from ..record import RequestRecord
 from ..telemetry.metrics import Metrics
 from .errors import error_body, error_type_for
-from .finish import account
+from .finish import Failures, account, accounting_failed, deliver
 from .headers import DECODABLE, client_headers, key_label, upstream_headers
+from .inspect import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
 
 log = logging.getLogger("llm_usage_exporter")
@@ -43,12 +40,12 @@ _ids = random.Random()
 class _Relay:
     """Meter the upstream's body and pass it to the client, called as each read arrives."""
 
-    __slots__ = ("request", "rec", "t0", "meter", "collected", "decoder", "busy")
+    __slots__ = ("request", "rec", "t0", "meter", "collected", "busy")
 
     def __init__(self, request: Request, rec: RequestRecord, t0: float,
-                 meter: StreamMeter | None, collected: ResponseBody | None, decoder):
+                 meter: StreamMeter | None, collected: ResponseBody | None):
         self.request, self.rec, self.t0 = request, rec, t0
-        self.meter, self.collected, self.decoder = meter, collected, decoder
+        self.meter, self.collected = meter, collected
         self.busy = 0.0  # seconds spent here: the gateway's own time, not waiting
 
     def __call__(self, data: bytes):
@@ -57,7 +54,7 @@ class _Relay:
         if self.meter is not None:
             data, content = self.meter.feed(data)
         elif self.collected is not None:
-            self.collected.feed(self.decoder.decompress(data) if self.decoder else data)
+            self.collected.feed(data)
         drain = self.request.write(data)
         t1 = perf_counter()
         if content and self.rec.ttft is None:
@@ -73,6 +70,7 @@ class Proxy:
         self.services = {s.name: s for s in config.services}
         self.default = config.default
         self.max_body = config.limits.max_request_body_bytes
+        self.client_timeout = config.limits.client_timeout_seconds
         self.key_names = config.key_names(env)
         self.metrics = metrics
         self.pricing = pricing_for(config)
@@ -82,6 +80,7 @@ class Proxy:
         self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
         self.jobs = Jobs()  # batches and background responses: app.py gives it a memory
+        self.failed = Failures(metrics.record_errors)
 
     def route(self, request: Request) -> tuple[Service, str]:
         """Pick the service from the first path segment; return it and the upstream path."""
@@ -131,7 +130,7 @@ class Proxy:
                                       f"request body is over the gateway's limit of "
                                       f"{self.max_body} bytes")
                 waited += perf_counter() - t
-                body_json, data, strip_usage = self._inspect(operation, data, service, rec,
+                body_json, data, strip_usage = inspect(operation, data, service, rec,
                                                              request.raw_path)
             elif request.body_exists:
                 data = request.iter_body()
@@ -170,26 +169,31 @@ class Proxy:
                     meter = StreamMeter(operation, strip_usage)
                 elif operation not in MEDIA or \
                         upstream.header(b"content-type").startswith(b"application/json"):
-                    collected = ResponseBody()  # not speech's audio: nothing to read there
+                    # Not speech's audio: nothing to read there.
+                    collected = ResponseBody(decoder=zlib.decompressobj(wbits) if wbits else None)
             headers, length = client_headers(upstream, rec)
             if meter is not None and meter.rewrites:
                 length = None  # the meter may leave out the usage it asked for
-            decoder = None
-            if collected is not None and wbits:
-                decoder = zlib.decompressobj(wbits)
             request.start(status, upstream.reason, headers, length)
             if rec.stream:
                 request.flush()  # the client learns the status before the first event
 
-            relay = _Relay(request, rec, t0, meter, collected, decoder)
+            relay = _Relay(request, rec, t0, meter, collected)
             t = perf_counter()
             try:
-                await upstream.pipe(relay, read_timeout)
-            except TimeoutError:
-                return self._interrupted(rec, request, "timeout", "the upstream went "
-                                         "silent for longer than read_timeout_seconds")
-            except UpstreamError as e:
-                return self._interrupted(rec, request, "stream_interrupted",
+                await upstream.pipe(relay, read_timeout, self.client_timeout)
+            except (TimeoutError, UpstreamError) as e:
+                timeout = isinstance(e, TimeoutError)
+                if request.head is not None:  # nothing sent yet: still time for a 502/504
+                    request.head = None
+                    return self._fail(request, rec, api_format, rid, 504 if timeout else 502,
+                                      "timeout" if timeout else "upstream_error",
+                                      "the upstream went silent before its answer's body"
+                                      if timeout else f"the upstream failed mid-answer: {e}")
+                return self._interrupted(rec, request, "timeout" if timeout else
+                                         "stream_interrupted",
+                                         "the upstream went silent for longer than "
+                                         "read_timeout_seconds" if timeout else
                                          f"the upstream broke off the response: {e}")
             finally:
                 waited += perf_counter() - t - relay.busy
@@ -202,6 +206,14 @@ class Proxy:
             rec.error_message = "the client closed the connection"
             if isinstance(e, asyncio.CancelledError):
                 raise
+        except (BodyTimeout, ClientStalled) as e:  # the client's slowness, not the upstream's
+            message = ("the client paused sending the request's body for too long"
+                       if isinstance(e, BodyTimeout) else
+                       "the client took nothing of the answer for too long")
+            if not request.started:
+                return self._fail(request, rec, api_format, rid, 408, "client_timeout",
+                                  message)
+            return self._interrupted(rec, request, "client_timeout", message)
         except Exception as e:  # never let one request take the gateway down
             log.exception("request %s failed inside the gateway", rid)
             if not request.started:
@@ -219,12 +231,14 @@ class Proxy:
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
             requested = rec.model
             ok = upstream is not None and 200 <= upstream.status < 300
-            records = account(rec, ok, body_json, meter, collected, self.pricing, self.jobs,
-                              job)
+            try:
+                records = account(rec, ok, body_json, meter, collected, self.pricing,
+                                  self.jobs, job)
+            except Exception:  # the request still ends in its record, saying so
+                records = [accounting_failed(rec)]  # logged there, with the request id
+                self.failed.count("accounting")
             self._name_model(rec, requested)
-            for r in records:
-                for sink in self.sinks:
-                    sink(r)
+            deliver(records, self.sinks, self.failed)
 
     def _name_model(self, rec: RequestRecord, requested: str) -> None:
         """Give an error the model name its successes carry.
@@ -239,37 +253,6 @@ class Proxy:
                 self.reported_models[key] = rec.model
         else:
             rec.model = self.reported_models.get(key, requested)
-
-    def _inspect(self, operation: str, data: bytes, service: Service, rec: RequestRecord,
-                 raw_path: str):
-        """Read model and stream from a JSON body; ask for stream usage if the client didn't."""
-        azure = azure_deployment(raw_path)
-        if azure is not None:
-            rec.model = azure[0]  # the deployment, until a body or an answer names the model
-        try:
-            body = loads(data)
-        except ValueError:
-            if data[:2] == b"--":  # multipart/form-data: image edits, transcriptions
-                model = form_field(data, "model")
-                if model:
-                    rec.model = model
-            return None, data, False  # forwarded unchanged: the upstream answers the client
-        if not isinstance(body, dict):
-            return None, data, False
-        model = body.get("model")
-        if isinstance(model, str) and model:
-            rec.model = model
-        rec.stream = body.get("stream") is True
-        if not (rec.stream and operation in INCLUDE_USAGE_OPERATIONS
-                and service.inject_stream_usage and (azure is None or azure[1])):
-            return body, data, False
-        options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage") is True:
-            return body, data, False
-        asked = dict(body)
-        asked["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                   "include_usage": True}
-        return body, json.dumps(asked, ensure_ascii=False, separators=(",", ":")).encode(), True
 
     def _fail(self, request: Request, rec: RequestRecord, api_format: str, rid: str,
               status: int, error_type: str, message: str) -> None:

@@ -109,20 +109,19 @@ class History:
                     db = open_db(self.path, self.tz)
                 if batch:
                     self.metrics.queue_size.dec(len(batch))
-                    rows = [r for r in batch if not isinstance(r, JobEvent)]
-                    with db.conn:  # one transaction per batch: rows and their spend
-                        db.conn.executemany(INSERT_SQL, rows)
-                        db.conn.executemany(SPEND_SQL, self._spend(rows))
-                        for event in batch:
-                            if isinstance(event, JobEvent):
-                                db.conn.execute(JOB_SQL[event[0]], event[1:])
+                    try:
+                        self._write(db, batch)
+                    except sqlite3.OperationalError:
+                        raise  # the database itself: full, read-only, gone
+                    except Exception:  # a row it refuses: keep the others of the batch
+                        self._write_each(db, batch)
                 if self.retention_days and self.clock() >= next_prune:
                     self._prune(db)
                     next_prune = self.clock() + 3600
                 if self.failing:
                     log.warning("history: writing to %s again", self.path)
                     self.failing = False
-            except (sqlite3.Error, OSError) as e:
+            except Exception as e:  # the writer never dies: a row it cannot write is lost
                 self.metrics.write_errors.inc()
                 if not self.failing:  # once per outage, not once per request
                     log.error("history: cannot write to %s: %s; requests are still "
@@ -131,6 +130,27 @@ class History:
                 db = None  # reopen next time: the file may come back
         if db is not None:
             db.conn.close()
+
+    def _write(self, db: sqlite_utils.Database, batch: list) -> None:
+        rows = [r for r in batch if not isinstance(r, JobEvent)]
+        with db.conn:  # one transaction per batch: rows and their spend
+            db.conn.executemany(INSERT_SQL, rows)
+            db.conn.executemany(SPEND_SQL, self._spend(rows))
+            for event in batch:
+                if isinstance(event, JobEvent):
+                    db.conn.execute(JOB_SQL[event[0]], event[1:])
+
+    def _write_each(self, db: sqlite_utils.Database, batch: list) -> None:
+        """Write a batch row by row: only a row the database refuses is lost, counted."""
+        for item in batch:
+            try:
+                self._write(db, [item])
+            except sqlite3.OperationalError:
+                raise
+            except Exception as e:
+                self.metrics.write_errors.inc()
+                log.error("history: a row cannot be written (%s: %s); it is lost, the "
+                          "others are kept", type(e).__name__, e)
 
     def _spend(self, batch) -> list[tuple]:
         """Sum a batch's fees by key and local calendar day."""

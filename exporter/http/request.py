@@ -39,6 +39,10 @@ class ClientConnection(Protocol):
     def resume_reading(self) -> None: ...
 
 
+class BodyTimeout(Exception):
+    """The client paused longer than the server's body_timeout while sending the body."""
+
+
 class BodyTooLarge(Exception):
     """The request body is over the limit given to Request.read()."""
 
@@ -69,6 +73,7 @@ class Request:
                 chunked = b"chunked" in value.lower()
         self.body_exists = chunked or bool(self.content_length)
         self.body_complete = not self.body_exists
+        self.timed_out = False  # the client stalled mid-body
         self._body: list[bytes] = []
         self._buffered = 0
         self._waiter: asyncio.Future | None = None
@@ -99,12 +104,19 @@ class Request:
         self.body_complete = True
         wake(self._waiter)
 
+    def stalled(self) -> None:
+        """The client stopped sending the body (connection.py's sweep): end the wait."""
+        self.timed_out = True
+        wake(self._waiter)
+
     async def _next(self) -> bytes:
         while not self._body:
             if self.body_complete:
                 return b""
             if self.conn.closed:
                 raise ConnectionResetError("the client closed the connection")
+            if self.timed_out:
+                raise BodyTimeout
             self._waiter = self.conn.loop.create_future()
             try:
                 await self._waiter

@@ -1,4 +1,4 @@
-"""The proxy listener's HTTP/1.1 server: llhttp (httptools) under one protocol per connection.
+"""The gateway's HTTP/1.1 server: one listener, its connections (connection.py), a sweep.
 
 Profiled at 32 concurrent requests once the upstream client was our own, aiohttp's server
 side (request and response objects, its payload writer, router, a StreamReader per body)
@@ -8,199 +8,17 @@ It serves the admin listener too (telemetry/admin.py), so a gateway process does
 aiohttp.web.
 
 Behaviour a client relies on: keep-alive and pipelining (answered in order), chunked and
-sized request bodies, Expect: 100-continue, HTTP/1.0 clients, 400/413/431/501 for what
-cannot be served, and a client that goes away cancels its request's handler at once.
+sized request bodies, Expect: 100-continue, HTTP/1.0 clients, 400/408/413/431/501/503 for
+what cannot be served, and a client that goes away cancels its request's handler at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import os
 
-import httptools
-
-from .futures import wake
-from .request import Request
-
-log = logging.getLogger("llm_usage_exporter")
-
-MAX_HEAD = 64 * 1024  # request line and headers together
-KEEPALIVE_SECONDS = 75.0
-
-
-class _Connection(asyncio.Protocol):
-    def __init__(self, server: Server):
-        self.server = server
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.drain: asyncio.Future | None = None
-        self.reading_paused = False
-        self.in_head = True  # reading a request line and headers
-        self.head_size = 0  # bytes received since the head began
-        self.url: list[bytes] = []
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.parsing: Request | None = None  # the request whose body the parser is in
-        self.queue: list[Request] = []  # pipelined requests waiting their turn
-        self.task: asyncio.Task | None = None
-        self.idle_since: float | None = None  # loop time the last answer ended, when idle
-
-    # --- asyncio.Protocol ------------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        # Kept: asyncio.get_running_loop() makes a getpid() system call each time (fork
-        # detection), 8% of the CPU profiled at 32 concurrent requests.
-        self.loop = asyncio.get_running_loop()
-        self.server.connections.add(self)
-        self._idle()
-
-    def data_received(self, data: bytes) -> None:
-        if self.in_head:
-            self.head_size += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(501, b"Not Implemented",
-                         b"the gateway does not forward protocol upgrades (WebSocket)")
-            return
-        except httptools.HttpParserError as e:
-            if isinstance(e.__context__, _HeadTooLarge):
-                self._too_large()
-            else:
-                self._refuse(400, b"Bad Request", f"invalid HTTP request: {e}".encode())
-            return
-        if self.in_head and self.head_size > MAX_HEAD:  # a head that never ends
-            self._too_large()
-
-    def _too_large(self) -> None:
-        self._refuse(431, b"Request Header Fields Too Large",
-                     b"request line and headers over %d bytes" % MAX_HEAD)
-
-    def connection_lost(self, exc) -> None:
-        self.closed = True
-        self.server.connections.discard(self)
-        if not self.server.connections:
-            wake(self.server.all_closed)
-        if self.parsing is not None:
-            wake(self.parsing._waiter)
-        wake(self.drain)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()  # nobody reads the answer: stop paying for it
-
-    def pause_writing(self) -> None:
-        self.drain = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        wake(self.drain)
-        self.drain = None
-
-    def pause_reading(self) -> None:
-        if not self.reading_paused and not self.closed:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.reading_paused and not self.closed and len(self.queue) < 8:
-            self.reading_paused = False
-            self.transport.resume_reading()
-
-    # --- httptools callbacks ---------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.url = []
-        self.raw_headers = []
-
-    def on_url(self, url: bytes) -> None:
-        self.url.append(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.in_head, self.head_size = False, 0
-        # A head that arrived whole in one read is measured here; data_received catches
-        # one that never ends.
-        if sum(map(len, self.url)) + sum(len(n) + len(v) + 4 for n, v in self.raw_headers) \
-                > MAX_HEAD:
-            raise _HeadTooLarge  # feed_data raises HttpParserCallbackError from it
-        parser = self.parser
-        if parser.should_upgrade():
-            return  # feed_data raises HttpParserUpgrade next: refused there
-        request = Request(self, parser.get_method().decode("ascii", "replace"),
-                          b"".join(self.url), self.raw_headers, parser.get_http_version(),
-                          parser.should_keep_alive())
-        self.parsing = request
-        if request.body_exists and request.version == "1.1":
-            for name, value in request.raw_headers:
-                if name.lower() == b"expect" and value.lower() == b"100-continue":
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if self.task is None:
-            self._begin(request)
-        else:
-            self.queue.append(request)
-            if len(self.queue) >= 8:
-                self.pause_reading()
-
-    def on_body(self, body: bytes) -> None:
-        self.parsing._feed(body)
-
-    def on_message_complete(self) -> None:
-        self.in_head = True
-        if self.parsing is not None:
-            self.parsing._end()
-
-    # --- running requests ------------------------------------------------------------------
-    def _begin(self, request: Request) -> None:
-        self.idle_since = None
-        self.task = self.loop.create_task(self._run(request))
-
-    async def _run(self, request: Request) -> None:
-        try:
-            await self.server.handler(request)
-        except asyncio.CancelledError:
-            return  # the client went away (connection_lost) or the server is stopping
-        except Exception:
-            log.exception("unhandled error answering %s %s", request.method, request.path)
-        finally:
-            self.task = None
-            if not request.finished and not self.closed:
-                if request.started:
-                    self.transport.abort()  # cut: the client must not take it as complete
-                else:
-                    request.keep_alive = False
-                    request.respond(500, b"Internal Server Error", b"internal error")
-        if self.closed:
-            return
-        if not request.keep_alive:
-            self.transport.close()
-        elif self.queue:
-            self._begin(self.queue.pop(0))
-            self.resume_reading()
-        else:
-            self._idle()
-
-    def _idle(self) -> None:
-        # A timestamp, not a timer: a timer set and cancelled per request was 3% of the
-        # CPU profiled at 32 concurrent requests. Server.sweep() closes the stale ones.
-        if self.server.closing:
-            self.transport.close()
-        else:
-            self.idle_since = self.loop.time()
-
-    def _refuse(self, status: int, reason: bytes, message: bytes) -> None:
-        """Answer a request the parser rejected, then close: the stream is out of step."""
-        if self.task is None and not self.closed:
-            self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                                 % (status, reason, len(message), message))
-            self.transport.close()
-        elif not self.closed:
-            self.transport.abort()  # mid-request (a garbled chunk): the handler sees it cut
-
-
-class _HeadTooLarge(Exception):
-    pass
+from .connection import KEEPALIVE_SECONDS, ClientConnection
 
 
 class ListenError(OSError):
@@ -221,9 +39,14 @@ class ListenError(OSError):
 class Server:
     """Serve `handler(request)` on a port; stop by finishing what is in flight."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, *, head_timeout: float = 60.0, body_timeout: float = 120.0,
+                 max_connections: int = 4096, refused=None):
         self.handler = handler
-        self.connections: set[_Connection] = set()
+        self.head_timeout, self.body_timeout = head_timeout, body_timeout
+        self.keepalive = KEEPALIVE_SECONDS
+        self.max_connections = max_connections
+        self.refused = refused or (lambda: None)  # called for each connection refused
+        self.connections: set[ClientConnection] = set()
         self.closing = False
         self.servers: list[asyncio.AbstractServer] = []
         self.sweeper: asyncio.TimerHandle | None = None
@@ -234,7 +57,7 @@ class Server:
         cannot be had)."""
         try:
             server = await asyncio.get_running_loop().create_server(
-                lambda: _Connection(self), host or None, port, reuse_address=True,
+                lambda: ClientConnection(self), host or None, port, reuse_address=True,
                 reuse_port=reuse_port or None)
         except OSError as e:
             raise ListenError(host, port, e) from None
@@ -244,13 +67,15 @@ class Server:
         return server.sockets[0].getsockname()[1]
 
     def sweep(self) -> None:
-        """Close connections idle for the keep-alive time; again in a tenth of that."""
+        """End connections that waited too long (connection.py); again soon."""
         loop = asyncio.get_running_loop()
-        stale = loop.time() - KEEPALIVE_SECONDS
+        now = loop.time()
         for conn in list(self.connections):
-            if conn.idle_since is not None and conn.idle_since < stale:
-                conn.transport.close()
-        self.sweeper = loop.call_later(KEEPALIVE_SECONDS / 10, self.sweep)
+            conn.expire(now)
+        # A timestamp per connection and one timer per server: a timer set and cancelled per
+        # request was 3% of the CPU profiled at 32 concurrent requests.
+        every = min(self.keepalive / 10, self.head_timeout / 4, self.body_timeout / 4)
+        self.sweeper = loop.call_later(every, self.sweep)
 
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, close idle connections, and wait for running requests."""

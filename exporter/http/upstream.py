@@ -13,9 +13,9 @@ import asyncio
 import ssl
 from urllib.parse import urlsplit
 
-from .upstream_connection import ConnectError, Connection, UpstreamError
+from .upstream_connection import ClientStalled, ConnectError, Connection, UpstreamError
 
-__all__ = ["ConnectError", "Connection", "Origin", "Pool", "UpstreamError"]
+__all__ = ["ClientStalled", "ConnectError", "Connection", "Origin", "Pool", "UpstreamError"]
 
 _IDLE_SECONDS = 60.0  # close a pooled connection unused this long (OpenAI's is longer)
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))

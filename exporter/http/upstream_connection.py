@@ -29,6 +29,10 @@ class UpstreamError(Exception):
     """The upstream closed, reset or garbled the exchange."""
 
 
+class ClientStalled(Exception):
+    """The client read nothing for the time allowed while the upstream was held back for it."""
+
+
 class ConnectError(UpstreamError):
     """No connection could be made to the upstream."""
 
@@ -48,6 +52,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._drain: asyncio.Future | None = None
+        self._client_timeout: float | None = None
+        self._holding = False  # reading paused for a slow client: its time, not the upstream's
         self._reset(head=False)
 
     def _reset(self, head: bool) -> None:
@@ -63,6 +69,7 @@ class Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._buffered = 0
         self._reading_paused = False
+        self._holding = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -83,7 +90,7 @@ class Connection(asyncio.Protocol):
             self._deliver()
         if self.complete or self.error is not None:
             wake(self._waiter)
-        else:
+        elif not self._holding:
             self._deadline = self._loop.time() + self._timeout  # silence counts from now
 
     def eof_received(self):
@@ -163,7 +170,8 @@ class Connection(asyncio.Protocol):
         loop = self._loop
         waiter = self._waiter = loop.create_future()
         if timeout:
-            self._deadline = loop.time() + timeout
+            if not self._holding:  # while held back for the client, its deadline stands
+                self._deadline = loop.time() + timeout
             if self._timer is None or self._timer.when() > self._deadline:
                 if self._timer is not None:
                     self._timer.cancel()
@@ -180,7 +188,7 @@ class Connection(asyncio.Protocol):
             return  # nobody waits now: the next wait sets a timer again
         loop = self._loop
         if loop.time() >= self._deadline:
-            waiter.set_exception(TimeoutError())
+            waiter.set_exception(ClientStalled() if self._holding else TimeoutError())
         else:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
 
@@ -207,15 +215,17 @@ class Connection(asyncio.Protocol):
                 raise self.error
             await self._wait(timeout)
 
-    async def pipe(self, sink, timeout: float) -> None:
+    async def pipe(self, sink, timeout: float, client_timeout: float | None = None) -> None:
         """Hand the body to `sink(data)` as it arrives, until its end.
 
         The sink runs inside data_received: no task wakes per read (profiled on 50-chunk
         streams, waking the handler for each read cost more than metering the events).
         It returns None, or a future while the client is slow: reading the upstream
         pauses until it is done. An exception from the sink ends the exchange: raised here.
+        While paused, the upstream's silence is not counted against `timeout`; the client
+        gets `client_timeout` seconds to take what it was sent (else ClientStalled).
         """
-        self._sink, self._timeout = sink, timeout
+        self._sink, self._timeout, self._client_timeout = sink, timeout, client_timeout
         try:
             if self._body:
                 self._deliver()
@@ -239,11 +249,26 @@ class Connection(asyncio.Protocol):
             if not self._reading_paused:
                 self._reading_paused = True
                 self.transport.pause_reading()
+                self._hold()
             drain.add_done_callback(self._drained)
         elif self._reading_paused:
             self._drained(None)
 
+    def _hold(self) -> None:
+        """Count the client's time from now, not the upstream's."""
+        self._holding = True
+        loop = self._loop
+        self._deadline = loop.time() + (self._client_timeout or 1e9)
+        if self._timer is not None and self._timer.when() > self._deadline:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None and self._waiter is not None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+
     def _drained(self, _) -> None:
+        if self._holding:  # the upstream's silence counts again, from now
+            self._holding = False
+            self._deadline = self._loop.time() + self._timeout
         if self._reading_paused and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()

@@ -151,6 +151,16 @@ class Metrics:
             "llm_tool_calls", "Calls of server-side tools the provider bills per call (web "
             "search); their fee is llm_cost_usd_total{direction=\"tool\"}.",
             who + ["tool"], registry=registry)
+        self.record_errors = Counter(
+            "llm_record_errors", "Failures to account for a finished request (stage="
+            "accounting: it is recorded with error_type accounting_error) or to hand its "
+            "record to a sink (stage=metrics, history); the gateway goes on serving.",
+            ["stage"], registry=registry)
+        for stage in ("accounting", "metrics", "history"):  # at 0, so increase() sees the first
+            self.record_errors.labels(stage)
+        self.refused = Counter(
+            "llm_connections_refused", "Client connections answered 503 and closed because "
+            "limits.max_connections were open.", registry=registry)
         self.in_flight = Gauge(
             "llm_requests_in_flight", "Requests being handled now.", ["service"],
             registry=registry, multiprocess_mode="livesum")

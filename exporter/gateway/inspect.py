@@ -1,0 +1,53 @@
+"""What the gateway reads of a request's body, and the one thing it may change in it.
+
+The model and whether the answer streams come from the body (or, from Azure, the path;
+from a multipart body, its model field). An OpenAI-style stream the client did not ask
+usage for is asked for it (stream_options.include_usage), as the upstream then reports
+usage; the meter removes it again from what the client receives.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..accounting.body import loads
+from ..accounting.operations import INCLUDE_USAGE_OPERATIONS, azure_deployment, form_field
+from ..config.table import Service
+from ..record import RequestRecord
+
+
+def inspect(operation: str, data: bytes, service: Service, rec: RequestRecord,
+            raw_path: str):
+    """Read model and stream from a JSON body; ask for stream usage if the client didn't."""
+    azure = azure_deployment(raw_path)
+    if azure is not None:
+        rec.model = azure[0]  # the deployment, until a body or an answer names the model
+    try:
+        body = loads(data)
+    except ValueError:
+        if data[:2] == b"--":  # multipart/form-data: image edits, transcriptions
+            model = form_field(data, "model")
+            if model:
+                rec.model = model
+        return None, data, False  # forwarded unchanged: the upstream answers the client
+    if not isinstance(body, dict):
+        return None, data, False
+    model = body.get("model")
+    if isinstance(model, str) and model:
+        rec.model = model
+    rec.stream = body.get("stream") is True
+    if not (rec.stream and operation in INCLUDE_USAGE_OPERATIONS
+            and service.inject_stream_usage and (azure is None or azure[1])):
+        return body, data, False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return body, data, False
+    asked = dict(body)
+    asked["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                               "include_usage": True}
+    try:
+        return body, json.dumps(asked, ensure_ascii=False, separators=(",", ":")).encode(), True
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): kept as the escape it came as
+        return body, json.dumps(asked, separators=(",", ":")).encode(), True
+    except (RecursionError, ValueError):  # too deep to write again: forwarded as it came
+        return body, data, False
