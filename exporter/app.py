@@ -10,6 +10,7 @@ Listener plays the part of aiohttp's runner and cleanup_ctx.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -20,6 +21,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
+from .accounting.pricing import pricing_for
+from .accounting.table import TableError
+from .config.schema import ConfigError
 from .config.table import Config
 from .gateway.proxy import Proxy
 from .history.api import UsageApi
@@ -42,7 +46,7 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
-    proxy = Proxy(config, metrics, env)
+    proxy = Proxy(config, metrics, env, spend=history.spend if history is not None else None)
     if history is not None:
         proxy.sinks.append(history.put)
         # The jobs ledger remembers batches and background responses across restarts.
@@ -108,11 +112,13 @@ def history_for(config: Config, registry: CollectorRegistry,
     metrics = HistoryMetrics(registry)
     if not config.history.enabled:
         return None
-    HistoryCollector(exposition or registry, config.history.path, ZoneInfo(config.timezone),
-                     config.budgets, max_keys=config.limits.max_api_keys)
-    return History(config.history.path, metrics, queue_size=config.history.queue_size,
-                   retention_days=config.history.retention_days,
-                   tz=ZoneInfo(config.timezone))
+    history = History(config.history.path, metrics, queue_size=config.history.queue_size,
+                      retention_days=config.history.retention_days,
+                      tz=ZoneInfo(config.timezone))
+    history.collector = HistoryCollector(
+        exposition or registry, config.history.path, ZoneInfo(config.timezone),
+        config.budgets, max_keys=config.limits.max_api_keys)
+    return history
 
 
 async def start(config: Config, registry: CollectorRegistry, *, history: History | None = None,
@@ -132,12 +138,41 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
     return [proxy, admin]
 
 
-async def serve(config: Config, *, ready=None, worker: bool = False) -> None:
+# What SIGHUP applies; any other change waits for a restart (listeners, services, history).
+RELOADED = ("pricing", "pricing_data", "api_keys", "require_api_key", "budgets", "log_level")
+
+
+async def reload(running: Config, load, proxy: Proxy, history: History | None,
+                 env=os.environ) -> Config:
+    """Apply the prices, keys and budgets of the config file again (SIGHUP), or, if it has a
+    problem, log every one and keep the running configuration. Return the one now running."""
+    try:
+        config = await asyncio.to_thread(load)
+        pricing = await asyncio.to_thread(pricing_for, config)
+    except (ConfigError, TableError) as e:
+        for problem in getattr(e, "problems", None) or [f"pricing_data: {e}"]:
+            log.error("reload: %s", problem)
+        log.error("reload: refused; the running configuration stays")
+        return running
+    later = [f.name for f in dataclasses.fields(Config) if f.name not in RELOADED
+             and getattr(config, f.name) != getattr(running, f.name)]
+    if later:
+        log.warning("reload: %s changed: applied at the next restart", ", ".join(later))
+    proxy.reload(config, env, pricing)
+    if history is not None:
+        history.collector.budgets = {b.api_key: b for b in config.budgets}
+    logging.getLogger().setLevel(config.log_level.upper())
+    log.info("reload: prices, API keys and budgets applied")
+    return dataclasses.replace(running, **{name: getattr(config, name) for name in RELOADED})
+
+
+async def serve(config: Config, *, ready=None, worker: bool = False, load=None) -> None:
     """Run the gateway until SIGTERM or SIGINT, then finish in-flight requests and exit.
 
     As one of several workers (see cli/workers.py) it shares both ports with the others, and
     its /metrics sums every worker's metrics from the files prometheus-client keeps in
     PROMETHEUS_MULTIPROC_DIR, so whichever worker answers a scrape gives the same totals.
+    On SIGHUP, `load()` reads the config again (see reload()).
     """
     registry = exposition = CollectorRegistry()
     if worker:
@@ -152,6 +187,16 @@ async def serve(config: Config, *, ready=None, worker: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running = config
+
+    async def on_hangup() -> None:
+        nonlocal running
+        if load is None:
+            log.warning("reload: started with --upstream, there is no config file to read")
+        else:
+            running = await reload(running, load, runners[0].proxy, history)
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(on_hangup()))
     if ready is not None:
         ready()
     try:

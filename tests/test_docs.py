@@ -65,7 +65,7 @@ def test_every_config_key_is_documented(path, default, doc):
 
 
 def test_every_cli_flag_and_command_is_documented(capsys):
-    for command in ("serve", "check-config", "prices", "export", "bench", "demo"):
+    for command in ("serve", "check-config", "prices", "export", "bench", "demo", "keys"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out

@@ -142,9 +142,10 @@ from exporter.cli.main import main
 
 serve = app.serve
 
-async def serve_once(config, *, ready=None, worker=False):
+async def serve_once(config, *, ready=None, worker=False, load=None):
     # Started for real (both listeners, the history writer), then stopped as by SIGTERM.
-    await serve(config, ready=lambda: os.kill(os.getpid(), signal.SIGTERM), worker=worker)
+    await serve(config, ready=lambda: os.kill(os.getpid(), signal.SIGTERM), worker=worker,
+                load=load)
 
 app.serve = serve_once
 status = main(["serve", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0",

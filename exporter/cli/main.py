@@ -11,6 +11,7 @@ from ..accounting.table import Table, TableError
 from ..config.load import load_config, single_upstream
 from ..config.schema import ConfigError
 from ..http.server import ListenError
+from ..telemetry.logs import setup_logging
 from .commands import (
     check_config,
     export_history,
@@ -54,6 +55,9 @@ def _run(parser, args, argv) -> int:
         return show_prices(args)
     if args.command == "export":
         return export_history(args)
+    if args.command == "keys":
+        from .keys import new_key
+        return new_key(args.name, args.services, args.models)
     if args.command == "bench":
         from ..devtools.bench import main as bench_main
         return bench_main(args.duration, args.repetitions, not args.no_wrk, args.json,
@@ -68,13 +72,16 @@ def _run(parser, args, argv) -> int:
 
 
 def serve(args, argv) -> int:
+    load = None
     try:
         if args.config:
-            config = load_config(args.config)
             overrides = {k: v for k, v in (("listen", args.listen),
                                            ("admin_listen", args.admin_listen)) if v}
-            if overrides:
-                config = with_overrides(config, overrides)
+
+            def load():
+                config = load_config(args.config)
+                return with_overrides(config, overrides) if overrides else config
+            config = load()
         else:
             provider = args.provider or Table().guess(args.upstream)
             config = single_upstream(args.upstream, provider=provider, listen=args.listen,
@@ -83,8 +90,7 @@ def serve(args, argv) -> int:
         for problem in e.problems:
             print(f"config: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.log_level, config.log_format)
     try:
         for warning in pricing_warnings(config):
             logging.getLogger("llm_usage_exporter").warning("config: %s", warning)
@@ -99,5 +105,5 @@ def serve(args, argv) -> int:
         from .workers import run_workers
         return run_workers(sys.argv[1:] if argv is None else list(argv), workers, config)
     from ..app import serve as run
-    run_loop(run(config, worker=args.worker))
+    run_loop(run(config, worker=args.worker, load=load))
     return 0

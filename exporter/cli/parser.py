@@ -120,5 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--history", metavar="PATH", help="keep the demo's request history in "
                       "this file (default: a temporary one, removed at the end)")
 
+    keys = sub.add_parser("keys", help="managed keys: make a new client key")
+    keys.add_argument("action", choices=("new",))
+    keys.add_argument("name", help="the key's name: its `api_key` label")
+    keys.add_argument("--services", help="comma-separated services the key may use "
+                      "(default: every one)")
+    keys.add_argument("--models", help="comma-separated models the key may ask for, * and ? "
+                      "matching any text (default: every one)")
+
     parser.serve = serve  # main() names its missing --config or --upstream
     return parser

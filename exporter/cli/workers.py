@@ -43,17 +43,24 @@ def run_workers(argv: list[str], n: int, config: Config) -> int:
     def spawn() -> None:
         procs[subprocess.Popen(command, env=env).pid] = time.monotonic()
 
-    def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
+    def tell_all(signum) -> None:
         for pid in procs:
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        tell_all(signal.SIGTERM)
+
+    def hangup(signum, frame) -> None:  # each worker reloads its own configuration
+        tell_all(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
     log.info("starting %d workers; metrics files in %s", n, shared)
     try:
         for _ in range(n):

@@ -52,6 +52,9 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
     for i, b in enumerate(config.budgets):
         if b.daily is None and b.monthly is None:
             problems.append(f"budgets[{i}]: set daily, monthly or both")
+        if b.enforce and not config.history.enabled:
+            problems.append(f"budgets[{i}].enforce: needs the history (history.enabled), "
+                            "where the spend is kept")
     if config.admin_token_env and not env.get(config.admin_token_env):
         unset.append(f"admin_token_env: environment variable {config.admin_token_env} "
                      "is not set")
@@ -64,6 +67,12 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
         if k.name in names:
             problems.append(f"api_keys[{i}].name: duplicate key name {k.name!r}")
         names.add(k.name)
+        for j, name in enumerate(k.services):
+            if name not in seen:
+                problems.append(f"api_keys[{i}].services[{j}]: no service named {name!r}")
+    if config.require_api_key and not config.api_keys:
+        problems.append("require_api_key: no api_keys are configured, so every request "
+                        "would be refused")
     return dataclasses.replace(config, services=tuple(services))
 
 

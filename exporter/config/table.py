@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from .schema import setting
 
 
-def _name(v):
+def check_name(v):
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
         return "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
@@ -62,6 +62,11 @@ def _log_level(v):
         return "must be one of debug, info, warning, error"
 
 
+def _log_format(v):
+    if v not in ("text", "json"):
+        return "must be text or json"
+
+
 PROVIDER_FORMATS = {"anthropic": "anthropic"}  # every other provider speaks OpenAI's format
 
 
@@ -70,12 +75,12 @@ class Service:
     """One upstream the gateway forwards to, reachable at /<name>/..."""
 
     name: str = setting(doc="service name: the `service` label and the path prefix /<name>/",
-                        check=_name)
+                        check=check_name)
     base_url: str = setting(doc="upstream URL without /v1, e.g. https://api.openai.com",
                             check=_url)
     provider: str = setting("openai", "the `provider` label: openai, anthropic, vllm, ... "
                             "(anthropic selects Anthropic's error format and key header)",
-                            check=_name)
+                            check=check_name)
     api_key_env: str | None = setting(
         None, "environment variable holding an upstream key that replaces the client's",
         check=_env_var)
@@ -91,7 +96,7 @@ class Service:
         None, "the price table's provider for this service's models: a table id (openai, "
         "anthropic, google, deepseek, ...), auto (by each model's name) or none (never a "
         "cloud price). Default: the provider label's, auto for openai-compatible, none for "
-        "self-hosted servers", check=_name)
+        "self-hosted servers", check=check_name)
     api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
 
     @property
@@ -101,13 +106,19 @@ class Service:
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A name for a client key, used as its `api_key` label instead of a hash."""
+    """A client key: its name (the `api_key` label instead of a hash), and what it may use."""
 
-    name: str = setting(doc="the `api_key` label value for this key", check=_name)
-    sha256: str | None = setting(None, "SHA-256 hex digest of the key (safe to commit)",
-                                 check=_sha256)
+    name: str = setting(doc="the `api_key` label value for this key", check=check_name)
+    sha256: str | None = setting(None, "SHA-256 hex digest of the key (safe to commit; "
+                                 "`llm-usage-exporter keys new NAME` makes a key and its "
+                                 "digest)", check=_sha256)
     key_env: str | None = setting(None, "or: environment variable holding the key itself",
                                   check=_env_var)
+    services: tuple[str, ...] = setting((), "the services this key may use (default: every "
+                                        "one); others are refused with 403")
+    models: tuple[str, ...] = setting((), "the models this key may ask for, * and ? "
+                                      "matching any text, e.g. gpt-4o-mini* (default: every "
+                                      "one); others are refused with 403")
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,8 @@ class Budget:
     api_key: str = setting(doc="the `api_key` label value, or * for every key not listed")
     daily: float | None = _usd("USD per calendar day in `timezone`")
     monthly: float | None = _usd("USD per calendar month in `timezone`")
+    enforce: bool = setting(False, "refuse the key's requests with 429 once a limit is "
+                            "spent, until the day or month ends (default: alert only)")
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,9 @@ class Config:
                                           "first service)")
     api_keys: tuple[ApiKey, ...] = setting((), "names for client keys (default: key-<first 8 "
                                            "hex digits of the key's SHA-256>)")
+    require_api_key: bool = setting(
+        False, "managed keys: refuse with 401 every request whose key is not in api_keys, "
+        "before it reaches an upstream")
     limits: Limits = setting(Limits(), "bounds on bodies and label values")
     history: HistoryConfig = setting(HistoryConfig(), "the request history")
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
@@ -224,6 +240,8 @@ class Config:
     workers: int = setting(1, "gateway processes sharing the listen ports (SO_REUSEPORT); "
                            "each can use about one core", check=_positive)
     log_level: str = setting("info", "debug, info, warning or error", check=_log_level)
+    log_format: str = setting("text", "text (one line per event) or json (one object per "
+                              "line)", check=_log_format)
 
     @property
     def default(self) -> Service:
@@ -233,10 +251,11 @@ class Config:
     def admin_token(self, env=os.environ) -> str | None:
         return env.get(self.admin_token_env) if self.admin_token_env else None
 
-    def key_names(self, env=os.environ) -> dict[str, str]:
-        """Map SHA-256 hex digests of client keys to their configured names."""
-        names = {}
+    def keys_by_digest(self, env=os.environ) -> dict[str, ApiKey]:
+        """Map SHA-256 hex digests of client keys to their entries."""
+        keys = {}
         for k in self.api_keys:
-            digest = k.sha256 or hashlib.sha256(env.get(k.key_env, "").encode()).hexdigest()
-            names[digest] = k.name
-        return names
+            secret = env.get(k.key_env) if k.key_env else None
+            if k.sha256 or secret:  # an unset variable names no key (check-config says so)
+                keys[k.sha256 or hashlib.sha256(secret.encode()).hexdigest()] = k
+        return keys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import random
 import signal
@@ -16,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from ..app import history_for, start
 from ..config.load import parse_config
+from ..telemetry.logs import setup_logging
 from .simulator import Simulator
 
 # Fake client keys: two are given names in the config, the third shows the hashed label.
@@ -64,7 +64,7 @@ async def run_demo(listen: str, admin_listen: str, rate: float, requests: int | 
 
 
 async def _demo(listen, admin_listen, rate, requests, history_path, temporary) -> int:
-    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("warning")
     sim = web.AppRunner(Simulator(seed=7).app(), access_log=None)
     await sim.setup()
     try:

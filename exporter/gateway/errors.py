@@ -20,7 +20,8 @@ _ERROR_TYPES = {400: "bad_request", 422: "bad_request", 401: "auth", 403: "auth"
 def error_body(api_format: str, status: int, code: str, message: str) -> bytes:
     """Render a gateway error in the body format of the API the client speaks."""
     if api_format == "anthropic":
-        kind = {413: "request_too_large", 504: "timeout_error"}.get(status, "api_error")
+        kind = {401: "authentication_error", 403: "permission_error", 413: "request_too_large",
+                429: "rate_limit_error", 504: "timeout_error"}.get(status, "api_error")
         return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
     kind = "invalid_request_error" if status < 500 else "server_error"
     return json.dumps({"error": {"message": message, "type": kind, "param": None,

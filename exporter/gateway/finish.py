@@ -16,7 +16,8 @@ from ..accounting.batch import BatchMeter
 from ..accounting.bill import count_usage, error_message, price
 from ..accounting.operations import RESPONSES
 from ..accounting.pricing import Pricing
-from ..record import RequestRecord, safe_text
+from ..record import RequestRecord
+from ..telemetry.logs import log_request
 from .jobs import CREATE, RESPONSE, RESULTS, STATUS, Job, Jobs
 
 log = logging.getLogger("llm_usage_exporter")
@@ -91,8 +92,8 @@ def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs: Jobs
 def accounting_failed(rec: RequestRecord) -> RequestRecord:
     """The record of a request whose usage or fee could not be worked out: what is known,
     and an error type saying so (the gateway's fault: the alerts count it)."""
-    log.exception("request %s: its usage and fee could not be worked out",
-                  safe_text(rec.request_id, 128))
+    log_request(log, logging.ERROR, rec.request_id, "its usage and fee could not be worked "
+                "out", exc_info=True)
     rec.error_type = ACCOUNTING_ERROR
     rec.error_message = "the gateway could not work out this request's usage and fee"
     rec.fees, rec.fee, rec.assumed = [], Decimal(0), []

@@ -27,8 +27,8 @@ _KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key"))
 DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 
 
-def key_label(header, names: dict[str, str]) -> str:
-    """Name the client's key without revealing any part of it; `header(name)` reads one."""
+def key_digest(header) -> str | None:
+    """The SHA-256 hex digest of the client's key, if it sent one; `header(name)` reads one."""
     key = None
     auth = header(b"authorization")
     if auth:
@@ -37,9 +37,8 @@ def key_label(header, names: dict[str, str]) -> str:
             key = token.strip()
     key = key or header(b"x-api-key") or header(b"api-key")
     if not key:
-        return "none"
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-    return names.get(digest) or "key-" + digest[:8]
+        return None
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _accept_encoding(value: str) -> str:

@@ -21,18 +21,21 @@ from ..accounting.operations import (
     OTHER,
     operation_for,
 )
-from ..accounting.pricing import pricing_for
+from ..accounting.pricing import Pricing, pricing_for
 from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
+from ..history.spend import Spend
 from ..http.request import BodyTimeout, BodyTooLarge, Request
 from ..http.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
 from ..record import RequestRecord
+from ..telemetry.logs import log_request
 from ..telemetry.metrics import Metrics
 from .errors import error_body, error_type_for
 from .finish import Failures, account, accounting_failed, deliver
-from .headers import DECODABLE, client_headers, key_label, upstream_headers
+from .headers import DECODABLE, client_headers, upstream_headers
 from .inspect import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
+from .keys import Keys, Refusal
 
 log = logging.getLogger("llm_usage_exporter")
 _ids = random.Random()
@@ -66,14 +69,14 @@ class _Relay:
 class Proxy:
     """Forward requests to the configured services and record each one."""
 
-    def __init__(self, config: Config, metrics: Metrics, env):
+    def __init__(self, config: Config, metrics: Metrics, env, spend: Spend | None = None):
         self.services = {s.name: s for s in config.services}
         self.default = config.default
         self.max_body = config.limits.max_request_body_bytes
         self.client_timeout = config.limits.client_timeout_seconds
-        self.key_names = config.key_names(env)
+        self.spend = spend  # the history's, for the budgets enforced
         self.metrics = metrics
-        self.pricing = pricing_for(config)
+        self.reload(config, env)
         self.pool = Pool()
         self.origins = {s.name: Origin(s.base_url) for s in config.services}
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
@@ -81,6 +84,12 @@ class Proxy:
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
         self.jobs = Jobs()  # batches and background responses: app.py gives it a memory
         self.failed = Failures(metrics.record_errors)
+
+    def reload(self, config: Config, env, pricing: Pricing | None = None) -> None:
+        """Take the prices, keys and budgets of `config` (SIGHUP): for the next requests."""
+        pricing, keys = pricing or pricing_for(config), Keys(config, env, self.spend)
+        self.pricing, self.keys = pricing, keys  # together, between two requests
+        self.metrics.api_key_label.seen.update(k.name for k in config.api_keys)
 
     def route(self, request: Request) -> tuple[Service, str]:
         """Pick the service from the first path segment; return it and the upstream path."""
@@ -101,8 +110,9 @@ class Proxy:
         # Not os.urandom: a system call, 3.6% of the CPU profiled at 32 concurrent requests.
         # An identifier needs to be unique, not secret; the generator is seeded from urandom.
         rid = request.header(b"x-request-id") or "%032x" % _ids.getrandbits(128)
-        rec = RequestRecord(rid, time.time(), service.name, service.provider,
-                            key_label(request.header, self.key_names), operation)
+        keys = self.keys
+        label, key = keys.identify(request.header)
+        rec = RequestRecord(rid, time.time(), service.name, service.provider, label, operation)
         api_format = "anthropic" if operation == MESSAGES else service.api_format
         gauge = self.in_flight[service.name]
         gauge.inc()
@@ -114,6 +124,9 @@ class Proxy:
         read_timeout = service.read_timeout_seconds
         try:
             # --- the request ----------------------------------------------------------
+            refusal = keys.refuse(label, key, service.name)
+            if refusal is not None:
+                return self._refuse(request, rec, api_format, rid, refusal)
             length = request.content_length
             if length is not None and length > self.max_body:
                 return self._fail(request, rec, api_format, rid, 413, "too_large",
@@ -131,7 +144,10 @@ class Proxy:
                                       f"{self.max_body} bytes")
                 waited += perf_counter() - t
                 body_json, data, strip_usage = inspect(operation, data, service, rec,
-                                                             request.raw_path)
+                                                       request.raw_path)
+                if key is not None and key.models and (refusal := keys.refuse_model(
+                        label, key, rec.model if rec.model != "unknown" else None)):
+                    return self._refuse(request, rec, api_format, rid, refusal)
             elif request.body_exists:
                 data = request.iter_body()
             else:
@@ -215,7 +231,7 @@ class Proxy:
                                   message)
             return self._interrupted(rec, request, "client_timeout", message)
         except Exception as e:  # never let one request take the gateway down
-            log.exception("request %s failed inside the gateway", rid)
+            log_request(log, logging.ERROR, rid, "failed inside the gateway", exc_info=True)
             if not request.started:
                 return self._fail(request, rec, api_format, rid, 502, "gateway_error",
                                   f"the gateway failed: {type(e).__name__}")
@@ -254,22 +270,29 @@ class Proxy:
         else:
             rec.model = self.reported_models.get(key, requested)
 
+    def _refuse(self, request: Request, rec: RequestRecord, api_format: str, rid: str,
+                refusal: Refusal) -> None:
+        """Refuse a request the client's key may not make; it never reaches an upstream."""
+        self._fail(request, rec, api_format, rid, refusal.status, refusal.error_type,
+                   refusal.message, refusal.headers)
+
     def _fail(self, request: Request, rec: RequestRecord, api_format: str, rid: str,
-              status: int, error_type: str, message: str) -> None:
+              status: int, error_type: str, message: str, headers: bytes = b"") -> None:
         """Answer with a gateway error in the client's API format, and record it."""
         rec.code, rec.error_type, rec.error_message = status, error_type, message
         if status >= 500:
-            log.warning("request %s to service %s: %s: %s", rid, rec.service, error_type, message)
+            log_request(log, logging.WARNING, rid, "to service %s: %s: %s", rec.service,
+                        error_type, message)
         request.respond(status, HTTPStatus(status).phrase.encode(),
                         error_body(api_format, status, error_type, message),
-                        b"Content-Type: application/json\r\nX-Request-ID: %s\r\n"
-                        % rid.encode("utf-8", "surrogateescape"))
+                        b"Content-Type: application/json\r\nX-Request-ID: %s\r\n%s"
+                        % (rid.encode("utf-8", "surrogateescape"), headers))
 
     @staticmethod
     def _interrupted(rec: RequestRecord, request: Request, error_type: str,
                      message: str) -> None:
         """Cut the client's connection so it sees a broken response, not a complete one."""
         rec.error_type, rec.error_message = error_type, message
-        log.warning("request %s to service %s: %s: %s", rec.request_id, rec.service, error_type,
-                    message)
+        log_request(log, logging.WARNING, rec.request_id, "to service %s: %s: %s", rec.service,
+                    error_type, message)
         request.transport.abort()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from ..telemetry.metrics import BUDGET, HISTORY_ROWS, PERIOD_END, PERIOD_START, SPEND
 from .query import spend_sql
+from .zones import periods
 
 log = logging.getLogger("llm_usage_exporter")
 
@@ -65,16 +65,3 @@ class HistoryCollector:
             end.add_metric([period], last)
         yield start
         yield end
-
-
-def periods(now: float, tz) -> dict[str, tuple[float, float]]:
-    """The current calendar day and month in zone `tz`: (start, end) as Unix times."""
-    today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0,
-                                                    tzinfo=None)
-    month = today.replace(day=1)
-    next_month = (month + timedelta(days=32)).replace(day=1)
-    # Local midnights, each with the offset in force then (a DST change may lie between).
-    return {period: (a.replace(tzinfo=tz).timestamp(), b.replace(tzinfo=tz).timestamp())
-            for period, (a, b) in (("day", (today, today + timedelta(days=1))),
-                                   ("month", (month, next_month)))}
-

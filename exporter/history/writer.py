@@ -20,6 +20,7 @@ import sqlite_utils
 
 from ..record import RequestRecord
 from ..telemetry.metrics import HistoryMetrics
+from .spend import REFRESH_SECONDS, Spend
 from .store import COLUMNS, INSERT_SQL, JOB_SQL, SPEND_SQL, UTC_ZONE, open_db, row
 
 log = logging.getLogger("llm_usage_exporter")
@@ -47,6 +48,8 @@ class History:
         self.retention_days = retention_days
         self.clock = clock
         self.failing = False
+        self.spend = Spend(tz)  # for the budgets the gateway enforces
+        self.collector = None  # its scrape-time metrics (app.py), told of budgets on reload
         self.thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
 
     def start(self) -> None:
@@ -55,19 +58,22 @@ class History:
 
     def put(self, record: RequestRecord) -> None:
         """Queue one record; never blocks (a full queue drops it, counted)."""
-        self._enqueue(row(record))
+        r = row(record)
+        if self._enqueue(r) and r[_FEE]:
+            self.spend.queued(r[_KEY], r[_FEE])
 
     def put_job(self, event: tuple) -> None:
         """Queue a change of the jobs ledger (gateway/jobs.py); never blocks."""
         self._enqueue(JobEvent(event))
 
-    def _enqueue(self, item) -> None:
+    def _enqueue(self, item) -> bool:
         try:
             self.queue.put_nowait(item)
         except queue.Full:
             self.metrics.dropped.inc()
-        else:
-            self.metrics.queue_size.inc()
+            return False
+        self.metrics.queue_size.inc()
+        return True
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the writer."""
@@ -77,11 +83,11 @@ class History:
     # --- the writer thread --------------------------------------------------------------
     def _run(self) -> None:
         db = None
-        next_prune = 0.0
+        next_prune = next_refresh = 0.0
         stopping = False
         while not stopping:
-            try:
-                item = self.queue.get(timeout=60)
+            try:  # woken every second at least, to read the spend of other processes
+                item = self.queue.get(timeout=REFRESH_SECONDS)
             except queue.Empty:
                 item = None
             batch = []
@@ -104,6 +110,9 @@ class History:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     item = None
+            if not batch and self.failing and not stopping:
+                continue  # retried with the next row, not counted once a second meanwhile
+            fees = self._fees(batch)
             try:
                 if db is None:
                     db = open_db(self.path, self.tz)
@@ -115,6 +124,10 @@ class History:
                         raise  # the database itself: full, read-only, gone
                     except Exception:  # a row it refuses: keep the others of the batch
                         self._write_each(db, batch)
+                if batch or self.clock() >= next_refresh:
+                    spent = self.spend.read(db.conn, self.clock())
+                    self.spend.settle(fees, spent)
+                    fees, next_refresh = {}, self.clock() + REFRESH_SECONDS
                 if self.retention_days and self.clock() >= next_prune:
                     self._prune(db)
                     next_prune = self.clock() + 3600
@@ -128,6 +141,9 @@ class History:
                               "proxied, and their rows are lost until it recovers", self.path, e)
                     self.failing = True
                 db = None  # reopen next time: the file may come back
+            finally:
+                if fees:  # lost, or written but not read back: leave the unwritten sums
+                    self.spend.settle(fees, None)
         if db is not None:
             db.conn.close()
 
@@ -151,6 +167,15 @@ class History:
                 self.metrics.write_errors.inc()
                 log.error("history: a row cannot be written (%s: %s); it is lost, the "
                           "others are kept", type(e).__name__, e)
+
+    @staticmethod
+    def _fees(batch) -> dict[str, float]:
+        """Sum a batch's fees by key."""
+        fees: dict[str, float] = {}
+        for r in batch:
+            if not isinstance(r, JobEvent) and r[_FEE]:
+                fees[r[_KEY]] = fees.get(r[_KEY], 0.0) + r[_FEE]
+        return fees
 
     def _spend(self, batch) -> list[tuple]:
         """Sum a batch's fees by key and local calendar day."""

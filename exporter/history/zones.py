@@ -4,7 +4,7 @@ worked out here, every DST change found to the second, and applied with a CASE."
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -46,3 +46,16 @@ def wall_to_utc(wall: float, tz: ZoneInfo) -> float:
     """Turn local wall-clock seconds back into a Unix time (earlier fold when ambiguous)."""
     naive = datetime.fromtimestamp(wall, UTC).replace(tzinfo=None)
     return naive.replace(tzinfo=tz).timestamp()
+
+
+def periods(now: float, tz) -> dict[str, tuple[float, float]]:
+    """The current calendar day and month in zone `tz`: (start, end) as Unix times."""
+    today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0,
+                                                    tzinfo=None)
+    month = today.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    # Local midnights, each with the offset in force then (a DST change may lie between).
+    return {period: (a.replace(tzinfo=tz).timestamp(), b.replace(tzinfo=tz).timestamp())
+            for period, (a, b) in (("day", (today, today + timedelta(days=1))),
+                                   ("month", (month, next_month)))}
+

@@ -1,0 +1,100 @@
+"""Who may call, with what, and for how much: the client's key, and the budgets enforced.
+
+Without `require_api_key` every key passes and is only named (its `api_key` label). With it,
+a request whose key is not in `api_keys` is refused with 401 before anything reaches an
+upstream. Either way a configured key is held to its services and models (403), and a key
+whose enforced budget is spent is refused with 429 until its day or month ends.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from ..config.table import ApiKey, Config
+from ..history.spend import Spend
+from ..history.zones import periods
+from .headers import key_digest
+
+# The official SDKs retry a 429 (twice, by default) unless told not to: a spent budget does
+# not come back in seconds.
+NO_RETRY = b"x-should-retry: false\r\n"
+
+
+class Refusal(NamedTuple):
+    status: int
+    error_type: str
+    message: str
+    headers: bytes = NO_RETRY
+
+
+class Keys:
+    """The configured keys by digest, and the budgets to enforce against the history's spend."""
+
+    def __init__(self, config: Config, env, spend: Spend | None = None, clock=time.time):
+        self.by_digest = config.keys_by_digest(env)
+        self.required = config.require_api_key
+        self.budgets = {b.api_key: b for b in config.budgets}
+        self.enforcing = spend is not None and any(b.enforce for b in config.budgets)
+        self.spend, self.clock = spend, clock
+        self.tz = ZoneInfo(config.timezone)
+
+    def identify(self, header) -> tuple[str, ApiKey | None]:
+        """The client key's `api_key` label, and its entry if it is a configured key."""
+        digest = key_digest(header)
+        if digest is None:
+            return "none", None
+        entry = self.by_digest.get(digest)
+        return (entry.name, entry) if entry is not None else ("key-" + digest[:8], None)
+
+    def refuse(self, label: str, entry: ApiKey | None, service: str) -> Refusal | None:
+        """Why the request may not go on, before its body is read; None if it may."""
+        if entry is None and self.required:
+            return Refusal(401, "key_unknown", "the gateway requires an API key, and none was "
+                           "given" if label == "none" else "this API key is not one of the "
+                           "gateway's keys")
+        if entry is not None and entry.services and service not in entry.services:
+            return Refusal(403, "key_forbidden", f"API key {label} may not use the service "
+                           f"{service} (it may use: {', '.join(entry.services)})")
+        if self.enforcing:
+            return self._budget(label)
+        return None
+
+    @staticmethod
+    def refuse_model(label: str, entry: ApiKey | None, model: str | None) -> Refusal | None:
+        """Why the model asked for is not the key's to use; None if it is, or none is named."""
+        if entry is None or not entry.models or model is None:
+            return None
+        if any(fnmatch.fnmatchcase(model, pattern) for pattern in entry.models):
+            return None
+        return Refusal(403, "key_forbidden", f"API key {label} may not use the model "
+                       f"{model} (it may use: {', '.join(entry.models)})")
+
+    def _budget(self, label: str) -> Refusal | None:
+        budget = self.budgets.get(label) or self.budgets.get("*")
+        if budget is None or not budget.enforce:
+            return None
+        spent = self.spend.of(label)
+        for (period, (start, end)), used, limit in zip(
+                periods(self.clock(), self.tz).items(), spent, (budget.daily, budget.monthly)):
+            if limit is not None and used >= limit:
+                wait = max(math.ceil(end - self.clock()), 1)
+                return Refusal(429, "budget_exceeded", f"API key {label} has spent its "
+                               f"{'daily' if period == 'day' else 'monthly'} budget: "
+                               f"{_usd(used)} of {_usd(limit)}; it renews in {_span(wait)}",
+                               NO_RETRY + b"retry-after: %d\r\n" % wait)
+        return None
+
+
+def _usd(amount: float) -> str:
+    return "$" + f"{amount:.6f}".rstrip("0").rstrip(".")
+
+
+def _span(seconds: int) -> str:
+    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
