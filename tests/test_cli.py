@@ -203,3 +203,16 @@ def test_compose_demo_prints_grafana():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["gateway-demo"]["environment"]["GRAFANA_URL"] == \
         "http://localhost:3000"
+
+
+def test_check_config_warns_where_managed_keys_would_reach_an_upstream(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("require_api_key: true\napi_keys:\n  - name: a\n    sha256: "
+                      + "ab" * 32 + "\nservices:\n  - name: openai\n"
+                      "    base_url: https://api.openai.com\n    api_key_env: SOME_KEY\n"
+                      "  - name: vllm\n    base_url: http://127.0.0.1:8000\n")
+    done = run("check-config", str(config), env={**os.environ, "SOME_KEY": "x"})
+    assert (done.returncode, done.stdout) == (0, f"{config}: OK\n")
+    assert f"{config}: warning: services[1]: require_api_key is on and the service has no " \
+           "api_key_env: clients' gateway keys are forwarded to it as its key\n" in done.stderr
+    assert "services[0]" not in done.stderr

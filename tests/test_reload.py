@@ -43,10 +43,14 @@ async def ask(listen: int, key: str) -> int:
             return r.status
 
 
-async def cost(admin: int) -> float:
+async def metrics(admin: int) -> str:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
         async with s.get(f"http://127.0.0.1:{admin}/metrics") as r:
-            text = await r.text()
+            return await r.text()
+
+
+async def cost(admin: int) -> float:
+    text = await metrics(admin)
     return sum(float(v) for v in re.findall(r"(?m)^llm_cost_usd_total\{[^}]*\} (\S+)$", text))
 
 
@@ -77,6 +81,7 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_running_conf
         config["api_keys"].append({"name": "bob", "sha256": sha(BOB)})
         config["pricing"] = [{"model": "gpt-4o*", "input": 2, "output": 4}]
         config["limits"] = {"max_models": 10}
+        config["budgets"] = [{"api_key": "bob", "daily": 5}]
         path.write_text(yaml.safe_dump(config))
         os.kill(proc.pid, signal.SIGHUP)
         await until(lambda: sum(line["message"] == "reload: prices, API keys and budgets "
@@ -85,6 +90,8 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_running_conf
                    for line in log_lines(log)) == 2
         for _ in range(6):  # whichever worker answers
             assert await ask(listen, BOB) == 200
+        for _ in range(4):  # whichever worker answers the scrape
+            assert 'llm_budget_usd{api_key="bob",period="day"} 5.0' in await metrics(admin)
         # Six more at 1,117 x $2/M + 46 x $4/M = $0.002418 each.
         assert round(await cost(admin), 9) == round(0.001163 + 6 * 0.002418, 9)
 

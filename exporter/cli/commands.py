@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from ..accounting.pricing import Pricing, describe, pricing_for, warnings
 from ..accounting.table import Table, TableError
-from ..config.load import load_config
+from ..config.load import key_warnings, load_config
 from ..config.schema import ConfigError
 from ..config.table import check_hostport
 from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
@@ -46,7 +46,7 @@ def check_config(path: str) -> int:
     if (problem := history_problem(config, create=False)) is not None:
         print(f"{path}: history.path: {problem}", file=sys.stderr)
         return 1
-    for warning in warnings(config, pricing.table):
+    for warning in warnings(config, pricing.table) + key_warnings(config):
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: OK")
     return 0
@@ -75,9 +75,9 @@ def history_problem(config, create: bool = True) -> str | None:
     return None
 
 
-def pricing_warnings(config) -> list[str]:
-    """A config's pricing warnings (TableError: its pricing_data cannot be read)."""
-    return warnings(config, Table(config.pricing_data))
+def config_warnings(config) -> list[str]:
+    """A config's pricing and key warnings (TableError: its pricing_data cannot be read)."""
+    return warnings(config, Table(config.pricing_data)) + key_warnings(config)
 
 
 def show_prices(args) -> int:

@@ -14,9 +14,9 @@ from ..http.server import ListenError
 from ..telemetry.logs import setup_logging
 from .commands import (
     check_config,
+    config_warnings,
     export_history,
     history_problem,
-    pricing_warnings,
     show_prices,
     with_overrides,
 )
@@ -92,7 +92,7 @@ def serve(args, argv) -> int:
         return 2
     setup_logging(config.log_level, config.log_format)
     try:
-        for warning in pricing_warnings(config):
+        for warning in config_warnings(config):
             logging.getLogger("llm_usage_exporter").warning("config: %s", warning)
     except TableError as e:
         print(f"config: pricing_data: {e}", file=sys.stderr)

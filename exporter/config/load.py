@@ -76,6 +76,15 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
     return dataclasses.replace(config, services=tuple(services))
 
 
+def key_warnings(config: Config) -> list[str]:
+    """What would let a client's gateway key reach an upstream, without being an error."""
+    if not config.require_api_key:
+        return []
+    return [f"services[{i}]: require_api_key is on and the service has no api_key_env: "
+            "clients' gateway keys are forwarded to it as its key"
+            for i, s in enumerate(config.services) if not s.api_key_env]
+
+
 def parse_config(data, env=os.environ, unset: list[str] | None = None) -> Config:
     """Build a Config from parsed YAML, or raise ConfigError listing every problem.
 

@@ -71,12 +71,13 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory, summed over a gateway's processes."""
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """Memory summed over a gateway's processes: peak resident (VmHWM), or resident now
+    (VmRSS)."""
     total = 0
     for p in family(pid):
         for line in open(f"/proc/{p}/status"):
-            if line.startswith("VmHWM"):
+            if line.startswith(field):
                 total += int(line.split()[1])
     return total / 1024
 
@@ -172,8 +173,8 @@ class Bench:
                 results.append(summarise(name, stream, concurrency, direct, through, cpu,
                                          accuracy))
                 out(format_row(results[-1]))
-            results.append({"peak_rss_mb": peak_rss_mb(pid)})
-            out(f"gateway peak RSS: {peak_rss_mb(pid):.0f} MB")
+            results.append({"peak_rss_mb": memory_mb(pid)})
+            out(f"gateway peak RSS: {memory_mb(pid):.0f} MB")
             series, ms = metrics_render()
             results.append({"metrics_series": series, "metrics_render_ms": ms})
             out(f"/metrics render with {series:,} series (40 models x 25 keys): {ms:.0f} ms")

@@ -42,6 +42,34 @@ def _pct(values: list, q: float) -> float:
 _CONTENT = re.compile(rb'"content":"[^"]')  # a chunk with text, not the empty role chunk
 
 
+def post(url: str, body: dict, headers: str = "") -> bytes:
+    """An HTTP/1.1 POST of `body` as JSON to `url`, with extra header lines `headers`."""
+    parts = urlsplit(url)
+    data = json.dumps(body).encode()
+    return (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{headers}"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+            ).encode() + data
+
+
+async def read_answer(reader: asyncio.StreamReader, t0: float) -> float | None:
+    """Read one HTTP/1.1 answer; return the seconds from t0 to its first text, if chunked."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    first = None
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    if length:  # a sized body
+        await reader.readexactly(int(length.group(1)))
+        return None
+    data = b""  # chunked: the last chunk is empty; SSE data always ends in a newline
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        if first is None and _CONTENT.search(chunk):
+            first = time.perf_counter() - t0
+        data = data[-16:] + chunk
+    return first
+
+
 async def client_run(url: str, stream: bool, concurrency: int, duration: float) -> Run:
     """Load with this process's own client, timing every request and first token.
 
@@ -50,10 +78,7 @@ async def client_run(url: str, stream: bool, concurrency: int, duration: float) 
     recorded duration and TTFT agree with what a client sees.
     """
     parts = urlsplit(url)
-    body = json.dumps({**BODY, "stream": stream}).encode()
-    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = post(url, {**BODY, "stream": stream})
     latencies, ttfts = [], []
     end = time.perf_counter() + duration
 
@@ -62,20 +87,7 @@ async def client_run(url: str, stream: bool, concurrency: int, duration: float) 
         while time.perf_counter() < end:
             t0 = time.perf_counter()
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            first = None
-            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-            if length:  # a sized body
-                await reader.readexactly(int(length.group(1)))
-            else:  # chunked: the last chunk is empty; SSE data always ends in a newline
-                data = b""
-                while not data.endswith(b"\r\n0\r\n\r\n"):
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        raise ConnectionError("the server closed the connection")
-                    if first is None and _CONTENT.search(chunk):
-                        first = time.perf_counter() - t0
-                    data = data[-16:] + chunk
+            first = await read_answer(reader, t0)
             latencies.append(time.perf_counter() - t0)
             if stream:
                 ttfts.append(first)
