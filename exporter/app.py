@@ -25,6 +25,7 @@ from .accounting.pricing import pricing_for
 from .accounting.table import TableError
 from .config.schema import ConfigError
 from .config.table import Config
+from .deployments.probe import Deployments
 from .gateway.proxy import Proxy
 from .history.api import UsageApi
 from .history.collector import HistoryCollector
@@ -32,7 +33,7 @@ from .history.store import load_jobs
 from .history.writer import History
 from .http.server import Server
 from .telemetry.admin import Admin
-from .telemetry.metrics import HistoryMetrics, Metrics
+from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
 
 log = logging.getLogger("llm_usage_exporter")
 # Batches run for up to a day (OpenAI's completion window) and results stay downloadable
@@ -41,8 +42,9 @@ JOBS_REMEMBERED = 30 * 86400
 
 
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
-                 env=os.environ) -> ProxyListener:
-    """Build the proxy listener: its server, upstream connections and history writer."""
+                 env=os.environ, probe: bool = True) -> ProxyListener:
+    """Build the proxy listener: its server, upstream connections and history writer, and,
+    with `probe`, the deployments' prober (one process of several workers probes)."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
@@ -51,8 +53,14 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
         proxy.sinks.append(history.put)
         # The jobs ledger remembers batches and background responses across restarts.
         proxy.jobs.load(load_jobs(history.path, time.time() - JOBS_REMEMBERED))
-        proxy.jobs.persist = history.put_job
-    return ProxyListener(proxy, history, config.limits)
+        proxy.jobs.persist = history.put_event
+    deployments = None
+    if config.deployments:
+        deployments = Deployments(config.deployments, DeploymentMetrics(registry),
+                                  persist=history.put_event if history is not None else None,
+                                  pricing=lambda: proxy.pricing)
+        proxy.sinks.append(deployments.observe)
+    return ProxyListener(proxy, history, config.limits, deployments if probe else None)
 
 
 class Listener:
@@ -74,20 +82,29 @@ class Listener:
 class ProxyListener(Listener):
     """Client traffic, with the upstream connections and the history writer it owns."""
 
-    def __init__(self, proxy: Proxy, history: History | None, limits):
+    def __init__(self, proxy: Proxy, history: History | None, limits,
+                 prober: Deployments | None = None):
         super().__init__(proxy.handle, head_timeout=limits.head_timeout_seconds,
                          body_timeout=limits.body_timeout_seconds,
                          max_connections=limits.max_connections,
                          refused=proxy.metrics.refused.inc)
-        self.proxy, self.history = proxy, history
+        self.proxy, self.history, self.prober = proxy, history, prober
+        self.probing: asyncio.Task | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         if self.history is not None:
             self.history.start()
-        return await super().start(host, port, reuse_port=reuse_port)
+        port = await super().start(host, port, reuse_port=reuse_port)
+        if self.prober is not None:
+            self.probing = asyncio.create_task(self.prober.run())
+        return port
 
     async def cleanup(self, timeout: float = 30) -> None:
-        """Finish in-flight requests (up to `timeout` s), then flush the history."""
+        """Stop probing, finish in-flight requests (up to `timeout` s), flush the history."""
+        if self.probing is not None:
+            self.probing.cancel()
+            await asyncio.gather(self.probing, return_exceptions=True)
+            self.prober.pool.close()
         await super().cleanup(timeout)
         self.proxy.pool.close()
         if self.history is not None:
@@ -129,7 +146,9 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
     `registry` holds the metric objects; `exposition`, when given, is what /metrics renders
     (in a worker process: every worker's metrics, read from their shared files).
     """
-    proxy = create_proxy(config, registry=registry, history=history, env=env)
+    # With --workers, the supervisor names one worker to probe the deployments.
+    probe = not reuse_port or env.get("LLM_USAGE_EXPORTER_PROBER") == "1"
+    proxy = create_proxy(config, registry=registry, history=history, env=env, probe=probe)
     await proxy.start(*split_hostport(config.listen), reuse_port=reuse_port)
     admin = create_admin(exposition or registry,
                          history_path=history.path if history else None,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from . import details, lint, overview, performance, rankings, requests, spend
+from . import deployments, details, lint, overview, performance, rankings, requests, spend
 
 DASHBOARDS = Path(__file__).parent / "dashboards"
 # In the order of the README's sections; the file name is the dashboard's uid.
-MODULES = (overview, rankings, details, performance, spend, requests)
+MODULES = (overview, rankings, details, performance, spend, requests, deployments)
 
 
 def generate() -> dict[str, str]:

@@ -55,10 +55,11 @@ API_RANGE = (("from", "${__from}"), ("to", "${__to}"), ("tz", "${__timezone}"))
 
 # --- variables ----------------------------------------------------------------------------
 
-def filter_variable(name: str, label: str, matchers: str) -> dash.QueryVariable:
+def filter_variable(name: str, label: str, matchers: str,
+                    metric: str = "llm_requests_total") -> dash.QueryVariable:
     """A multi-value label filter with All, its values from the series the others leave."""
-    query = f"label_values(llm_requests_total{{{matchers}}}, {name})" if matchers \
-        else f"label_values(llm_requests_total, {name})"
+    query = f"label_values({metric}{{{matchers}}}, {name})" if matchers \
+        else f"label_values({metric}, {name})"
     return (dash.QueryVariable(name).label(label).datasource(PROMETHEUS)
             .query(query).definition(query)
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)

@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.history.collector import HistoryCollector
-from exporter.telemetry.metrics import HistoryMetrics, Metrics
+from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
 
 ROOT = Path(__file__).parent.parent
 FILTERS = ("service", "provider", "model", "api_key")
@@ -45,6 +45,7 @@ def defined_metrics() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
     HistoryMetrics(registry)
+    DeploymentMetrics(registry)
     HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC"))
     names = {"ALERTS"}
     for family in registry.collect():

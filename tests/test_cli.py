@@ -139,7 +139,8 @@ async def test_admin_index_lists_the_endpoints(admin, tmp_path):
     r = await api.get("/")
     assert r.status == 200  # open, like /healthz: it tells nothing of the traffic
     assert set((await r.json())["endpoints"]) == {"/", "/metrics", "/healthz",
-                                                  "/api/requests", "/api/usage"}
+                                                  "/api/requests", "/api/usage",
+                                                  "/api/deployments"}
 
 
 # --- the README as written --------------------------------------------------------------

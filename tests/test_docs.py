@@ -14,7 +14,7 @@ from exporter.cli.main import main
 from exporter.config.schema import documented_keys
 from exporter.config.table import Config
 from exporter.history.collector import HistoryCollector
-from exporter.telemetry.metrics import HistoryMetrics, Metrics
+from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -33,13 +33,13 @@ def readme_metric_rows():
 def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
     rows = readme_metric_rows()
     registry = CollectorRegistry()
-    owners = (Metrics(registry), HistoryMetrics(registry),
+    owners = (Metrics(registry), HistoryMetrics(registry), DeploymentMetrics(registry),
               HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC")))
     declared = {m._name + ("_total" if m._type == "counter" else ""): (m._type,
                                                                       list(m._labelnames))
                 for owner in owners for m in vars(owner).values()
                 if isinstance(m, MetricWrapperBase)}
-    for owner in owners[2:]:  # values read at scrape time
+    for owner in owners[3:]:  # values read at scrape time
         for family in owner.collect():
             declared[family.name] = (family.type, list(getattr(family, "_labelnames", ())))
     assert len(declared) == len(list(registry.collect())) == len(rows)

@@ -27,7 +27,7 @@ SCRAPE = 1  # seconds: so rate() has samples within seconds
 DEADLINE = 150  # seconds for every panel to have data
 # Dashboards 1 to 5 draw from Prometheus; the request history only from the usage API.
 PROMETHEUS_DASHBOARDS = ("llm-overview.json", "llm-rankings.json", "llm-details.json",
-                         "llm-performance.json", "llm-spend.json")
+                         "llm-performance.json", "llm-spend.json", "llm-deployments.json")
 # Panels without a query: the alert list shows Prometheus's rules, not query results.
 NO_QUERY = {"alertlist", "row"}
 PROVISIONED = ROOT / "grafana" / "provisioning" / "datasources" / "llm-usage-exporter.yml"
@@ -53,7 +53,8 @@ def seconds(duration: str) -> float:
 
 def grafana_values(started: float, now: float, admin: str) -> dict:
     window = f"{int(now - started) + 60}s"  # the dashboard's range: the whole run
-    every = dict.fromkeys(("service", "provider", "model", "api_key", "tokens"), ".*")
+    every = dict.fromkeys(("service", "provider", "model", "api_key", "tokens",
+                          "deployment"), ".*")
     return {**every, "__range": window, "__range_s": window[:-1], "__rate_interval":
             f"{4 * SCRAPE}s", "granularity": "1m", "topn": "10",
             "__from": str(int((started - 60) * 1000)), "__to": str(int(now * 1000)),
@@ -86,7 +87,23 @@ async def run_panel(s, prom: str, panel: dict, values: dict, now: float) -> tupl
     return found, errors
 
 
-async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
+async def fake_dcgm(aiohttp_server) -> str:
+    """NVIDIA's DCGM exporter as Prometheus would scrape it, relabelled with the demo's
+    deployment (README: Deployments): two GPUs at 37% and 41%."""
+    from aiohttp import web
+
+    async def metrics(request):
+        return web.Response(text="".join(
+            f'DCGM_FI_DEV_GPU_UTIL{{gpu="{gpu}",deployment="llama-70b"}} {util}\n'
+            for gpu, util in ((0, 37), (1, 41))))
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    server = await aiohttp_server(app)
+    return f"127.0.0.1:{server.port}"
+
+
+async def test_every_panel_query_runs_against_the_real_gateway(tmp_path, aiohttp_server,
                                                                unused_tcp_port_factory):
     prometheus = need_binary("prometheus")
     alertmanager = need_binary("prometheus-alertmanager")
@@ -99,6 +116,8 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
         text = (ROOT / "alerts" / name).read_text()
         (tmp_path / name).write_text(re.sub(r"(?m)^(\s+for:) \S+$", r"\1 1s", text))
     config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{admin_port}"]
+    config["scrape_configs"].append({"job_name": "dcgm", "static_configs": [
+        {"targets": [await fake_dcgm(aiohttp_server)]}]})
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     dashboards = {name: json.loads(text) for name, text in generator.generate().items()}
     admin, prom = f"http://127.0.0.1:{admin_port}", f"http://127.0.0.1:{prom_port}"
@@ -149,9 +168,20 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path,
             await check_usage_api(s, bases, dashboards, values)
             await check_downloads(s, dashboards, values)
             await check_exemplars(s, prom, admin, started, now)
+            await check_without_dcgm(s, prom, dashboards["llm-deployments.json"], values, now)
     finally:
         for proc in procs:
             await stop(proc)
+
+
+async def check_without_dcgm(s, prom: str, dashboard: dict, values: dict, now: float):
+    """The panels that need DCGM say so, and show nothing (not an error) without it."""
+    dcgm = [p for p in dashboard["panels"] if "DCGM_FI_DEV_GPU_UTIL" in json.dumps(p)]
+    assert len(dcgm) == 2
+    for panel in dcgm:
+        assert "Needs" in panel["description"] and "DCGM" in panel["description"]
+        found, errors = await run_panel(s, prom, panel, {**values, "deployment": "none"}, now)
+        assert (found, errors) == (0, [])
 
 
 async def check_variables(s, prom: str, dashboards: dict) -> None:
@@ -186,7 +216,7 @@ async def check_usage_api(s, bases: dict, dashboards: dict, values: dict) -> Non
     1 s: the demo's local model is unpriced.)"""
     targets = list(infinity_targets(dashboards))
     assert {name for name, _, _ in targets} == {"llm-overview.json", "llm-details.json",
-                                                "llm-requests.json"}
+                                                "llm-requests.json", "llm-deployments.json"}
     for name, panel, t in targets:
         params = {p["key"]: substitute(p["value"], values) for p in t["url_options"]["params"]}
         url = bases[substitute(t["datasource"]["uid"], DATASOURCE_DEFAULTS)] + t["url"]
@@ -210,7 +240,8 @@ async def check_downloads(s, dashboards: dict, values: dict) -> None:
     """Each panel's CSV and Excel link downloads a file from the usage API."""
     links = [(p["title"], link["url"]) for d in dashboards.values() for p in d["panels"]
              for link in p.get("links", [])]
-    assert len(links) == 2 * (6 + 2 + 1)  # six rankings, two details tables, the history
+    # Six rankings, two details tables, the history, the deployments.
+    assert len(links) == 2 * (6 + 2 + 1 + 1)
     for title, url in links:
         async with s.get(substitute(url, values)) as r:
             assert r.status == 200, (title, url, await r.text())

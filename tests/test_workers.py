@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -109,3 +111,60 @@ async def test_two_workers_one_consistent_metrics(aiohttp_server, replay, tmp_pa
         assert db.execute("SELECT count(*) FROM requests").fetchone() == (70,)
     shared = re.search(r"metrics files in (\S+)", (tmp_path / "a" / "log.txt").read_text())
     assert shared and not Path(shared.group(1)).exists()  # removed at exit
+
+
+async def test_one_worker_probes_the_deployments_and_its_replacement_takes_over(
+        aiohttp_server, replay, tmp_path, unused_tcp_port_factory):
+    from aiohttp import web
+
+    async def health(request, body):
+        return web.Response(text="ok")
+
+    replay.routes["/health"] = health
+    upstream = str((await aiohttp_server(replay.app())).make_url("")).rstrip("/")
+    listen, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "services": [], "listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{admin}",
+        "workers": 2, "deployments": [{"name": "llama", "model": "m", "base_url": upstream,
+                                       "probe_interval_seconds": 0.05}]}))
+    log = open(tmp_path / "log.txt", "wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "serve", "--config", str(config), cwd=tmp_path,
+        stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def runs() -> list[tuple[float, float]]:
+        try:
+            with sqlite3.connect(tmp_path / "llm-usage-history.db") as db:
+                return db.execute("SELECT started_at, ended_at FROM deployment_uptime "
+                                  "ORDER BY started_at").fetchall()
+        except sqlite3.Error:  # not created yet
+            return []
+
+    try:
+        await until(lambda: len(children(proc.pid)) == 2)
+        await wait_ok(f"http://127.0.0.1:{admin}/healthz", timeout=30)
+        workers = children(proc.pid)
+        pids = set()
+        async with asyncio.timeout(30):  # both workers serve: each has started, prober or not
+            while pids != workers:
+                pids.add(int(re.search(r'"pid": (\d+)', (await get(
+                    f"http://127.0.0.1:{admin}/healthz"))[1]).group(1)))
+        ready = time.time()
+        # Twenty probe intervals later, one run of uptime: a second prober would have begun
+        # a second one.
+        await until(lambda: runs() and runs()[-1][1] > ready + 1)
+        assert len(runs()) == 1
+        probers = [p for p in workers if "LLM_USAGE_EXPORTER_PROBER=1" in
+                   open(f"/proc/{p}/environ", "rb").read().decode(errors="replace")
+                   .replace("\0", "\n").splitlines()]
+        assert len(probers) == 1
+        os.kill(probers[0], signal.SIGKILL)  # its replacement probes: a new run begins
+        await until(lambda: len(runs()) == 2 and runs()[-1][1] > runs()[-1][0])
+        killed = time.time()
+        await until(lambda: runs()[-1][1] > killed + 1)
+        assert len(runs()) == 2
+    finally:
+        proc.terminate()
+        await proc.wait()
+        log.close()

@@ -97,6 +97,16 @@ def price(rec: RequestRecord, pricing: Pricing, batch: bool = False) -> None:
         rec.unpriced = True
 
 
+def hosted_fee(pricing: Pricing, rec: RequestRecord, model: str) -> Decimal | None:
+    """What a request's usage would have cost at a hosted model's list price (a
+    deployment's compare_to), or None if the table has no price for it."""
+    sheet = pricing.sheet("", "openai-compatible", model,  # its own table, by its name
+                          at=datetime.fromtimestamp(rec.started, UTC))
+    if sheet is None:
+        return None
+    return sum((usd for _, _, usd in pricing.fees(sheet, rec.usage)), Decimal(0))
+
+
 def error_message(collected) -> str:
     """Read the reason from an upstream's error body: OpenAI's and Anthropic's error.message."""
     whole = collected.parse()[2]

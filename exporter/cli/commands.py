@@ -15,6 +15,7 @@ from ..accounting.table import Table, TableError
 from ..config.load import key_warnings, load_config
 from ..config.schema import ConfigError
 from ..config.table import check_hostport
+from ..history.deployments import DEPLOYMENT_COLUMNS, deployment_rows
 from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
 from ..history.query import BadParameter, Filters, UsageQuery
 from ..history.store import open_db
@@ -155,6 +156,9 @@ def export_history(args) -> int:
         if args.kind == "usage":
             q = UsageQuery.parse(params, time.time())
             rows, columns = usage_rows(path, q), usage_columns(q)
+        elif args.kind == "deployments":
+            rows = deployment_rows(path, Filters.parse(params, time.time()))
+            columns = DEPLOYMENT_COLUMNS
         else:
             if "limit" in params and not params["limit"].isdigit():
                 raise BadParameter("limit", f"{params['limit']!r} is not a whole number")

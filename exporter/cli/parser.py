@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--config", metavar="FILE", help="read history.path from this config")
     where.add_argument("--db", metavar="PATH",
                        help="the history database (default llm-usage-history.db)")
-    export.add_argument("--kind", choices=("usage", "requests"), default="usage",
-                        help="aggregates (default) or one row per request")
+    export.add_argument("--kind", choices=("usage", "requests", "deployments"),
+                        default="usage", help="aggregates (default), one row per request, "
+                        "or the deployments' runtime, GPU hours and cost")
     export.add_argument("--from", dest="from_", metavar="TIME",
                         help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
     export.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")

@@ -37,11 +37,17 @@ def run_workers(argv: list[str], n: int, config: Config) -> int:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": shared}
     command = [sys.executable, "-m", "exporter", *argv, "--worker"]
     procs: dict[int, float] = {}
-    stopping = False
+    prober: int | None = None  # the worker probing the deployments: one, or they would
+    stopping = False           # each count the same GPU time
     status = 0
 
-    def spawn() -> None:
-        procs[subprocess.Popen(command, env=env).pid] = time.monotonic()
+    def spawn(probe: bool = False) -> None:
+        nonlocal prober
+        pid = subprocess.Popen(command, env={**env, "LLM_USAGE_EXPORTER_PROBER": "1"}
+                               if probe else env).pid
+        procs[pid] = time.monotonic()
+        if probe:
+            prober = pid
 
     def tell_all(signum) -> None:
         for pid in procs:
@@ -63,8 +69,8 @@ def run_workers(argv: list[str], n: int, config: Config) -> int:
     signal.signal(signal.SIGHUP, hangup)
     log.info("starting %d workers; metrics files in %s", n, shared)
     try:
-        for _ in range(n):
-            spawn()
+        for i in range(n):
+            spawn(probe=i == 0)
         while procs:
             pid, status_word = os.wait()
             code = os.waitstatus_to_exitcode(status_word)  # negative: killed by that signal
@@ -80,7 +86,7 @@ def run_workers(argv: list[str], n: int, config: Config) -> int:
                 stop(None, None)
             else:
                 log.warning("worker %d exited (status %d): starting another", pid, code)
-                spawn()
+                spawn(probe=pid == prober)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     return status

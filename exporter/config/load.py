@@ -12,7 +12,7 @@ import os
 import yaml
 
 from .schema import ConfigError, build
-from .table import Config
+from .table import Config, PriceOverride, Service
 
 
 def _duplicate_services(data) -> list[str]:
@@ -42,8 +42,15 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
                 unset.append(f"services[{i}].api_key_env: environment variable "
                              f"{s.api_key_env} is not set")
         services.append(dataclasses.replace(s, api_key=key))
-    if not config.services:
-        problems.append("services: at least one service is required")
+    free = []  # a deployment's tokens cost nothing: its cost is its GPU time
+    for i, d in enumerate(config.deployments):  # each deployment is a service too
+        if d.name in seen:
+            problems.append(f"deployments[{i}].name: {d.name!r} is a service's name already")
+        seen.add(d.name)
+        services.append(Service(d.name, d.base_url, d.provider, pricing_provider="none"))
+        free.append(PriceOverride("*", 0.0, 0.0, service=d.name))
+    if not services:
+        problems.append("services: at least one service (or deployment) is required")
     if config.default_service is not None and config.default_service not in seen:
         problems.append(f"default_service: no service named {config.default_service!r}")
     for i, o in enumerate(config.pricing):
@@ -73,7 +80,8 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
     if config.require_api_key and not config.api_keys:
         problems.append("require_api_key: no api_keys are configured, so every request "
                         "would be refused")
-    return dataclasses.replace(config, services=tuple(services))
+    return dataclasses.replace(config, services=tuple(services),
+                               pricing=config.pricing + tuple(free))
 
 
 def key_warnings(config: Config) -> list[str]:

@@ -209,6 +209,39 @@ class Budget:
                             "spent, until the day or month ends (default: alert only)")
 
 
+def _deployment_type(v):
+    if v not in ("deployment", "fine-tuning"):
+        return "must be deployment or fine-tuning"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model the team serves itself on reserved GPUs: a service costed by its GPU time."""
+
+    name: str = setting(doc="the `deployment` label, and its service name: traffic to "
+                        "/<name>/... goes to it", check=check_name)
+    model: str = setting(doc="the model it serves, as the `model` label of its info")
+    base_url: str = setting(doc="its OpenAI-compatible server without /v1, e.g. "
+                            "http://10.0.0.7:8000", check=_url)
+    type: str = setting("deployment", "deployment or fine-tuning (a fine-tuned model)",
+                        check=_deployment_type)
+    gpus: int = setting(1, "GPUs allocated to it", check=_positive)
+    gpu_type: str | None = setting(None, "the `gpu_type` label, e.g. H100-80GB (default "
+                                   "unknown)")
+    gpu_hourly_usd: float | None = setting(None, "price of one GPU for one hour (default: "
+                                           "no cost)", check=_price)
+    provider: str = setting("vllm", "the `provider` label of its traffic (vllm, tgi, sglang, "
+                            "ollama, ...)", check=check_name)
+    probe_interval_seconds: float = setting(15.0, "how often its health is probed (/health, "
+                                            "else /v1/models)", check=_positive)
+    probe_timeout_seconds: float = setting(5.0, "a probe without an answer this long finds "
+                                           "it down", check=_positive)
+    idle_alert_minutes: float = setting(60.0, "LLMDeploymentIdle fires after this long up "
+                                        "with no request", check=_positive)
+    compare_to: str | None = setting(None, "a hosted model (e.g. gpt-4o-mini) whose list "
+                                     "price its traffic is also costed at, for comparison")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole gateway configuration."""
@@ -229,6 +262,8 @@ class Config:
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
                                                  "order before the genai-prices table")
     budgets: tuple[Budget, ...] = setting((), "spending limits per API key")
+    deployments: tuple[Deployment, ...] = setting((), "models served on the team's own GPUs, "
+                                                  "each also a service")
     pricing_data: str | None = setting(
         None, "a newer genai-prices data file (its data.json, downloaded by you) to price "
         "from instead of the one bundled with the package; never fetched by the gateway")

@@ -31,6 +31,10 @@ OPENAI_CALLS = (
     # no price: its tokens are estimated, and its requests counted as unpriced.
     ("/openai/v1/chat/completions", {"model": "local-llama-3.1-8b", "stream": True}),
 )
+# A model the team serves on its own GPUs (the simulator again): costed by GPU time.
+DEPLOYMENT_CALLS = (
+    ("/llama-70b/v1/chat/completions", {"model": "llama-3.1-70b-instruct", "stream": True}),
+)
 ANTHROPIC_CALLS = (
     ("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64}),
     ("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64}),
@@ -85,6 +89,10 @@ async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temp
         "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
                      for key, name in DEMO_KEYS.items() if name],
         "budgets": BUDGETS,
+        "deployments": [{"name": "llama-70b", "model": "llama-3.1-70b-instruct",
+                         "base_url": sim_url, "gpus": 2, "gpu_type": "H100-80GB",
+                         "gpu_hourly_usd": 2.49, "probe_interval_seconds": 5,
+                         "compare_to": "gpt-4o-mini"}],
     })
     registry = CollectorRegistry()
     runners = await start(config, registry, history=history_for(config, registry))
@@ -103,6 +111,8 @@ async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temp
   history:   {history_path}{kept}
   OpenAI:    {proxy}/openai/v1     (base URL for the openai SDK)
   Anthropic: {proxy}/anthropic     (base URL for the anthropic SDK)
+  deployed:  {proxy}/llama-70b/v1   (a model on 2 of "your own" GPUs, at $2.49 an hour each)
+  GPU time:  http://{admin_listen}/api/deployments
 
 Budgets: search-team may spend ${BUDGETS[0]["daily"]:g} a day and spends it within minutes:
 its budget gauges fill, and with Prometheus and Alertmanager (docker compose) the budget
@@ -128,7 +138,7 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
                 await r.read()
 
         while not stop.is_set() and (not requests or sent < requests):
-            path, template = rng.choice(OPENAI_CALLS + ANTHROPIC_CALLS)
+            path, template = rng.choice(OPENAI_CALLS + ANTHROPIC_CALLS + DEPLOYMENT_CALLS)
             task = asyncio.create_task(call(path, template, rng.choice(list(DEMO_KEYS))))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 
 from ..http.request import Request, respond_json
+from .deployments import DEPLOYMENT_COLUMNS, deployment_rows
 from .export import FORMATS, REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
 from .query import BadParameter, Filters, UsageQuery, parse_int
 
@@ -26,7 +27,8 @@ class UsageApi:
 
     def routes(self) -> dict:
         """The admin listener's routes this API adds."""
-        return {"/api/requests": self.requests, "/api/usage": self.usage}
+        return {"/api/requests": self.requests, "/api/usage": self.usage,
+                "/api/deployments": self.deployments}
 
     async def requests(self, request: Request, params) -> None:
         """One row per request, newest first (JSON paged; CSV, Excel)."""
@@ -35,6 +37,16 @@ class UsageApi:
     async def usage(self, request: Request, params) -> None:
         """Aggregates by model, key, service, provider and time bucket; rankings."""
         await _answering(request, self._usage(request, params))
+
+    async def deployments(self, request: Request, params) -> None:
+        """The deployments table: runtime, GPU hours, cost and traffic over the range."""
+        await _answering(request, self._deployments(request, params))
+
+    async def _deployments(self, request: Request, params) -> None:
+        fmt = parse_format(params)
+        filters = Filters.parse(params, time.time())
+        rows = await asyncio.to_thread(deployment_rows, self.path, filters)
+        await send(request, fmt, rows, DEPLOYMENT_COLUMNS, "deployments")
 
     async def _requests(self, request: Request, params) -> None:
         fmt = parse_format(params)

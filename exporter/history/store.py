@@ -91,8 +91,19 @@ INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 
-# The ledger's events (gateway/jobs.py), each an upsert of one column set.
-JOB_SQL = {
+@migrations()
+def m007_deployment_uptime(db: sqlite_utils.Database) -> None:
+    # Each run of a deployment's uptime, from the first probe that found it up to the last
+    # so far: a restart starts a new run, so no second is counted twice, and a range's
+    # duration, GPU hours and cost are its overlap with the runs, in any time zone.
+    db["deployment_uptime"].create({"deployment": str, "started_at": float,
+                                    "ended_at": float, "gpus": int, "gpu_hourly_usd": float,
+                                    "model": str, "type": str}, pk=("deployment", "started_at"))
+    db["deployment_uptime"].create_index(["ended_at"])
+
+
+# The ledgers' events (gateway/jobs.py, deployments/), each an upsert of one column set.
+LEDGER_SQL = {
     "create": "INSERT INTO jobs (job_id, api_key, created_at) VALUES (?, ?, ?) ON CONFLICT "
               "(job_id) DO UPDATE SET api_key = excluded.api_key, "
               "created_at = excluded.created_at",
@@ -100,6 +111,9 @@ JOB_SQL = {
               "DO UPDATE SET output_file_id = excluded.output_file_id",
     "metered": "INSERT INTO jobs (job_id, metered_at) VALUES (?, ?) ON CONFLICT (job_id) "
                "DO UPDATE SET metered_at = excluded.metered_at",
+    "uptime": "INSERT INTO deployment_uptime (deployment, started_at, ended_at, gpus, "
+              "gpu_hourly_usd, model, type) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+              "(deployment, started_at) DO UPDATE SET ended_at = excluded.ended_at",
 }
 
 

@@ -21,14 +21,15 @@ import sqlite_utils
 from ..record import RequestRecord
 from ..telemetry.metrics import HistoryMetrics
 from .spend import REFRESH_SECONDS, Spend
-from .store import COLUMNS, INSERT_SQL, JOB_SQL, SPEND_SQL, UTC_ZONE, open_db, row
+from .store import COLUMNS, INSERT_SQL, LEDGER_SQL, SPEND_SQL, UTC_ZONE, open_db, row
 
 log = logging.getLogger("llm_usage_exporter")
 _STOP = object()
 
 
-class JobEvent(tuple):
-    """A change of the jobs ledger, queued with the rows: ("create", id, key, at), ..."""
+class LedgerEvent(tuple):
+    """A change of a ledger, queued with the rows: ("create", job id, key, at) of the jobs
+    (gateway/jobs.py), ("uptime", deployment, ...) of the deployments (deployments/)."""
 _STARTED, _KEY, _FEE = (COLUMNS.index(c) for c in ("started_at", "api_key", "fee_usd"))
 
 
@@ -62,9 +63,9 @@ class History:
         if self._enqueue(r) and r[_FEE]:
             self.spend.queued(r[_KEY], r[_FEE])
 
-    def put_job(self, event: tuple) -> None:
-        """Queue a change of the jobs ledger (gateway/jobs.py); never blocks."""
-        self._enqueue(JobEvent(event))
+    def put_event(self, event: tuple) -> None:
+        """Queue a change of a ledger (LedgerEvent); never blocks."""
+        self._enqueue(LedgerEvent(event))
 
     def _enqueue(self, item) -> bool:
         try:
@@ -148,13 +149,13 @@ class History:
             db.conn.close()
 
     def _write(self, db: sqlite_utils.Database, batch: list) -> None:
-        rows = [r for r in batch if not isinstance(r, JobEvent)]
+        rows = [r for r in batch if not isinstance(r, LedgerEvent)]
         with db.conn:  # one transaction per batch: rows and their spend
             db.conn.executemany(INSERT_SQL, rows)
             db.conn.executemany(SPEND_SQL, self._spend(rows))
             for event in batch:
-                if isinstance(event, JobEvent):
-                    db.conn.execute(JOB_SQL[event[0]], event[1:])
+                if isinstance(event, LedgerEvent):
+                    db.conn.execute(LEDGER_SQL[event[0]], event[1:])
 
     def _write_each(self, db: sqlite_utils.Database, batch: list) -> None:
         """Write a batch row by row: only a row the database refuses is lost, counted."""
@@ -173,7 +174,7 @@ class History:
         """Sum a batch's fees by key."""
         fees: dict[str, float] = {}
         for r in batch:
-            if not isinstance(r, JobEvent) and r[_FEE]:
+            if not isinstance(r, LedgerEvent) and r[_FEE]:
                 fees[r[_KEY]] = fees.get(r[_KEY], 0.0) + r[_FEE]
         return fees
 
@@ -194,3 +195,4 @@ class History:
             db.conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])
             db.conn.execute("DELETE FROM jobs WHERE coalesce(metered_at, created_at, 0) < ?",
                             [cutoff])
+            db.conn.execute("DELETE FROM deployment_uptime WHERE ended_at < ?", [cutoff])

@@ -1,0 +1,1 @@
+"""The models a team serves itself: their health, GPU time and its cost (probe.py)."""
