@@ -70,15 +70,27 @@ def build():
         stat_panel("GPU cost", "What the GPU time over the range cost at each deployment's "
                    "hourly GPU price: increase(llm_deployment_cost_usd_total).", "currencyUSD",
                    f"sum(increase({cost}[$__range])) or vector(0)", decimals=2),
-        stat_panel("Fine-tunings", "Deployments of type fine-tuning (fine-tuned models "
-                   "served on the team's GPUs), from llm_deployment_info.", "short",
+        stat_panel("Fine-tuned models served", "Deployments of type fine-tuning (fine-tuned "
+                   "models served on the team's GPUs), from llm_deployment_info.", "short",
                    f'count(max by (deployment) (llm_deployment_info{{{DEPLOYMENT},'
                    'type="fine-tuning"})) or vector(0)', decimals=0),
+        stat_panel("Fine-tuning jobs", "Fine-tuning jobs created through the gateway over "
+                   'the range: increase(llm_fine_tuning_jobs_total{status="created"}), on '
+                   "every service (hosted APIs' jobs included).", "short",
+                   'sum(increase(llm_fine_tuning_jobs_total{status="created"}[$__range])) '
+                   "or vector(0)", decimals=0),
+        stat_panel("Trained tokens", "Tokens trained by fine-tuning jobs created through "
+                   "the gateway that succeeded over the range "
+                   "(llm_fine_tuning_trained_tokens_total); their fee is in the spend as "
+                   'token_type "training".', "short",
+                   "sum(increase(llm_fine_tuning_trained_tokens_total[$__range])) "
+                   "or vector(0)", decimals=0),
         stat_panel("Down now", "Deployments whose last health probe failed "
                    "(llm_deployment_up = 0): LLMDeploymentDown fires after 5 minutes.",
                    "short", f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) "
                    "== 0) or vector(0)", decimals=0),
     ]
+    totals = [p.span(3) for p in totals]  # eight across the row
     query = InfinityQuery("/api/deployments", [
         *API_RANGE, ("service", "${deployment:csv}"), ("format", "json")], COLUMNS)
     table = api_table(

@@ -156,6 +156,14 @@ class Pricing:
             found = self.modes[service] = pricing_mode(provider, None, self.table.ids)
         return found
 
+    def training_price(self, service: str, model: str) -> Decimal | None:
+        """USD per million trained tokens of fine-tuning `model`: the config's only."""
+        for o in self.overrides:
+            if o.training is not None and o.service in (None, service) \
+                    and fnmatch.fnmatchcase(model, o.model):
+                return Decimal(str(o.training))
+        return None
+
     def sheet(self, service: str, provider: str, model: str, service_tier: str | None = None,
               at: datetime | None = None, batch: bool = False) -> PriceSheet | None:
         """The prices that apply to a request at `at` (default now), or None."""

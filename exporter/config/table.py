@@ -176,6 +176,8 @@ class PriceOverride:
     output_audio: float | None = _usd("audio output (default: output)")
     input_image: float | None = _usd("image input (default: input)")
     output_image: float | None = _usd("image output (default: output)")
+    training: float | None = _usd("fine-tuning: per million trained tokens (the price table "
+                                  "has none; default: unpriced)")
 
     def per_category(self) -> dict:
         return {"input_text": self.input, "output_text": self.output,

@@ -35,6 +35,7 @@ OPENAI_CALLS = (
 DEPLOYMENT_CALLS = (
     ("/llama-70b/v1/chat/completions", {"model": "llama-3.1-70b-instruct", "stream": True}),
 )
+TUNED = "gpt-4o-mini-2024-07-18"  # the demo fine-tunes it once, in a minute (simulated)
 ANTHROPIC_CALLS = (
     ("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 64}),
     ("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 64}),
@@ -89,6 +90,8 @@ async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temp
         "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
                      for key, name in DEMO_KEYS.items() if name],
         "budgets": BUDGETS,
+        # OpenAI's training price for gpt-4o-mini; the price table has none.
+        "pricing": [{"model": TUNED, "input": 0.15, "output": 0.6, "training": 3.0}],
         "deployments": [{"name": "llama-70b", "model": "llama-3.1-70b-instruct",
                          "base_url": sim_url, "gpus": 2, "gpu_type": "H100-80GB",
                          "gpu_hourly_usd": 2.49, "probe_interval_seconds": 5,
@@ -134,12 +137,28 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
         async def call(path, template, key):
             headers = ({"x-api-key": key, "anthropic-version": "2023-06-01"}
                        if "anthropic" in path else {"Authorization": f"Bearer {key}"})
+            if template is None:  # a GET
+                async with session.get(proxy + path, headers=headers) as r:
+                    await r.read()
+                return
             async with session.post(proxy + path, json=_body(template), headers=headers) as r:
                 await r.read()
 
+        # One fine-tuning job, polled every 5 seconds or so as a client would: its trained
+        # tokens are counted when it succeeds (a minute in).
+        async with session.post(proxy + "/openai/v1/fine_tuning/jobs", json={
+                "model": TUNED, "training_file": "file-demo"},
+                headers={"Authorization": "Bearer sk-demo-chat-team"}) as r:
+            tuning = (await r.json()).get("id")
+        sent, poll = 1, max(int(rate * 5), 2)
+
         while not stop.is_set() and (not requests or sent < requests):
-            path, template = rng.choice(OPENAI_CALLS + ANTHROPIC_CALLS + DEPLOYMENT_CALLS)
-            task = asyncio.create_task(call(path, template, rng.choice(list(DEMO_KEYS))))
+            if tuning and sent % poll == 0:
+                call_ = call(f"/openai/v1/fine_tuning/jobs/{tuning}", None, "sk-demo-chat-team")
+            else:
+                path, template = rng.choice(OPENAI_CALLS + ANTHROPIC_CALLS + DEPLOYMENT_CALLS)
+                call_ = call(path, template, rng.choice(list(DEMO_KEYS)))
+            task = asyncio.create_task(call_)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             sent += 1

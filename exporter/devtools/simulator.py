@@ -33,6 +33,7 @@ class Simulator:
         self.error_rate = error_rate
         self.output_tokens = output_tokens
         self.rng = random.Random(seed)
+        self.jobs: dict[str, tuple[float, str]] = {}  # fine-tuning: id -> (created, model)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
@@ -42,6 +43,8 @@ class Simulator:
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/fine_tuning/jobs", self.fine_tune)
+        app.router.add_get("/v1/fine_tuning/jobs/{id}", self.fine_tuning_job)
         return app
 
     # --- helpers ------------------------------------------------------------------------
@@ -207,6 +210,32 @@ class Simulator:
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "owned_by": "simulator"}
             for m in ("gpt-4o-mini", "o4-mini", "claude-sonnet-4-5")]})
+
+    # A fine-tuning job: queued, running for TUNING_SECONDS, then succeeded.
+    TUNING_SECONDS = 60
+
+    async def fine_tune(self, request: web.Request) -> web.Response:
+        body = await self._request(request, anthropic=False)
+        if isinstance(body, web.Response):
+            return body
+        job_id = "ftjob-" + uuid.uuid4().hex[:24]
+        self.jobs[job_id] = (time.time(), str(body.get("model") or "gpt-4o-mini-2024-07-18"))
+        return await self.fine_tuning_job(request, job_id)
+
+    async def fine_tuning_job(self, request: web.Request, job_id: str | None = None):
+        job_id = job_id or request.match_info["id"]
+        if job_id not in self.jobs:
+            return web.json_response({"error": {"message": f"no job {job_id}", "type":
+                                                "invalid_request_error"}}, status=404)
+        started, model = self.jobs[job_id]
+        age = time.time() - started
+        state = "validating_files" if age < 1 else "running" if age < self.TUNING_SECONDS \
+            else "succeeded"
+        return web.json_response({
+            "object": "fine_tuning.job", "id": job_id, "model": model, "status": state,
+            "created_at": int(started), "training_file": "file-demo", "result_files": [],
+            "fine_tuned_model": f"ft:{model}:demo::{job_id[-8:]}" if state == "succeeded"
+            else None, "trained_tokens": 48_000 if state == "succeeded" else None})
 
     # --- Anthropic ----------------------------------------------------------------------
     async def messages(self, request: web.Request) -> web.StreamResponse:

@@ -18,7 +18,8 @@ from ..accounting.operations import RESPONSES
 from ..accounting.pricing import Pricing
 from ..record import RequestRecord
 from ..telemetry.logs import log_request
-from .jobs import CREATE, RESPONSE, RESULTS, STATUS, Job, Jobs
+from .jobs import CREATE, RESPONSE, RESULTS, STATUS, TUNE, TUNING, Job, Jobs
+from .tuning import follow
 
 log = logging.getLogger("llm_usage_exporter")
 ACCOUNTING_ERROR = "accounting_error"  # error_type of a request whose bill failed
@@ -33,6 +34,9 @@ def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: 
         return [rec]
     if job is not None and job.kind == RESULTS:
         return _results(rec, meter, pricing, jobs, job)
+    if job is not None and job.kind in (TUNE, TUNING):
+        _, _, whole = collected.parse() if collected is not None else (None, None, None)
+        return follow(rec, whole, job.kind, pricing, jobs)
     if job is not None and job.kind in (CREATE, STATUS):
         _track(rec, collected, jobs)
         return [rec]

@@ -1,11 +1,14 @@
-"""Work billed after the request that started it: batches and background responses.
+"""Work billed after the request that started it: batches, background responses and
+fine-tuning jobs.
 
 A batch is created by one request, polled by others, and its results downloaded later,
 perhaps by another key and more than once; a background response is created queued and
 fetched, with its usage, when done. Each is metered once: when its results (or its
 completed response) pass through the gateway, attributed to the key that created it. The
 ledger of created and metered jobs is kept in memory and, with a history, in its database,
-so a restart meters nothing twice.
+so a restart meters nothing twice. A fine-tuning job created through the gateway is
+followed as its client polls it: each state it is seen to reach is counted once, and its
+trained tokens once it has succeeded.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 CREATE, STATUS, RESULTS, RESPONSE = "create", "status", "results", "response"
-BATCH = "batch"  # the operation label of a batch's results
+TUNE, TUNING = "tune", "tuning"  # create a fine-tuning job; read (or cancel, list) them
+BATCH, FINE_TUNING = "batch", "fine_tuning"  # operation labels
 # The operation label of requests that read a job: its results, or the response itself.
-JOB_OPERATIONS = {RESULTS: BATCH, RESPONSE: "responses"}
+JOB_OPERATIONS = {RESULTS: BATCH, RESPONSE: "responses", TUNE: FINE_TUNING,
+                  TUNING: FINE_TUNING}
 _PATHS = (
     ("POST", re.compile(r"/v1/(?:messages/)?batches$"), CREATE),
     ("GET", re.compile(r"/v1/batches/([^/]+)$"), STATUS),
     ("GET", re.compile(r"/v1/files/([^/]+)/content$"), RESULTS),
     ("GET", re.compile(r"/v1/messages/batches/([^/]+)/results$"), RESULTS),
     ("GET", re.compile(r"/v1/responses/(resp_[^/]+)$"), RESPONSE),
+    ("POST", re.compile(r"/v1/fine_tuning/jobs$"), TUNE),
+    ("GET", re.compile(r"/v1/fine_tuning/jobs(?:/([^/]+))?$"), TUNING),
+    ("POST", re.compile(r"/v1/fine_tuning/jobs/([^/]+)/cancel$"), TUNING),
 )
 
 
@@ -36,8 +44,9 @@ class Job:
 
 
 def job_request(method: str, path: str) -> Job | None:
-    # Most requests are none of these: three substring tests instead of five patterns.
-    if "/batches" not in path and "/files/" not in path and "/responses/" not in path:
+    # Most requests are none of these: four substring tests instead of eight patterns.
+    if "/batches" not in path and "/files/" not in path and "/responses/" not in path \
+            and "/fine_tuning/" not in path:
         return None
     path = path.rstrip("/")
     for verb, pattern, kind in _PATHS:
@@ -55,17 +64,22 @@ class Jobs:
         self.created: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.outputs: OrderedDict[str, str] = OrderedDict()  # output file -> batch
         self.metered: OrderedDict[str, float] = OrderedDict()
+        self.states: OrderedDict[str, str] = OrderedDict()  # fine-tuning job -> states seen
+        # Fine-tuning counts, (service, state) and (service, model, tokens): the metrics'.
+        self.on_state = self.on_trained = None
 
     def load(self, rows) -> None:
         """Take what the history remembers: (job_id, api_key, created_at, output_file_id,
         metered_at) rows."""
-        for job_id, api_key, created_at, output_file_id, metered_at in rows:
+        for job_id, api_key, created_at, output_file_id, metered_at, states in rows:
             if api_key is not None:
                 self._put(self.created, job_id, (api_key, created_at))
             if output_file_id:
                 self._put(self.outputs, output_file_id, job_id)
             if metered_at is not None:
                 self._put(self.metered, job_id, metered_at)
+            if states:
+                self._put(self.states, job_id, states)
 
     def create(self, job_id: str, api_key: str, at: float) -> None:
         self._put(self.created, job_id, (api_key, at))
@@ -89,6 +103,16 @@ class Jobs:
             return False
         self._put(self.metered, job_id, at)
         self._keep(("metered", job_id, at))
+        return True
+
+    def reached(self, job_id: str, state: str) -> bool:
+        """True the first time a job is seen in `state`."""
+        seen = self.states.get(job_id, "")
+        if state in seen.split(","):
+            return False
+        states = f"{seen},{state}" if seen else state
+        self._put(self.states, job_id, states)
+        self._keep(("states", job_id, states))
         return True
 
     def _put(self, table: OrderedDict, key, value) -> None:

@@ -36,35 +36,10 @@ from .headers import DECODABLE, client_headers, upstream_headers
 from .inspect import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
 from .keys import Keys, Refusal
+from .relay import Relay
 
 log = logging.getLogger("llm_usage_exporter")
 _ids = random.Random()
-
-class _Relay:
-    """Meter the upstream's body and pass it to the client, called as each read arrives."""
-
-    __slots__ = ("request", "rec", "t0", "meter", "collected", "busy")
-
-    def __init__(self, request: Request, rec: RequestRecord, t0: float,
-                 meter: StreamMeter | None, collected: ResponseBody | None):
-        self.request, self.rec, self.t0 = request, rec, t0
-        self.meter, self.collected = meter, collected
-        self.busy = 0.0  # seconds spent here: the gateway's own time, not waiting
-
-    def __call__(self, data: bytes):
-        t = perf_counter()
-        content = False
-        if self.meter is not None:
-            data, content = self.meter.feed(data)
-        elif self.collected is not None:
-            self.collected.feed(data)
-        drain = self.request.write(data)
-        t1 = perf_counter()
-        if content and self.rec.ttft is None:
-            self.rec.ttft = t1 - self.t0
-        self.busy += t1 - t
-        return drain
-
 
 class Proxy:
     """Forward requests to the configured services and record each one."""
@@ -82,7 +57,9 @@ class Proxy:
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
         self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
-        self.jobs = Jobs()  # batches and background responses: app.py gives it a memory
+        self.jobs = Jobs()  # batches, background responses: app.py gives it a memory
+        self.jobs.on_state = metrics.fine_tuning_state  # and fine-tuning jobs
+        self.jobs.on_trained = metrics.fine_tuning_trained
         self.failed = Failures(metrics.record_errors)
 
     def reload(self, config: Config, env, pricing: Pricing | None = None) -> None:
@@ -194,7 +171,7 @@ class Proxy:
             if rec.stream:
                 request.flush()  # the client learns the status before the first event
 
-            relay = _Relay(request, rec, t0, meter, collected)
+            relay = Relay(request, rec, t0, meter, collected)
             t = perf_counter()
             try:
                 await upstream.pipe(relay, read_timeout, self.client_timeout)

@@ -102,6 +102,12 @@ def m007_deployment_uptime(db: sqlite_utils.Database) -> None:
     db["deployment_uptime"].create_index(["ended_at"])
 
 
+@migrations()
+def m008_job_states(db: sqlite_utils.Database) -> None:
+    # The states a fine-tuning job was seen to reach, comma-separated: each counted once.
+    db["jobs"].add_column("states", str)
+
+
 # The ledgers' events (gateway/jobs.py, deployments/), each an upsert of one column set.
 LEDGER_SQL = {
     "create": "INSERT INTO jobs (job_id, api_key, created_at) VALUES (?, ?, ?) ON CONFLICT "
@@ -111,6 +117,8 @@ LEDGER_SQL = {
               "DO UPDATE SET output_file_id = excluded.output_file_id",
     "metered": "INSERT INTO jobs (job_id, metered_at) VALUES (?, ?) ON CONFLICT (job_id) "
                "DO UPDATE SET metered_at = excluded.metered_at",
+    "states": "INSERT INTO jobs (job_id, states) VALUES (?, ?) ON CONFLICT (job_id) "
+              "DO UPDATE SET states = excluded.states",
     "uptime": "INSERT INTO deployment_uptime (deployment, started_at, ended_at, gpus, "
               "gpu_hourly_usd, model, type) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
               "(deployment, started_at) DO UPDATE SET ended_at = excluded.ended_at",
@@ -122,7 +130,8 @@ def load_jobs(path: str, since: float) -> list[tuple]:
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
             return conn.execute(
-                "SELECT job_id, api_key, created_at, output_file_id, metered_at FROM jobs "
+                "SELECT job_id, api_key, created_at, output_file_id, metered_at, states "
+                "FROM jobs "
                 "WHERE coalesce(metered_at, created_at, ?) >= ?", [since, since]).fetchall()
     except sqlite3.Error:
         return []

@@ -151,6 +151,15 @@ class Metrics:
             "llm_tool_calls", "Calls of server-side tools the provider bills per call (web "
             "search); their fee is llm_cost_usd_total{direction=\"tool\"}.",
             who + ["tool"], registry=registry)
+        self.fine_tuning_jobs = Counter(
+            "llm_fine_tuning_jobs", "Fine-tuning jobs created through the gateway (status="
+            "created) and each state they were seen to reach, once per job.",
+            ["service", "status"], registry=registry)
+        self.trained_tokens = Counter(
+            "llm_fine_tuning_trained_tokens", "Tokens trained by fine-tuning jobs created "
+            "through the gateway, counted once each has succeeded; their fee is "
+            "llm_cost_usd_total{token_type=\"training\"}.", ["service", "model"],
+            registry=registry)
         self.record_errors = Counter(
             "llm_record_errors", "Failures to account for a finished request (stage="
             "accounting: it is recorded with error_type accounting_error) or to hand its "
@@ -214,6 +223,12 @@ class Metrics:
                 child(self.tpot, r.service, r.provider, model).observe(
                     (r.duration - r.ttft) / (output - 1))
         child(self.overhead, r.service).observe(r.overhead)
+
+    def fine_tuning_state(self, service: str, state: str) -> None:
+        self.fine_tuning_jobs.labels(service, state).inc()
+
+    def fine_tuning_trained(self, service: str, model: str, tokens: int) -> None:
+        self.trained_tokens.labels(service, self.model_label(model)).inc(tokens)
 
     def _child(self, metric, *labels):
         # labels() validates and locks on every call (about 2 us, profiled); a dict hit is

@@ -1,0 +1,36 @@
+"""The relay of an upstream's answer to the client, metered on the way, read by read."""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from ..accounting.body import ResponseBody
+from ..accounting.stream import StreamMeter
+from ..http.request import Request
+from ..record import RequestRecord
+
+
+class Relay:
+    """Meter the upstream's body and pass it to the client, called as each read arrives."""
+
+    __slots__ = ("request", "rec", "t0", "meter", "collected", "busy")
+
+    def __init__(self, request: Request, rec: RequestRecord, t0: float,
+                 meter: StreamMeter | None, collected: ResponseBody | None):
+        self.request, self.rec, self.t0 = request, rec, t0
+        self.meter, self.collected = meter, collected
+        self.busy = 0.0  # seconds spent here: the gateway's own time, not waiting
+
+    def __call__(self, data: bytes):
+        t = perf_counter()
+        content = False
+        if self.meter is not None:
+            data, content = self.meter.feed(data)
+        elif self.collected is not None:
+            self.collected.feed(data)
+        drain = self.request.write(data)
+        t1 = perf_counter()
+        if content and self.rec.ttft is None:
+            self.rec.ttft = t1 - self.t0
+        self.busy += t1 - t
+        return drain

@@ -1,0 +1,70 @@
+"""Fine-tuning jobs created through the gateway, followed as their client polls them.
+
+OpenAI's `POST /v1/fine_tuning/jobs` answers the job; `GET /v1/fine_tuning/jobs/{id}`, the
+list and `.../cancel` answer it again in a later state (validating_files, queued, running,
+succeeded, failed, cancelled). Each state a job created here is seen to reach is counted
+once; a succeeded job's `trained_tokens` once, and billed at the `training` price of the
+config's pricing (the price table has none) as a record of its own: counted for its fee,
+not as a request, for the key that created the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+from ..accounting.pricing import Pricing
+from ..record import RequestRecord, Usage
+from .jobs import FINE_TUNING, TUNE, Jobs
+
+CREATED = "created"  # the state counted when a job is created through the gateway
+
+
+def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
+           jobs: Jobs) -> list[RequestRecord]:
+    """Count what the answer says of fine-tuning jobs; return the records it ends in."""
+    records = [rec]
+    found = whole.get("data") if isinstance(whole, dict) and whole.get("object") == "list" \
+        else [whole]
+    for job in found if isinstance(found, list) else ():
+        if not (isinstance(job, dict) and job.get("object") == "fine_tuning.job"
+                and isinstance(job.get("id"), str)):
+            continue
+        job_id, state = job["id"], job.get("status")
+        if kind == TUNE:
+            jobs.create(job_id, rec.api_key, rec.started)
+            _count(jobs, rec, job_id, CREATED)
+        if job_id not in jobs.created:  # not created through the gateway: not ours
+            continue
+        if isinstance(state, str) and state:
+            _count(jobs, rec, job_id, state[:32])
+        tokens = job.get("trained_tokens")
+        if state == "succeeded" and isinstance(tokens, int) and not isinstance(tokens, bool) \
+                and tokens > 0 and jobs.claim(job_id, rec.started):
+            records.append(_trained(rec, job, tokens, pricing, jobs))
+    return records
+
+
+def _count(jobs: Jobs, rec: RequestRecord, job_id: str, state: str) -> None:
+    if jobs.reached(job_id, state) and jobs.on_state is not None:
+        jobs.on_state(rec.service, state)
+
+
+def _trained(rec: RequestRecord, job: dict, tokens: int, pricing: Pricing,
+             jobs: Jobs) -> RequestRecord:
+    """The record of a succeeded job's training: its tokens' fee, for its creator."""
+    model = job.get("model") if isinstance(job.get("model"), str) else rec.model
+    creator = jobs.creator(job["id"])
+    r = dataclasses.replace(rec, request_id=f"{rec.request_id}#training", share=True,
+                            operation=FINE_TUNING, model=model, usage=Usage(), fees=[],
+                            fee=Decimal(0), assumed=[],
+                            api_key=creator[0] if creator else rec.api_key)
+    if jobs.on_trained is not None:
+        jobs.on_trained(rec.service, model, tokens)
+    price = pricing.training_price(rec.service, model)
+    if price is None:
+        r.unpriced = True
+    else:
+        usd = Decimal(tokens) * price / 1_000_000
+        r.fees, r.fee = [("input", "training", usd)], usd
+    return r

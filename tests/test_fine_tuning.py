@@ -1,0 +1,98 @@
+"""Fine-tuning jobs created through the gateway: each state counted once, the trained tokens
+once the job succeeded, billed at the config's training price to the key that created it,
+and not again after a restart."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+
+import openai
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter.history.writer import History
+from exporter.telemetry.metrics import HistoryMetrics
+
+JOBS = "/v1/fine_tuning/jobs"
+BASE = "gpt-4o-mini-2024-07-18"
+# OpenAI's training price for gpt-4o-mini: $3.00 per million trained tokens. The price
+# table has no training prices: the config gives it.
+PRICING = [{"model": "gpt-4o-mini-2024-07-18", "input": 0.15, "output": 0.6, "training": 3.0}]
+
+
+def job(state: str, trained: int | None = None, job_id: str = "ftjob-abc") -> dict:
+    return {"object": "fine_tuning.job", "id": job_id, "model": BASE, "created_at": 1764806400,
+            "finished_at": None, "fine_tuned_model": None, "organization_id": "org-x",
+            "result_files": [], "status": state, "validation_file": None,
+            "training_file": "file-train", "hyperparameters": {"n_epochs": 3},
+            "trained_tokens": trained, "error": None, "seed": 42}
+
+
+class Upstream:
+    """The fine-tuning API of a job moving through its states as the test says."""
+
+    def __init__(self, replay):
+        self.state, self.trained = "validating_files", None
+        replay.routes[JOBS] = self.answer
+        replay.routes[JOBS + "/ftjob-abc"] = self.answer
+        replay.routes[JOBS + "/ftjob-other"] = self.other
+
+    async def answer(self, request, body):
+        return web.json_response(job(self.state, self.trained))
+
+    async def other(self, request, body):  # created elsewhere: not the gateway's to count
+        return web.json_response(job("succeeded", 1000, "ftjob-other"))
+
+
+def samples(gw, name: str) -> dict:
+    return {tuple(sorted(s.labels.items())): s.value for m in gw.registry.collect()
+            for s in m.samples if s.name == name and s.value}
+
+
+async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, tmp_path):
+    upstream = Upstream(replay)
+    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0)
+    gw = await gateway(history=history, pricing=PRICING, env={"TUNER": "sk-tuner"},
+                       api_keys=[{"name": "tuners", "key_env": "TUNER"}])
+    tuner = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-tuner")
+    other = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-someone")
+    created = await tuner.fine_tuning.jobs.create(model=BASE, training_file="file-train")
+    assert created.id == "ftjob-abc" and created.status == "validating_files"
+    for state in ("running", "running", "succeeded"):
+        upstream.state, upstream.trained = state, 5768 if state == "succeeded" else None
+        await other.fine_tuning.jobs.retrieve("ftjob-abc")  # polled by another key
+    await other.fine_tuning.jobs.retrieve("ftjob-abc")  # succeeded, seen again
+    await other.fine_tuning.jobs.retrieve("ftjob-other")  # not created through the gateway
+    await gw.records.wait(7)  # six requests and the training's own record
+    assert samples(gw, "llm_fine_tuning_jobs_total") == {
+        (("service", "openai"), ("status", state)): 1.0
+        for state in ("created", "validating_files", "running", "succeeded")}
+    assert samples(gw, "llm_fine_tuning_trained_tokens_total") == {
+        (("model", BASE), ("service", "openai")): 5768.0}
+    # 5,768 trained tokens at $3 per million: $0.017304, for the key that created the job.
+    [training] = [r for r in gw.records if r.operation == "fine_tuning" and r.share]
+    assert (training.api_key, training.model, training.fee, training.fees) == (
+        "tuners", BASE, D("0.017304"), [("input", "training", D("0.017304"))])
+    assert {k: v for k, v in samples(gw, "llm_cost_usd_total").items()} == {
+        (("api_key", "tuners"), ("direction", "input"), ("model", BASE),
+         ("provider", "openai"), ("service", "openai"), ("token_type", "training")): 0.017304}
+    requests = samples(gw, "llm_requests_total")
+    assert sum(requests.values()) == 6  # the training's record is no request of its own
+    assert all(dict(k)["operation"] == "fine_tuning" for k in requests)
+
+    await gw.listener.cleanup()  # a restart: the ledger is in the history
+    history2 = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0)
+    gw2 = await gateway(history=history2, pricing=PRICING)
+    replay.routes[JOBS] = lambda request, body: _list()
+    again = openai.AsyncOpenAI(base_url=gw2.url + "/openai/v1", api_key="sk-x")
+    await again.fine_tuning.jobs.list()  # the list holds the job, succeeded
+    await again.fine_tuning.jobs.retrieve("ftjob-abc")
+    await gw2.records.wait(2)
+    assert samples(gw2, "llm_fine_tuning_jobs_total") == {}
+    assert samples(gw2, "llm_fine_tuning_trained_tokens_total") == {}
+
+
+async def _list():
+    return web.Response(text=json.dumps({"object": "list", "data": [
+        job("succeeded", 5768)], "has_more": False}), content_type="application/json")
