@@ -7,7 +7,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool
+DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool pdftotext pdftoppm
 
 .PHONY: demo test bench soak debian-tools
 .DELETE_ON_ERROR:
@@ -41,5 +41,5 @@ debian-tools:
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; \
+	    prometheus prometheus-alertmanager poppler-utils >/dev/null; \
 	fi

@@ -29,9 +29,10 @@ from .deployments.probe import Deployments
 from .gateway.proxy import Proxy
 from .history.api import UsageApi
 from .history.collector import HistoryCollector
-from .history.store import load_jobs
+from .history.store import SharedLedger, load_jobs
 from .history.writer import History
 from .http.server import Server
+from .reports.make import file_name, render
 from .telemetry.admin import Admin
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
 
@@ -42,7 +43,7 @@ JOBS_REMEMBERED = 30 * 86400
 
 
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
-                 env=os.environ, probe: bool = True) -> ProxyListener:
+                 env=os.environ, probe: bool = True, worker: bool = False) -> ProxyListener:
     """Build the proxy listener: its server, upstream connections and history writer, and,
     with `probe`, the deployments' prober (one process of several workers probes)."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
@@ -54,6 +55,8 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
         # The jobs ledger remembers batches and background responses across restarts.
         proxy.jobs.load(load_jobs(history.path, time.time() - JOBS_REMEMBERED))
         proxy.jobs.persist = history.put_event
+        if worker:  # the other workers' jobs are in the database, not in this one's memory
+            proxy.jobs.shared = SharedLedger(history.path)
     deployments = None
     if config.deployments:
         deployments = Deployments(config.deployments, DeploymentMetrics(registry),
@@ -114,7 +117,8 @@ class ProxyListener(Listener):
 def create_admin(registry: CollectorRegistry, *, history_path: str | None = None,
                  token: str | None = None) -> Listener:
     """Build the admin listener: /metrics, /healthz and, with a history, /api/*."""
-    routes = UsageApi(history_path).routes() if history_path is not None else None
+    routes = UsageApi(history_path, render, file_name).routes() \
+        if history_path is not None else None
     return Listener(Admin(registry, routes=routes, token=token).handle)
 
 
@@ -148,7 +152,8 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
     """
     # With --workers, the supervisor names one worker to probe the deployments.
     probe = not reuse_port or env.get("LLM_USAGE_EXPORTER_PROBER") == "1"
-    proxy = create_proxy(config, registry=registry, history=history, env=env, probe=probe)
+    proxy = create_proxy(config, registry=registry, history=history, env=env, probe=probe,
+                         worker=reuse_port)
     await proxy.start(*split_hostport(config.listen), reuse_port=reuse_port)
     admin = create_admin(exposition or registry,
                          history_path=history.path if history else None,
@@ -166,7 +171,9 @@ async def reload(running: Config, load, proxy: Proxy, history: History | None,
     """Apply the prices, keys and budgets of the config file again (SIGHUP), or, if it has a
     problem, log every one and keep the running configuration. Return the one now running."""
     try:
-        config = await asyncio.to_thread(load)
+        loaded = await asyncio.to_thread(load)
+        # What a reload applies, over what only a restart does (the time zone, say).
+        config = dataclasses.replace(running, **{n: getattr(loaded, n) for n in RELOADED})
         pricing = await asyncio.to_thread(pricing_for, config)
     except (ConfigError, TableError) as e:
         for problem in getattr(e, "problems", None) or [f"pricing_data: {e}"]:
@@ -174,7 +181,7 @@ async def reload(running: Config, load, proxy: Proxy, history: History | None,
         log.error("reload: refused; the running configuration stays")
         return running
     later = [f.name for f in dataclasses.fields(Config) if f.name not in RELOADED
-             and getattr(config, f.name) != getattr(running, f.name)]
+             and getattr(loaded, f.name) != getattr(running, f.name)]
     if later:
         log.warning("reload: %s changed: applied at the next restart", ", ".join(later))
     proxy.reload(config, env, pricing)
@@ -182,7 +189,7 @@ async def reload(running: Config, load, proxy: Proxy, history: History | None,
         history.collector.budgets = {b.api_key: b for b in config.budgets}
     logging.getLogger().setLevel(config.log_level.upper())
     log.info("reload: prices, API keys and budgets applied")
-    return dataclasses.replace(running, **{name: getattr(config, name) for name in RELOADED})
+    return config
 
 
 async def serve(config: Config, *, ready=None, worker: bool = False, load=None) -> None:
@@ -207,12 +214,14 @@ async def serve(config: Config, *, ready=None, worker: bool = False, load=None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = config
+    reloading = asyncio.Lock()  # one at a time, in the order the signals came
 
     async def on_hangup() -> None:
         nonlocal running
         if load is None:
             log.warning("reload: started with --upstream, there is no config file to read")
-        else:
+            return
+        async with reloading:
             running = await reload(running, load, runners[0].proxy, history)
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(on_hangup()))

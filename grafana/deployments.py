@@ -145,14 +145,17 @@ def build():
                    f"avg by (deployment) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{{{DEPLOYMENT}}}"
                    "[$__range]))", w=6, h=6, decimals=0),
         stat_panel("Idle GPU hours (DCGM)", "Needs the DCGM exporter, as GPU utilisation "
-                   "does. GPU hours allocated but unused over the range: each GPU's hours "
-                   "times (1 - its average utilisation), summed per deployment.", "short",
-                   f"sum by (deployment) ((1 - avg_over_time(DCGM_FI_DEV_GPU_UTIL{{"
-                   f"{DEPLOYMENT}}}[$__range]) / 100) * $__range_s / 3600)", w=6, h=6,
-                   decimals=1),
+                   "does. GPU hours allocated but unused over the range: each GPU's idle "
+                   "share (1 - utilisation) summed minute by minute while its series exists, "
+                   "in hours, per deployment.", "short",
+                   f"sum by (deployment) (sum_over_time((1 - DCGM_FI_DEV_GPU_UTIL{{"
+                   f"{DEPLOYMENT}}} / 100)[$__range:1m])) / 60", w=6, h=6, decimals=1),
     ]
     variables = common_variables() + [
-        filter_variable("deployment", "Deployment", "", "llm_deployment_info"), api_variable(),
+        # All is every deployment found, not .*: the usage metrics' `service` matcher
+        # takes it too, and .* would count the hosted services as deployments.
+        filter_variable("deployment", "Deployment", "", "llm_deployment_info", None),
+        api_variable(),
         granularity_variable(), gateway_url_variable()]
     return dashboard(
         UID, "LLM deployments",

@@ -55,17 +55,19 @@ API_RANGE = (("from", "${__from}"), ("to", "${__to}"), ("tz", "${__timezone}"))
 
 # --- variables ----------------------------------------------------------------------------
 
-def filter_variable(name: str, label: str, matchers: str,
-                    metric: str = "llm_requests_total") -> dash.QueryVariable:
-    """A multi-value label filter with All, its values from the series the others leave."""
+def filter_variable(name: str, label: str, matchers: str, metric: str = "llm_requests_total",
+                    all_value: str | None = ".*") -> dash.QueryVariable:
+    """A multi-value label filter with All, its values from the series the others leave.
+    All is `all_value`, or, with None, Grafana's list of every value the query found."""
     query = f"label_values({metric}{{{matchers}}}, {name})" if matchers \
         else f"label_values({metric}, {name})"
-    return (dash.QueryVariable(name).label(label).datasource(PROMETHEUS)
-            .query(query).definition(query)
-            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
-            .multi(True).include_all(True).all_value(".*")
-            .current(dm.VariableOption(text=["All"], value=["$__all"])))
+    v = (dash.QueryVariable(name).label(label).datasource(PROMETHEUS)
+         .query(query).definition(query)
+         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+         .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+         .multi(True).include_all(True)
+         .current(dm.VariableOption(text=["All"], value=["$__all"])))
+    return v.all_value(all_value) if all_value is not None else v
 
 
 def common_variables() -> list:

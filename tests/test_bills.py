@@ -454,9 +454,10 @@ async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, repl
     # gpt-4o-mini through the Batch API, published: input $0.075, output $0.30 per million
     # tokens (half the $0.15 and $0.60 of a request). Two answered lines: 100 + 200 prompt,
     # 20 + 40 completion tokens; the failed line costs nothing.
+    from prometheus_client import CollectorRegistry
+
     from exporter.history.writer import History
     from exporter.telemetry.metrics import HistoryMetrics
-    from prometheus_client import CollectorRegistry
     batch_routes(replay)
     history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()))
     gw = await gateway(history=history, api_keys=[

@@ -189,3 +189,44 @@ async def test_the_api_serves_the_deployments_table(admin, tmp_path):
     async with client.get("/api/deployments", params={"from": "x"}) as r:
         assert r.status == 400
         assert json.loads(await r.text())["error"]["parameter"] == "from"
+
+
+def test_the_table_names_the_model_the_range_ran(tmp_path):
+    db = str(tmp_path / "h.db")
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    history.put_event(("uptime", "llama", T0, T0 + 3600, 1, 1.0, "llama-3.1-70b", "deployment"))
+    history.put_event(("uptime", "llama", T0 + 7200, T0 + 9000, 2, 1.0, "llama-3.3-70b",
+                       "fine-tuning"))
+    history.start()
+    history.close()
+    [before] = rows(db, Filters(T0, T0 + 3600, UTC))
+    [both] = rows(db, Filters(T0, T0 + 9000, UTC))
+    assert (before["model"], before["type"], before["gpu_hours"]) == (
+        "llama-3.1-70b", "deployment", 1.0)
+    # 1 h on 1 GPU and 0.5 h on 2: 2 GPU-hours; named as its latest run in the range.
+    assert (both["model"], both["type"], both["gpu_hours"], both["cost_usd"]) == (
+        "llama-3.3-70b", "fine-tuning", 2.0, 2.0)
+
+
+async def test_a_server_replaced_by_one_without_health_is_found_again(aiohttp_server):
+    state = {"health": True}
+
+    async def health(request):
+        return web.Response(status=200 if state["health"] else 404)
+
+    async def models(request):
+        return web.json_response({"data": []})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    server = await aiohttp_server(app)
+    d = config(base_url=str(server.make_url(""))).deployments[0]
+    deployments = Deployments((d,), DeploymentMetrics(CollectorRegistry()))
+    try:
+        assert await deployments.check(d) is True
+        state["health"] = False  # /health is gone: /v1/models answers, at once
+        assert await deployments.check(d) is True
+        assert deployments.state[d.name].path == b"/v1/models"
+    finally:
+        deployments.pool.close()

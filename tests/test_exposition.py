@@ -3,9 +3,18 @@ byte for byte, and OpenMetrics is served to whoever asks for it."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as generate_openmetrics,
+)
 
 import exporter.telemetry.metrics  # noqa: F401  (it turns off `_created` series, as the gateway does)
 from exporter.telemetry.exposition import render, render_openmetrics, wants_openmetrics

@@ -18,7 +18,7 @@ JOBS = "/v1/fine_tuning/jobs"
 BASE = "gpt-4o-mini-2024-07-18"
 # OpenAI's training price for gpt-4o-mini: $3.00 per million trained tokens. The price
 # table has no training prices: the config gives it.
-PRICING = [{"model": "gpt-4o-mini-2024-07-18", "input": 0.15, "output": 0.6, "training": 3.0}]
+PRICING = [{"model": "gpt-4o-mini-2024-07-18", "training": 3.0}]
 
 
 def job(state: str, trained: int | None = None, job_id: str = "ftjob-abc") -> dict:
@@ -96,3 +96,41 @@ async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, tmp
 async def _list():
     return web.Response(text=json.dumps({"object": "list", "data": [
         job("succeeded", 5768)], "has_more": False}), content_type="application/json")
+
+
+def test_workers_sharing_the_history_count_a_job_once(tmp_path):
+    from exporter.gateway.jobs import Jobs
+    from exporter.history.store import SharedLedger, open_db
+    path = str(tmp_path / "h.db")
+    open_db(path).conn.close()
+    first, second = Jobs(), Jobs()  # two workers' ledgers, each with its own memory
+    for jobs in (first, second):
+        jobs.shared = SharedLedger(path)
+    first.create("ftjob-abc", "tuners", 1.0)
+    SharedLedger(path)._update("ftjob-abc", "UPDATE jobs SET api_key = ? WHERE job_id = ?",
+                               ["tuners", "ftjob-abc"])  # as the writer persists a creation
+    assert second.creator("ftjob-abc")[0] == "tuners"  # read from the database
+    assert [first.reached("ftjob-abc", "running"), second.reached("ftjob-abc", "running"),
+            second.reached("ftjob-abc", "succeeded")] == [True, False, True]
+    assert [second.claim("ftjob-abc", 2.0), first.claim("ftjob-abc", 3.0)] == [True, False]
+
+
+async def test_usage_counts_the_training_record_as_no_request(gateway, replay, tmp_path):
+    import time
+    from zoneinfo import ZoneInfo
+
+    from exporter.history.export import usage_rows
+    from exporter.history.query import Filters, UsageQuery
+    upstream = Upstream(replay)
+    db = str(tmp_path / "h.db")
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    gw = await gateway(history=history, pricing=PRICING)
+    client = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-t")
+    await client.fine_tuning.jobs.create(model=BASE, training_file="file-train")
+    upstream.state, upstream.trained = "succeeded", 5768
+    await client.fine_tuning.jobs.retrieve("ftjob-abc")
+    await gw.records.wait(3)
+    await gw.listener.cleanup()
+    q = UsageQuery(Filters(time.time() - 60, time.time() + 60, ZoneInfo("UTC")))
+    [row] = [r for b in usage_rows(db, q).batches() for r in b]
+    assert (row["requests"], row["successful"], round(row["fee_usd"], 10)) == (2, 2, 0.017304)

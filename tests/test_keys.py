@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import io
 import sqlite3
+import time
 from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import anthropic
@@ -141,20 +143,23 @@ async def test_spend_counts_each_fee_once_while_written_and_sees_other_gateways(
     history.put(record("alice", "0.25"))
     history.put(record("alice", "0.5"))
     history.put(record("bob", "1"))
-    assert history.spend.of("alice") == (0.75, 0.75)  # queued, not written: counted
+    now = time.time()
+    assert history.spend.of("alice", now) == (0.75, 0.75)  # queued, not written: counted
     history.start()
     await poll(lambda: history.spend.written.get("alice") == (0.75, 0.75))
-    assert history.spend.of("alice") == (0.75, 0.75) and history.spend.unwritten == {}
+    assert history.spend.of("alice", now) == (0.75, 0.75) and history.spend.unwritten == {}
     with sqlite3.connect(db) as conn:  # another worker's commit
         conn.execute("UPDATE spend_daily SET fee_usd = fee_usd + 2 WHERE api_key = 'bob'")
-    await poll(lambda: history.spend.of("bob") == (3.0, 3.0))
+    await poll(lambda: history.spend.of("bob", time.time()) == (3.0, 3.0))
     await asyncio.to_thread(history.close)
 
 
 class FixedSpend(Spend):
+    """Sums read on 2026-12-04 in Paris."""
+
     def __init__(self, day, month):
-        super().__init__(None)
-        self.written = {"alice": (day, month)}
+        super().__init__(ZoneInfo("Europe/Paris"))
+        self.written, self.period = {"alice": (day, month)}, ("2026-12-04", "2026-12")
 
 
 @pytest.mark.parametrize("day,month,expected", [
@@ -163,6 +168,8 @@ class FixedSpend(Spend):
     (1.0, 2.0, ("daily", "$1 of $1", "11 h 0 min", 11 * 3600)),
     # Europe/Paris: 2026-12-04 12:00 UTC is 13:00; the month ends in 27 days and 11 hours.
     (0.5, 31.0, ("monthly", "$31 of $30", "27 d 11 h", (27 * 24 + 11) * 3600)),
+    # Both spent: refused until the month ends, and told so.
+    (2.0, 31.0, ("monthly", "$31 of $30", "27 d 11 h", (27 * 24 + 11) * 3600)),
 ])
 def test_a_budget_refusal_names_its_period_and_when_it_renews(day, month, expected):
     config = parse_config({"services": [{"name": "a", "base_url": "http://x"}],
@@ -179,6 +186,30 @@ def test_a_budget_refusal_names_its_period_and_when_it_renews(day, month, expect
     assert refusal.message == (f"API key alice has spent its {period} budget: {amounts}; "
                                f"it renews in {span}")
     assert refusal.headers == b"x-should-retry: false\r\nretry-after: %d\r\n" % wait
+
+
+def test_sums_of_a_day_or_month_that_has_ended_count_nothing():
+    spend = FixedSpend(5.0, 40.0)
+    spend.unwritten["alice"] = 0.25
+    at = datetime.fromisoformat  # Paris: 23:30 on the 4th, then 00:30 on the 5th
+    assert spend.of("alice", at("2026-12-04T22:30:00+00:00").timestamp()) == (5.25, 40.25)
+    assert spend.of("alice", at("2026-12-04T23:30:00+00:00").timestamp()) == (0.25, 40.25)
+    assert spend.of("alice", at("2027-01-01T00:30:00+00:00").timestamp()) == (0.25, 0.25)
+
+
+async def test_the_month_spend_outlives_a_short_retention(tmp_path):
+    now = datetime.fromisoformat("2026-12-20T12:00:00+00:00").timestamp()
+    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0,
+                      retention_days=1, clock=lambda: now)
+    for day in (2, 10, 20):  # the 2nd and the 10th are past the retention, not the month
+        r = record("alice", "1")
+        r.started = datetime.fromisoformat(f"2026-12-{day:02d}T09:00:00+00:00").timestamp()
+        history.put(r)
+    history.start()
+    await poll(lambda: history.spend.written.get("alice") == (1.0, 3.0))
+    await asyncio.to_thread(history.close)
+    with sqlite3.connect(tmp_path / "h.db") as db:  # the rows are pruned, the rollup is not
+        assert db.execute("SELECT count(*) FROM requests").fetchone() == (1,)
 
 
 def test_keys_new_prints_a_key_once_and_config_lines_with_its_hash_only():

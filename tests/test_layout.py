@@ -18,9 +18,9 @@ MAX_LINES = 300
 # development tools because `bench` and `demo` are commands: it imports them when one of
 # those runs, and test_serve_loads_no_development_tool keeps them out of `serve`.
 LAYERS = ("exporter", "record", "config", "http", "accounting", "telemetry", "history",
-          "deployments", "gateway", "app", "devtools", "cli", "__main__")
-PARTS = {"config", "http", "accounting", "telemetry", "history", "deployments", "gateway",
-         "cli", "devtools"}
+          "reports", "deployments", "gateway", "app", "devtools", "cli", "__main__")
+PARTS = {"config", "http", "accounting", "telemetry", "history", "reports", "deployments",
+         "gateway", "cli", "devtools"}
 TOP_LEVEL = {"__init__.py", "__main__.py", "app.py", "record.py"}
 
 

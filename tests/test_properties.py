@@ -17,7 +17,11 @@ from prometheus_client import CollectorRegistry
 from upstream import fixture
 
 from exporter.accounting.batch import BatchMeter
-from exporter.accounting.body import ResponseBody, request_text_chars, response_text_chars
+from exporter.accounting.body import (
+    ResponseBody,
+    request_text_chars,
+    response_text_chars,
+)
 from exporter.accounting.operations import (
     CHAT,
     COMPLETION,

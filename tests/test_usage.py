@@ -7,9 +7,9 @@ import json
 import pytest
 from upstream import fixture
 
-from exporter.accounting.stream import StreamMeter
 from exporter.accounting.body import ResponseBody, request_text_chars
 from exporter.accounting.operations import operation_for
+from exporter.accounting.stream import StreamMeter
 from exporter.accounting.usage import usage_from
 from exporter.record import Usage
 

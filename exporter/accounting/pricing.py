@@ -156,14 +156,6 @@ class Pricing:
             found = self.modes[service] = pricing_mode(provider, None, self.table.ids)
         return found
 
-    def training_price(self, service: str, model: str) -> Decimal | None:
-        """USD per million trained tokens of fine-tuning `model`: the config's only."""
-        for o in self.overrides:
-            if o.training is not None and o.service in (None, service) \
-                    and fnmatch.fnmatchcase(model, o.model):
-                return Decimal(str(o.training))
-        return None
-
     def sheet(self, service: str, provider: str, model: str, service_tier: str | None = None,
               at: datetime | None = None, batch: bool = False) -> PriceSheet | None:
         """The prices that apply to a request at `at` (default now), or None."""
@@ -184,7 +176,8 @@ class Pricing:
     def _find(self, service, provider, model):
         """An override's sheet, or (table provider id, model info), or None."""
         for i, o in enumerate(self.overrides):
-            if o.service not in (None, service) or not fnmatch.fnmatchcase(model, o.model):
+            if o.input is None or o.service not in (None, service) or not \
+                    fnmatch.fnmatchcase(model, o.model):  # input None: a training price alone
                 continue
             prices = {c: Decimal(str(v)) for c, v in o.per_category().items() if v is not None}
             sources = {c: f"config pricing[{i}]" for c in prices}

@@ -99,8 +99,11 @@ def show_prices(args) -> int:
     if not args.model:
         print(f"price table: {pricing.table.name} (never fetched)")
         for i, o in enumerate(pricing.overrides):
-            print(f"pricing[{i}]: {o.model} (service {o.service or 'any'}): input {o.input}, "
-                  f"output {o.output} USD per 1M tokens")
+            prices = ", ".join(f"{name} {value}" for name, value in (
+                ("input", o.input), ("output", o.output), ("training", o.training))
+                if value is not None)
+            print(f"pricing[{i}]: {o.model} (service {o.service or 'any'}): {prices} USD per "
+                  "1M tokens")
         print("name a model to see its prices: llm-usage-exporter prices gpt-4o")
         return 0
     try:
@@ -126,7 +129,9 @@ def show_prices(args) -> int:
     return 0
 
 
-def export_history(args) -> int:
+def history_file(args) -> str | None:
+    """The history database of --db or --config (or the default), or None after saying
+    what is wrong on one line."""
     path = args.db or DEFAULT_HISTORY
     if args.config:
         try:
@@ -134,7 +139,7 @@ def export_history(args) -> int:
             path = load_config(args.config, unset=[]).history.path
         except ConfigError as e:
             print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
-            return 2
+            return None
     if not os.path.isfile(path):
         where = (f"--db: no file {path}" if args.db else
                  f"{args.config}: its history.path {path} does not exist (yet: the gateway "
@@ -142,17 +147,27 @@ def export_history(args) -> int:
                  f"no history database {path} in this folder: pass --config FILE (the "
                  "gateway's config, for its history.path) or --db PATH")
         print(where, file=sys.stderr)
+        return None
+    return path
+
+
+def history_params(args, more=()) -> dict:
+    """The usage API's parameters from the history flags given (history_flags)."""
+    names = ("from", "to", "tz", "service", "provider", "model", "api_key", *more)
+    return {name: value for name in names
+            if (value := getattr(args, "from_" if name == "from" else name)) is not None}
+
+
+def export_history(args) -> int:
+    path = history_file(args)
+    if path is None:
         return 2
-    params = {k: v for k, v in {
-        "from": args.from_, "to": args.to, "tz": args.tz, "group_by": args.group_by,
-        "granularity": args.granularity, "order": args.order, "limit": args.limit,
-        "service": args.service, "provider": args.provider, "model": args.model,
-        "api_key": args.api_key, "operation": args.operation, "request_id": args.request_id,
-        "status": args.status}.items() if v is not None}
+    params = history_params(args, ("group_by", "granularity", "order", "limit", "operation",
+                                   "request_id", "status"))
     if args.format == "xlsx" and not args.output:
         print("--output: an Excel file cannot go to standard output", file=sys.stderr)
         return 2
-    try:
+    def write() -> int:
         if args.kind == "usage":
             q = UsageQuery.parse(params, time.time())
             rows, columns = usage_rows(path, q), usage_columns(q)
@@ -172,13 +187,22 @@ def export_history(args) -> int:
         finally:
             if args.output:
                 out.close()
+        return 0
+
+    return reading(path, write)
+
+
+def reading(path: str, work) -> int:
+    """Run `work()` over the history: a bad flag is one line and exit 2, a history that
+    cannot be read one line and exit 1."""
+    try:
+        return work()
     except BadParameter as e:
         print(f"--{e.name.replace('_', '-')}: {str(e).split(': ', 1)[1]}", file=sys.stderr)
         return 2
     except sqlite3.Error as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 1
-    return 0
 
 
 def with_overrides(config, overrides: dict):

@@ -55,6 +55,9 @@ def _run(parser, args, argv) -> int:
         return show_prices(args)
     if args.command == "export":
         return export_history(args)
+    if args.command == "report":
+        from .report import make_report
+        return make_report(args)
     if args.command == "keys":
         from .keys import new_key
         return new_key(args.name, args.services, args.models)

@@ -24,6 +24,21 @@ def positive(kind):
     return parse
 
 
+def history_flags(parser, filters) -> None:
+    """Where the history is, the period and the label filters: export's and report's."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", metavar="FILE", help="read history.path from this config")
+    where.add_argument("--db", metavar="PATH",
+                       help="the history database (default llm-usage-history.db)")
+    parser.add_argument("--from", dest="from_", metavar="TIME",
+                        help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
+    parser.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")
+    parser.add_argument("--tz", help="IANA time zone for days and times (default UTC)")
+    for label in filters:
+        parser.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')} (or a "
+                            "comma-separated list)")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser, but a mistake is one line: what is wrong, and where help is."""
 
@@ -73,28 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write usage aggregates or request rows from the "
                             "history database to a CSV, Excel or JSON file")
-    where = export.add_mutually_exclusive_group()
-    where.add_argument("--config", metavar="FILE", help="read history.path from this config")
-    where.add_argument("--db", metavar="PATH",
-                       help="the history database (default llm-usage-history.db)")
+    history_flags(export, ("service", "provider", "model", "api-key", "operation",
+                           "request-id"))
     export.add_argument("--kind", choices=("usage", "requests", "deployments"),
                         default="usage", help="aggregates (default), one row per request, "
                         "or the deployments' runtime, GPU hours and cost")
-    export.add_argument("--from", dest="from_", metavar="TIME",
-                        help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
-    export.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")
-    export.add_argument("--tz", help="IANA time zone for days and times (default UTC)")
     export.add_argument("--group-by", help="comma-separated: model, api_key, service, provider")
     export.add_argument("--granularity", help="minute, 5m, hour, day or none (default)")
     export.add_argument("--order", help="tokens (default), fee or requests")
     export.add_argument("--limit", help="at most this many rows (usage: the top N groups)")
-    for label in ("service", "provider", "model", "api-key", "operation", "request-id"):
-        export.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')} (or a "
-                            "comma-separated list)")
     export.add_argument("--status", help="success, error or an HTTP status code")
     export.add_argument("--format", choices=("csv", "xlsx", "json"), default="csv")
     export.add_argument("--output", metavar="FILE", help="default: standard output (not for "
                         "xlsx)")
+
+    report = sub.add_parser("report", help="a summary, cost, trend or detailed report of the "
+                            "history, as PDF or Excel")
+    history_flags(report, ("service", "provider", "model", "api-key"))
+    report.add_argument("--type", choices=("summary", "cost", "trend", "detailed"),
+                        default="summary", help="what the report holds (default summary)")
+    report.add_argument("--format", choices=("pdf", "xlsx"), default="pdf")
+    report.add_argument("--output", metavar="FILE", help="default: llm-TYPE-report-FROM-to-"
+                        "TO.FORMAT in this folder")
 
     bench = sub.add_parser("bench", help="measure the gateway against a simulated upstream "
                            "hit directly, in the same run")

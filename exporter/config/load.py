@@ -56,6 +56,10 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
     for i, o in enumerate(config.pricing):
         if o.service is not None and o.service not in seen:
             problems.append(f"pricing[{i}].service: no service named {o.service!r}")
+        if (o.input is None or o.output is None) and (
+                o.training is None or o.input is not None or o.output is not None):
+            problems.append(f"pricing[{i}]: set input and output (or, for a fine-tuning "
+                            "price alone, only training)")
     for i, b in enumerate(config.budgets):
         if b.daily is None and b.monthly is None:
             problems.append(f"budgets[{i}]: set daily, monthly or both")
@@ -85,12 +89,18 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
 
 
 def key_warnings(config: Config) -> list[str]:
-    """What would let a client's gateway key reach an upstream, without being an error."""
-    if not config.require_api_key:
-        return []
-    return [f"services[{i}]: require_api_key is on and the service has no api_key_env: "
-            "clients' gateway keys are forwarded to it as its key"
-            for i, s in enumerate(config.services) if not s.api_key_env]
+    """What would let a client's gateway key reach an upstream, or a client escape an
+    enforced budget, without being an error."""
+    out = []
+    if config.require_api_key:
+        out += [f"services[{i}]: require_api_key is on and the service has no api_key_env: "
+                "clients' gateway keys are forwarded to it as its key"
+                for i, s in enumerate(config.services) if not s.api_key_env]
+    else:
+        out += [f"budgets[{i}]: an enforced budget for every key (*) without require_api_key "
+                "holds each key a client presents to its own budget: a new key is a new one"
+                for i, b in enumerate(config.budgets) if b.api_key == "*" and b.enforce]
+    return out
 
 
 def parse_config(data, env=os.environ, unset: list[str] | None = None) -> Config:

@@ -163,8 +163,8 @@ class PriceOverride:
 
     model: str = setting(doc="model name as the upstream reports it; * and ? match any text, "
                          "e.g. gpt-4o-2024-* or * for every model of a self-hosted service")
-    input: float = setting(doc="input text", check=_price)
-    output: float = setting(doc="output text", check=_price)
+    input: float | None = _usd("input text (required, but in an entry of training only)")
+    output: float | None = _usd("output text (required, but in an entry of training only)")
     service: str | None = setting(None, "only for this service (default: every service)")
     cache_read: float | None = _usd("cache reads (default: anthropic 0.1 x input, else input)")
     cache_write: float | None = _usd("5-minute cache writes (default: anthropic 1.25 x input, "

@@ -47,6 +47,8 @@ class Deployments:
         self.origins = {d.name: Origin(d.base_url) for d in deployments}
         for d in deployments:  # in every process: each one serves the deployments' traffic
             metrics.last_request.labels(d.name).set(wall())  # idle counts from start-up
+            if d.compare_to:  # at 0, so increase() sees the first request's
+                metrics.hosted.labels(d.name, d.compare_to)
 
     def announce(self) -> None:
         """Set what the prober alone exports (one process, with --workers)."""
@@ -77,7 +79,11 @@ class Deployments:
 
     async def _every(self, d: Deployment) -> None:
         while True:
-            await self.check(d)
+            try:
+                await self.check(d)
+            except Exception:  # a bug must not end the probing: counted as down
+                log.exception("deployment %s: the health probe failed", d.name)
+                self.found(d, False)
             await asyncio.sleep(d.probe_interval_seconds)
 
     async def check(self, d: Deployment) -> bool:
@@ -93,7 +99,9 @@ class Deployments:
     async def healthy(self, d: Deployment) -> bool:
         """GET /health, or /v1/models where there is none: a 2xx is up."""
         st = self.state[d.name]
-        for path in (st.path,) if st.path else HEALTH_PATHS:
+        # The path that answered last first; the other too if it is gone (404): another
+        # server may have taken its place.
+        for path in sorted(HEALTH_PATHS, key=lambda p: p != st.path):
             conn = await self.pool.request(
                 self.origins[d.name], "GET", self.origins[d.name].path.encode() + path, b"",
                 connect_timeout=d.probe_timeout_seconds, read_timeout=d.probe_timeout_seconds,

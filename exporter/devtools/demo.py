@@ -91,7 +91,7 @@ async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temp
                      for key, name in DEMO_KEYS.items() if name],
         "budgets": BUDGETS,
         # OpenAI's training price for gpt-4o-mini; the price table has none.
-        "pricing": [{"model": TUNED, "input": 0.15, "output": 0.6, "training": 3.0}],
+        "pricing": [{"model": TUNED, "training": 3.0}],
         "deployments": [{"name": "llama-70b", "model": "llama-3.1-70b-instruct",
                          "base_url": sim_url, "gpus": 2, "gpu_type": "H100-80GB",
                          "gpu_hourly_usd": 2.49, "probe_interval_seconds": 5,

@@ -65,12 +65,14 @@ class Jobs:
         self.outputs: OrderedDict[str, str] = OrderedDict()  # output file -> batch
         self.metered: OrderedDict[str, float] = OrderedDict()
         self.states: OrderedDict[str, str] = OrderedDict()  # fine-tuning job -> states seen
-        # Fine-tuning counts, (service, state) and (service, model, tokens): the metrics'.
-        self.on_state = self.on_trained = None
+        self.shared = None  # with --workers, the ledger in the database (SharedLedger)
+        # Fine-tuning counts, (service, state) and (service, model, tokens), and the series
+        # of a new job made at 0, (record, model): the metrics'.
+        self.on_state = self.on_trained = self.on_created = None
 
     def load(self, rows) -> None:
         """Take what the history remembers: (job_id, api_key, created_at, output_file_id,
-        metered_at) rows."""
+        metered_at, states) rows."""
         for job_id, api_key, created_at, output_file_id, metered_at, states in rows:
             if api_key is not None:
                 self._put(self.created, job_id, (api_key, created_at))
@@ -95,13 +97,18 @@ class Jobs:
         return self.outputs.get(job_id, job_id)
 
     def creator(self, job_id: str) -> tuple[str, float] | None:
-        return self.created.get(job_id)
+        found = self.created.get(job_id)
+        if found is None and self.shared is not None:  # created through another worker
+            found = self.shared.creator(job_id)
+        return found
 
     def claim(self, job_id: str, at: float) -> bool:
-        """True the first time a job is metered; never again for it."""
+        """True the first time a job is metered, by any worker; never again for it."""
         if job_id in self.metered:
             return False
         self._put(self.metered, job_id, at)
+        if self.shared is not None:
+            return self.shared.claim(job_id, at)
         self._keep(("metered", job_id, at))
         return True
 
@@ -112,6 +119,8 @@ class Jobs:
             return False
         states = f"{seen},{state}" if seen else state
         self._put(self.states, job_id, states)
+        if self.shared is not None:
+            return self.shared.reached(job_id, state)
         self._keep(("states", job_id, states))
         return True
 

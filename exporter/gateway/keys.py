@@ -77,16 +77,18 @@ class Keys:
         budget = self.budgets.get(label) or self.budgets.get("*")
         if budget is None or not budget.enforce:
             return None
-        spent = self.spend.of(label)
-        for (period, (start, end)), used, limit in zip(
-                periods(self.clock(), self.tz).items(), spent, (budget.daily, budget.monthly)):
-            if limit is not None and used >= limit:
-                wait = max(math.ceil(end - self.clock()), 1)
-                return Refusal(429, "budget_exceeded", f"API key {label} has spent its "
-                               f"{'daily' if period == 'day' else 'monthly'} budget: "
-                               f"{_usd(used)} of {_usd(limit)}; it renews in {_span(wait)}",
-                               NO_RETRY + b"retry-after: %d\r\n" % wait)
-        return None
+        now = self.clock()
+        spent = [(end, period, used, limit) for (period, (_, end)), used, limit in zip(
+            periods(now, self.tz).items(), self.spend.of(label, now),
+            (budget.daily, budget.monthly)) if limit is not None and used >= limit]
+        if not spent:
+            return None
+        end, period, used, limit = max(spent)  # both spent: refused until the month ends
+        wait = max(math.ceil(end - now), 1)
+        return Refusal(429, "budget_exceeded", f"API key {label} has spent its "
+                       f"{'daily' if period == 'day' else 'monthly'} budget: "
+                       f"{_usd(used)} of {_usd(limit)}; it renews in {_span(wait)}",
+                       NO_RETRY + b"retry-after: %d\r\n" % wait)
 
 
 def _usd(amount: float) -> str:

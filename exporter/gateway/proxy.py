@@ -60,6 +60,8 @@ class Proxy:
         self.jobs = Jobs()  # batches, background responses: app.py gives it a memory
         self.jobs.on_state = metrics.fine_tuning_state  # and fine-tuning jobs
         self.jobs.on_trained = metrics.fine_tuning_trained
+        self.jobs.on_created = metrics.fine_tuning_created
+        metrics.fine_tuning_services(s.name for s in config.services if s.api_format == "openai")
         self.failed = Failures(metrics.record_errors)
 
     def reload(self, config: Config, env, pricing: Pricing | None = None) -> None:
@@ -87,7 +89,7 @@ class Proxy:
         # Not os.urandom: a system call, 3.6% of the CPU profiled at 32 concurrent requests.
         # An identifier needs to be unique, not secret; the generator is seeded from urandom.
         rid = request.header(b"x-request-id") or "%032x" % _ids.getrandbits(128)
-        keys = self.keys
+        keys, pricing = self.keys, self.pricing  # as they were when it arrived (SIGHUP)
         label, key = keys.identify(request.header)
         rec = RequestRecord(rid, time.time(), service.name, service.provider, label, operation)
         api_format = "anthropic" if operation == MESSAGES else service.api_format
@@ -225,8 +227,8 @@ class Proxy:
             requested = rec.model
             ok = upstream is not None and 200 <= upstream.status < 300
             try:
-                records = account(rec, ok, body_json, meter, collected, self.pricing,
-                                  self.jobs, job)
+                records = account(rec, ok, body_json, meter, collected, pricing, self.jobs,
+                                  job)
             except Exception:  # the request still ends in its record, saying so
                 records = [accounting_failed(rec)]  # logged there, with the request id
                 self.failed.count("accounting")

@@ -11,6 +11,7 @@ not as a request, for the key that created the job.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from decimal import Decimal
 
 from ..accounting.pricing import Pricing
@@ -33,8 +34,10 @@ def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
         job_id, state = job["id"], job.get("status")
         if kind == TUNE:
             jobs.create(job_id, rec.api_key, rec.started)
+            if jobs.on_created is not None and isinstance(job.get("model"), str):
+                jobs.on_created(rec, job["model"])
             _count(jobs, rec, job_id, CREATED)
-        if job_id not in jobs.created:  # not created through the gateway: not ours
+        if jobs.creator(job_id) is None:  # not created through the gateway: not ours
             continue
         if isinstance(state, str) and state:
             _count(jobs, rec, job_id, state[:32])
@@ -61,10 +64,19 @@ def _trained(rec: RequestRecord, job: dict, tokens: int, pricing: Pricing,
                             api_key=creator[0] if creator else rec.api_key)
     if jobs.on_trained is not None:
         jobs.on_trained(rec.service, model, tokens)
-    price = pricing.training_price(rec.service, model)
+    price = training_price(pricing, rec.service, model)
     if price is None:
         r.unpriced = True
     else:
         usd = Decimal(tokens) * price / 1_000_000
         r.fees, r.fee = [("input", "training", usd)], usd
     return r
+
+
+def training_price(pricing: Pricing, service: str, model: str) -> Decimal | None:
+    """USD per million trained tokens of fine-tuning `model`: the config's only."""
+    for o in pricing.overrides:
+        if o.training is not None and o.service in (None, service) \
+                and fnmatch.fnmatchcase(model, o.model):
+            return Decimal(str(o.training))
+    return None

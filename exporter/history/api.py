@@ -17,18 +17,43 @@ from .export import FORMATS, REQUEST_COLUMNS, encode, request_rows, usage_column
 from .query import BadParameter, Filters, UsageQuery, parse_int
 
 PAGE, MAX_PAGE = 100, 10_000  # rows per JSON page of /api/requests
+REPORT_TYPES = ("summary", "cost", "trend", "detailed")
+REPORT_FORMATS = {"pdf": "application/pdf", "xlsx": FORMATS["xlsx"]}
 
 
 class UsageApi:
     """The routes of the usage API over the history database at `path`."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, report=None, report_name=None):
+        # report(path, type, format, filters) -> bytes: cli/report.py's, given by app.py
+        # (the reports are drawn above the history: it does not import them).
+        self.path, self.report, self.report_name = path, report, report_name
 
     def routes(self) -> dict:
         """The admin listener's routes this API adds."""
-        return {"/api/requests": self.requests, "/api/usage": self.usage,
-                "/api/deployments": self.deployments}
+        routes = {"/api/requests": self.requests, "/api/usage": self.usage,
+                  "/api/deployments": self.deployments}
+        if self.report is not None:
+            routes["/api/report"] = self.report_route
+        return routes
+
+    async def report_route(self, request: Request, params) -> None:
+        """A summary, cost, trend or detailed report as PDF or Excel (type, format)."""
+        await _answering(request, self._report(request, params))
+
+    async def _report(self, request: Request, params) -> None:
+        kind = params.get("type", "summary")
+        fmt = params.get("format", "pdf")
+        if kind not in REPORT_TYPES:
+            raise BadParameter("type", f"must be one of {', '.join(REPORT_TYPES)}")
+        if fmt not in REPORT_FORMATS:
+            raise BadParameter("format", "must be pdf or xlsx")
+        filters = Filters.parse(params, time.time())
+        body = await asyncio.to_thread(self.report, self.path, kind, fmt, filters)
+        name = self.report_name(kind, fmt, filters)
+        request.respond(200, b"OK", body, b"Content-Type: %s\r\nContent-Disposition: "
+                        b'attachment; filename="%s"\r\n' % (REPORT_FORMATS[fmt].encode(),
+                                                             name.encode()))
 
     async def requests(self, request: Request, params) -> None:
         """One row per request, newest first (JSON paged; CSV, Excel)."""

@@ -31,12 +31,13 @@ WITH runs AS (
            sum({_OVERLAP} * gpus * gpu_hourly_usd) / 3600.0 AS cost_usd
     FROM deployment_uptime WHERE ended_at > :from AND started_at < :to {only}
     GROUP BY deployment),
-latest AS (
+latest AS (  -- the model and type of the range's latest run
     SELECT deployment, model, type FROM deployment_uptime AS u
     WHERE started_at = (SELECT max(started_at) FROM deployment_uptime
-                        WHERE deployment = u.deployment)),
+                        WHERE deployment = u.deployment AND ended_at > :from
+                            AND started_at < :to)),
 traffic AS (
-    SELECT service AS deployment, count(*) AS requests,
+    SELECT service AS deployment, sum(1 - share) AS requests,
            sum({' + '.join(INPUT_COLUMNS)}) AS input_tokens,
            sum({' + '.join(OUTPUT_COLUMNS)}) AS output_tokens,
            sum(estimated_input + estimated_output) AS estimated_tokens

@@ -33,7 +33,7 @@ DEFAULT_RANGE = 86400  # the last 24 hours
 TOTAL_TOKENS = " + ".join(f"sum({c})" for c in TOKEN_COLUMNS)
 # order= name -> (the output column, the aggregate that computes it)
 ORDERS = {"tokens": ("total_tokens", TOTAL_TOKENS), "fee": ("fee_usd", "sum(fee_usd)"),
-          "requests": ("requests", "count(*)")}
+          "requests": ("requests", "sum(1 - share)")}
 
 
 class BadParameter(ValueError):
@@ -179,7 +179,9 @@ class UsageQuery:
         if cols:
             select.append(cols)
             group.append(cols)
-        select += ["count(*) AS requests", "sum(error_type = 'none') AS successful",
+        # A share row (a batch's further model, a job's training) is no request of its own.
+        select += ["coalesce(sum(1 - share), 0) AS requests",
+                   "sum(error_type = 'none' AND share = 0) AS successful",
                    *(f"sum({c}) AS {c}" for c in TOKEN_COLUMNS),
                    f"{TOTAL_TOKENS} AS total_tokens",
                    "sum(estimated_input + estimated_output) AS estimated_tokens",

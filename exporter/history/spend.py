@@ -11,6 +11,7 @@ linger later, besides the requests still under way everywhere, whose fees are no
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from .query import spend_sql
@@ -25,34 +26,40 @@ class Spend:
     def __init__(self, tz: ZoneInfo):
         self.tz = tz
         self.written: dict[str, tuple[float, float]] = {}
+        self.period = ("", "")  # the local day and month the written sums are of
         self.unwritten: dict[str, float] = {}
         self.lock = threading.Lock()
 
-    def of(self, api_key: str) -> tuple[float, float]:
+    def of(self, api_key: str, now: float) -> tuple[float, float]:
         """Read from the event loop: one consistent enough view, without a lock (a fee
         moving from unwritten to written between the two reads is counted twice, never
-        missed)."""
+        missed). Sums of a day or month that has ended since they were read count 0."""
         pending = self.unwritten.get(api_key, 0.0)
         day, month = self.written.get(api_key, (0.0, 0.0))
-        return day + pending, month + pending
+        today = datetime.fromtimestamp(now, self.tz).date().isoformat()
+        read_day, read_month = self.period
+        return (day if read_day == today else 0.0) + pending, \
+            (month if read_month == today[:7] else 0.0) + pending
 
     def queued(self, api_key: str, fee: float) -> None:
         """A row with this fee is on its way to the database."""
         with self.lock:
             self.unwritten[api_key] = self.unwritten.get(api_key, 0.0) + fee
 
-    def read(self, conn, now: float) -> dict[str, tuple[float, float]]:
-        """Read the rollup: (day, month) per key (writer thread)."""
-        return {api_key: (day or 0.0, month or 0.0) for api_key, month, day
-                in conn.execute(*spend_sql(self.tz, now, ALL_KEYS))}
+    def read(self, conn, now: float) -> tuple[tuple[str, str], dict]:
+        """Read the rollup (writer thread): the local day and month it is of, and the
+        (day, month) sums per key."""
+        today = datetime.fromtimestamp(now, self.tz).date().isoformat()
+        return (today, today[:7]), {api_key: (day or 0.0, month or 0.0) for api_key, month, day
+                                    in conn.execute(*spend_sql(self.tz, now, ALL_KEYS))}
 
-    def settle(self, handled: dict[str, float], sums: dict | None) -> None:
+    def settle(self, handled: dict[str, float], read: tuple | None) -> None:
         """Take a batch's fees (`handled`: per key, its rows just committed or lost) out of
-        the unwritten sums, in one step with the rollup read after it (`sums`, or None to
+        the unwritten sums, in one step with the rollup read after it (`read`, or None to
         keep the last)."""
         with self.lock:
-            if sums is not None:
-                self.written = sums
+            if read is not None:
+                self.period, self.written = read
             for api_key, fee in handled.items():
                 left = self.unwritten.get(api_key, 0.0) - fee
                 if left > 1e-9:

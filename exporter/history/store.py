@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 from zoneinfo import ZoneInfo
 
@@ -79,14 +81,25 @@ def row(r: RequestRecord) -> tuple:
             float(r.fee), int(r.unpriced), r.service_tier,
             None if r.ttft is None else r.ttft * 1000, r.duration * 1000, r.overhead * 1000,
             r.upstream_request_id or None, u.web_search_calls, u.audio_seconds,
-            u.input_characters)
+            u.input_characters, _fees(r.fees), int(r.share))
+
+
+def _fees(fees) -> str | None:
+    """A record's fees as {"direction_type": usd} JSON; None when there are none."""
+    if not fees:
+        return None
+    by = {}
+    for direction, token_type, usd in fees:
+        key = f"{direction}_{token_type}"
+        by[key] = by.get(key, 0.0) + float(usd)
+    return json.dumps(by, separators=(",", ":"))
 
 
 COLUMNS = ("request_id", "started_at", "service", "provider", "model", "api_key", "operation",
            "stream", "status", "error_type", "error_message", *TOKEN_COLUMNS,
            "estimated_input", "estimated_output", "fee_usd", "unpriced", "service_tier",
            "ttft_ms", "duration_ms", "overhead_ms", "upstream_request_id", "web_search_calls",
-           "audio_seconds", "input_characters")
+           "audio_seconds", "input_characters", "fees", "share")
 INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
@@ -106,6 +119,23 @@ def m007_deployment_uptime(db: sqlite_utils.Database) -> None:
 def m008_job_states(db: sqlite_utils.Database) -> None:
     # The states a fine-tuning job was seen to reach, comma-separated: each counted once.
     db["jobs"].add_column("states", str)
+
+
+@migrations()
+def m009_fees_by_category(db: sqlite_utils.Database) -> None:
+    # Each request's fee by category, {"input_text": 0.0012, ...} (JSON): the cost report
+    # sums them with json_each. Rows written before have none (NULL).
+    db["requests"].add_column("fees", str)
+
+
+@migrations()
+def m010_share(db: sqlite_utils.Database) -> None:
+    # A row that is no request of its own (a batch's further model, a fine-tuning job's
+    # training): counted for its tokens and fee, not as a request. Earlier ones, by the id
+    # the gateway gave them.
+    db["requests"].add_column("share", int, not_null_default=0)
+    db.execute("UPDATE requests SET share = 1 WHERE operation IN ('batch', 'fine_tuning') "
+               "AND (request_id GLOB '*#[0-9]*' OR request_id GLOB '*#training')")
 
 
 # The ledgers' events (gateway/jobs.py, deployments/), each an upsert of one column set.
@@ -135,6 +165,41 @@ def load_jobs(path: str, since: float) -> list[tuple]:
                 "WHERE coalesce(metered_at, created_at, ?) >= ?", [since, since]).fetchall()
     except sqlite3.Error:
         return []
+
+
+class SharedLedger:
+    """The jobs ledger in the database itself, for worker processes that share it: each
+    claim is one statement that only one process can win. A few milliseconds of SQLite on
+    the event loop, and only for the rare requests that read a job (a batch's results, a
+    fine-tuning job's state), where an in-memory ledger per worker would bill twice."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _update(self, job_id: str, sql: str, args: list) -> bool:
+        """Run an UPDATE of the job's row (made if missing); True if it changed it."""
+        with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as conn, conn:
+            conn.execute("INSERT INTO jobs (job_id) VALUES (?) ON CONFLICT (job_id) DO NOTHING",
+                         [job_id])
+            return conn.execute(sql, args).rowcount == 1
+
+    def claim(self, job_id: str, at: float) -> bool:
+        """True for the one process that marks the job metered."""
+        return self._update(job_id, "UPDATE jobs SET metered_at = ? WHERE metered_at IS NULL "
+                            "AND job_id = ?", [at, job_id])
+
+    def reached(self, job_id: str, state: str) -> bool:
+        """True for the one process that adds `state` to the states the job was seen in."""
+        return self._update(
+            job_id, "UPDATE jobs SET states = CASE WHEN coalesce(states, '') = '' THEN ?1 "
+            "ELSE states || ',' || ?1 END WHERE instr(',' || coalesce(states, '') || ',', "
+            "',' || ?1 || ',') = 0 AND job_id = ?2", [state, job_id])
+
+    def creator(self, job_id: str) -> tuple[str, float] | None:
+        with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as conn:
+            found = conn.execute("SELECT api_key, created_at FROM jobs WHERE job_id = ? AND "
+                                 "api_key IS NOT NULL", [job_id]).fetchone()
+        return tuple(found) if found else None
 
 
 SPEND_SQL = ("INSERT INTO spend_daily (api_key, day, fee_usd) VALUES (?, ?, ?) "

@@ -60,8 +60,10 @@ class History:
     def put(self, record: RequestRecord) -> None:
         """Queue one record; never blocks (a full queue drops it, counted)."""
         r = row(record)
-        if self._enqueue(r) and r[_FEE]:
+        if r[_FEE]:  # counted before the writer can see the row, so it is never settled first
             self.spend.queued(r[_KEY], r[_FEE])
+        if not self._enqueue(r) and r[_FEE]:
+            self.spend.settle({r[_KEY]: r[_FEE]}, None)  # dropped: it will never be written
 
     def put_event(self, event: tuple) -> None:
         """Queue a change of a ledger (LedgerEvent); never blocks."""
@@ -189,7 +191,10 @@ class History:
 
     def _prune(self, db: sqlite_utils.Database) -> None:
         cutoff = self.clock() - self.retention_days * 86400
-        oldest_day = datetime.fromtimestamp(cutoff, self.tz).date().isoformat()
+        # The spend of the whole current month is kept, whatever the retention: the month's
+        # spend and its budgets read it.
+        month = datetime.fromtimestamp(self.clock(), self.tz).date().replace(day=1)
+        oldest_day = min(datetime.fromtimestamp(cutoff, self.tz).date(), month).isoformat()
         with db.conn:
             db.conn.execute("DELETE FROM requests WHERE started_at < ?", [cutoff])
             db.conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])

@@ -29,13 +29,14 @@ def _clean(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """The usual text line, a traceback included, kept on one line (newlines as \\n)."""
+    """The usual text line, a traceback included, kept on one line (every line break, as
+    str.splitlines knows them, written \\n)."""
 
     def __init__(self):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        return _clean(super().format(record)).replace("\n", "\\n")
+        return "\\n".join(_clean(super().format(record)).splitlines())
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = record.request_id
         if record.exc_info:
             line["exception"] = _clean(self.formatException(record.exc_info))
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line)  # ASCII: U+2028 and the like escaped, never a line break
 
 
 def setup_logging(level: str, fmt: str = "text", stream=None) -> None:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .. import __version__
 from ..record import RequestRecord
+from .labels import LabelLimiter
 
 # No `*_created` series: in the text format Prometheus stores each as a series of its own,
 # which nearly doubled the series of every counter and histogram and the time to render
@@ -58,8 +59,10 @@ PERIOD_START = Family("llm_period_start_timestamp_seconds", "Start of the curren
 PERIOD_END = Family("llm_period_end_timestamp_seconds", "End of the current calendar day or "
                     "month in the configured time zone, as a Unix time.", ("period",))
 
-OTHER = "other"
-MAX_LABEL_CHARS = 128
+# A fine-tuning job's states (OpenAI's), and `created`: when it was created through the
+# gateway.
+FINE_TUNING_STATES = ("created", "validating_files", "queued", "running", "succeeded",
+                      "failed", "cancelled")
 # Outcomes whose series are made at zero the first time a service, provider, model, key
 # and operation are seen: the failures the alerts' ratios read, so that the first failure
 # of a model that has worked so far is seen by rate(), which cannot see a series born at 1.
@@ -71,25 +74,6 @@ ZERO_OUTCOMES = (("502", "connect_error"), ("504", "timeout"), ("500", "upstream
 # characters with room to spare and can be written as they are (a client's own
 # X-Request-ID may be anything).
 MAX_EXEMPLAR_ID = 64
-
-
-class LabelLimiter:
-    """Bound a label's values: past `cap` distinct values, new ones become `other`."""
-
-    __slots__ = ("cap", "seen")
-
-    def __init__(self, cap: int, always=()):
-        self.cap = cap
-        self.seen = set(always)
-
-    def __call__(self, value: str) -> str:
-        value = value[:MAX_LABEL_CHARS]
-        if value in self.seen:
-            return value
-        if len(self.seen) >= self.cap:
-            return OTHER
-        self.seen.add(value)
-        return value
 
 
 class Metrics:
@@ -223,6 +207,19 @@ class Metrics:
                 child(self.tpot, r.service, r.provider, model).observe(
                     (r.duration - r.ttft) / (output - 1))
         child(self.overhead, r.service).observe(r.overhead)
+
+    def fine_tuning_services(self, services) -> None:
+        """Make each service's job states at 0: increase() sees the first job's."""
+        for service in services:
+            for state in FINE_TUNING_STATES:
+                self.fine_tuning_jobs.labels(service, state)
+
+    def fine_tuning_created(self, r: RequestRecord, model: str) -> None:
+        """Make a new job's trained tokens and training fee at 0, before they count."""
+        model = self.model_label(model)
+        self.trained_tokens.labels(r.service, model)
+        self._child(self.cost, r.service, r.provider, model, self.api_key_label(r.api_key),
+                    "input", "training")
 
     def fine_tuning_state(self, service: str, state: str) -> None:
         self.fine_tuning_jobs.labels(service, state).inc()

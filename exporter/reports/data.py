@@ -1,0 +1,223 @@
+"""A report's content, read from the history: sections of tables and charts, no layout.
+
+Every figure is the usage API's for the same query (history/query.py), so a report and a
+dashboard reading /api/usage agree; what the API has no query for (fees by category, p95
+latency, what caching saved) is read here from the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .. import __version__
+from ..history.export import connect, usage_rows
+from ..history.query import Filters, UsageQuery
+from ..history.store import TOKEN_COLUMNS
+from ..history.zones import local_time_sql, offset_segments, periods, wall_to_utc
+
+TYPES = ("summary", "cost", "trend", "detailed")
+TOP = 10
+
+
+@dataclass
+class Table:
+    title: str
+    # (key, header, kind): text, int, usd, pct, ms, time, or row (the row's own "kind")
+    columns: list[tuple[str, str, str]]
+    rows: list[dict]
+
+
+@dataclass
+class Chart:
+    title: str
+    kind: str  # line or bar
+    unit: str  # what the y axis counts
+    x: list[datetime]
+    series: dict[str, list[float]]
+
+
+@dataclass
+class Section:
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    kind: str
+    filters: Filters
+    sections: list[Section]
+    version: str = __version__
+
+    @property
+    def title(self) -> str:
+        return f"LLM usage: {self.kind} report"
+
+
+def fetch(path: str, q: UsageQuery) -> list[dict]:
+    return [r for batch in usage_rows(path, q).batches() for r in batch]
+
+
+def build(path: str, kind: str, filters: Filters, now: float) -> Report:
+    """The report of `kind` over the filters' range."""
+    sections = {"summary": summary, "cost": cost, "trend": trend, "detailed": detailed}[kind](
+        path, filters, now)
+    return Report(kind, filters, sections)
+
+
+# --- summary ------------------------------------------------------------------------------
+
+TOTALS = [("requests", "Requests", "int"), ("success_rate", "Success rate", "pct"),
+          *((c, c.replace("_", " ").capitalize() + " tokens", "int") for c in TOKEN_COLUMNS),
+          ("total_tokens", "Total tokens", "int"), ("fee_usd", "Fee", "usd")]
+
+
+def _total(path: str, filters: Filters) -> dict:
+    found = fetch(path, UsageQuery(filters))
+    return found[0] if found and found[0]["requests"] else {}
+
+
+def summary(path: str, filters: Filters, now: float) -> list[Section]:
+    length = filters.end - filters.start
+    before = dataclasses.replace(filters, start=filters.start - length, end=filters.start)
+    this, last = _total(path, filters), _total(path, before)
+    table = Table("Totals, against the previous period of equal length",
+                  [("metric", "", "text"), ("this", "This period", "row"),
+                   ("previous", "Previous period", "row"), ("change", "Change", "pct")],
+                  [{"metric": header, "kind": kind, "this": this.get(key) or 0,
+                    "previous": last.get(key) or 0,
+                    "change": _change(this.get(key), last.get(key))}
+                   for key, header, kind in TOTALS])
+    tops = Section("Top 10")
+    for group in ("model", "api_key", "service"):
+        for order, key, kind in (("fee", "fee_usd", "usd"), ("tokens", "total_tokens", "int")):
+            q = UsageQuery(filters, (group,), order=order, limit=TOP)
+            tops.tables.append(Table(
+                f"By {order}, per {group.replace('_', ' ')}",
+                [(group, group.replace("_", " ").capitalize(), "text"),
+                 (key, "Fee" if order == "fee" else "Tokens", kind),
+                 ("requests", "Requests", "int")], fetch(path, q)))
+    totals = Section("Totals", [table])
+    month = periods(now, filters.tz)["month"]
+    if abs(filters.start - month[0]) < 1 and filters.end >= min(now, month[1]) - 1 \
+            and now < month[1] and this:
+        forecast = this["fee_usd"] * (month[1] - month[0]) / max(now - month[0], 3600)
+        totals.notes.append(f"Month-end forecast at the pace so far: ${forecast:,.2f}.")
+    return [totals, tops]
+
+
+def _change(now, before):
+    return (now - before) / before if now is not None and before else None
+
+
+# --- cost ---------------------------------------------------------------------------------
+
+def cost(path: str, filters: Filters, now: float) -> list[Section]:
+    by = Section("Fees by model, API key and service")
+    for group in ("model", "api_key", "service"):
+        by.tables.append(Table(
+            f"Per {group.replace('_', ' ')}",
+            [(group, group.replace("_", " ").capitalize(), "text"), ("fee_usd", "Fee", "usd"),
+             ("total_tokens", "Tokens", "int"), ("requests", "Requests", "int")],
+            fetch(path, UsageQuery(filters, (group,), order="fee"))))
+    where, args = filters.where()
+    with connect(path) as conn:
+        categories = conn.execute(
+            f"SELECT key, sum(value) FROM requests, json_each(requests.fees) WHERE {where} "
+            "GROUP BY key ORDER BY 2 DESC", args).fetchall()
+        bare, unpriced, estimated = conn.execute(
+            f"SELECT sum(fees IS NULL AND fee_usd > 0), sum(unpriced), "
+            f"sum(estimated_input + estimated_output) FROM requests WHERE {where}",
+            args).fetchone()
+        saved = _cache_saved(conn, where, args)
+    kinds = Section("Fees by token category", [Table(
+        "Per direction and category", [("category", "Category", "text"),
+                                       ("fee_usd", "Fee", "usd")],
+        [{"category": k.replace("_", " ", 1), "fee_usd": v} for k, v in categories])])
+    if bare:
+        kinds.notes.append(f"{bare} requests were recorded before fees were kept by category "
+                           "and are not in this table.")
+    kinds.notes.append(f"What cache reads saved against the model's input text price: "
+                       f"${saved:,.4f} (an estimate: the average input text price of each "
+                       "model over the period).")
+    kinds.notes.append(f"Unpriced requests (a model with no known price: they cost nothing "
+                       f"here): {unpriced or 0}. Estimated tokens (the upstream reported no "
+                       f"usage): {estimated or 0}.")
+    return [by, kinds]
+
+
+def _cache_saved(conn: sqlite3.Connection, where: str, args: list) -> float:
+    """Cache reads at each model's average input text price, less what they cost."""
+    saved = 0.0
+    for text_fee, text, cache_fee, cached in conn.execute(
+            "SELECT sum(json_extract(fees, '$.input_text')), sum(input_text), "
+            "sum(json_extract(fees, '$.input_cache_read')), sum(input_cache_read) "
+            f"FROM requests WHERE {where} AND fees IS NOT NULL GROUP BY service, model", args):
+        if text and cached:
+            saved += cached * (text_fee or 0.0) / text - (cache_fee or 0.0)
+    return saved
+
+
+# --- trend --------------------------------------------------------------------------------
+
+def trend(path: str, filters: Filters, now: float) -> list[Section]:
+    granularity = "day" if filters.end - filters.start > 2 * 86400 else "hour"
+    found = fetch(path, UsageQuery(filters, ("model",), granularity))
+    x = sorted({datetime.fromisoformat(r["time"]) for r in found})
+    index = {t: i for i, t in enumerate(x)}
+    p95 = _p95(path, filters, 86400 if granularity == "day" else 3600)
+    series = {name: {} for name in ("tokens", "fee", "requests", "errors", "p95")}
+    for r in found:
+        i, model = index[datetime.fromisoformat(r["time"])], r["model"]
+        for name, value in (("tokens", r["total_tokens"]), ("fee", r["fee_usd"]),
+                            ("requests", r["requests"]),
+                            ("errors", 1 - (r["success_rate"] or 0)),
+                            ("p95", p95.get((r["time"], model)))):
+            series[name].setdefault(model, [None] * len(x))[i] = value
+    per = "day" if granularity == "day" else "hour"
+    charts = [Chart(f"Tokens per {per}", "line", "tokens", x, series["tokens"]),
+              Chart(f"Fee per {per}", "bar", "USD", x, series["fee"]),
+              Chart(f"Requests per {per}", "line", "requests", x, series["requests"]),
+              Chart("Error rate", "line", "share of requests", x, series["errors"]),
+              Chart("p95 latency", "line", "ms", x, series["p95"])]
+    table = Table(f"Per {per} and model", [
+        ("time", per.capitalize(), "time"), ("model", "Model", "text"),
+        ("requests", "Requests", "int"), ("total_tokens", "Tokens", "int"),
+        ("fee_usd", "Fee", "usd"), ("success_rate", "Success rate", "pct")], found)
+    return [Section(f"Trend per {per}, by model", [table], charts)]
+
+
+def _p95(path: str, filters: Filters, size: int) -> dict:
+    """p95 of the duration per (bucket time, model): nearest rank, in ms."""
+    where, args = filters.where()
+    local, bucket_args = local_time_sql(offset_segments(filters.tz, filters.start,
+                                                        filters.end))
+    out: dict = {}
+    with connect(path) as conn:
+        for wall, model, durations in conn.execute(
+                f"SELECT CAST({local} / {size} AS INTEGER) * {size}, model, "
+                f"json_group_array(duration_ms) FROM requests WHERE {where} GROUP BY 1, 2",
+                bucket_args + args):
+            values = sorted(json.loads(durations))
+            time = datetime.fromtimestamp(wall_to_utc(wall, filters.tz), filters.tz)
+            out[time.isoformat(), model] = values[math.ceil(0.95 * len(values)) - 1]
+    return out
+
+
+# --- detailed -----------------------------------------------------------------------------
+
+def detailed(path: str, filters: Filters, now: float) -> list[Section]:
+    found = fetch(path, UsageQuery(filters, ("model", "api_key"), "day"))
+    return [Section("Per day, model and API key", [Table("Usage", [
+        ("time", "Day", "time"), ("model", "Model", "text"), ("api_key", "API key", "text"),
+        ("requests", "Requests", "int"), ("success_rate", "Success rate", "pct"),
+        *((c, c.replace("_", " ").capitalize(), "int") for c in TOKEN_COLUMNS),
+        ("total_tokens", "Total tokens", "int"), ("fee_usd", "Fee", "usd"),
+        ("avg_latency_ms", "Average latency", "ms")], found)])]

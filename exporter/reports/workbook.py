@@ -1,0 +1,114 @@
+"""A report as an Excel workbook: a sheet per section, real numbers and dates, native charts.
+
+XlsxWriter writes the workbook (charts, number formats, dates as Excel dates), in memory
+until the file is closed: a report is a few thousand rows at most.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import xlsxwriter
+
+from .data import Chart, Report, Table
+
+FORMATS = {"int": "#,##0", "usd": "$#,##0.00####", "pct": "0.0%", "ms": "#,##0.0 \"ms\"",
+           "time": "yyyy-mm-dd hh:mm"}
+
+
+def workbook(report: Report) -> bytes:
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True, "strings_to_numbers": False})
+    bold = book.add_format({"bold": True})
+    title = book.add_format({"bold": True, "font_size": 14})
+    formats = {kind: book.add_format({"num_format": f}) for kind, f in FORMATS.items()}
+    about = book.add_worksheet("Report")
+    about.set_column(0, 0, 22)
+    about.set_column(1, 1, 60)
+    about.write(0, 0, report.title, title)
+    for i, (name, value) in enumerate(describe(report), start=2):
+        about.write(i, 0, name, bold)
+        about.write(i, 1, value)
+    data = book.add_worksheet("Chart data")  # what the charts draw, as numbers
+    used = [0]  # next free column of the chart data
+    for section in report.sections:
+        sheet = book.add_worksheet(_sheet_name(section.title, book))
+        sheet.write(0, 0, section.title, title)
+        row = 2
+        for table in section.tables:
+            row = _table(sheet, row, table, bold, formats) + 1
+        for note in section.notes:
+            sheet.write(row, 0, note)
+            row += 1
+        for n, chart in enumerate(section.charts):
+            sheet.insert_chart(row + 1 + n * 22, 0, _chart(book, data, chart, used, formats),
+                               {"x_scale": 2, "y_scale": 1.4})
+    book.close()
+    return out.getvalue()
+
+
+def describe(report: Report) -> list[tuple[str, str]]:
+    """The title page's facts: period, zone, filters, version."""
+    f = report.filters
+    start = datetime.fromtimestamp(f.start, f.tz).isoformat(" ", "minutes")
+    end = datetime.fromtimestamp(f.end, f.tz).isoformat(" ", "minutes")
+    filters = "; ".join(f"{column} = {', '.join(values)}" for column, values in f.equal)
+    return [("Period", f"{start} to {end} (end excluded)"), ("Time zone", f.tz.key),
+            ("Filters", filters or "none: every request"),
+            ("Made by", f"llm-usage-exporter {report.version}")]
+
+
+def _sheet_name(title: str, book) -> str:
+    name = title.replace(":", "").replace("/", " ")[:31]
+    taken = {s.name for s in book.worksheets()}
+    return name if name not in taken else f"{name[:28]} {len(taken)}"
+
+
+def cell(value, kind: str):
+    """A table's value as Excel stores it: dates from ISO text, naive in the report's zone."""
+    if kind == "time" and isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=None)
+    return value
+
+
+def _table(sheet, row: int, table: Table, bold, formats) -> int:
+    sheet.write(row, 0, table.title, bold)
+    row += 1
+    for c, (_, header, kind) in enumerate(table.columns):
+        sheet.write(row, c, header, bold)
+        sheet.set_column(c, c, 22 if kind in ("text", "time") else 16)
+    for r in table.rows:
+        row += 1
+        for c, (key, _, kind) in enumerate(table.columns):
+            kind = r.get("kind", "text") if kind == "row" else kind
+            value = cell(r.get(key), kind)
+            if value is None:
+                continue
+            sheet.write(row, c, value, formats.get(kind))
+    return row + 1
+
+
+def _chart(book, data, chart: Chart, used: list[int], formats):
+    """A native chart of `chart`, its numbers written to the chart data sheet."""
+    first = used[0]
+    data.write(0, first, chart.title)
+    for i, x in enumerate(chart.x, start=1):
+        data.write_datetime(i, first, x.replace(tzinfo=None), formats["time"])
+    made = book.add_chart({"type": "line" if chart.kind == "line" else "column",
+                           **({"subtype": "stacked"} if chart.kind == "bar" else {})})
+    for n, (name, values) in enumerate(sorted(chart.series.items()), start=1):
+        col = first + n
+        data.write(0, col, name)
+        for i, v in enumerate(values, start=1):
+            if v is not None:
+                data.write_number(i, col, v)
+        made.add_series({"name": ["Chart data", 0, col],
+                         "categories": ["Chart data", 1, first, len(chart.x), first],
+                         "values": ["Chart data", 1, col, len(chart.x), col]})
+    used[0] = first + len(chart.series) + 2
+    made.set_title({"name": chart.title})
+    made.set_x_axis({"name": "time", "date_axis": True, "num_format": "yyyy-mm-dd hh:mm"})
+    made.set_y_axis({"name": chart.unit})
+    made.set_legend({"position": "bottom"})
+    return made

@@ -1,0 +1,182 @@
+"""Reports on demand: the numbers of a hand-computed fixture in the PDF's text and the
+workbook's cells, the same as the usage API's, a PDF that opens and renders, the command
+line as typed."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from datetime import datetime
+from decimal import Decimal as D
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+from conftest import need_binary
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from exporter.history.export import usage_rows
+from exporter.history.query import Filters, UsageQuery
+from exporter.history.writer import History
+from exporter.record import RequestRecord, Usage
+from exporter.reports.data import build
+from exporter.reports.pdf import pdf
+from exporter.reports.workbook import workbook
+from exporter.telemetry.metrics import HistoryMetrics
+
+ROOT = Path(__file__).parent.parent
+UTC = ZoneInfo("UTC")
+M = D(1_000_000)
+# gpt-4o's published prices: $2.50 input, $1.25 cache reads, $10 output per million.
+IN, CACHED, OUT = D("2.50") / M, D("1.25") / M, D("10") / M
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def record(when, model, key, text=0, cached=0, output=0, code=200) -> RequestRecord:
+    r = RequestRecord(f"r-{when}", at(when), "openai", "openai", key, "chat", model=model,
+                      code=code, error_type="none" if code == 200 else "upstream_error",
+                      duration=0.5)
+    r.usage = Usage(input_text=text, input_cache_read=cached, output_text=output)
+    r.fees = [(d, t, n * price) for d, t, n, price in (
+        ("input", "text", text, IN), ("input", "cache_read", cached, CACHED),
+        ("output", "text", output, OUT)) if n]
+    r.fee = sum((usd for _, _, usd in r.fees), D(0))
+    return r
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("reports") / "h.db")
+    h = History(path, HistoryMetrics(CollectorRegistry()), linger=0)
+    for r in (
+        # The period, 2026-11-01 to 11-03: $0.0045, $0.0035 and a failure.
+        record("2026-11-01T10:00:00+00:00", "gpt-4o", "alice", text=1000, output=200),
+        record("2026-11-02T12:00:00+00:00", "gpt-4o", "bob", text=500, cached=1000,
+               output=100),
+        record("2026-11-02T13:00:00+00:00", "claude-sonnet-4-5", "alice", code=500),
+        # The previous period of equal length, 10-30 to 11-01: $0.0035.
+        record("2026-10-31T09:00:00+00:00", "gpt-4o", "alice", text=1000, output=100),
+    ):
+        h.put(r)
+    h.start()
+    h.close()
+    return path
+
+
+PERIOD = Filters(at("2026-11-01T00:00:00+00:00"), at("2026-11-03T00:00:00+00:00"), UTC)
+NOW = at("2026-12-04T00:00:00+00:00")
+
+
+def pdf_text(data: bytes) -> str:
+    done = subprocess.run([need_binary("pdftotext"), "-layout", "-", "-"], input=data,
+                          capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+def test_summary_totals_against_the_previous_period(history):
+    report = build(history, "summary", PERIOD, NOW)
+    totals = {r["metric"]: r for r in report.sections[0].tables[0].rows}
+    # 0.0025 + 0.002 + 0.00125 + 0.00125 + 0.001 = $0.008 against $0.0035: +128.6%.
+    assert round(totals["Fee"]["this"], 10) == 0.008
+    assert round(totals["Fee"]["previous"], 10) == 0.0035
+    assert round(totals["Fee"]["change"], 4) == round(0.0045 / 0.0035, 4)
+    assert (totals["Requests"]["this"], totals["Requests"]["previous"]) == (3, 1)
+    assert totals["Success rate"]["this"] == pytest.approx(2 / 3)
+    assert totals["Total tokens"]["this"] == 1000 + 200 + 500 + 1000 + 100
+    # The same as the usage API for the same query.
+    [api] = [r for b in usage_rows(history, UsageQuery(PERIOD)).batches() for r in b]
+    assert totals["Fee"]["this"] == api["fee_usd"] and totals["Requests"]["this"] == 3
+    text = pdf_text(pdf(report))
+    for shown in ("$0.008000", "$0.003500", "128.6%", "66.7%", "2,800"):
+        assert shown in text, shown
+    assert "2026-11-01 00:00+00:00 to 2026-11-03 00:00+00:00" in text
+
+
+def test_cost_by_category_and_what_caching_saved(history):
+    report = build(history, "cost", PERIOD, NOW)
+    categories = {r["category"]: round(r["fee_usd"], 10)
+                  for r in report.sections[1].tables[0].rows}
+    assert categories == {"input text": 0.00375, "output text": 0.003,
+                          "input cache_read": 0.00125}
+    # gpt-4o's input text cost $0.00375 for 1,500 tokens ($2.50/M): its 1,000 cache reads
+    # would have cost $0.0025 and cost $0.00125, so caching saved $0.00125.
+    assert "What cache reads saved against the model's input text price: $0.0013" in \
+        report.sections[1].notes[0]
+    book = openpyxl.load_workbook(io.BytesIO(workbook(report)))
+    assert book.sheetnames == ["Report", "Chart data", "Fees by model, API key and serv",
+                               "Fees by token category"]
+    cells = [[c.value for c in row] for row in book["Fees by token category"].iter_rows()]
+    assert ["input text", 0.00375] in [[a, round(b, 10) if isinstance(b, float) else b]
+                                       for a, b, *_ in cells]
+
+
+def test_trend_and_detailed_are_real_dates_and_charts(history, tmp_path):
+    trend = build(history, "trend", PERIOD, NOW)  # two days: hourly
+    section = trend.sections[0]
+    assert [c.title for c in section.charts] == ["Tokens per hour", "Fee per hour",
+                                                 "Requests per hour", "Error rate",
+                                                 "p95 latency"]
+    p95 = section.charts[4]
+    assert p95.series["gpt-4o"].count(500.0) == 2  # each request's 0.5 s, in ms
+    book = openpyxl.load_workbook(io.BytesIO(workbook(trend)))
+    sheet = book[book.sheetnames[2]]
+    assert len(sheet._charts) == 5
+    detailed = build(history, "detailed", PERIOD, NOW)
+    book = openpyxl.load_workbook(io.BytesIO(workbook(detailed)))
+    days = [row[0] for row in book[book.sheetnames[2]].iter_rows(min_row=5, values_only=True)]
+    assert days[:3] == [datetime(2026, 11, 1), datetime(2026, 11, 2), datetime(2026, 11, 2)]
+
+
+def test_the_pdf_opens_and_a_chart_page_is_drawn(history, tmp_path):
+    data = pdf(build(history, "trend", PERIOD, NOW))
+    (tmp_path / "r.pdf").write_bytes(data)
+    info = subprocess.run([need_binary("pdfinfo"), str(tmp_path / "r.pdf")],
+                          capture_output=True, text=True, check=True).stdout
+    pages = int(next(line.split()[-1] for line in info.splitlines()
+                     if line.startswith("Pages:")))
+    assert pages >= 4  # the title, the table, the charts
+    subprocess.run([need_binary("pdftoppm"), "-r", "40", "-f", "3", "-l", "3", "-png",
+                    str(tmp_path / "r.pdf"), str(tmp_path / "page")], check=True)
+    image = Image.open(next(tmp_path.glob("page*.png"))).convert("L")
+    dark = sum(image.histogram()[:200])  # pixels darker than a light grey
+    assert dark > 500  # lines, axes and labels, not a blank page
+    assert f"Page {pages}" in pdf_text(data)
+
+
+def test_report_from_the_command_line(history, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "exporter", "report", "--db", history,
+                               *args], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=60)
+
+    done = run("--from", "2026-11-01", "--to", "2026-11-03", "--type", "cost")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "llm-cost-report-2026-11-01-to-2026-11-03.pdf\n"
+    assert (tmp_path / done.stdout.strip()).read_bytes().startswith(b"%PDF")
+    done = run("--from", "2026-11-01", "--tz", "Mars/Olympus", "--format", "xlsx")
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert done.stderr.startswith("--tz: ")
+
+
+async def test_the_admin_api_serves_reports(history, admin):
+    client = await admin(CollectorRegistry(), history_path=history)
+    period = {"from": "2026-11-01", "to": "2026-11-03", "tz": "UTC"}
+    async with client.get("/api/report", params={**period, "format": "xlsx"}) as r:
+        assert r.status == 200
+        assert r.headers["Content-Disposition"] == (
+            'attachment; filename="llm-summary-report-2026-11-01-to-2026-11-03.xlsx"')
+        book = openpyxl.load_workbook(io.BytesIO(await r.read()))
+    totals = {row[0]: row[1] for row in book["Totals"].iter_rows(min_row=4,
+                                                                   values_only=True)}
+    assert round(totals["Fee"], 10) == 0.008 and totals["Requests"] == 3
+    async with client.get("/api/report", params={**period, "type": "cost"}) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "application/pdf"
+        assert (await r.read()).startswith(b"%PDF")
+    async with client.get("/api/report", params={**period, "type": "weekly"}) as r:
+        assert r.status == 400 and (await r.json())["error"]["parameter"] == "type"
