@@ -1,13 +1,14 @@
 # Two entry points, both from a fresh machine: `make demo` and `make test`.
 # Everything they need is installed here: a virtualenv from PyPI (pinned by constraints.txt)
-# and, for the tests, Debian's prometheus and prometheus-alertmanager (promtool, amtool).
+# and, for the tests, Debian's prometheus and prometheus-alertmanager (promtool, amtool),
+# and poppler-utils (the reports' PDFs read and rendered).
 # `make bench` runs the benchmark of README.md's Speed section, with Debian's wrk;
 # `make soak` the gateway's memory over 400,000 requests (about seven minutes).
 
 VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool pdftotext pdftoppm
+DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool pdftotext pdfinfo pdftoppm
 
 .PHONY: demo test bench soak debian-tools
 .DELETE_ON_ERROR:

@@ -32,9 +32,11 @@ from .history.collector import HistoryCollector
 from .history.store import SharedLedger, load_jobs
 from .history.writer import History
 from .http.server import Server
+from .reports.deliver import Deliverer
 from .reports.make import file_name, render
+from .reports.schedule import Scheduler
 from .telemetry.admin import Admin
-from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
+from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
 
 log = logging.getLogger("llm_usage_exporter")
 # Batches run for up to a day (OpenAI's completion window) and results stay downloadable
@@ -45,7 +47,8 @@ JOBS_REMEMBERED = 30 * 86400
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
                  env=os.environ, probe: bool = True, worker: bool = False) -> ProxyListener:
     """Build the proxy listener: its server, upstream connections and history writer, and,
-    with `probe`, the deployments' prober (one process of several workers probes)."""
+    with `probe`, what one process of several workers runs: the deployments' prober and
+    the scheduled reports."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
@@ -63,7 +66,14 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
                                   persist=history.put_event if history is not None else None,
                                   pricing=lambda: proxy.pricing)
         proxy.sinks.append(deployments.observe)
-    return ProxyListener(proxy, history, config.limits, deployments if probe else None)
+    background = []
+    if probe and deployments is not None:
+        background.append(deployments)
+    if probe and config.reports and history is not None:
+        background.append(Scheduler(config.reports, history.path, render,
+                                    Deliverer(config.smtp, env), ReportMetrics(registry).reports,
+                                    config.timezone))
+    return ProxyListener(proxy, history, config.limits, background)
 
 
 class Listener:
@@ -85,29 +95,31 @@ class Listener:
 class ProxyListener(Listener):
     """Client traffic, with the upstream connections and the history writer it owns."""
 
-    def __init__(self, proxy: Proxy, history: History | None, limits,
-                 prober: Deployments | None = None):
+    def __init__(self, proxy: Proxy, history: History | None, limits, background=()):
         super().__init__(proxy.handle, head_timeout=limits.head_timeout_seconds,
                          body_timeout=limits.body_timeout_seconds,
                          max_connections=limits.max_connections,
                          refused=proxy.metrics.refused.inc)
-        self.proxy, self.history, self.prober = proxy, history, prober
-        self.probing: asyncio.Task | None = None
+        self.proxy, self.history = proxy, history
+        self.background = list(background)  # each has an async run() until cancelled
+        self.tasks: list[asyncio.Task] = []
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         if self.history is not None:
             self.history.start()
         port = await super().start(host, port, reuse_port=reuse_port)
-        if self.prober is not None:
-            self.probing = asyncio.create_task(self.prober.run())
+        self.tasks = [asyncio.create_task(job.run()) for job in self.background]
         return port
 
     async def cleanup(self, timeout: float = 30) -> None:
-        """Stop probing, finish in-flight requests (up to `timeout` s), flush the history."""
-        if self.probing is not None:
-            self.probing.cancel()
-            await asyncio.gather(self.probing, return_exceptions=True)
-            self.prober.pool.close()
+        """Stop probing and the report schedule, finish in-flight requests (up to `timeout`
+        s), flush the history."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for job in self.background:
+            if isinstance(job, Deployments):
+                job.pool.close()
         await super().cleanup(timeout)
         self.proxy.pool.close()
         if self.history is not None:

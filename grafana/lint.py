@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.history.collector import HistoryCollector
-from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
+from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
 
 ROOT = Path(__file__).parent.parent
 FILTERS = ("service", "provider", "model", "api_key")
@@ -46,6 +46,7 @@ def defined_metrics() -> set[str]:
     Metrics(registry)
     HistoryMetrics(registry)
     DeploymentMetrics(registry)
+    ReportMetrics(registry)
     HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC"))
     names = {"ALERTS"}
     for family in registry.collect():

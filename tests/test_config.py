@@ -18,7 +18,7 @@ from exporter.config.schema import ConfigError
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-x", "BATCH_JOBS_KEY": "sk-y",
-               "LLM_USAGE_ADMIN_TOKEN": "t"}
+               "LLM_USAGE_ADMIN_TOKEN": "t", "SMTP_USER": "u", "SMTP_PASSWORD": "p"}
 
 
 def cli(*args, env=None, **kw):
@@ -53,8 +53,8 @@ def test_every_problem_is_named_by_its_path():
         }, env={})
     assert e.value.problems == [
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
-        "api_keys, require_api_key, limits, history, pricing, budgets, deployments, "
-        "pricing_data, timezone, admin_token_env, workers, log_level, log_format)",
+        "api_keys, require_api_key, limits, history, pricing, budgets, deployments, reports, "
+        "smtp, pricing_data, timezone, admin_token_env, workers, log_level, log_format)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
         "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage, pricing_provider)",
         "services[0].base_url: must be an http:// or https:// URL",

@@ -161,7 +161,7 @@ def test_a_deployment_cannot_take_a_service_name():
                       "deployments": [{"name": "llama", "model": "m", "base_url": "http://y",
                                        "type": "lora"}]})
     assert e.value.problems == [
-        "deployments[0].type: must be deployment or fine-tuning"]
+        "deployments[0].type: must be one of deployment, fine-tuning"]
     with pytest.raises(ConfigError) as e:
         parse_config({"services": [{"name": "llama", "base_url": "http://x"}],
                       "deployments": [{"name": "llama", "model": "m", "base_url": "http://y"}]})

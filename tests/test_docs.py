@@ -14,7 +14,12 @@ from exporter.cli.main import main
 from exporter.config.schema import documented_keys
 from exporter.config.table import Config
 from exporter.history.collector import HistoryCollector
-from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics
+from exporter.telemetry.metrics import (
+    DeploymentMetrics,
+    HistoryMetrics,
+    Metrics,
+    ReportMetrics,
+)
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -34,12 +39,13 @@ def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
     rows = readme_metric_rows()
     registry = CollectorRegistry()
     owners = (Metrics(registry), HistoryMetrics(registry), DeploymentMetrics(registry),
+              ReportMetrics(registry),
               HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC")))
     declared = {m._name + ("_total" if m._type == "counter" else ""): (m._type,
                                                                       list(m._labelnames))
                 for owner in owners for m in vars(owner).values()
                 if isinstance(m, MetricWrapperBase)}
-    for owner in owners[3:]:  # values read at scrape time
+    for owner in owners[4:]:  # values read at scrape time
         for family in owner.collect():
             declared[family.name] = (family.type, list(getattr(family, "_labelnames", ())))
     assert len(declared) == len(list(registry.collect())) == len(rows)
@@ -60,7 +66,7 @@ def test_every_config_key_is_documented(path, default, doc):
     assert re.search(rf"^\s*(- )?{leaf}:", EXAMPLE, re.M), f"{path} missing from example"
     if default not in (None, "", ()):
         shown = str(default).lower() if isinstance(default, bool) else str(default)
-        assert re.search(rf"^\s*(- )?{leaf}: {re.escape(shown)}\b", EXAMPLE, re.M), \
+        assert re.search(rf"^\s*(- )?{leaf}: \"?{re.escape(shown)}\b", EXAMPLE, re.M), \
             f"{path} default {shown} not shown in config.example.yaml"
 
 

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 from ..accounting.pricing import Pricing, describe, pricing_for, warnings
 from ..accounting.table import Table, TableError
+from ..config.checks import check_hostport
 from ..config.load import key_warnings, load_config
 from ..config.schema import ConfigError
-from ..config.table import check_hostport
 from ..history.deployments import DEPLOYMENT_COLUMNS, deployment_rows
 from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
 from ..history.query import BadParameter, Filters, UsageQuery

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import sys
 
-from ..config.table import check_name
+from ..config.checks import check_name
 
 # `sk-` so that the masking of key-shaped strings (record.py) and secret scanners know it.
 PREFIX = "sk-gw-"

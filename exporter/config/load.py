@@ -81,6 +81,26 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
         for j, name in enumerate(k.services):
             if name not in seen:
                 problems.append(f"api_keys[{i}].services[{j}]: no service named {name!r}")
+    names = set()
+    for i, r in enumerate(config.reports):
+        where = f"reports[{i}]"
+        if r.name in names:
+            problems.append(f"{where}.name: duplicate report name {r.name!r}")
+        names.add(r.name)
+        if not (r.directory or r.webhook_url or r.email_to):
+            problems.append(f"{where}: set a directory, a webhook_url or email_to")
+        if r.directory and not os.path.isdir(r.directory):
+            problems.append(f"{where}.directory: {r.directory} is not a directory")
+        if r.link_base and not r.webhook_url:
+            problems.append(f"{where}.link_base: a link is posted to webhook_url: set it")
+        if r.email_to and config.smtp is None:
+            problems.append(f"{where}.email_to: needs smtp: the mail server")
+        if not config.history.enabled:
+            problems.append(f"{where}: needs the history (history.enabled), which it reads")
+    for key in ("user_env", "password_env"):
+        variable = getattr(config.smtp, key, None)
+        if variable and not env.get(variable):
+            unset.append(f"smtp.{key}: environment variable {variable} is not set")
     if config.require_api_key and not config.api_keys:
         problems.append("require_api_key: no api_keys are configured, so every request "
                         "would be refused")

@@ -98,6 +98,8 @@ def documented_keys(cls, prefix="") -> list[tuple[str, object, str]]:
         path = f"{prefix}{f.name}"
         default = None if f.default is dataclasses.MISSING else f.default
         hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
         inner = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
         if dataclasses.is_dataclass(inner):
             rows.append((path, "" if inner is not hint else None, f.metadata["doc"]))

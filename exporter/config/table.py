@@ -8,64 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
+from .checks import (
+    check_env_var,
+    check_hostport,
+    check_name,
+    check_positive,
+    check_sha256,
+    check_timezone,
+    check_url,
+    one_of,
+)
+from .reports import ScheduledReport, Smtp
 from .schema import setting
-
-
-def check_name(v):
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
-        return "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-
-
-def _url(v):
-    parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an http:// or https:// URL"
-    if parts.query or parts.fragment:
-        return "must not have a query or fragment"
-
-
-def check_hostport(v):
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return "must be HOST:PORT, for example 127.0.0.1:8080"
-
-
-def _positive(v):
-    if v <= 0:
-        return "must be greater than 0"
-
-
-def _sha256(v):
-    if not re.fullmatch(r"[0-9a-f]{64}", v):
-        return "must be 64 lowercase hex digits (printf %s \"$KEY\" | sha256sum)"
-
-
-def _env_var(v):
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
-        return "must be an environment variable name"
-
-
-def _timezone(v):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
-        return "must be an IANA time zone, e.g. UTC or Europe/Paris"
-
-
-def _log_level(v):
-    if v not in ("debug", "info", "warning", "error"):
-        return "must be one of debug, info, warning, error"
-
-
-def _log_format(v):
-    if v not in ("text", "json"):
-        return "must be text or json"
-
 
 PROVIDER_FORMATS = {"anthropic": "anthropic"}  # every other provider speaks OpenAI's format
 
@@ -77,18 +33,18 @@ class Service:
     name: str = setting(doc="service name: the `service` label and the path prefix /<name>/",
                         check=check_name)
     base_url: str = setting(doc="upstream URL without /v1, e.g. https://api.openai.com",
-                            check=_url)
+                            check=check_url)
     provider: str = setting("openai", "the `provider` label: openai, anthropic, vllm, ... "
                             "(anthropic selects Anthropic's error format and key header)",
                             check=check_name)
     api_key_env: str | None = setting(
         None, "environment variable holding an upstream key that replaces the client's",
-        check=_env_var)
+        check=check_env_var)
     connect_timeout_seconds: float = setting(10.0, "time allowed to connect to the upstream",
-                                             check=_positive)
+                                             check=check_positive)
     read_timeout_seconds: float = setting(
         600.0, "longest silence allowed between two reads from the upstream: a reasoning "
-        "model may think for minutes before its first byte", check=_positive)
+        "model may think for minutes before its first byte", check=check_positive)
     inject_stream_usage: bool = setting(
         True, "ask OpenAI-style streams for usage (stream_options.include_usage) when the "
         "client did not, and remove it from what the client receives", check=None)
@@ -111,9 +67,9 @@ class ApiKey:
     name: str = setting(doc="the `api_key` label value for this key", check=check_name)
     sha256: str | None = setting(None, "SHA-256 hex digest of the key (safe to commit; "
                                  "`llm-usage-exporter keys new NAME` makes a key and its "
-                                 "digest)", check=_sha256)
+                                 "digest)", check=check_sha256)
     key_env: str | None = setting(None, "or: environment variable holding the key itself",
-                                  check=_env_var)
+                                  check=check_env_var)
     services: tuple[str, ...] = setting((), "the services this key may use (default: every "
                                         "one); others are refused with 403")
     models: tuple[str, ...] = setting((), "the models this key may ask for, * and ? "
@@ -127,25 +83,25 @@ class Limits:
 
     max_request_body_bytes: int = setting(
         32 << 20, "larger request bodies are refused with 413 (images inline as base64 are "
-        "large; OpenAI accepts up to about 20 MB of images)", check=_positive)
+        "large; OpenAI accepts up to about 20 MB of images)", check=check_positive)
     max_models: int = setting(200, "distinct `model` label values; later ones become `other`",
-                              check=_positive)
+                              check=check_positive)
     max_api_keys: int = setting(1000, "distinct `api_key` label values; later ones become "
-                                "`other`", check=_positive)
+                                "`other`", check=check_positive)
     # Every wait has a limit, generous enough for a phone on a slow network.
     head_timeout_seconds: float = setting(
         60.0, "time a client has to send a request's line and headers; then 408 and the "
-        "connection closed", check=_positive)
+        "connection closed", check=check_positive)
     body_timeout_seconds: float = setting(
         120.0, "longest silence while a client sends a request's body; then 408 (or the "
-        "request cut), recorded as client_timeout", check=_positive)
+        "request cut), recorded as client_timeout", check=check_positive)
     client_timeout_seconds: float = setting(
         120.0, "longest a client may take nothing of an answer while the gateway holds the "
         "upstream back for it; then the answer is cut, recorded as client_timeout (not "
-        "counted against the upstream)", check=_positive)
+        "counted against the upstream)", check=check_positive)
     max_connections: int = setting(
         4096, "client connections at once; more are answered 503 and closed (each costs "
-        "a file descriptor)", check=_positive)
+        "a file descriptor)", check=check_positive)
 
 
 def _price(v):
@@ -195,9 +151,9 @@ class HistoryConfig:
     path: str = setting("llm-usage-history.db", "database file, relative to the working "
                         "directory")
     retention_days: float = setting(90.0, "rows older than this are deleted, hourly",
-                                    check=_positive)
+                                    check=check_positive)
     queue_size: int = setting(10000, "rows waiting to be written; past it rows are dropped "
-                              "and counted in llm_history_dropped_total", check=_positive)
+                              "and counted in llm_history_dropped_total", check=check_positive)
 
 
 @dataclass(frozen=True)
@@ -211,11 +167,6 @@ class Budget:
                             "spent, until the day or month ends (default: alert only)")
 
 
-def _deployment_type(v):
-    if v not in ("deployment", "fine-tuning"):
-        return "must be deployment or fine-tuning"
-
-
 @dataclass(frozen=True)
 class Deployment:
     """A model the team serves itself on reserved GPUs: a service costed by its GPU time."""
@@ -224,10 +175,10 @@ class Deployment:
                         "/<name>/... goes to it", check=check_name)
     model: str = setting(doc="the model it serves, as the `model` label of its info")
     base_url: str = setting(doc="its OpenAI-compatible server without /v1, e.g. "
-                            "http://10.0.0.7:8000", check=_url)
+                            "http://10.0.0.7:8000", check=check_url)
     type: str = setting("deployment", "deployment or fine-tuning (a fine-tuned model)",
-                        check=_deployment_type)
-    gpus: int = setting(1, "GPUs allocated to it", check=_positive)
+                        check=one_of("deployment", "fine-tuning"))
+    gpus: int = setting(1, "GPUs allocated to it", check=check_positive)
     gpu_type: str | None = setting(None, "the `gpu_type` label, e.g. H100-80GB (default "
                                    "unknown)")
     gpu_hourly_usd: float | None = setting(None, "price of one GPU for one hour (default: "
@@ -235,11 +186,11 @@ class Deployment:
     provider: str = setting("vllm", "the `provider` label of its traffic (vllm, tgi, sglang, "
                             "ollama, ...)", check=check_name)
     probe_interval_seconds: float = setting(15.0, "how often its health is probed (/health, "
-                                            "else /v1/models)", check=_positive)
+                                            "else /v1/models)", check=check_positive)
     probe_timeout_seconds: float = setting(5.0, "a probe without an answer this long finds "
-                                           "it down", check=_positive)
+                                           "it down", check=check_positive)
     idle_alert_minutes: float = setting(60.0, "LLMDeploymentIdle fires after this long up "
-                                        "with no request", check=_positive)
+                                        "with no request", check=check_positive)
     compare_to: str | None = setting(None, "a hosted model (e.g. gpt-4o-mini) whose list "
                                      "price its traffic is also costed at, for comparison")
 
@@ -266,19 +217,23 @@ class Config:
     budgets: tuple[Budget, ...] = setting((), "spending limits per API key")
     deployments: tuple[Deployment, ...] = setting((), "models served on the team's own GPUs, "
                                                   "each also a service")
+    reports: tuple[ScheduledReport, ...] = setting((), "reports made on a schedule and "
+                                                   "delivered")
+    smtp: Smtp | None = setting(None, "the mail server of reports sent by e-mail")
     pricing_data: str | None = setting(
         None, "a newer genai-prices data file (its data.json, downloaded by you) to price "
         "from instead of the one bundled with the package; never fetched by the gateway")
     timezone: str = setting("UTC", "IANA time zone of the calendar days and months of "
-                            "llm_spend_usd and budgets", check=_timezone)
+                            "llm_spend_usd and budgets", check=check_timezone)
     admin_token_env: str | None = setting(
         None, "environment variable holding a bearer token that /metrics and /api/* then "
-        "require", check=_env_var)
+        "require", check=check_env_var)
     workers: int = setting(1, "gateway processes sharing the listen ports (SO_REUSEPORT); "
-                           "each can use about one core", check=_positive)
-    log_level: str = setting("info", "debug, info, warning or error", check=_log_level)
+                           "each can use about one core", check=check_positive)
+    log_level: str = setting("info", "debug, info, warning or error",
+                             check=one_of("debug", "info", "warning", "error"))
     log_format: str = setting("text", "text (one line per event) or json (one object per "
-                              "line)", check=_log_format)
+                              "line)", check=one_of("text", "json"))
 
     @property
     def default(self) -> Service:

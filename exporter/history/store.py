@@ -138,6 +138,13 @@ def m010_share(db: sqlite_utils.Database) -> None:
                "AND (request_id GLOB '*#[0-9]*' OR request_id GLOB '*#training')")
 
 
+@migrations()
+def m011_reports_sent(db: sqlite_utils.Database) -> None:
+    # Each scheduled report's periods delivered: made once per period, across restarts.
+    db["reports_sent"].create({"report": str, "period_start": float, "delivered_at": float},
+                              pk=("report", "period_start"))
+
+
 # The ledgers' events (gateway/jobs.py, deployments/), each an upsert of one column set.
 LEDGER_SQL = {
     "create": "INSERT INTO jobs (job_id, api_key, created_at) VALUES (?, ?, ?) ON CONFLICT "

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from ..history.export import FORMATS
 from ..history.query import Filters
+
+MEDIA_TYPES = {"pdf": "application/pdf", "xlsx": FORMATS["xlsx"]}
 
 
 def render(path: str, kind: str, fmt: str, filters: Filters) -> bytes:
@@ -20,8 +23,13 @@ def render(path: str, kind: str, fmt: str, filters: Filters) -> bytes:
 
 
 def file_name(kind: str, fmt: str, filters: Filters) -> str:
-    """llm-TYPE-report-FROM-to-TO.FORMAT, the days in the report's zone."""
+    """llm-TYPE-report-FROM-to-TO.FORMAT."""
+    return f"llm-{kind}-report-{period_name(filters)}.{fmt}"
+
+
+def period_name(filters: Filters) -> str:
+    """FROM-to-TO, the days in the report's zone (the end excluded)."""
     day = "%Y-%m-%d"
     start = datetime.fromtimestamp(filters.start, filters.tz).strftime(day)
     end = datetime.fromtimestamp(filters.end, filters.tz).strftime(day)
-    return f"llm-{kind}-report-{start}-to-{end}.{fmt}"
+    return f"{start}-to-{end}"

@@ -287,3 +287,13 @@ class DeploymentMetrics:
             "llm_deployment_last_request_timestamp_seconds", "Unix time the deployment's "
             "last request ended (its start-up time until one does).", ["deployment"],
             registry=registry, multiprocess_mode="max")
+
+
+class ReportMetrics:
+    """Scheduled reports, in the one process that makes them."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.reports = Counter(
+            "llm_reports", "Scheduled reports delivered (outcome=delivered), and attempts "
+            "that failed (outcome=failed: tried again after a backoff).",
+            ["report", "outcome"], registry=registry)
