@@ -33,7 +33,7 @@ from .history.store import SharedLedger, load_jobs
 from .history.writer import History
 from .http.server import Server
 from .reports.deliver import Deliverer
-from .reports.make import file_name, render
+from .reports.make import file_name, render, render_apart
 from .reports.schedule import Scheduler
 from .telemetry.admin import Admin
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
@@ -129,7 +129,7 @@ class ProxyListener(Listener):
 def create_admin(registry: CollectorRegistry, *, history_path: str | None = None,
                  token: str | None = None) -> Listener:
     """Build the admin listener: /metrics, /healthz and, with a history, /api/*."""
-    routes = UsageApi(history_path, render, file_name).routes() \
+    routes = UsageApi(history_path, render_apart, file_name).routes() \
         if history_path is not None else None
     return Listener(Admin(registry, routes=routes, token=token).handle)
 

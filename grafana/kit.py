@@ -45,6 +45,9 @@ ALERTMANAGER_UID, ALERTS_API_UID = "llm-alertmanager", "llm-alertmanager-api"
 BY_KEY = 'service=~"$service",provider=~"$provider",model=~"$model",api_key=~"$api_key"'
 BY_MODEL = 'service=~"$service",provider=~"$provider",model=~"$model"'
 BY_SERVICE = 'service=~"$service"'
+# A success is what the client got as one: accounting_error is an answer whose bill failed,
+# as the alerts' recording rules judge it too.
+SUCCEEDED = 'error_type=~"none|accounting_error"'
 
 # Usage API parameters that narrow it as the variables narrow PromQL. A variable's All is
 # its all value .*, which the API reads as no filter; ${var:csv} lists several values.

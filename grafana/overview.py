@@ -12,6 +12,7 @@ from .kit import (
     BUCKET,
     BY_KEY,
     BY_MODEL,
+    SUCCEEDED,
     AlertList,
     Column,
     InfinityQuery,
@@ -57,8 +58,9 @@ def totals() -> list:
                    "category by the gateway: sum(increase(llm_cost_usd_total[$__range])).",
                    "currencyUSD", _increase("llm_cost_usd_total"), decimals=4),
         stat_panel("Success rate", "Share of the range's requests that succeeded "
-                   '(error_type="none") among all requests, client errors included.',
-                   "percentunit", "(" + _increase(REQUESTS, ',error_type="none"')
+                   '(error_type="none", or "accounting_error": the client got its answer, '
+                   "only its bill failed) among all requests, client errors included.",
+                   "percentunit", "(" + _increase(REQUESTS, f",{SUCCEEDED}")
                    + " or vector(0)) / " + _increase(REQUESTS), decimals=2),
         stat_panel("Average latency", "Mean request duration over the range, arrival to last "
                    "byte: the duration histogram's sum over its count. Histograms have no "

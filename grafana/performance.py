@@ -11,6 +11,7 @@ from .kit import (
     BY_KEY,
     BY_MODEL,
     BY_SERVICE,
+    SUCCEEDED,
     common_variables,
     dashboard,
     promql,
@@ -37,7 +38,7 @@ def quantiles(title: str, metric: str, what: str, *, exemplar: bool) -> object:
 def build():
     requests = f"llm_requests_total{{{BY_KEY}}}"
     failed = f'llm_requests_total{{{BY_KEY},error_type!="none"}}'
-    succeeded = f'llm_requests_total{{{BY_KEY},error_type="none"}}'
+    succeeded = f"llm_requests_total{{{BY_KEY},{SUCCEEDED}}}"
     tokens = f"sum by (model) (rate(llm_tokens_total{{{BY_KEY}}}[$__rate_interval]))"
     every = f"sum by (model) (rate({requests}[$__rate_interval]))"
     latency = [
@@ -77,7 +78,8 @@ def build():
                     [promql(f"sum by (error_type) (rate({failed}[$__rate_interval]))",
                             "{{error_type}}")], w=8),
         trend_panel("Success rate", "Share of requests that succeeded, by model: "
-                    'rate(llm_requests_total{error_type="none"}) over every request\'s rate.',
+                    'rate(llm_requests_total{error_type=~"none|accounting_error"}) (the '
+                    "client got its answer) over every request's rate.",
                     "percentunit",
                     # `or ... * 0`: a model failing everything shows 0%, not a gap.
                     [promql(f"(sum by (model) (rate({succeeded}[$__rate_interval])) or "

@@ -358,3 +358,29 @@ def test_spend_has_no_float_noise(tmp_path):
     HistoryCollector(registry, db, ZoneInfo("UTC"))
     assert registry.get_sample_value("llm_spend_usd", {"api_key": "team-a",
                                                        "period": "day"}) == 0.3
+
+
+def test_an_answer_whose_bill_failed_is_a_success(tmp_path):
+    import dataclasses
+    from datetime import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from exporter.history.export import request_rows, usage_rows
+    from exporter.history.query import Filters, UsageQuery
+    from exporter.history.writer import History
+    from exporter.record import RequestRecord
+    from exporter.telemetry.metrics import HistoryMetrics
+    db = str(tmp_path / "h.db")
+    h = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    now = dt.now().timestamp()
+    for rid, code, kind in (("a", 200, "none"), ("b", 200, "accounting_error"),
+                            ("c", 502, "upstream_error")):
+        h.put(RequestRecord(rid, now, "s", "p", "k", "chat", code=code, error_type=kind))
+    h.start()
+    h.close()
+    window = Filters(now - 60, now + 60, ZoneInfo("UTC"))
+    [row] = [r for b in usage_rows(db, UsageQuery(window)).batches() for r in b]
+    assert (row["requests"], row["successful"], row["failed"]) == (3, 2, 1)
+    ok = dataclasses.replace(window, status="success")
+    assert sorted(r["request_id"] for b in request_rows(db, ok, None, None).batches()
+                  for r in b) == ["a", "b"]

@@ -180,3 +180,13 @@ async def test_the_admin_api_serves_reports(history, admin):
         assert (await r.read()).startswith(b"%PDF")
     async with client.get("/api/report", params={**period, "type": "weekly"}) as r:
         assert r.status == 400 and (await r.json())["error"]["parameter"] == "type"
+
+
+async def test_a_report_that_fails_is_answered_503_with_its_reason(admin, tmp_path):
+    garbage = tmp_path / "not-a-history.db"
+    garbage.write_bytes(b"this is no SQLite database" * 100)
+    client = await admin(CollectorRegistry(), history_path=str(garbage))
+    async with client.get("/api/report", params={"from": "2026-11-01"}) as r:
+        assert r.status == 503
+        message = (await r.json())["error"]["message"]
+    assert message.startswith("the report failed: ") and "not a database" in message

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="a summary, cost, trend or detailed report of the "
                             "history, as PDF or Excel")
-    history_flags(report, ("service", "provider", "model", "api-key"))
+    history_flags(report, ("service", "provider", "model", "api-key", "operation"))
     report.add_argument("--type", choices=("summary", "cost", "trend", "detailed"),
                         default="summary", help="what the report holds (default summary)")
     report.add_argument("--format", choices=("pdf", "xlsx"), default="pdf")

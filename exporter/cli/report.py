@@ -15,7 +15,7 @@ def make_report(args) -> int:
     if path is None:
         return 2
     def write() -> int:
-        filters = Filters.parse(history_params(args), time.time())
+        filters = Filters.parse(history_params(args, ("operation",)), time.time())
         body = render(path, args.type, args.format, filters)
         output = args.output or file_name(args.type, args.format, filters)
         with open(output, "wb") as f:

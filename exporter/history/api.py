@@ -25,8 +25,8 @@ class UsageApi:
     """The routes of the usage API over the history database at `path`."""
 
     def __init__(self, path: str, report=None, report_name=None):
-        # report(path, type, format, filters) -> bytes: cli/report.py's, given by app.py
-        # (the reports are drawn above the history: it does not import them).
+        # await report(path, type, format, filters) -> bytes, given by app.py (the reports
+        # are drawn above the history: it does not import them).
         self.path, self.report, self.report_name = path, report, report_name
 
     def routes(self) -> dict:
@@ -49,7 +49,11 @@ class UsageApi:
         if fmt not in REPORT_FORMATS:
             raise BadParameter("format", "must be pdf or xlsx")
         filters = Filters.parse(params, time.time())
-        body = await asyncio.to_thread(self.report, self.path, kind, fmt, filters)
+        try:
+            body = await self.report(self.path, kind, fmt, filters)
+        except RuntimeError as e:  # the report's process failed: it said why
+            respond_json(request, 503, {"error": {"message": f"the report failed: {e}"}})
+            return
         name = self.report_name(kind, fmt, filters)
         request.respond(200, b"OK", body, b"Content-Type: %s\r\nContent-Disposition: "
                         b'attachment; filename="%s"\r\n' % (REPORT_FORMATS[fmt].encode(),

@@ -36,6 +36,11 @@ ORDERS = {"tokens": ("total_tokens", TOTAL_TOKENS), "fee": ("fee_usd", "sum(fee_
           "requests": ("requests", "sum(1 - share)")}
 
 
+# What the client got as a success: accounting_error is an answer whose bill failed (as
+# the alerts' recording rules judge it).
+SUCCESSES = "('none', 'accounting_error')"
+
+
 class BadParameter(ValueError):
     """A query parameter that cannot be used; answered with 400 naming it."""
 
@@ -131,9 +136,9 @@ class Filters:
                        else f"{column} IN ({', '.join('?' * len(values))})")
             args += values
         if self.status == "success":
-            sql.append("error_type = 'none'")
+            sql.append(f"error_type IN {SUCCESSES}")
         elif self.status == "error":
-            sql.append("error_type != 'none'")
+            sql.append(f"error_type NOT IN {SUCCESSES}")
         elif self.status is not None:
             sql.append("status = ?")
             args.append(int(self.status))
@@ -181,7 +186,7 @@ class UsageQuery:
             group.append(cols)
         # A share row (a batch's further model, a job's training) is no request of its own.
         select += ["coalesce(sum(1 - share), 0) AS requests",
-                   "sum(error_type = 'none' AND share = 0) AS successful",
+                   f"sum(error_type IN {SUCCESSES} AND share = 0) AS successful",
                    *(f"sum({c}) AS {c}" for c in TOKEN_COLUMNS),
                    f"{TOTAL_TOKENS} AS total_tokens",
                    "sum(estimated_input + estimated_output) AS estimated_tokens",
