@@ -33,7 +33,7 @@ from .history.store import SharedLedger, load_jobs
 from .history.writer import History
 from .http.server import Server
 from .reports.deliver import Deliverer
-from .reports.make import file_name, render, render_apart
+from .reports.make import file_name, render_apart
 from .reports.schedule import Scheduler
 from .telemetry.admin import Admin
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
@@ -70,7 +70,7 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
     if probe and deployments is not None:
         background.append(deployments)
     if probe and config.reports and history is not None:
-        background.append(Scheduler(config.reports, history.path, render,
+        background.append(Scheduler(config.reports, history.path, render_apart,
                                     Deliverer(config.smtp, env), ReportMetrics(registry).reports,
                                     config.timezone))
     return ProxyListener(proxy, history, config.limits, background)

@@ -19,7 +19,7 @@ from exporter.config.load import parse_config
 from exporter.config.schema import ConfigError
 from exporter.history.store import open_db
 from exporter.reports.deliver import Deliverer
-from exporter.reports.make import render
+from exporter.reports.make import render_apart
 from exporter.reports.schedule import Period, Scheduler, latest
 from exporter.telemetry.metrics import ReportMetrics
 
@@ -101,7 +101,7 @@ async def test_made_once_on_the_first_in_its_zone_retried_and_delivered_everywhe
     metrics = ReportMetrics(registry)
 
     def scheduler():
-        return Scheduler(config.reports, db, render, Deliverer(config.smtp, {}),
+        return Scheduler(config.reports, db, render_apart, Deliverer(config.smtp, {}),
                          metrics.reports, config.timezone, clock=lambda: clock["now"])
 
     def count(outcome):
@@ -152,7 +152,7 @@ async def test_a_webhook_can_be_posted_a_link_instead(aiohttp_server, tmp_path):
     server = await aiohttp_server(app)
     r, config = report(webhook_url=str(server.make_url("/hook")), format="xlsx",
                        link_base="https://gw.example.com:9464/", service="openai")
-    scheduler = Scheduler(config.reports, db, render, Deliverer(None, {}),
+    scheduler = Scheduler(config.reports, db, render_apart, Deliverer(None, {}),
                           ReportMetrics(CollectorRegistry()).reports, config.timezone,
                           clock=lambda: t("2026-12-01T08:00:00+09:00"))
     await scheduler.tick()
@@ -185,7 +185,7 @@ def test_a_report_that_cannot_be_delivered_is_a_config_error(tmp_path):
 
 async def test_the_schedule_survives_a_history_not_yet_there(tmp_path, caplog):
     r, config = report(directory=str(tmp_path))
-    scheduler = Scheduler(config.reports, str(tmp_path / "none.db"), render,
+    scheduler = Scheduler(config.reports, str(tmp_path / "none.db"), render_apart,
                           Deliverer(None, {}), ReportMetrics(CollectorRegistry()).reports,
                           "UTC")
     task = asyncio.create_task(scheduler.run())

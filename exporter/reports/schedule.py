@@ -70,6 +70,8 @@ class Scheduler:
 
     def __init__(self, reports, history_path: str, render, deliver, counter, zone: str,
                  clock=time.time):
+        """`await render(path, type, format, filters)` makes a report's file (make.py's
+        render_apart: in a process of its own); `deliver` sends it (deliver.py)."""
         self.reports = reports
         self.path, self.render, self.deliver = history_path, render, deliver
         self.counter, self.clock = counter, clock
@@ -111,7 +113,7 @@ class Scheduler:
                 ("service", r.service), ("provider", r.provider), ("model", r.model),
                 ("api_key", r.api_key)) if value))
         try:
-            body = await asyncio.to_thread(self.render, self.path, r.type, r.format, filters)
+            body = await self.render(self.path, r.type, r.format, filters)
             failed = await asyncio.to_thread(self.deliver, r, body, filters, attempts.sent)
         except Exception as e:  # the history unreadable, say: tried again like a delivery
             failed = [f"the report could not be made: {e}"]
