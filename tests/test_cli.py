@@ -217,3 +217,18 @@ def test_check_config_warns_where_managed_keys_would_reach_an_upstream(tmp_path)
     assert f"{config}: warning: services[1]: require_api_key is on and the service has no " \
            "api_key_env: clients' gateway keys are forwarded to it as its key\n" in done.stderr
     assert "services[0]" not in done.stderr
+
+
+def test_reading_commands_upgrade_an_older_history_and_name_an_unwritable_output(tmp_path):
+    from exporter.history.store import open_db
+    db = tmp_path / "old.db"
+    open_db(str(db)).conn.close()
+    with sqlite3.connect(db) as conn:  # as a release before m010 left it
+        conn.execute("ALTER TABLE requests DROP COLUMN share")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name >= 'm010'")
+    done = run("export", "--db", str(db), "--from", "2026-11-01")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("requests,successful,failed,")
+    done = run("report", "--db", str(db), "--output", str(tmp_path / "no" / "r.pdf"))
+    assert (done.returncode, done.stderr) == (
+        1, f"{tmp_path / 'no' / 'r.pdf'}: No such file or directory\n")

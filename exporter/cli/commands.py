@@ -18,7 +18,7 @@ from ..config.schema import ConfigError
 from ..history.deployments import DEPLOYMENT_COLUMNS, deployment_rows
 from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
 from ..history.query import BadParameter, Filters, UsageQuery
-from ..history.store import open_db
+from ..history.store import migrate, open_db
 
 
 def load_with_pricing(path: str, unset: list[str] | None = None):
@@ -148,6 +148,10 @@ def history_file(args) -> str | None:
                  "gateway's config, for its history.path) or --db PATH")
         print(where, file=sys.stderr)
         return None
+    try:
+        migrate(path)
+    except sqlite3.Error:  # read-only, say: a query that needs a newer column says so
+        pass
     return path
 
 
@@ -202,6 +206,11 @@ def reading(path: str, work) -> int:
         return 2
     except sqlite3.Error as e:
         print(f"{path}: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `export ... | head`: main() ends it quietly
+        raise
+    except OSError as e:  # the output file cannot be written
+        print(f"{e.filename}: {e.strerror}" if e.filename else str(e), file=sys.stderr)
         return 1
 
 

@@ -213,6 +213,17 @@ SPEND_SQL = ("INSERT INTO spend_daily (api_key, day, fee_usd) VALUES (?, ?, ?) "
              "ON CONFLICT (api_key, day) DO UPDATE SET fee_usd = fee_usd + excluded.fee_usd")
 
 
+def migrate(path: str) -> None:
+    """Bring an older history database's tables and columns up to date, and nothing else
+    (not the zone of its spend rollup, which is its gateway's): for the commands that read
+    it, run before the gateway was restarted on a newer release."""
+    db = sqlite_utils.Database(path)
+    try:
+        migrations.apply(db)
+    finally:
+        db.conn.close()
+
+
 def open_db(path: str, tz: ZoneInfo = UTC_ZONE) -> sqlite_utils.Database:
     """Open the history database, in WAL mode, migrated, its spend rollup in zone `tz`."""
     db = sqlite_utils.Database(path)
