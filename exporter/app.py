@@ -117,9 +117,6 @@ class ProxyListener(Listener):
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for job in self.background:
-            if isinstance(job, Deployments):
-                job.pool.close()
         await super().cleanup(timeout)
         self.proxy.pool.close()
         if self.history is not None:

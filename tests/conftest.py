@@ -36,6 +36,13 @@ async def wait_ok(url: str, timeout: float = 60) -> None:
             await asyncio.sleep(0.05)
 
 
+async def until(condition, timeout: float = 30.0) -> None:
+    """Poll `condition()` (a process's, a thread's state) until it holds, under a deadline."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
 async def start(*args, cwd=None, log=None):
     """Start a process of the test's; its standard error goes to the file `log`, if given
     (a pipe nobody reads would fill up and stall a chatty process)."""

@@ -17,6 +17,7 @@ import anthropic
 import openai
 import pytest
 import yaml
+from conftest import until
 from prometheus_client import CollectorRegistry
 from upstream import json_file
 
@@ -131,26 +132,21 @@ def record(key: str, fee: str) -> RequestRecord:
     return r
 
 
-async def poll(check, timeout: float = 10.0):
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
-
-
 async def test_spend_counts_each_fee_once_while_written_and_sees_other_gateways(tmp_path):
     db = tmp_path / "h.db"
     history = History(str(db), HistoryMetrics(CollectorRegistry()), linger=0)
+    history.spend.active = True  # as an enforced budget makes it
     history.put(record("alice", "0.25"))
     history.put(record("alice", "0.5"))
     history.put(record("bob", "1"))
     now = time.time()
     assert history.spend.of("alice", now) == (0.75, 0.75)  # queued, not written: counted
     history.start()
-    await poll(lambda: history.spend.written.get("alice") == (0.75, 0.75))
+    await until(lambda: history.spend.written.get("alice") == (0.75, 0.75))
     assert history.spend.of("alice", now) == (0.75, 0.75) and history.spend.unwritten == {}
     with sqlite3.connect(db) as conn:  # another worker's commit
         conn.execute("UPDATE spend_daily SET fee_usd = fee_usd + 2 WHERE api_key = 'bob'")
-    await poll(lambda: history.spend.of("bob", time.time()) == (3.0, 3.0))
+    await until(lambda: history.spend.of("bob", time.time()) == (3.0, 3.0))
     await asyncio.to_thread(history.close)
 
 
@@ -201,12 +197,13 @@ async def test_the_month_spend_outlives_a_short_retention(tmp_path):
     now = datetime.fromisoformat("2026-12-20T12:00:00+00:00").timestamp()
     history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0,
                       retention_days=1, clock=lambda: now)
+    history.spend.active = True
     for day in (2, 10, 20):  # the 2nd and the 10th are past the retention, not the month
         r = record("alice", "1")
         r.started = datetime.fromisoformat(f"2026-12-{day:02d}T09:00:00+00:00").timestamp()
         history.put(r)
     history.start()
-    await poll(lambda: history.spend.written.get("alice") == (1.0, 3.0))
+    await until(lambda: history.spend.written.get("alice") == (1.0, 3.0))
     await asyncio.to_thread(history.close)
     with sqlite3.connect(tmp_path / "h.db") as db:  # the rows are pruned, the rollup is not
         assert db.execute("SELECT count(*) FROM requests").fetchone() == (1,)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from test_workers import children, until
+from conftest import until
+from test_workers import children
 from upstream import json_file
 
 from exporter.telemetry.logs import JsonFormatter, TextFormatter, log_request

@@ -163,23 +163,24 @@ async def test_a_webhook_can_be_posted_a_link_instead(aiohttp_server, tmp_path):
                               f"from={start}&to={end}&tz=Asia%2FTokyo&service=openai"}]
 
 
+def problems(schedule: str, missing: str) -> list[str]:
+    """What check-config says of a report without a destination and a second one."""
+    with pytest.raises(ConfigError) as e:
+        parse_config({"services": [{"name": "openai", "base_url": "http://x"}], "reports": [
+            {"name": "a", "schedule": "daily"},
+            {"name": "a", "schedule": schedule, "email_to": ["x@example.com"],
+             "directory": missing}]})
+    return e.value.problems
+
+
 def test_a_report_that_cannot_be_delivered_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError) as e:
-        parse_config({"services": [{"name": "openai", "base_url": "http://x"}], "reports": [
-            {"name": "a", "schedule": "daily"},
-            {"name": "a", "schedule": "hourly", "email_to": ["x@example.com"],
-             "directory": str(tmp_path / "missing")}]})
-    assert e.value.problems == [
+    missing = str(tmp_path / "missing")
+    assert problems("hourly", missing) == [
         "reports[1].schedule: must be one of daily, weekly, monthly"]
-    with pytest.raises(ConfigError) as e:
-        parse_config({"services": [{"name": "openai", "base_url": "http://x"}], "reports": [
-            {"name": "a", "schedule": "daily"},
-            {"name": "a", "schedule": "weekly", "email_to": ["x@example.com"],
-             "directory": str(tmp_path / "missing")}]})
-    assert e.value.problems == [
+    assert problems("weekly", missing) == [
         "reports[0]: set a directory, a webhook_url or email_to",
         "reports[1].name: duplicate report name 'a'",
-        f"reports[1].directory: {tmp_path / 'missing'} is not a directory",
+        f"reports[1].directory: {missing} is not a directory",
         "reports[1].email_to: needs smtp: the mail server"]
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from conftest import wait_ok
+from conftest import until, wait_ok
 from upstream import json_file
 
 from exporter.devtools.bench import family
@@ -25,12 +25,6 @@ CHAT = "/v1/chat/completions"
 def children(pid: int) -> set[int]:
     """The worker processes of a supervisor."""
     return set(family(pid)) - {pid}
-
-
-async def until(condition, timeout=30.0):
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)  # polling processes we started, under the deadline
 
 
 async def get(url: str) -> aiohttp.ClientResponse:

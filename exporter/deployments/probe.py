@@ -75,7 +75,10 @@ class Deployments:
     async def run(self) -> None:
         """Probe every deployment on its interval, until cancelled."""
         self.announce()
-        await asyncio.gather(*(self._every(d) for d in self.items.values()))
+        try:
+            await asyncio.gather(*(self._every(d) for d in self.items.values()))
+        finally:  # its connections end with it
+            self.pool.close()
 
     async def _every(self, d: Deployment) -> None:
         while True:

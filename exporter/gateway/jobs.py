@@ -66,9 +66,9 @@ class Jobs:
         self.metered: OrderedDict[str, float] = OrderedDict()
         self.states: OrderedDict[str, str] = OrderedDict()  # fine-tuning job -> states seen
         self.shared = None  # with --workers, the ledger in the database (SharedLedger)
-        # Fine-tuning counts, (service, state) and (service, model, tokens), and the series
-        # of a new job made at 0, (record, model): the metrics'.
-        self.on_state = self.on_trained = self.on_created = None
+        # Where fine-tuning is counted: fine_tuning_created(record, model),
+        # fine_tuning_state(service, state), fine_tuning_trained(service, model, tokens).
+        self.counts = None  # the Metrics
 
     def load(self, rows) -> None:
         """Take what the history remembers: (job_id, api_key, created_at, output_file_id,

@@ -78,12 +78,13 @@ class Keys:
         if budget is None or not budget.enforce:
             return None
         now = self.clock()
-        spent = [(end, period, used, limit) for (period, (_, end)), used, limit in zip(
-            periods(now, self.tz).items(), self.spend.of(label, now),
-            (budget.daily, budget.monthly)) if limit is not None and used >= limit]
-        if not spent:
+        spent = [(period, used, limit) for period, used, limit in zip(
+            ("day", "month"), self.spend.of(label, now), (budget.daily, budget.monthly))
+            if limit is not None and used >= limit]
+        if not spent:  # the common case: no calendar arithmetic (10 us) on the way
             return None
-        end, period, used, limit = max(spent)  # both spent: refused until the month ends
+        period, used, limit = spent[-1]  # both spent: refused until the month ends
+        end = periods(now, self.tz)[period][1]
         wait = max(math.ceil(end - now), 1)
         return Refusal(429, "budget_exceeded", f"API key {label} has spent its "
                        f"{'daily' if period == 'day' else 'monthly'} budget: "

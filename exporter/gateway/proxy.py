@@ -35,7 +35,7 @@ from .finish import Failures, account, accounting_failed, deliver
 from .headers import DECODABLE, client_headers, upstream_headers
 from .inspect import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
-from .keys import Keys, Refusal
+from .keys import Keys
 from .relay import Relay
 
 log = logging.getLogger("llm_usage_exporter")
@@ -58,9 +58,7 @@ class Proxy:
         self.sinks = [metrics.observe]  # every finished RequestRecord goes to each sink
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran
         self.jobs = Jobs()  # batches, background responses: app.py gives it a memory
-        self.jobs.on_state = metrics.fine_tuning_state  # and fine-tuning jobs
-        self.jobs.on_trained = metrics.fine_tuning_trained
-        self.jobs.on_created = metrics.fine_tuning_created
+        self.jobs.counts = metrics  # and fine-tuning jobs
         metrics.fine_tuning_services(s.name for s in config.services if s.api_format == "openai")
         self.failed = Failures(metrics.record_errors)
 
@@ -68,6 +66,8 @@ class Proxy:
         """Take the prices, keys and budgets of `config` (SIGHUP): for the next requests."""
         pricing, keys = pricing or pricing_for(config), Keys(config, env, self.spend)
         self.pricing, self.keys = pricing, keys  # together, between two requests
+        if self.spend is not None:  # the writer reads the spend back only while needed
+            self.spend.active = keys.enforcing
         self.metrics.api_key_label.seen.update(k.name for k in config.api_keys)
 
     def route(self, request: Request) -> tuple[Service, str]:
@@ -105,7 +105,7 @@ class Proxy:
             # --- the request ----------------------------------------------------------
             refusal = keys.refuse(label, key, service.name)
             if refusal is not None:
-                return self._refuse(request, rec, api_format, rid, refusal)
+                return self._fail(request, rec, api_format, rid, *refusal)
             length = request.content_length
             if length is not None and length > self.max_body:
                 return self._fail(request, rec, api_format, rid, 413, "too_large",
@@ -126,7 +126,7 @@ class Proxy:
                                                        request.raw_path)
                 if key is not None and key.models and (refusal := keys.refuse_model(
                         label, key, rec.model if rec.model != "unknown" else None)):
-                    return self._refuse(request, rec, api_format, rid, refusal)
+                    return self._fail(request, rec, api_format, rid, *refusal)
             elif request.body_exists:
                 data = request.iter_body()
             else:
@@ -249,15 +249,10 @@ class Proxy:
         else:
             rec.model = self.reported_models.get(key, requested)
 
-    def _refuse(self, request: Request, rec: RequestRecord, api_format: str, rid: str,
-                refusal: Refusal) -> None:
-        """Refuse a request the client's key may not make; it never reaches an upstream."""
-        self._fail(request, rec, api_format, rid, refusal.status, refusal.error_type,
-                   refusal.message, refusal.headers)
-
     def _fail(self, request: Request, rec: RequestRecord, api_format: str, rid: str,
               status: int, error_type: str, message: str, headers: bytes = b"") -> None:
-        """Answer with a gateway error in the client's API format, and record it."""
+        """Answer with a gateway error in the client's API format, and record it (a key's
+        Refusal is these arguments: it never reaches an upstream)."""
         rec.code, rec.error_type, rec.error_message = status, error_type, message
         if status >= 500:
             log_request(log, logging.WARNING, rid, "to service %s: %s: %s", rec.service,

@@ -34,8 +34,8 @@ def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
         job_id, state = job["id"], job.get("status")
         if kind == TUNE:
             jobs.create(job_id, rec.api_key, rec.started)
-            if jobs.on_created is not None and isinstance(job.get("model"), str):
-                jobs.on_created(rec, job["model"])
+            if jobs.counts is not None and isinstance(job.get("model"), str):
+                jobs.counts.fine_tuning_created(rec, job["model"])
             _count(jobs, rec, job_id, CREATED)
         if jobs.creator(job_id) is None:  # not created through the gateway: not ours
             continue
@@ -49,8 +49,8 @@ def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
 
 
 def _count(jobs: Jobs, rec: RequestRecord, job_id: str, state: str) -> None:
-    if jobs.reached(job_id, state) and jobs.on_state is not None:
-        jobs.on_state(rec.service, state)
+    if jobs.reached(job_id, state) and jobs.counts is not None:
+        jobs.counts.fine_tuning_state(rec.service, state)
 
 
 def _trained(rec: RequestRecord, job: dict, tokens: int, pricing: Pricing,
@@ -62,8 +62,8 @@ def _trained(rec: RequestRecord, job: dict, tokens: int, pricing: Pricing,
                             operation=FINE_TUNING, model=model, usage=Usage(), fees=[],
                             fee=Decimal(0), assumed=[],
                             api_key=creator[0] if creator else rec.api_key)
-    if jobs.on_trained is not None:
-        jobs.on_trained(rec.service, model, tokens)
+    if jobs.counts is not None:
+        jobs.counts.fine_tuning_trained(rec.service, model, tokens)
     price = training_price(pricing, rec.service, model)
     if price is None:
         r.unpriced = True

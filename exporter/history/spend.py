@@ -29,6 +29,7 @@ class Spend:
         self.period = ("", "")  # the local day and month the written sums are of
         self.unwritten: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.active = False  # a budget is enforced: the writer reads the rollup back
 
     def of(self, api_key: str, now: float) -> tuple[float, float]:
         """Read from the event loop: one consistent enough view, without a lock (a fee

@@ -89,8 +89,8 @@ class History:
         next_prune = next_refresh = 0.0
         stopping = False
         while not stopping:
-            try:  # woken every second at least, to read the spend of other processes
-                item = self.queue.get(timeout=REFRESH_SECONDS)
+            try:  # with budgets enforced, woken every second to read others' spend
+                item = self.queue.get(timeout=REFRESH_SECONDS if self.spend.active else 60)
             except queue.Empty:
                 item = None
             batch = []
@@ -127,7 +127,7 @@ class History:
                         raise  # the database itself: full, read-only, gone
                     except Exception:  # a row it refuses: keep the others of the batch
                         self._write_each(db, batch)
-                if batch or self.clock() >= next_refresh:
+                if self.spend.active and (batch or self.clock() >= next_refresh):
                     spent = self.spend.read(db.conn, self.clock())
                     self.spend.settle(fees, spent)
                     fees, next_refresh = {}, self.clock() + REFRESH_SECONDS

@@ -31,6 +31,11 @@ class Table:
     columns: list[tuple[str, str, str]]
     rows: list[dict]
 
+    @staticmethod
+    def kind(row: dict, kind: str) -> str:
+        """A cell's kind: its column's, or, in a column of kind row, its row's."""
+        return row.get("kind", "text") if kind == "row" else kind
+
 
 @dataclass
 class Chart:
@@ -59,6 +64,16 @@ class Report:
     @property
     def title(self) -> str:
         return f"LLM usage: {self.kind} report"
+
+    def describe(self) -> list[tuple[str, str]]:
+        """The title page's facts: period, zone, filters, version."""
+        f = self.filters
+        start = datetime.fromtimestamp(f.start, f.tz).isoformat(" ", "minutes")
+        end = datetime.fromtimestamp(f.end, f.tz).isoformat(" ", "minutes")
+        filters = "; ".join(f"{column} = {', '.join(values)}" for column, values in f.equal)
+        return [("Period", f"{start} to {end} (end excluded)"), ("Time zone", f.tz.key),
+                ("Filters", filters or "none: every request"),
+                ("Made by", f"llm-usage-exporter {self.version}")]
 
 
 def fetch(path: str, q: UsageQuery) -> list[dict]:

@@ -27,7 +27,6 @@ from reportlab.platypus import (
 from reportlab.platypus import Table as Grid
 
 from .data import Chart, Report, Table
-from .workbook import describe
 
 PALETTE = [colors.HexColor(c) for c in ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
                                          "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")]
@@ -42,7 +41,7 @@ def pdf(report: Report) -> bytes:
                             leftMargin=1.5 * cm, rightMargin=1.5 * cm,
                             topMargin=1.5 * cm, bottomMargin=1.5 * cm)
     story = [Spacer(1, 4 * cm), Paragraph(report.title, styles["Title"]), Spacer(1, cm)]
-    for name, value in describe(report):
+    for name, value in report.describe():
         story.append(Paragraph(f"<b>{name}:</b> {_escape(value)}", styles["Normal"]))
     for section in report.sections:
         story += [PageBreak(), Paragraph(_escape(section.title), styles["Heading1"])]
@@ -87,7 +86,7 @@ def text(value, kind: str) -> str:
 
 def _grid(table: Table) -> Grid:
     header = [c[1] for c in table.columns]
-    body = [[text(r.get(key), r.get("kind", "text") if kind == "row" else kind)
+    body = [[text(r.get(key), table.kind(r, kind))
              for key, _, kind in table.columns] for r in table.rows]
     grid = Grid([header] + (body or [["(none)"] + [""] * (len(header) - 1)]), repeatRows=1)
     grid.setStyle(TableStyle([

@@ -27,7 +27,7 @@ def workbook(report: Report) -> bytes:
     about.set_column(0, 0, 22)
     about.set_column(1, 1, 60)
     about.write(0, 0, report.title, title)
-    for i, (name, value) in enumerate(describe(report), start=2):
+    for i, (name, value) in enumerate(report.describe(), start=2):
         about.write(i, 0, name, bold)
         about.write(i, 1, value)
     data = book.add_worksheet("Chart data")  # what the charts draw, as numbers
@@ -46,17 +46,6 @@ def workbook(report: Report) -> bytes:
                                {"x_scale": 2, "y_scale": 1.4})
     book.close()
     return out.getvalue()
-
-
-def describe(report: Report) -> list[tuple[str, str]]:
-    """The title page's facts: period, zone, filters, version."""
-    f = report.filters
-    start = datetime.fromtimestamp(f.start, f.tz).isoformat(" ", "minutes")
-    end = datetime.fromtimestamp(f.end, f.tz).isoformat(" ", "minutes")
-    filters = "; ".join(f"{column} = {', '.join(values)}" for column, values in f.equal)
-    return [("Period", f"{start} to {end} (end excluded)"), ("Time zone", f.tz.key),
-            ("Filters", filters or "none: every request"),
-            ("Made by", f"llm-usage-exporter {report.version}")]
 
 
 def _sheet_name(title: str, book) -> str:
@@ -81,7 +70,7 @@ def _table(sheet, row: int, table: Table, bold, formats) -> int:
     for r in table.rows:
         row += 1
         for c, (key, _, kind) in enumerate(table.columns):
-            kind = r.get("kind", "text") if kind == "row" else kind
+            kind = table.kind(r, kind)
             value = cell(r.get(key), kind)
             if value is None:
                 continue
