@@ -1,7 +1,8 @@
 # Two entry points, both from a fresh machine: `make demo` and `make test`.
 # Everything they need is installed here: a virtualenv from PyPI (pinned by constraints.txt)
 # and, for the tests, Debian's prometheus and prometheus-alertmanager (promtool, amtool),
-# and poppler-utils (the reports' PDFs read and rendered).
+# poppler-utils (the reports' PDFs read and rendered) and postgresql (the tests start their
+# own server in a temporary folder with its initdb and pg_ctl).
 # `make bench` runs the benchmark of README.md's Speed section, with Debian's wrk;
 # `make soak` the gateway's memory over 400,000 requests (about seven minutes).
 
@@ -39,8 +40,9 @@ $(VENV)/installed-test: $(VENV)/installed
 
 debian-tools:
 	@for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager poppler-utils >/dev/null; \
+	    prometheus prometheus-alertmanager poppler-utils postgresql >/dev/null; \
 	fi

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import os
 import signal
-import time
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
@@ -23,56 +22,54 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from . import __version__
 from .accounting.pricing import pricing_for
 from .accounting.table import TableError
+from .api.usage import UsageApi
 from .config.schema import ConfigError
 from .config.table import Config
 from .deployments.probe import Deployments
 from .gateway.proxy import Proxy
-from .history.api import UsageApi
-from .history.collector import HistoryCollector
-from .history.store import SharedLedger, load_jobs
-from .history.writer import History
 from .http.server import Server
 from .reports.deliver import Deliverer
-from .reports.make import file_name, render_apart
+from .reports.make import render_apart
 from .reports.schedule import Scheduler
+from .store.collector import HistoryCollector
+from .store.database import Database
+from .store.ledger import JobLedger
+from .store.singleton import Singleton
+from .store.writer import History
 from .telemetry.admin import Admin
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
 
 log = logging.getLogger("llm_usage_exporter")
-# Batches run for up to a day (OpenAI's completion window) and results stay downloadable
-# for about a month: a job older than 30 days is not metered again after a restart.
-JOBS_REMEMBERED = 30 * 86400
 
 
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
-                 env=os.environ, probe: bool = True, worker: bool = False) -> ProxyListener:
-    """Build the proxy listener: its server, upstream connections and history writer, and,
-    with `probe`, what one process of several workers runs: the deployments' prober and
-    the scheduled reports."""
+                 env=os.environ, probe: bool = True) -> ProxyListener:
+    """Build the proxy listener: its server, upstream connections and history writer, and
+    what one process of a fleet runs at a time: the deployments' prober and the scheduled
+    reports (each under a lease in the history; without one, where `probe` says)."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
     proxy = Proxy(config, metrics, env, spend=history.spend if history is not None else None)
     if history is not None:
         proxy.sinks.append(history.put)
-        # The jobs ledger remembers batches and background responses across restarts.
-        proxy.jobs.load(load_jobs(history.path, time.time() - JOBS_REMEMBERED))
+        # Batches and background responses, shared by every process and kept across
+        # restarts: each is metered once, wherever its results pass.
         proxy.jobs.persist = history.put_event
-        if worker:  # the other workers' jobs are in the database, not in this one's memory
-            proxy.jobs.shared = SharedLedger(history.path)
-    deployments = None
+        proxy.jobs.ledger = JobLedger(history.db)
+    jobs = []
     if config.deployments:
         deployments = Deployments(config.deployments, DeploymentMetrics(registry),
                                   persist=history.put_event if history is not None else None,
                                   pricing=lambda: proxy.pricing)
         proxy.sinks.append(deployments.observe)
-    background = []
-    if probe and deployments is not None:
-        background.append(deployments)
-    if probe and config.reports and history is not None:
-        background.append(Scheduler(config.reports, history.path, render_apart,
-                                    Deliverer(config.smtp, env), ReportMetrics(registry).reports,
-                                    config.timezone))
+        jobs.append(("deployments", deployments))
+    if config.reports and history is not None:
+        jobs.append(("reports", Scheduler(config.reports, history.db, render_apart,
+                                          Deliverer(config.smtp, env),
+                                          ReportMetrics(registry).reports, config.timezone)))
+    background = [Singleton(history.db, name, job) for name, job in jobs] \
+        if history is not None else [job for _, job in jobs if probe]
     return ProxyListener(proxy, history, config.limits, background)
 
 
@@ -123,11 +120,10 @@ class ProxyListener(Listener):
             await asyncio.to_thread(self.history.close)
 
 
-def create_admin(registry: CollectorRegistry, *, history_path: str | None = None,
+def create_admin(registry: CollectorRegistry, *, db: Database | None = None,
                  token: str | None = None) -> Listener:
     """Build the admin listener: /metrics, /healthz and, with a history, /api/*."""
-    routes = UsageApi(history_path, render_apart, file_name).routes() \
-        if history_path is not None else None
+    routes = UsageApi(db).routes() if db is not None else None
     return Listener(Admin(registry, routes=routes, token=token).handle)
 
 
@@ -137,17 +133,18 @@ def split_hostport(value: str) -> tuple[str, int]:
 
 
 def history_for(config: Config, registry: CollectorRegistry,
-                exposition: CollectorRegistry | None = None) -> History | None:
+                exposition: CollectorRegistry | None = None, env=os.environ) -> History | None:
     """Build the history the config asks for; the app starts and closes its writer."""
     metrics = HistoryMetrics(registry)
     if not config.history.enabled:
         return None
-    history = History(config.history.path, metrics, queue_size=config.history.queue_size,
+    db = Database.of(config.history, env, pooled=True)
+    history = History(db, metrics, queue_size=config.history.queue_size,
                       retention_days=config.history.retention_days,
                       tz=ZoneInfo(config.timezone))
     history.collector = HistoryCollector(
-        exposition or registry, config.history.path, ZoneInfo(config.timezone),
-        config.budgets, max_keys=config.limits.max_api_keys)
+        exposition or registry, db, ZoneInfo(config.timezone), config.budgets,
+        max_keys=config.limits.max_api_keys, writer=history)
     return history
 
 
@@ -159,13 +156,12 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
     `registry` holds the metric objects; `exposition`, when given, is what /metrics renders
     (in a worker process: every worker's metrics, read from their shared files).
     """
-    # With --workers, the supervisor names one worker to probe the deployments.
+    # With --workers and no history to hold leases in, the supervisor names one worker to
+    # probe the deployments.
     probe = not reuse_port or env.get("LLM_USAGE_EXPORTER_PROBER") == "1"
-    proxy = create_proxy(config, registry=registry, history=history, env=env, probe=probe,
-                         worker=reuse_port)
+    proxy = create_proxy(config, registry=registry, history=history, env=env, probe=probe)
     await proxy.start(*split_hostport(config.listen), reuse_port=reuse_port)
-    admin = create_admin(exposition or registry,
-                         history_path=history.path if history else None,
+    admin = create_admin(exposition or registry, db=history.db if history else None,
                          token=config.admin_token(env))
     await admin.start(*split_hostport(config.admin_listen), reuse_port=reuse_port)
     return [proxy, admin]
@@ -242,3 +238,5 @@ async def serve(config: Config, *, ready=None, worker: bool = False, load=None) 
         log.info("shutting down: finishing in-flight requests")
         for runner in runners:
             await runner.cleanup()
+        if history is not None:
+            history.db.close()

@@ -79,7 +79,8 @@ _SECRET = re.compile(r"(sk-(?:ant-|proj-|svcacct-)?|Bearer\s+|AIza)[A-Za-z0-9_\-
 
 def safe_text(value, limit: int) -> str:
     """Any value as text any sink can write: valid UTF-8 (a lone surrogate, or a byte that
-    was no UTF-8, becomes U+FFFD), at most `limit` characters."""
+    was no UTF-8, becomes U+FFFD), no NUL (which no PostgreSQL text holds: U+FFFD too), at
+    most `limit` characters."""
     if not isinstance(value, str):
         value = "" if value is None else str(value)
     if not value.isascii():
@@ -87,6 +88,8 @@ def safe_text(value, limit: int) -> str:
             value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         except UnicodeEncodeError:  # a lone surrogate from JSON ("\ud800")
             value = _SURROGATE.sub("\ufffd", value)
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
     return value[:limit]
 
 

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import yaml
 from prometheus_client import CollectorRegistry
 
-from exporter.history.collector import HistoryCollector
+from exporter.store.collector import HistoryCollector
+from exporter.store.database import Database
 from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
 
 ROOT = Path(__file__).parent.parent
@@ -47,7 +48,7 @@ def defined_metrics() -> set[str]:
     HistoryMetrics(registry)
     DeploymentMetrics(registry)
     ReportMetrics(registry)
-    HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC"))
+    HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo("UTC"))
     names = {"ALERTS"}
     for family in registry.collect():
         names.add(family.name + ("_total" if family.type == "counter" else ""))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 
@@ -10,6 +11,8 @@ from upstream import Replay
 
 from exporter.app import create_admin, create_proxy
 from exporter.config.load import parse_config
+from exporter.devtools import postgres
+from exporter.store.database import Database
 
 
 def need_binary(name: str) -> str:
@@ -20,6 +23,69 @@ def need_binary(name: str) -> str:
             pytest.fail(f"{name} is required in CI but is not installed")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def need_postgres() -> None:
+    """Skip without Debian's PostgreSQL server locally; fail without it in CI."""
+    if postgres.bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's initdb and pg_ctl are required in CI (apt-get install "
+                        "postgresql)")
+        pytest.skip("PostgreSQL's server (initdb, pg_ctl) is not installed")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the whole run, in a temporary folder."""
+    need_postgres()
+    server = postgres.Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request) -> str:
+    """The history's engine: every history test runs on both."""
+    return request.param
+
+
+@pytest.fixture
+def new_db(engine, tmp_path, request):
+    """Make empty history databases of the test's engine: `new_db()` is a Database (a
+    SQLite file in the test's folder, or a database of its own on the session's server)."""
+    made = []
+
+    def make() -> Database:
+        if engine == "sqlite":
+            db = Database(str(tmp_path / f"h{len(made) or ''}.db"))
+        else:
+            server = request.getfixturevalue("postgres_server")
+            db = Database(server.create_database(f"t{next(_databases)}"))
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        db.close()
+
+
+@pytest.fixture
+def db(new_db) -> Database:
+    """An empty history database of the test's engine."""
+    return new_db()
+
+
+def read_rows(db: Database, table: str = "requests", order: str | None = None) -> list[dict]:
+    """Every row of a table, as dicts: the requests in the order written."""
+    order = order or db.dialect.rowid
+    with db.connect() as conn:
+        stream = conn.stream(f"SELECT * FROM {table} ORDER BY {order}", [], 100_000)
+        names = next(stream)
+        return [dict(zip(names, r)) for batch in stream for r in batch]
 
 
 async def wait_ok(url: str, timeout: float = 60) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -17,10 +16,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.config.table import Budget
-from exporter.history.collector import HistoryCollector
-from exporter.history.writer import History
-from exporter.history.zones import offset_segments
 from exporter.record import RequestRecord, Usage
+from exporter.store.collector import HistoryCollector
+from exporter.store.database import Database
+from exporter.store.writer import History
+from exporter.store.zones import offset_segments
 from exporter.telemetry.metrics import HistoryMetrics
 
 ROOT = Path(__file__).parent.parent
@@ -51,24 +51,24 @@ ROWS = [
 RANGE = {"from": "2026-11-01T00:00:00+00:00", "to": "2026-11-03T00:00:00+00:00"}
 
 
-def write_history(path, records, tz=None):
-    h = History(str(path), HistoryMetrics(CollectorRegistry()), retention_days=None,
+def write_history(db: Database, records, tz=None) -> Database:
+    h = History(db, HistoryMetrics(CollectorRegistry()), retention_days=None,
                 **({"tz": tz} if tz else {}))
     h.start()
     for r in records:
         h.put(r)
     h.close()
-    return str(path)
+    return db
 
 
 @pytest.fixture
-def db(tmp_path):
-    return write_history(tmp_path / "h.db", ROWS)
+def history(db):
+    return write_history(db, ROWS)
 
 
 @pytest.fixture
-async def api(admin, db):
-    return await admin(CollectorRegistry(), history_path=db)
+async def api(admin, history):
+    return await admin(CollectorRegistry(), db=history)
 
 
 async def get_json(api, path, **params):
@@ -148,11 +148,11 @@ def test_dst_day_is_25_hours_long():
                                                   (at("2026-10-25T01:00:00+00:00"), 3600)]
 
 
-async def test_dst_day_bucket_and_qps(tmp_path, admin):
-    db = write_history(tmp_path / "dst.db", [
+async def test_dst_day_bucket_and_qps(db, admin):
+    write_history(db, [
         rec("2026-10-24T22:30:00+00:00", rid="a"),   # 00:30 Paris summer time, 25 Oct
         rec("2026-10-25T22:30:00+00:00", rid="b")])  # 23:30 Paris winter time, 25 Oct
-    api = await admin(CollectorRegistry(), history_path=db)
+    api = await admin(CollectorRegistry(), db=db)
     body = await get_json(api, "/api/usage", granularity="day", tz="Europe/Paris",
                           **{"from": "2026-10-25", "to": "2026-10-26"})
     [day] = body["data"]
@@ -236,13 +236,19 @@ async def test_bad_parameters_are_400_naming_the_parameter(api, path, params, na
     assert (await r.json())["error"]["parameter"] == name
 
 
-async def test_missing_history_is_503(admin, tmp_path):
-    api = await admin(CollectorRegistry(), history_path=str(tmp_path / "none.db"))
-    assert (await api.get("/api/usage")).status == 503
+@pytest.mark.parametrize("where", ["no such file", "a server that does not answer"])
+async def test_missing_history_is_503(admin, tmp_path, where):
+    missing = Database(str(tmp_path / "none.db")) if where == "no such file" else \
+        Database("postgresql://nobody@127.0.0.1:1/llm_usage")
+    api = await admin(CollectorRegistry(), db=missing)
+    r = await api.get("/api/usage")
+    assert r.status == 503
+    assert (await r.json())["error"]["message"].startswith(
+        "the request history cannot be read: ")
 
 
-async def test_bearer_token_guards_metrics_and_api(admin, db):
-    api = await admin(CollectorRegistry(), history_path=db, token="s3cret")
+async def test_bearer_token_guards_metrics_and_api(admin, history):
+    api = await admin(CollectorRegistry(), db=history, token="s3cret")
     for path in ("/metrics", "/api/usage", "/api/requests"):
         assert (await api.get(path)).status == 401
         assert (await api.get(path, headers={"Authorization": "Bearer wrong"})).status == 401
@@ -259,17 +265,17 @@ async def test_unknown_paths_and_methods(api):
 
 
 @pytest.mark.parametrize("written_in", ["Asia/Shanghai", "UTC"])
-def test_spend_and_budgets_by_calendar_period(tmp_path, written_in):
+def test_spend_and_budgets_by_calendar_period(db, written_in):
     # Now is 2026-11-02 10:00 UTC = 18:00 in Shanghai. Shanghai's day began 2026-11-01 16:00Z.
     # Written in UTC: the history is reopened in Shanghai's zone and its rollup rebuilt.
     shanghai = ZoneInfo("Asia/Shanghai")
-    db = write_history(tmp_path / "h.db", [
+    write_history(db, [
         rec("2026-10-31T12:00:00+00:00", fee="1.00"),    # last month
         rec("2026-11-01T12:00:00+00:00", fee="0.50"),    # this month, yesterday in Shanghai
         rec("2026-11-01T17:00:00+00:00", fee="0.25"),    # today in Shanghai (01:00 local)
         rec("2026-11-02T09:00:00+00:00", fee="0.125", key="team-b")], ZoneInfo(written_in))
     if written_in != "Asia/Shanghai":
-        write_history(tmp_path / "h.db", [], shanghai)
+        write_history(db, [], shanghai)
     registry = CollectorRegistry()
     HistoryCollector(registry, db, ZoneInfo("Asia/Shanghai"),
                    [Budget("team-a", daily=1.0, monthly=20.0), Budget("*", monthly=5.0),
@@ -287,9 +293,9 @@ def test_spend_and_budgets_by_calendar_period(tmp_path, written_in):
             value("llm_budget_usd", "team-c", "day")) == (1.0, 20.0, 5.0, None, 2.0)
 
 
-def test_export_command_writes_xlsx(db, tmp_path):
+def test_export_command_writes_xlsx(history, tmp_path):
     out = tmp_path / "usage.xlsx"
-    done = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", db,
+    done = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", history.target,
                            "--from", "2026-11-01", "--to", "2026-11-03", "--group-by",
                            "model,api_key", "--granularity", "day", "--tz", "Europe/Paris",
                            "--format", "xlsx", "--output", str(out)], cwd=ROOT,
@@ -304,31 +310,31 @@ def test_export_command_writes_xlsx(db, tmp_path):
     nov1, nov2 = datetime(2026, 11, 1), datetime(2026, 11, 2)
     assert got == [(nov1, "claude", 1), (nov1, "gpt-4o", 1), (nov2, "claude", 1),
                    (nov2, "gpt-4o", 1)]
-    bad = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", db,
+    bad = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", history.target,
                           "--granularity", "week"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("--granularity: must be one of")
 
 
-def test_xlsx_spills_to_further_sheets_and_escapes_text(tmp_path, monkeypatch):
-    import exporter.history.export as export
-    import exporter.history.xlsx as xlsx
+def test_xlsx_spills_to_further_sheets_and_escapes_text(db, monkeypatch):
+    import exporter.api.xlsx as xlsx
+    from exporter.api.encode import encode
+    from exporter.store.query import Filters
+    from exporter.store.reads import REQUEST_COLUMNS, request_rows
     monkeypatch.setattr(xlsx, "EXCEL_MAX_ROWS", 3)  # a header and two rows per sheet
-    db = write_history(tmp_path / "h.db", [
+    write_history(db, [
         rec(f"2026-11-01T0{i}:00:00+00:00", rid=f"r{i}", code=500, error_type="upstream_error")
         for i in range(5)])
-    with sqlite3.connect(db) as conn:  # a message with markup and a control character
+    with db.connect(write=True) as conn:  # a message with markup and a control character
         conn.execute("UPDATE requests SET error_message = ? WHERE request_id = 'r0'",
                      ["<b>bad</b> & \x07worse"])
-    from exporter.history.query import Filters
     filters = Filters.parse(RANGE, 0)
-    data = b"".join(export.encode("xlsx", export.request_rows(db, filters, None, None),
-                                  export.REQUEST_COLUMNS))
+    data = b"".join(encode("xlsx", request_rows(db, filters, None, None), REQUEST_COLUMNS))
     book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
     sheets = [list(ws.iter_rows(values_only=True)) for ws in book.worksheets]
     assert [len(s) for s in sheets] == [3, 3, 2]  # 5 rows: 2 + 2 + 1, each under a header
     assert all(s[0][0] == "time" for s in sheets)
-    messages = [r[export.REQUEST_COLUMNS.index("error_message")] for s in sheets for r in s[1:]]
+    messages = [r[REQUEST_COLUMNS.index("error_message")] for s in sheets for r in s[1:]]
     assert messages[-1] == "<b>bad</b> & worse"  # r0 is the oldest: the last row
 
 
@@ -349,28 +355,22 @@ async def test_xlsx_is_made_for_excel(api):
     assert sheet.column_dimensions["A"].width == 20
 
 
-def test_spend_has_no_float_noise(tmp_path):
+def test_spend_has_no_float_noise(db):
     # 0.1 + 0.2 in floats is 0.30000000000000004: the gauge says 0.3.
     now = datetime.now(ZoneInfo("UTC")).isoformat()
-    db = write_history(tmp_path / "h.db", [rec(now, fee="0.1", rid="a"),
-                                           rec(now, fee="0.2", rid="b")])
+    write_history(db, [rec(now, fee="0.1", rid="a"), rec(now, fee="0.2", rid="b")])
     registry = CollectorRegistry()
     HistoryCollector(registry, db, ZoneInfo("UTC"))
     assert registry.get_sample_value("llm_spend_usd", {"api_key": "team-a",
                                                        "period": "day"}) == 0.3
 
 
-def test_an_answer_whose_bill_failed_is_a_success(tmp_path):
+def test_an_answer_whose_bill_failed_is_a_success(db):
     import dataclasses
     from datetime import datetime as dt
-    from zoneinfo import ZoneInfo
 
-    from exporter.history.export import request_rows, usage_rows
-    from exporter.history.query import Filters, UsageQuery
-    from exporter.history.writer import History
-    from exporter.record import RequestRecord
-    from exporter.telemetry.metrics import HistoryMetrics
-    db = str(tmp_path / "h.db")
+    from exporter.store.query import Filters, UsageQuery
+    from exporter.store.reads import request_rows, usage_rows
     h = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     now = dt.now().timestamp()
     for rid, code, kind in (("a", 200, "none"), ("b", 200, "accounting_error"),

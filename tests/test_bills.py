@@ -450,16 +450,16 @@ def key_client(gw, key):
     return openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key=key, max_retries=0)
 
 
-async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, replay, tmp_path):
+async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, replay, db):
     # gpt-4o-mini through the Batch API, published: input $0.075, output $0.30 per million
     # tokens (half the $0.15 and $0.60 of a request). Two answered lines: 100 + 200 prompt,
     # 20 + 40 completion tokens; the failed line costs nothing.
     from prometheus_client import CollectorRegistry
 
-    from exporter.history.writer import History
+    from exporter.store.writer import History
     from exporter.telemetry.metrics import HistoryMetrics
     batch_routes(replay)
-    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()))
+    history = History(db, HistoryMetrics(CollectorRegistry()))
     gw = await gateway(history=history, api_keys=[
         {"name": "batch-team", "key_env": "BATCH_KEY"}, {"name": "ops", "key_env": "OPS_KEY"}],
         env={"BATCH_KEY": "sk-batch", "OPS_KEY": "sk-ops"})
@@ -479,8 +479,7 @@ async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, repl
     await gw.records.wait(4)
     assert tokens(gw) == {("input", "text"): 300, ("output", "text"): 60}
     await gw.listener.cleanup()  # a restart: the ledger is in the history
-    gw2 = await gateway(history=History(str(tmp_path / "h.db"),
-                                        HistoryMetrics(CollectorRegistry())))
+    gw2 = await gateway(history=History(db, HistoryMetrics(CollectorRegistry())))
     await key_client(gw2, "sk-ops").files.content("file-out")
     await gw2.records.wait(1)
     assert tokens(gw2) == {}

@@ -45,7 +45,8 @@ def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
     (("prices", "gpt-4o", "--config", "missing.yaml"),
      "missing.yaml: No such file or directory"),
     (("export",), "no history database llm-usage-history.db in this folder: pass --config "
-                  "FILE (the gateway's config, for its history.path) or --db PATH"),
+                  "FILE (the gateway's config, for its history.path) or --db PATH (or a "
+                  "PostgreSQL URL)"),
     (("export", "--db", "none.db"), "--db: no file none.db"),
 ])
 def test_a_mistake_is_one_line_and_status_2(args, line, tmp_path):
@@ -135,7 +136,8 @@ async def test_simulator_answers_a_body_that_is_not_json_as_the_apis_do(aiohttp_
 
 async def test_admin_index_lists_the_endpoints(admin, tmp_path):
     from prometheus_client import CollectorRegistry
-    api = await admin(CollectorRegistry(), history_path=str(tmp_path / "h.db"), token="t")
+    from exporter.store.database import Database
+    api = await admin(CollectorRegistry(), db=Database(str(tmp_path / "h.db")), token="t")
     r = await api.get("/")
     assert r.status == 200  # open, like /healthz: it tells nothing of the traffic
     assert set((await r.json())["endpoints"]) == {"/", "/metrics", "/healthz",
@@ -184,7 +186,10 @@ def test_the_readme_config_checks_and_its_base_urls_reach_its_services():
 async def test_the_readme_urls_answer(admin, tmp_path):
     from prometheus_client import CollectorRegistry
     from test_api import ROWS, write_history
-    api = await admin(CollectorRegistry(), history_path=write_history(tmp_path / "h.db", ROWS))
+
+    from exporter.store.database import Database
+    api = await admin(CollectorRegistry(),
+                      db=write_history(Database(str(tmp_path / "h.db")), ROWS))
     urls = re.findall(r"http://127\.0\.0\.1:9464(/[^'\s`)]*)", "".join(blocks("sh")) + README)
     assert "/api/usage?group_by=api_key&order=fee&limit=5&from=2026-11-01&tz=Europe/Paris" \
         in urls
@@ -220,11 +225,14 @@ def test_check_config_warns_where_managed_keys_would_reach_an_upstream(tmp_path)
 
 
 def test_reading_commands_upgrade_an_older_history_and_name_an_unwritable_output(tmp_path):
-    from exporter.history.store import open_db
+    from exporter.store.database import Database
     db = tmp_path / "old.db"
-    open_db(str(db)).conn.close()
+    Database(str(db)).migrate()
     with sqlite3.connect(db) as conn:  # as a release before m010 left it
         conn.execute("ALTER TABLE requests DROP COLUMN share")
+        conn.execute("DROP INDEX idx_jobs_output_file_id")
+        for table in ("reports_sent", "leases", "batches", "counters"):
+            conn.execute(f"DROP TABLE {table}")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name >= 'm010'")
     done = run("export", "--db", str(db), "--from", "2026-11-01")
     assert (done.returncode, done.stderr) == (0, "")

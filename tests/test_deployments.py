@@ -17,9 +17,11 @@ from upstream import json_file
 from exporter.config.load import parse_config
 from exporter.config.schema import ConfigError
 from exporter.deployments.probe import Deployments
-from exporter.history.deployments import deployment_rows
-from exporter.history.query import Filters
-from exporter.history.writer import History
+from exporter.store.database import Database
+from exporter.store.deployments import deployment_rows
+from exporter.store.query import Filters
+from exporter.store.rows import Uptime
+from exporter.store.writer import History
 from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics
 
 CHAT = "/v1/chat/completions"
@@ -27,8 +29,8 @@ T0 = 1_790_000_000.0  # wall clock of the first probe
 UTC = ZoneInfo("UTC")
 
 
-def rows(db: str, filters: Filters) -> list[dict]:
-    return [row for batch in deployment_rows(db, filters).batches() for row in batch]
+def rows(db: Database, filters: Filters) -> list[dict]:
+    return deployment_rows(db, filters).all()
 
 
 def config(**deployment):
@@ -73,9 +75,8 @@ def test_gpu_time_accrues_only_between_two_probes_that_found_it_up():
     # 60 GPU-seconds at $2.50 an hour: 60 x 2.5 / 3600.
     assert sample(registry, "llm_deployment_cost_usd_total", deployment="llama") == \
         pytest.approx(60 * 2.5 / 3600)
-    assert events == [("uptime", "llama", T0, T0 + 15, 2, 2.5, "llama-3.1-70b", "deployment"),
-                      ("uptime", "llama", T0 + 60, T0 + 75, 2, 2.5, "llama-3.1-70b",
-                       "deployment")]
+    assert events == [Uptime("llama", T0, T0 + 15, 2, 2.5, "llama-3.1-70b", "deployment"),
+                      Uptime("llama", T0 + 60, T0 + 75, 2, 2.5, "llama-3.1-70b", "deployment")]
 
 
 async def test_the_probe_follows_health_and_falls_back_to_v1_models(aiohttp_server):
@@ -113,8 +114,7 @@ async def test_the_probe_follows_health_and_falls_back_to_v1_models(aiohttp_serv
 
 
 async def test_runs_across_a_restart_are_counted_once_and_priced_per_million_tokens(
-        gateway, replay, tmp_path):
-    db = str(tmp_path / "h.db")
+        gateway, replay, db):
     history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     history.start()
     d = config(gpus=2, gpu_hourly_usd=2.0).deployments[0]
@@ -168,14 +168,12 @@ def test_a_deployment_cannot_take_a_service_name():
     assert e.value.problems == ["deployments[0].name: 'llama' is a service's name already"]
 
 
-async def test_the_api_serves_the_deployments_table(admin, tmp_path):
-    db = str(tmp_path / "h.db")
+async def test_the_api_serves_the_deployments_table(admin, db):
     history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     history.start()
-    history.put_event(("uptime", "llama", T0, T0 + 5400, 4, 3.0, "llama-3.1-70b",
-                       "fine-tuning"))
+    history.put_event(Uptime("llama", T0, T0 + 5400, 4, 3.0, "llama-3.1-70b", "fine-tuning"))
     await asyncio.to_thread(history.close)
-    client = await admin(CollectorRegistry(), history_path=db)
+    client = await admin(CollectorRegistry(), db=db)
     async with client.get("/api/deployments", params={
             "from": str(T0), "to": str(T0 + 86400)}) as r:
         assert r.status == 200
@@ -191,12 +189,11 @@ async def test_the_api_serves_the_deployments_table(admin, tmp_path):
         assert json.loads(await r.text())["error"]["parameter"] == "from"
 
 
-def test_the_table_names_the_model_the_range_ran(tmp_path):
-    db = str(tmp_path / "h.db")
+def test_the_table_names_the_model_the_range_ran(db):
     history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
-    history.put_event(("uptime", "llama", T0, T0 + 3600, 1, 1.0, "llama-3.1-70b", "deployment"))
-    history.put_event(("uptime", "llama", T0 + 7200, T0 + 9000, 2, 1.0, "llama-3.3-70b",
-                       "fine-tuning"))
+    history.put_event(Uptime("llama", T0, T0 + 3600, 1, 1.0, "llama-3.1-70b", "deployment"))
+    history.put_event(Uptime("llama", T0 + 7200, T0 + 9000, 2, 1.0, "llama-3.3-70b",
+                             "fine-tuning"))
     history.start()
     history.close()
     [before] = rows(db, Filters(T0, T0 + 3600, UTC))

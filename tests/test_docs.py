@@ -13,7 +13,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from exporter.cli.main import main
 from exporter.config.schema import documented_keys
 from exporter.config.table import Config
-from exporter.history.collector import HistoryCollector
+from exporter.store.collector import HistoryCollector
+from exporter.store.database import Database
 from exporter.telemetry.metrics import (
     DeploymentMetrics,
     HistoryMetrics,
@@ -40,7 +41,7 @@ def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
     registry = CollectorRegistry()
     owners = (Metrics(registry), HistoryMetrics(registry), DeploymentMetrics(registry),
               ReportMetrics(registry),
-              HistoryCollector(registry, "/nonexistent.db", ZoneInfo("UTC")))
+              HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo("UTC")))
     declared = {m._name + ("_total" if m._type == "counter" else ""): (m._type,
                                                                       list(m._labelnames))
                 for owner in owners for m in vars(owner).values()

@@ -11,7 +11,7 @@ import openai
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter.history.writer import History
+from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 
 JOBS = "/v1/fine_tuning/jobs"
@@ -50,9 +50,9 @@ def samples(gw, name: str) -> dict:
             for s in m.samples if s.name == name and s.value}
 
 
-async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, tmp_path):
+async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, db):
     upstream = Upstream(replay)
-    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0)
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     gw = await gateway(history=history, pricing=PRICING, env={"TUNER": "sk-tuner"},
                        api_keys=[{"name": "tuners", "key_env": "TUNER"}])
     tuner = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-tuner")
@@ -82,7 +82,7 @@ async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, tmp
     assert all(dict(k)["operation"] == "fine_tuning" for k in requests)
 
     await gw.listener.cleanup()  # a restart: the ledger is in the history
-    history2 = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0)
+    history2 = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     gw2 = await gateway(history=history2, pricing=PRICING)
     replay.routes[JOBS] = lambda request, body: _list()
     again = openai.AsyncOpenAI(base_url=gw2.url + "/openai/v1", api_key="sk-x")
@@ -98,31 +98,32 @@ async def _list():
         job("succeeded", 5768)], "has_more": False}), content_type="application/json")
 
 
-def test_workers_sharing_the_history_count_a_job_once(tmp_path):
+async def test_processes_sharing_the_history_count_a_job_once(db):
     from exporter.gateway.jobs import Jobs
-    from exporter.history.store import SharedLedger, open_db
-    path = str(tmp_path / "h.db")
-    open_db(path).conn.close()
-    first, second = Jobs(), Jobs()  # two workers' ledgers, each with its own memory
-    for jobs in (first, second):
-        jobs.shared = SharedLedger(path)
+    from exporter.store.ledger import JobLedger
+    from exporter.store.rows import JobCreated
+    db.migrate()
+    # Two processes' ledgers (workers, or replicas of a fleet), each with its own memory.
+    first, second = Jobs(ledger=JobLedger(db)), Jobs(ledger=JobLedger(db))
     first.create("ftjob-abc", "tuners", 1.0)
-    SharedLedger(path)._update("ftjob-abc", "UPDATE jobs SET api_key = ? WHERE job_id = ?",
-                               ["tuners", "ftjob-abc"])  # as the writer persists a creation
-    assert second.creator("ftjob-abc")[0] == "tuners"  # read from the database
-    assert [first.reached("ftjob-abc", "running"), second.reached("ftjob-abc", "running"),
-            second.reached("ftjob-abc", "succeeded")] == [True, False, True]
-    assert [second.claim("ftjob-abc", 2.0), first.claim("ftjob-abc", 3.0)] == [True, False]
+    with db.connect(write=True) as conn:  # as the writer persists the creation
+        event = JobCreated("ftjob-abc", "tuners", 1.0)
+        conn.execute(event.sql, event.args())
+    assert (await second.creator("ftjob-abc"))[0] == "tuners"  # read from the database
+    assert [await first.reached("ftjob-abc", "running"),
+            await second.reached("ftjob-abc", "running"),
+            await second.reached("ftjob-abc", "succeeded")] == [True, False, True]
+    assert [await second.claim("ftjob-abc", 2.0), await first.claim("ftjob-abc", 3.0)] == [
+        True, False]
 
 
-async def test_usage_counts_the_training_record_as_no_request(gateway, replay, tmp_path):
+async def test_usage_counts_the_training_record_as_no_request(gateway, replay, db):
     import time
     from zoneinfo import ZoneInfo
 
-    from exporter.history.export import usage_rows
-    from exporter.history.query import Filters, UsageQuery
+    from exporter.store.query import Filters, UsageQuery
+    from exporter.store.reads import usage_rows
     upstream = Upstream(replay)
-    db = str(tmp_path / "h.db")
     history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     gw = await gateway(history=history, pricing=PRICING)
     client = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-t")
@@ -132,5 +133,5 @@ async def test_usage_counts_the_training_record_as_no_request(gateway, replay, t
     await gw.records.wait(3)
     await gw.listener.cleanup()
     q = UsageQuery(Filters(time.time() - 60, time.time() + 60, ZoneInfo("UTC")))
-    [row] = [r for b in usage_rows(db, q).batches() for r in b]
+    [row] = usage_rows(db, q).all()
     assert (row["requests"], row["successful"], round(row["fee_usd"], 10)) == (2, 2, 0.017304)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import need_binary
+from conftest import need_binary, read_rows
 from prometheus_client import CollectorRegistry
 from upstream import json_file, sse_file, status
 
-from exporter.history.writer import History
 from exporter.record import RequestRecord, Usage
+from exporter.store.database import Database
+from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 
 CHAT = "/v1/chat/completions"
@@ -25,20 +25,13 @@ ROOT = Path(__file__).parent.parent
 KEY = "sk-history-test-key"
 
 
-def rows(path):
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM requests ORDER BY rowid")]
-
-
-def history_at(path, registry=None, **kw):
-    h = History(str(path), HistoryMetrics(registry or CollectorRegistry()), **kw)
+def history_at(db, registry=None, **kw):
+    h = History(db, HistoryMetrics(registry or CollectorRegistry()), **kw)
     h.start()
     return h
 
 
-async def test_rows_of_mixed_requests_are_exact(gateway, replay, tmp_path):
-    db = tmp_path / "h.db"
+async def test_rows_of_mixed_requests_are_exact(gateway, replay, db):
     history = history_at(db)
     replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse")
     replay.routes["/v1/messages"] = json_file("anthropic_message.json")
@@ -53,7 +46,7 @@ async def test_rows_of_mixed_requests_are_exact(gateway, replay, tmp_path):
                             headers={"X-Request-ID": "r-failed"})).read()
     await gw.records.wait(3)
     await asyncio.to_thread(history.close)
-    got = {r["request_id"]: r for r in rows(db)}
+    got = {r["request_id"]: r for r in read_rows(db)}
     assert set(got) == {"r-stream", "r-cached", "r-failed"}
     s, c, f = got["r-stream"], got["r-cached"], got["r-failed"]
     assert (s["model"], s["stream"], s["status"], s["error_type"], s["operation"]) == (
@@ -71,8 +64,7 @@ async def test_rows_of_mixed_requests_are_exact(gateway, replay, tmp_path):
     assert s["error_message"] is None
 
 
-async def test_estimated_row_of_a_client_that_went_away(gateway, replay, tmp_path):
-    db = tmp_path / "h.db"
+async def test_estimated_row_of_a_client_that_went_away(gateway, replay, db):
     history = history_at(db)
     replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse",
                                    gate=asyncio.Event(), after=2)
@@ -84,7 +76,7 @@ async def test_estimated_row_of_a_client_that_went_away(gateway, replay, tmp_pat
         r.close()
     await gw.records.wait(1)
     await asyncio.to_thread(history.close)
-    [row] = rows(db)
+    [row] = read_rows(db)
     # "Say hello": 9 chars -> 3 tokens; "Hello": 5 chars -> 2 tokens, both estimated.
     assert (row["status"], row["error_type"]) == (499, "client_disconnect")
     assert (row["input_text"], row["estimated_input"], row["output_text"],
@@ -96,53 +88,78 @@ def record(i: int, started: float = 1_700_000_000.0) -> RequestRecord:
                          code=200, usage=Usage(input_text=i))
 
 
-def test_close_writes_everything_queued(tmp_path):
-    history = history_at(tmp_path / "h.db", retention_days=None, batch_size=64)
+def test_close_writes_everything_queued(db):
+    history = history_at(db, retention_days=None, batch_size=64)
     for i in range(5000):
         history.put(record(i))
     history.close()
-    got = rows(tmp_path / "h.db")
+    got = read_rows(db)
     assert len(got) == 5000 and sum(r["input_text"] for r in got) == sum(range(5000))
 
 
-def test_full_queue_drops_and_counts(tmp_path):
+def test_full_queue_drops_and_counts(db):
     registry = CollectorRegistry()
-    history = History(str(tmp_path / "h.db"), HistoryMetrics(registry), queue_size=2)
+    history = History(db, HistoryMetrics(registry), queue_size=2)
     for i in range(5):  # the writer is not started: nothing drains the queue
         history.put(record(i))
     assert registry.get_sample_value("llm_history_dropped_total") == 3
     assert registry.get_sample_value("llm_history_queue_size") == 2
 
 
-def test_retention_deletes_old_rows(tmp_path):
+def test_retention_deletes_old_rows(db):
     now = 1_800_000_000.0
-    history = history_at(tmp_path / "h.db", retention_days=30, clock=lambda: now)
+    history = history_at(db, retention_days=30, clock=lambda: now)
     history.put(record(1, started=now - 31 * 86400))
     history.put(record(2, started=now - 29 * 86400))
     history.close()
-    assert [r["request_id"] for r in rows(tmp_path / "h.db")] == ["id-2"]
+    assert [r["request_id"] for r in read_rows(db)] == ["id-2"]
+    with db.connect() as conn:  # the rows' count follows, without a count(*)
+        assert conn.one("SELECT value FROM counters WHERE name = 'requests'")[0] == 1
+
+
+def test_retention_on_postgresql_drops_whole_days(postgres_server):
+    """A day's partition goes once the whole day is past the retention: no DELETE, so no
+    bloat. A row of the day the cutoff falls in stays until that day is wholly past."""
+    db = Database(postgres_server.create_database("retention"))
+    day = 86400
+    now = 20_000 * day + 6 * 3600  # 06:00 UTC
+    history = history_at(db, retention_days=2, clock=lambda: now)
+    for i, started in enumerate((now - 3 * day, now - 2 * day - 3600, now - day)):
+        history.put(record(i, started=started))
+    history.close()
+    # The cutoff is 06:00 two days ago: the day before it goes whole; the row at 05:00 of
+    # the cutoff's own day stays, as does yesterday's.
+    assert [r["request_id"] for r in read_rows(db)] == ["id-1", "id-2"]
+    with db.connect() as conn:
+        days = sorted(name for (name,) in conn.all(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'requests'::regclass"))
+        assert days == ["requests_d19998", "requests_d19999"]
+        assert conn.one("SELECT value FROM counters WHERE name = 'requests'")[0] == 2
 
 
 @pytest.fixture(params=["missing directory", "read-only file"])
 def unwritable(request, tmp_path):
-    """A database path the writer cannot write: as root, only an immutable file refuses."""
+    """A database the writer cannot write: as root, only an immutable file refuses."""
     if request.param == "missing directory":
-        yield tmp_path / "missing-dir" / "h.db"
+        yield Database(str(tmp_path / "missing-dir" / "h.db"))
         return
     path = tmp_path / "h.db"
-    history_at(path).close()  # a real database, migrated, then made immutable
+    history_at(Database(str(path))).close()  # a real database, migrated, then immutable
     chattr = need_binary("chattr")
     if subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode != 0:
         pytest.skip("this filesystem cannot make a file immutable")
     try:
-        yield path
+        yield Database(str(path))
     finally:
         subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 async def test_unwritable_database_never_stops_the_proxy(gateway, replay, unwritable, caplog):
+    """Rows wait for a database that cannot be written; at shutdown, after a grace, the
+    ones it never took are counted as dropped: one error for the outage, one for the loss."""
     registry = CollectorRegistry()
-    history = history_at(unwritable, registry)
+    history = history_at(unwritable, registry, stop_grace=0.5)
     replay.routes[CHAT] = json_file("openai_chat_cached.json")
     gw = await gateway(history=history)
     async with aiohttp.ClientSession() as s:
@@ -152,12 +169,17 @@ async def test_unwritable_database_never_stops_the_proxy(gateway, replay, unwrit
     await gw.records.wait(3)
     await asyncio.to_thread(history.close)
     assert registry.get_sample_value("llm_history_write_errors_total") >= 1
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "history" in r.message]
-    assert len(errors) == 1
+    assert registry.get_sample_value("llm_history_dropped_total") == 3
+    assert registry.get_sample_value("llm_history_queue_size") == 0
+    errors = [r.message for r in caplog.records if r.levelno == logging.ERROR
+              and "history" in r.message]
+    assert len(errors) == 2, errors
+    assert "cannot write to" in errors[0]
+    assert "3 rows could not be written" in errors[1]
 
 
 async def test_sigterm_with_requests_in_flight_loses_no_row(aiohttp_server, replay, tmp_path,
-                                                            unused_tcp_port_factory):
+                                                            unused_tcp_port_factory, db):
     """Five streams are mid-flight when the gateway gets SIGTERM: all five finish, and all
     five rows are in the database when the process exits."""
     gate = asyncio.Event()
@@ -169,7 +191,7 @@ async def test_sigterm_with_requests_in_flight_loses_no_row(aiohttp_server, repl
     config.write_text(f"""
 listen: 127.0.0.1:{listen}
 admin_listen: 127.0.0.1:{admin}
-history: {{path: {tmp_path / 'h.db'}}}
+history: {{{'url' if db.postgresql else 'path'}: "{db.target}"}}
 services: [{{name: openai, base_url: "{str(upstream.make_url('')).rstrip('/')}"}}]
 """)
     proc = await asyncio.create_subprocess_exec(
@@ -194,6 +216,6 @@ services: [{{name: openai, base_url: "{str(upstream.make_url('')).rstrip('/')}"}
         if proc.returncode is None:
             proc.kill()
     assert all(b.endswith(b"data: [DONE]\n\n") for b in bodies)
-    got = rows(tmp_path / "h.db")
+    got = read_rows(db)
     assert [(r["status"], r["error_type"], r["output_text"]) for r in got] == [
         (200, "none", 3)] * 5

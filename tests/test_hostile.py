@@ -7,19 +7,18 @@ import asyncio
 import json
 import logging
 import socket
-import sqlite3
 import subprocess
 import time
 from decimal import Decimal as D
 
 import aiohttp
 from aiohttp import web
-from conftest import need_binary
+from conftest import need_binary, read_rows
 from prometheus_client import CollectorRegistry
 from upstream import Wire, fixture, json_file, status
 
 from exporter.gateway import proxy as proxy_module
-from exporter.history.writer import History
+from exporter.store.writer import History
 from exporter.record import RequestRecord, Usage
 from exporter.telemetry.exposition import render, render_openmetrics
 from exporter.telemetry.metrics import HistoryMetrics
@@ -30,13 +29,11 @@ CHUNK = {"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini-20
 
 
 def rows(path) -> list[dict]:
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM requests ORDER BY rowid")]
+    return read_rows(path)
 
 
-def history_at(path) -> History:
-    history = History(str(path), HistoryMetrics(CollectorRegistry()), linger=0)
+def history_at(db) -> History:
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     history.start()
     return history
 
@@ -90,9 +87,8 @@ def post(path: str, body: bytes, *headers: bytes) -> bytes:
 # --- 1. one request must not blind /metrics or the history ------------------------------
 
 async def test_lone_surrogate_model_and_non_utf8_request_id_keep_every_sink_working(
-        gateway, replay, tmp_path):
+        gateway, replay, db):
     replay.routes[CHAT] = status(400, {"error": {"message": "no such model"}})
-    db = tmp_path / "h.db"
     history = history_at(db)
     gw = await gateway(history=history)
     # Valid JSON naming a lone surrogate; a request id that is no UTF-8 at all.
@@ -103,26 +99,29 @@ async def test_lone_surrogate_model_and_non_utf8_request_id_keep_every_sink_work
     writer.close()
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b"\r\nX-Request-ID: r\xff\xfe1\r\n" in answer  # returned as it came
-    async with aiohttp.ClientSession() as s:  # and the next request is recorded as usual
+    async with aiohttp.ClientSession() as s:  # and the next requests are recorded as usual
         await (await s.post(gw.url + CHAT, json={"model": "ok", "messages": PROMPT},
                             headers={"X-Request-ID": "r2"})).read()
-    await gw.records.wait(2)
+        # A NUL, which no PostgreSQL text can hold: the row is kept, the NUL replaced.
+        await (await s.post(gw.url + CHAT, json={"model": "nul\u0000name",
+                                                 "messages": PROMPT},
+                            headers={"X-Request-ID": "r3"})).read()
+    await gw.records.wait(3)
     check_metrics(gw.registry)
     await asyncio.to_thread(history.close)
     got = rows(db)
     assert [(r["request_id"], r["model"]) for r in got] == [
-        ("r\ufffd\ufffd1", "bad\ufffdname"), ("r2", "ok")]
+        ("r\ufffd\ufffd1", "bad\ufffdname"), ("r2", "ok"), ("r3", "nul\ufffdname")]
     assert history.metrics.write_errors._value.get() == 0
     assert gw.value("llm_record_errors_total", stage="metrics") == 0
 
 
-async def test_history_keeps_the_rows_of_a_batch_around_one_it_cannot_write(tmp_path):
-    db = tmp_path / "h.db"
-    history = History(str(db), HistoryMetrics(CollectorRegistry()), linger=0)
+async def test_history_keeps_the_rows_of_a_batch_around_one_it_cannot_write(db):
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     for rid in ("a", "bad", "c"):  # queued before the writer starts: one batch
         rec = RequestRecord(rid, time.time(), "s", "openai", "k", "chat", code=200)
         if rid == "bad":
-            rec.usage = Usage(input_text=1 << 70)  # no SQLite integer holds it
+            rec.usage = Usage(input_text=1 << 70)  # no integer column holds it
         history.put(rec)
     history.start()
     await asyncio.to_thread(history.close)
@@ -147,7 +146,8 @@ async def test_accounting_that_raises_still_ends_in_one_record(gateway, replay, 
     assert (rec.code, rec.error_type, rec.fee) == (200, "accounting_error", D(0))
     assert gw.total("llm_requests_total", error_type="accounting_error", code="200") == 1
     assert gw.value("llm_record_errors_total", stage="accounting") == 1
-    logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR
+              and r.name == "llm_usage_exporter"]  # not a client an earlier test left open
     assert "acct-1" in logged[0].getMessage() and logged[0].exc_info[0] is RuntimeError
 
 
@@ -356,12 +356,10 @@ async def test_reset_before_the_first_body_byte_is_a_502_in_the_clients_format(g
 
 # --- 8. keys never stored; hop-by-hop headers never passed ---------------------------------
 
-async def test_keys_echoed_by_an_upstream_are_masked_in_what_is_stored(gateway, replay,
-                                                                       tmp_path):
+async def test_keys_echoed_by_an_upstream_are_masked_in_what_is_stored(gateway, replay, db):
     message = ("Incorrect API key provided: sk-proj-AbCdEf123456789. Sent as "
                "Authorization: Bearer tok_9876543210abcdef; also sk-ant-api03-XyZ_0123456789.")
     replay.routes[CHAT] = status(401, {"error": {"message": message}})
-    db = tmp_path / "h.db"
     history = history_at(db)
     gw = await gateway(history=history)
     async with aiohttp.ClientSession() as s:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import sqlite3
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -25,8 +24,8 @@ from exporter.cli.main import main
 from exporter.config.load import parse_config
 from exporter.config.schema import ConfigError
 from exporter.gateway.keys import Keys
-from exporter.history.spend import Spend
-from exporter.history.writer import History
+from exporter.store.spend import Spend
+from exporter.store.writer import History
 from exporter.record import RequestRecord
 from exporter.telemetry.metrics import HistoryMetrics
 
@@ -94,9 +93,9 @@ async def test_a_key_is_held_to_its_services_and_models(gateway, replay):
     assert [s.path_qs for s in replay.seen] == [CHAT, MESSAGES]  # the refused never went up
 
 
-async def test_a_spent_budget_is_refused_with_429_until_it_renews(gateway, replay, tmp_path):
+async def test_a_spent_budget_is_refused_with_429_until_it_renews(gateway, replay, db):
     replay.routes[CHAT] = json_file("openai_chat_cached.json")
-    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0)
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     history.start()
     gw = await gateway(history=history, env={"BOB_KEY": BOB}, **KEYS, budgets=[
         {"api_key": "alice", "daily": 0.001, "enforce": True},
@@ -132,9 +131,8 @@ def record(key: str, fee: str) -> RequestRecord:
     return r
 
 
-async def test_spend_counts_each_fee_once_while_written_and_sees_other_gateways(tmp_path):
-    db = tmp_path / "h.db"
-    history = History(str(db), HistoryMetrics(CollectorRegistry()), linger=0)
+async def test_spend_counts_each_fee_once_while_written_and_sees_other_gateways(db):
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     history.spend.active = True  # as an enforced budget makes it
     history.put(record("alice", "0.25"))
     history.put(record("alice", "0.5"))
@@ -144,7 +142,7 @@ async def test_spend_counts_each_fee_once_while_written_and_sees_other_gateways(
     history.start()
     await until(lambda: history.spend.written.get("alice") == (0.75, 0.75))
     assert history.spend.of("alice", now) == (0.75, 0.75) and history.spend.unwritten == {}
-    with sqlite3.connect(db) as conn:  # another worker's commit
+    with db.connect(write=True) as conn:  # another gateway's commit
         conn.execute("UPDATE spend_daily SET fee_usd = fee_usd + 2 WHERE api_key = 'bob'")
     await until(lambda: history.spend.of("bob", time.time()) == (3.0, 3.0))
     await asyncio.to_thread(history.close)
@@ -193,9 +191,9 @@ def test_sums_of_a_day_or_month_that_has_ended_count_nothing():
     assert spend.of("alice", at("2027-01-01T00:30:00+00:00").timestamp()) == (0.25, 0.25)
 
 
-async def test_the_month_spend_outlives_a_short_retention(tmp_path):
+async def test_the_month_spend_outlives_a_short_retention(db):
     now = datetime.fromisoformat("2026-12-20T12:00:00+00:00").timestamp()
-    history = History(str(tmp_path / "h.db"), HistoryMetrics(CollectorRegistry()), linger=0,
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0,
                       retention_days=1, clock=lambda: now)
     history.spend.active = True
     for day in (2, 10, 20):  # the 2nd and the 10th are past the retention, not the month
@@ -205,8 +203,8 @@ async def test_the_month_spend_outlives_a_short_retention(tmp_path):
     history.start()
     await until(lambda: history.spend.written.get("alice") == (1.0, 3.0))
     await asyncio.to_thread(history.close)
-    with sqlite3.connect(tmp_path / "h.db") as db:  # the rows are pruned, the rollup is not
-        assert db.execute("SELECT count(*) FROM requests").fetchone() == (1,)
+    with db.connect() as conn:  # the rows are pruned, the rollup is not
+        assert conn.one("SELECT count(*) FROM requests") == (1,)
 
 
 def test_keys_new_prints_a_key_once_and_config_lines_with_its_hash_only():

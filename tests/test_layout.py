@@ -17,10 +17,10 @@ MAX_LINES = 300
 # version) is below everything; `__main__` above everything. The command line is above the
 # development tools because `bench` and `demo` are commands: it imports them when one of
 # those runs, and test_serve_loads_no_development_tool keeps them out of `serve`.
-LAYERS = ("exporter", "record", "config", "http", "accounting", "telemetry", "history",
-          "reports", "deployments", "gateway", "app", "devtools", "cli", "__main__")
-PARTS = {"config", "http", "accounting", "telemetry", "history", "reports", "deployments",
-         "gateway", "cli", "devtools"}
+LAYERS = ("exporter", "record", "config", "http", "accounting", "telemetry", "store",
+          "reports", "deployments", "api", "gateway", "app", "devtools", "cli", "__main__")
+PARTS = {"config", "http", "accounting", "telemetry", "store", "reports", "deployments",
+         "api", "gateway", "cli", "devtools"}
 TOP_LEVEL = {"__init__.py", "__main__.py", "app.py", "record.py"}
 
 
@@ -162,8 +162,10 @@ def test_serve_loads_no_development_tool(tmp_path):
     loaded = json.loads(done.stdout.splitlines()[-1])
     assert loaded["status"] == 0
     modules_ = loaded["modules"]
-    assert "exporter.gateway.proxy" in modules_ and "exporter.history.writer" in modules_
+    assert "exporter.gateway.proxy" in modules_ and "exporter.store.writer" in modules_
     assert [m for m in modules_ if m.startswith("exporter.devtools")] == []
+    # PostgreSQL's driver only for a history there: a SQLite gateway holds none of it.
+    assert [m for m in modules_ if m.split(".")[0] in ("psycopg", "psycopg_pool")] == []
     # The gateway's HTTP is its own: aiohttp (demo, simulator, tests) is never loaded.
     assert [m for m in modules_ if m.split(".")[0] == "aiohttp"] == []
 

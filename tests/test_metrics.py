@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.history.collector import HistoryCollector
+from exporter.store.collector import HistoryCollector
+from exporter.store.database import Database
 from exporter.record import RequestRecord, Usage
 from exporter.telemetry.metrics import Metrics
 
@@ -73,7 +74,7 @@ def test_exemplar_names_the_request_when_it_can(rid, kept):
 def periods(zone: str, now: str) -> dict:
     registry = CollectorRegistry()
     moment = datetime.fromisoformat(now).timestamp()
-    HistoryCollector(registry, "/nonexistent.db", ZoneInfo(zone), clock=lambda: moment)
+    HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo(zone), clock=lambda: moment)
     return {(name, period): registry.get_sample_value(name, {"period": period})
             for name in ("llm_period_start_timestamp_seconds",
                          "llm_period_end_timestamp_seconds")

@@ -3,15 +3,16 @@ not depend on how it was split into reads, and no string breaks /metrics or the 
 
 from __future__ import annotations
 
+import itertools
 import json
-import sqlite3
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from conftest import need_binary
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from upstream import fixture
@@ -34,8 +35,9 @@ from exporter.accounting.operations import (
 )
 from exporter.accounting.stream import StreamMeter
 from exporter.accounting.usage import MAX_COUNT, usage_from, web_search_calls
-from exporter.history.writer import History
 from exporter.record import TOKEN_FIELDS, RequestRecord, Usage
+from exporter.store.database import Database
+from exporter.store.writer import History
 from exporter.telemetry.exposition import render, render_openmetrics
 from exporter.telemetry.metrics import HistoryMetrics, Metrics
 
@@ -158,15 +160,22 @@ texts = st.text(st.characters(exclude_categories=[]), max_size=300) | st.binary(
     max_size=200).map(lambda b: b.decode("utf-8", "surrogateescape"))
 
 
-@settings(max_examples=40, deadline=None, database=None)
+_examples = itertools.count()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # a database per example
 @given(st.lists(st.tuples(texts, texts, texts, texts, texts), min_size=1, max_size=5))
-def test_no_string_breaks_metrics_or_history(fields):
+def test_no_string_breaks_metrics_or_history(request, engine, fields):
     promtool = need_binary("promtool")
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "h.db"
-        history = History(str(db), HistoryMetrics(CollectorRegistry()), linger=0)
+        db = Database(str(Path(tmp) / "h.db")) if engine == "sqlite" else Database(
+            request.getfixturevalue("postgres_server").create_database(
+                f"prop{next(_examples)}"))
+        history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
         history.start()
         for i, (model, rid, upstream_id, tier, message) in enumerate(fields):
             rec = RequestRecord(rid, time.time(), "s", "openai", f"key-{i}", CHAT, model=model,
@@ -178,8 +187,8 @@ def test_no_string_breaks_metrics_or_history(fields):
             metrics.observe(rec)
             history.put(rec)
         history.close()
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("SELECT count(*) FROM requests").fetchone()[0] == len(fields)
+        with db.connect() as conn:
+            assert conn.one("SELECT count(*) FROM requests")[0] == len(fields)
         assert history.metrics.write_errors._value.get() == 0
     out = subprocess.run([promtool, "check", "metrics"], input=render(registry),
                          capture_output=True, timeout=30)

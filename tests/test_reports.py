@@ -18,9 +18,10 @@ from conftest import need_binary
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from exporter.history.export import usage_rows
-from exporter.history.query import Filters, UsageQuery
-from exporter.history.writer import History
+from exporter.store.database import Database
+from exporter.store.query import Filters, UsageQuery
+from exporter.store.reads import usage_rows
+from exporter.store.writer import History
 from exporter.record import RequestRecord, Usage
 from exporter.reports.data import build
 from exporter.reports.pdf import pdf
@@ -50,10 +51,14 @@ def record(when, model, key, text=0, cached=0, output=0, code=200) -> RequestRec
     return r
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("reports") / "h.db")
-    h = History(path, HistoryMetrics(CollectorRegistry()), linger=0)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def history(request, tmp_path_factory) -> Database:
+    """The reports' history, on each engine (written once per module)."""
+    if request.param == "sqlite":
+        db = Database(str(tmp_path_factory.mktemp("reports") / "h.db"))
+    else:
+        db = Database(request.getfixturevalue("postgres_server").create_database("reports"))
+    h = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     for r in (
         # The period, 2026-11-01 to 11-03: $0.0045, $0.0035 and a failure.
         record("2026-11-01T10:00:00+00:00", "gpt-4o", "alice", text=1000, output=200),
@@ -66,7 +71,7 @@ def history(tmp_path_factory) -> str:
         h.put(r)
     h.start()
     h.close()
-    return path
+    return db
 
 
 PERIOD = Filters(at("2026-11-01T00:00:00+00:00"), at("2026-11-03T00:00:00+00:00"), UTC)
@@ -90,7 +95,7 @@ def test_summary_totals_against_the_previous_period(history):
     assert totals["Success rate"]["this"] == pytest.approx(2 / 3)
     assert totals["Total tokens"]["this"] == 1000 + 200 + 500 + 1000 + 100
     # The same as the usage API for the same query.
-    [api] = [r for b in usage_rows(history, UsageQuery(PERIOD)).batches() for r in b]
+    [api] = usage_rows(history, UsageQuery(PERIOD)).all()
     assert totals["Fee"]["this"] == api["fee_usd"] and totals["Requests"]["this"] == 3
     text = pdf_text(pdf(report))
     for shown in ("$0.008000", "$0.003500", "128.6%", "66.7%", "2,800"):
@@ -151,7 +156,7 @@ def test_the_pdf_opens_and_a_chart_page_is_drawn(history, tmp_path):
 
 def test_report_from_the_command_line(history, tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "exporter", "report", "--db", history,
+        return subprocess.run([sys.executable, "-m", "exporter", "report", "--db", history.target,
                                *args], capture_output=True, text=True, cwd=tmp_path,
                               timeout=60)
 
@@ -165,7 +170,7 @@ def test_report_from_the_command_line(history, tmp_path):
 
 
 async def test_the_admin_api_serves_reports(history, admin):
-    client = await admin(CollectorRegistry(), history_path=history)
+    client = await admin(CollectorRegistry(), db=history)
     period = {"from": "2026-11-01", "to": "2026-11-03", "tz": "UTC"}
     async with client.get("/api/report", params={**period, "format": "xlsx"}) as r:
         assert r.status == 200
@@ -180,12 +185,19 @@ async def test_the_admin_api_serves_reports(history, admin):
         assert (await r.read()).startswith(b"%PDF")
     async with client.get("/api/report", params={**period, "type": "weekly"}) as r:
         assert r.status == 400 and (await r.json())["error"]["parameter"] == "type"
+    # Every filter reaches the report's process, the status too: only the failure.
+    async with client.get("/api/report", params={**period, "format": "xlsx",
+                                                 "status": "error"}) as r:
+        book = openpyxl.load_workbook(io.BytesIO(await r.read()))
+    totals = {row[0]: row[1] for row in book["Totals"].iter_rows(min_row=4,
+                                                                   values_only=True)}
+    assert (totals["Requests"], totals["Fee"]) == (1, 0)
 
 
 async def test_a_report_that_fails_is_answered_503_with_its_reason(admin, tmp_path):
     garbage = tmp_path / "not-a-history.db"
     garbage.write_bytes(b"this is no SQLite database" * 100)
-    client = await admin(CollectorRegistry(), history_path=str(garbage))
+    client = await admin(CollectorRegistry(), db=Database(str(garbage)))
     async with client.get("/api/report", params={"from": "2026-11-01"}) as r:
         assert r.status == 503
         message = (await r.json())["error"]["message"]

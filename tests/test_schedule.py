@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import sqlite3
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config.load import parse_config
 from exporter.config.schema import ConfigError
-from exporter.history.store import open_db
+from exporter.store.database import Database
 from exporter.reports.deliver import Deliverer
 from exporter.reports.make import render_apart
 from exporter.reports.schedule import Period, Scheduler, latest
@@ -81,9 +80,8 @@ class Mailbox:
 
 
 async def test_made_once_on_the_first_in_its_zone_retried_and_delivered_everywhere(
-        aiohttp_server, tmp_path, unused_tcp_port):
-    db = str(tmp_path / "h.db")
-    open_db(db).conn.close()
+        aiohttp_server, tmp_path, unused_tcp_port, db):
+    db.migrate()
     url, received = await webhook(aiohttp_server, [500])  # the first POST fails
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=unused_tcp_port)
@@ -93,7 +91,7 @@ async def test_made_once_on_the_first_in_its_zone_retried_and_delivered_everywhe
     r, config = report(directory=str(out), webhook_url=url, email_to=["finance@example.com"],
                        top={"smtp": {"host": "127.0.0.1", "port": unused_tcp_port,
                                      "sender": "llm@example.com", "starttls": False}})
-    with sqlite3.connect(db) as conn:  # October's was delivered before
+    with db.connect(write=True) as conn:  # October's was delivered before
         conn.execute("INSERT INTO reports_sent VALUES (?, ?, ?)",
                      ["monthly-cost", t("2026-10-01T00:00:00+09:00"), 0])
     clock = {"now": t("2026-11-30T22:00:00+00:00")}  # Dec 1 07:00 in Tokyo
@@ -138,9 +136,8 @@ async def test_made_once_on_the_first_in_its_zone_retried_and_delivered_everywhe
         smtp.stop()
 
 
-async def test_a_webhook_can_be_posted_a_link_instead(aiohttp_server, tmp_path):
-    db = str(tmp_path / "h.db")
-    open_db(db).conn.close()
+async def test_a_webhook_can_be_posted_a_link_instead(aiohttp_server, db):
+    db.migrate()
     posted = []
 
     async def take(request):
@@ -186,7 +183,7 @@ def test_a_report_that_cannot_be_delivered_is_a_config_error(tmp_path):
 
 async def test_the_schedule_survives_a_history_not_yet_there(tmp_path, caplog):
     r, config = report(directory=str(tmp_path))
-    scheduler = Scheduler(config.reports, str(tmp_path / "none.db"), render_apart,
+    scheduler = Scheduler(config.reports, Database(str(tmp_path / "none.db")), render_apart,
                           Deliverer(None, {}), ReportMetrics(CollectorRegistry()).reports,
                           "UTC")
     task = asyncio.create_task(scheduler.run())
@@ -233,6 +230,6 @@ async def test_mail_goes_over_starttls_with_a_login(tmp_path, unused_tcp_port, m
 
 
 def latest_filters(r):
-    from exporter.history.query import Filters
+    from exporter.store.query import Filters
     period = latest(r, t("2026-12-04T00:00:00+00:00"), TOKYO)
     return Filters(period.start, period.end, TOKYO)

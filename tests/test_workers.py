@@ -149,11 +149,13 @@ async def test_one_worker_probes_the_deployments_and_its_replacement_takes_over(
         # a second one.
         await until(lambda: runs() and runs()[-1][1] > ready + 1)
         assert len(runs()) == 1
-        probers = [p for p in workers if "LLM_USAGE_EXPORTER_PROBER=1" in
-                   open(f"/proc/{p}/environ", "rb").read().decode(errors="replace")
-                   .replace("\0", "\n").splitlines()]
-        assert len(probers) == 1
-        os.kill(probers[0], signal.SIGKILL)  # its replacement probes: a new run begins
+        with sqlite3.connect(tmp_path / "llm-usage-history.db") as db:  # the lease's holder
+            [(holder,)] = db.execute("SELECT holder FROM leases WHERE name = 'deployments'")
+        prober = int(holder.split(":")[1])
+        assert prober in workers
+        # Killed outright, it cannot give its lease back: another worker takes it once it
+        # expires (5 s), and a new run begins.
+        os.kill(prober, signal.SIGKILL)
         await until(lambda: len(runs()) == 2 and runs()[-1][1] > runs()[-1][0])
         killed = time.time()
         await until(lambda: runs()[-1][1] > killed + 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -12,13 +11,15 @@ from zoneinfo import ZoneInfo
 
 from ..accounting.pricing import Pricing, describe, pricing_for, warnings
 from ..accounting.table import Table, TableError
-from ..config.checks import check_hostport
+from ..api.encode import encode
+from ..config.checks import check_database_url, check_hostport
 from ..config.load import key_warnings, load_config
 from ..config.schema import ConfigError
-from ..history.deployments import DEPLOYMENT_COLUMNS, deployment_rows
-from ..history.export import REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
-from ..history.query import BadParameter, Filters, UsageQuery
-from ..history.store import migrate, open_db
+from ..store.database import Database, is_url, reason
+from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
+from ..store.postgresql import parts
+from ..store.query import BadParameter, Filters, UsageQuery
+from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
 
 
 def load_with_pricing(path: str, unset: list[str] | None = None):
@@ -45,7 +46,7 @@ def check_config(path: str) -> int:
     for problem in unset:
         print(f"{path}: warning: {problem}: set it before `serve`", file=sys.stderr)
     if (problem := history_problem(config, create=False)) is not None:
-        print(f"{path}: history.path: {problem}", file=sys.stderr)
+        print(f"{path}: {problem}", file=sys.stderr)
         return 1
     for warning in warnings(config, pricing.table) + key_warnings(config):
         print(f"{path}: warning: {warning}", file=sys.stderr)
@@ -56,24 +57,42 @@ def check_config(path: str) -> int:
 DEFAULT_HISTORY = "llm-usage-history.db"  # history.path's default
 
 
-def history_problem(config, create: bool = True) -> str | None:
-    """Why the config's history database cannot be written (created, migrated, opened:
-    with `create`), or None."""
+def history_problem(config, create: bool = True, env=os.environ) -> str | None:
+    """Why the config's history cannot be used, as `history.KEY: what is wrong`, or None.
+    With `create`, it is made or brought up to date (and a server connected to): so
+    `serve` stops at once, on one line, rather than failing at its first request."""
     history = config.history
     if not history.enabled:
+        return None
+    if history.url:
+        if not create:
+            return None  # a server to reach from where the gateway runs, not from here
+        db = Database.of(history, env)
+        try:
+            db.migrate(ZoneInfo(config.timezone))
+        except db.Error as e:
+            return f"history.url: {connect_problem(history.url, e)}"
         return None
     path = os.path.abspath(history.path)
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
-        return f"{history.path}: its folder {folder} does not exist"
+        return f"history.path: {history.path}: its folder {folder} does not exist"
     if not os.access(folder, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
-        return f"{history.path}: not writable by this user"
+        return f"history.path: {history.path}: not writable by this user"
     if create:
+        db = Database(path)
         try:
-            open_db(path, ZoneInfo(config.timezone)).conn.close()
-        except (sqlite3.Error, OSError) as e:
-            return f"{history.path}: {e}"
+            db.migrate(ZoneInfo(config.timezone))
+        except (db.Error, OSError) as e:
+            return f"history.path: {history.path}: {e}"
     return None
+
+
+def connect_problem(url: str, error: Exception) -> str:
+    """One line: the server named by host and port (never a password), and libpq's reason."""
+    host, port = parts(url)
+    why = reason(error).removeprefix("connection failed: ")
+    return f"cannot use the PostgreSQL history at {host}:{port}: {why}"
 
 
 def config_warnings(config) -> list[str]:
@@ -129,30 +148,43 @@ def show_prices(args) -> int:
     return 0
 
 
-def history_file(args) -> str | None:
-    """The history database of --db or --config (or the default), or None after saying
-    what is wrong on one line."""
-    path = args.db or DEFAULT_HISTORY
+def history_file(args) -> Database | None:
+    """The history database of --db (a path or a PostgreSQL URL) or --config (or the
+    default), brought up to date; or None after saying what is wrong on one line."""
+    target, password = args.db or DEFAULT_HISTORY, None
     if args.config:
         try:
-            # The history's place only: the config's secrets need not be set here.
-            path = load_config(args.config, unset=[]).history.path
+            # The history's place only: the config's other secrets need not be set here.
+            config = load_config(args.config, unset=[])
         except ConfigError as e:
             print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
             return None
-    if not os.path.isfile(path):
-        where = (f"--db: no file {path}" if args.db else
-                 f"{args.config}: its history.path {path} does not exist (yet: the gateway "
+        db = Database.of(config.history)
+        target = db.target
+    elif args.db and is_url(args.db):
+        if problem := check_database_url(args.db):
+            print(f"--db: {problem}", file=sys.stderr)
+            return None
+        db = Database(args.db)
+    else:
+        db = Database(target)
+    if not db.exists():
+        where = (f"--db: no file {target}" if args.db else
+                 f"{args.config}: its history.path {target} does not exist (yet: the gateway "
                  "creates it with its first request)" if args.config else
-                 f"no history database {path} in this folder: pass --config FILE (the "
-                 "gateway's config, for its history.path) or --db PATH")
+                 f"no history database {target} in this folder: pass --config FILE (the "
+                 "gateway's config, for its history.path) or --db PATH (or a PostgreSQL URL)")
         print(where, file=sys.stderr)
         return None
     try:
-        migrate(path)
-    except sqlite3.Error:  # read-only, say: a query that needs a newer column says so
-        pass
-    return path
+        db.migrate()
+    except db.Error as e:
+        if db.postgresql:  # a server that cannot be reached: nothing to read
+            print(f"{'--db' if args.db else args.config}: {connect_problem(target, e)}",
+                  file=sys.stderr)
+            return None
+        # SQLite read-only, say: a query that needs a newer column says so
+    return db
 
 
 def history_params(args, more=()) -> dict:
@@ -163,8 +195,8 @@ def history_params(args, more=()) -> dict:
 
 
 def export_history(args) -> int:
-    path = history_file(args)
-    if path is None:
+    db = history_file(args)
+    if db is None:
         return 2
     params = history_params(args, ("group_by", "granularity", "order", "limit", "operation",
                                    "request_id", "status"))
@@ -174,15 +206,15 @@ def export_history(args) -> int:
     def write() -> int:
         if args.kind == "usage":
             q = UsageQuery.parse(params, time.time())
-            rows, columns = usage_rows(path, q), usage_columns(q)
+            rows, columns = usage_rows(db, q), usage_columns(q)
         elif args.kind == "deployments":
-            rows = deployment_rows(path, Filters.parse(params, time.time()))
+            rows = deployment_rows(db, Filters.parse(params, time.time()))
             columns = DEPLOYMENT_COLUMNS
         else:
             if "limit" in params and not params["limit"].isdigit():
                 raise BadParameter("limit", f"{params['limit']!r} is not a whole number")
             filters = Filters.parse(params, time.time())
-            rows = request_rows(path, filters, int(params.get("limit", 0)) or None, None)
+            rows = request_rows(db, filters, int(params.get("limit", 0)) or None, None)
             columns = REQUEST_COLUMNS
         out = open(args.output, "wb") if args.output else sys.stdout.buffer
         try:
@@ -193,10 +225,10 @@ def export_history(args) -> int:
                 out.close()
         return 0
 
-    return reading(path, write)
+    return reading(db, write)
 
 
-def reading(path: str, work) -> int:
+def reading(db: Database, work) -> int:
     """Run `work()` over the history: a bad flag is one line and exit 2, a history that
     cannot be read one line and exit 1."""
     try:
@@ -204,8 +236,8 @@ def reading(path: str, work) -> int:
     except BadParameter as e:
         print(f"--{e.name.replace('_', '-')}: {str(e).split(': ', 1)[1]}", file=sys.stderr)
         return 2
-    except sqlite3.Error as e:
-        print(f"{path}: {e}", file=sys.stderr)
+    except db.Error as e:
+        print(f"{db}: {reason(e)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `export ... | head`: main() ends it quietly
         raise

@@ -101,7 +101,7 @@ def serve(args, argv) -> int:
         print(f"config: pricing_data: {e}", file=sys.stderr)
         return 2
     if (problem := history_problem(config)) is not None:
-        print(f"config: history.path: {problem}", file=sys.stderr)
+        print(f"config: {problem}", file=sys.stderr)
         return 1
     workers = args.workers or config.workers
     if workers > 1 and not args.worker:

@@ -27,9 +27,11 @@ def positive(kind):
 def history_flags(parser, filters) -> None:
     """Where the history is, the period and the label filters: export's and report's."""
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", metavar="FILE", help="read history.path from this config")
-    where.add_argument("--db", metavar="PATH",
-                       help="the history database (default llm-usage-history.db)")
+    where.add_argument("--config", metavar="FILE", help="read history.path (or history.url) "
+                       "from this config")
+    where.add_argument("--db", metavar="PATH|URL",
+                       help="the history database: a SQLite file (default "
+                       "llm-usage-history.db) or postgresql://USER@HOST:PORT/DB")
     parser.add_argument("--from", dest="from_", metavar="TIME",
                         help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
     parser.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import time
 
-from ..history.query import Filters
+from ..store.query import Filters
 from ..reports.make import file_name, render
 from .commands import history_file, history_params, reading
 
 
 def make_report(args) -> int:
     """Write the report the flags ask for; a bad flag is one line and exit 2."""
-    path = history_file(args)
-    if path is None:
+    db = history_file(args)
+    if db is None:
         return 2
+
     def write() -> int:
         filters = Filters.parse(history_params(args, ("operation",)), time.time())
-        body = render(path, args.type, args.format, filters)
+        body = render(db, args.type, args.format, filters)
         output = args.output or file_name(args.type, args.format, filters)
         with open(output, "wb") as f:
             f.write(body)
         print(output)
         return 0
 
-    return reading(path, write)
+    return reading(db, write)

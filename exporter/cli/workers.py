@@ -3,7 +3,9 @@
 The supervisor gives each gateway instance its own, fresh directory for prometheus-client's
 multiprocess files, so two gateways on one host never share or wipe each other's counters;
 a worker that dies is marked dead (its live gauges drop out, its counters stay, so totals
-never go backwards) and replaced. Every worker writes to the one history database.
+never go backwards) and replaced. Every worker writes to the one history database (made
+ready by `serve` before the workers start), where the jobs that one process runs at a time
+hold their leases.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from zoneinfo import ZoneInfo
 
 from prometheus_client import multiprocess
 
 from ..config.table import Config
-from ..history.store import open_db
 
 log = logging.getLogger("llm_usage_exporter")
 # An error exit this soon after start means the worker cannot start (a port taken, say):
@@ -31,14 +31,14 @@ QUICK_DEATH = 5.0
 
 def run_workers(argv: list[str], n: int, config: Config) -> int:
     """Run n `serve --worker` processes until SIGTERM or SIGINT; restart any that die."""
-    if config.history.enabled:  # migrate once, before the workers race to do it
-        open_db(config.history.path, ZoneInfo(config.timezone)).conn.close()
     shared = tempfile.mkdtemp(prefix="llm-usage-exporter-metrics-")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": shared}
     command = [sys.executable, "-m", "exporter", *argv, "--worker"]
     procs: dict[int, float] = {}
-    prober: int | None = None  # the worker probing the deployments: one, or they would
-    stopping = False           # each count the same GPU time
+    # Without a history to hold a lease in, one named worker probes the deployments: each
+    # probing would count the same GPU time again.
+    prober: int | None = None
+    stopping = False
     status = 0
 
     def spawn(probe: bool = False) -> None:

@@ -19,6 +19,25 @@ def check_url(v):
         return "must not have a query or fragment"
 
 
+def check_database_url(v):
+    """A PostgreSQL URL with no password in it (the password comes from the environment)."""
+    parts = urlsplit(v)
+    if parts.scheme not in ("postgresql", "postgres") or "://" not in v:
+        return ("must be a postgresql:// URL, e.g. postgresql://gateway@db:5432/llm_usage "
+                "(a SQLite file goes in history.path)")
+    try:
+        parts.port  # noqa: B018 - it raises on a port that is no number
+    except ValueError:
+        return "its port must be a number from 0 to 65535"
+    if parts.password is not None:
+        return ("must not hold the password: set it in PGPASSWORD or in the variable "
+                "history.password_env names")
+    if not parts.path.strip("/"):
+        return "must name the database: postgresql://USER@HOST:PORT/DATABASE"
+    if parts.fragment:
+        return "must not have a fragment"
+
+
 def check_hostport(v):
     host, sep, port = v.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:

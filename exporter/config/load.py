@@ -66,6 +66,13 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
         if b.enforce and not config.history.enabled:
             problems.append(f"budgets[{i}].enforce: needs the history (history.enabled), "
                             "where the spend is kept")
+    history = config.history
+    if history.password_env and not history.url:
+        problems.append("history.password_env: a password is for a PostgreSQL history: set "
+                        "history.url")
+    elif history.password_env and not env.get(history.password_env):
+        unset.append(f"history.password_env: environment variable {history.password_env} "
+                     "is not set")
     if config.admin_token_env and not env.get(config.admin_token_env):
         unset.append(f"admin_token_env: environment variable {config.admin_token_env} "
                      "is not set")

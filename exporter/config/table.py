@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from .checks import (
+    check_database_url,
     check_env_var,
     check_hostport,
     check_name,
@@ -145,12 +146,20 @@ class PriceOverride:
 
 @dataclass(frozen=True)
 class HistoryConfig:
-    """The SQLite request history: one row per request."""
+    """The request history: one row per request, in SQLite or, for a fleet, PostgreSQL."""
 
     enabled: bool = setting(True, "record every request in the history database")
-    path: str = setting("llm-usage-history.db", "database file, relative to the working "
-                        "directory")
-    retention_days: float = setting(90.0, "rows older than this are deleted, hourly",
+    path: str = setting("llm-usage-history.db", "SQLite database file, relative to the "
+                        "working directory (without `url`)")
+    url: str | None = setting(
+        None, "PostgreSQL database shared by every replica, postgresql://USER@HOST:PORT/DB "
+        "(libpq parameters such as ?sslmode=require may follow); instead of `path`",
+        check=check_database_url)
+    password_env: str | None = setting(
+        None, "environment variable holding the PostgreSQL password (default: libpq's "
+        "PGPASSWORD or ~/.pgpass); never in the file", check=check_env_var)
+    retention_days: float = setting(90.0, "rows older than this are deleted, hourly (on "
+                                    "PostgreSQL, a whole UTC day at a time)",
                                     check=check_positive)
     queue_size: int = setting(10000, "rows waiting to be written; past it rows are dropped "
                               "and counted in llm_history_dropped_total", check=check_positive)

@@ -4,7 +4,8 @@ Time counts between two probes that both found the deployment up, measured on th
 monotonic clock: a deployment that goes down stops accruing at its last good probe and
 starts again at its first good one after. Each run of uptime is also written to the history
 (its first and latest good probe, wall clock), so a month's duration and GPU hours are
-right after restarts: a new process starts a new run and counts nothing twice.
+right after restarts: a new process starts a new run and counts nothing twice. In a fleet,
+one process probes at a time (its lease); the one that takes over starts a new run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..accounting.bill import hosted_fee
 from ..config.table import Deployment
 from ..http.upstream import Origin, Pool, UpstreamError
 from ..record import RequestRecord
+from ..store.rows import Uptime
 from ..telemetry.metrics import DeploymentMetrics
 
 log = logging.getLogger("llm_usage_exporter")
@@ -72,6 +74,21 @@ class Deployments:
             if usd:
                 self.metrics.hosted.labels(d.name, d.compare_to).inc(float(usd))
 
+    def retire(self) -> None:
+        """Stop exporting what the prober alone exports, and forget the last probes: this
+        process probes no more, and if it probes again it starts new runs."""
+        for d in self.items.values():
+            for gauge, labels in ((self.metrics.info, (d.name, d.model, d.type,
+                                                       d.gpu_type or "unknown")),
+                                  (self.metrics.gpus, (d.name,)),
+                                  (self.metrics.idle_after, (d.name,)),
+                                  (self.metrics.up, (d.name,))):
+                try:
+                    gauge.remove(*labels)
+                except KeyError:
+                    pass
+        self.state = {name: _State() for name in self.items}
+
     async def run(self) -> None:
         """Probe every deployment on its interval, until cancelled."""
         self.announce()
@@ -79,6 +96,7 @@ class Deployments:
             await asyncio.gather(*(self._every(d) for d in self.items.values()))
         finally:  # its connections end with it
             self.pool.close()
+            self.retire()
 
     async def _every(self, d: Deployment) -> None:
         while True:
@@ -127,8 +145,8 @@ class Deployments:
             if d.gpu_hourly_usd:
                 self.metrics.cost.labels(d.name).inc(gpu_seconds * d.gpu_hourly_usd / 3600)
             if self.persist is not None:
-                self.persist(("uptime", d.name, st.run_started, wall, d.gpus,
-                              d.gpu_hourly_usd or 0.0, d.model, d.type))
+                self.persist(Uptime(d.name, st.run_started, wall, d.gpus,
+                                    d.gpu_hourly_usd or 0.0, d.model, d.type))
         elif up:
             st.run_started = wall
             log.info("deployment %s is up", d.name)

@@ -7,6 +7,7 @@ record per further model, marked `share` (counted for tokens and fees, not as re
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -19,6 +20,9 @@ from ..accounting.pricing import Pricing
 from ..record import RequestRecord
 from ..telemetry.logs import log_request
 from .jobs import CREATE, RESPONSE, RESULTS, STATUS, TUNE, TUNING, Job, Jobs
+
+# The kinds of job request whose bill the ledger decides (a claim, a state, a creator).
+READS_LEDGER = frozenset((RESULTS, RESPONSE, TUNE, TUNING))
 from .tuning import follow
 
 log = logging.getLogger("llm_usage_exporter")
@@ -27,26 +31,15 @@ ACCOUNTING_ERROR = "accounting_error"  # error_type of a request whose bill fail
 
 def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: Pricing,
             jobs: Jobs, job: Job | None) -> list[RequestRecord]:
-    """Fill the record of a finished request; return every record it ends in."""
+    """Fill the record of a finished request that reads no job's ledger; return every
+    record it ends in."""
     if not ok:
         if collected is not None and not rec.error_message:
             rec.error_message = error_message(collected)
         return [rec]
-    if job is not None and job.kind == RESULTS:
-        return _results(rec, meter, pricing, jobs, job)
-    if job is not None and job.kind in (TUNE, TUNING):
-        _, _, whole = collected.parse() if collected is not None else (None, None, None)
-        return follow(rec, whole, job.kind, pricing, jobs)
     if job is not None and job.kind in (CREATE, STATUS):
         _track(rec, collected, jobs)
         return [rec]
-    if job is not None and job.kind == RESPONSE:
-        _, _, whole = collected.parse() if collected is not None else (None, None, None)
-        if not (isinstance(whole, dict) and whole.get("background") is True
-                and whole.get("status") == "completed"
-                and jobs.claim(job.job_id, rec.started)):
-            return [rec]  # not a background response's first completed fetch: no cost
-        _attribute(rec, jobs.creator(job.job_id))
     whole = count_usage(rec, body_json, meter, collected)
     if rec.operation == RESPONSES and isinstance(whole, dict) and whole.get("background") \
             and isinstance(whole.get("id"), str) and job is None:
@@ -55,14 +48,49 @@ def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: 
     return [rec]
 
 
+async def account_job(rec: RequestRecord, ok: bool, body_json, meter, collected,
+                      pricing: Pricing, jobs: Jobs, job: Job) -> list[RequestRecord]:
+    """The same for a request that reads a job (kind in READS_LEDGER): a batch's results,
+    a background response, a fine-tuning job, whose claims the ledger decides."""
+    if not ok:
+        return account(rec, ok, body_json, meter, collected, pricing, jobs, job)
+    if job.kind == RESULTS:
+        return await _results(rec, meter, pricing, jobs, job)
+    _, _, whole = collected.parse() if collected is not None else (None, None, None)
+    if job.kind in (TUNE, TUNING):
+        return await follow(rec, whole, job.kind, pricing, jobs)
+    if not (isinstance(whole, dict) and whole.get("background") is True
+            and whole.get("status") == "completed"
+            and await jobs.claim(job.job_id, rec.started)):
+        return [rec]  # not a background response's first completed fetch: no cost
+    _attribute(rec, await jobs.creator(job.job_id))
+    count_usage(rec, body_json, meter, collected)
+    price(rec, pricing)
+    return [rec]
+
+
+async def through_cancel(work) -> tuple:
+    """Await `work` to its end even if this task is cancelled meanwhile (a shutdown that
+    stops waiting): a job's claim, once asked of the ledger, is decided, and the request's
+    record must follow it. Return its result and whether a cancel came."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(task), cancelled
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+
+
 def _track(rec: RequestRecord, collected, jobs: Jobs) -> None:
     """Note who created a batch, and where its output went."""
     _, _, whole = collected.parse() if collected is not None else (None, None, None)
     if not isinstance(whole, dict) or not isinstance(whole.get("id"), str):
         return
     if whole.get("type") == "message_batch" or whole.get("object") == "batch":
-        if whole["id"] not in jobs.created:
-            jobs.create(whole["id"], rec.api_key, rec.started)
+        jobs.seen(whole["id"], rec.api_key, rec.started)
         output = whole.get("output_file_id")
         if isinstance(output, str) and output:
             jobs.output(whole["id"], output)
@@ -73,16 +101,15 @@ def _attribute(rec: RequestRecord, creator) -> None:
         rec.api_key = creator[0]
 
 
-def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs: Jobs,
-             job: Job) -> list[RequestRecord]:
+async def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs: Jobs,
+                   job: Job) -> list[RequestRecord]:
     """Meter a batch's results once, each model at its batch price."""
     if meter is None or not meter.totals:
         return [rec]  # not a batch's results (an input file, say): nothing to bill
-    batch = jobs.batch_of(job.job_id)
-    if not jobs.claim(batch, rec.started):
+    batch = await jobs.batch_of(job.job_id)
+    if not await jobs.claim(batch, rec.started):
         return [rec]  # downloaded again: metered the first time
-    creator = jobs.creator(batch)
-    _attribute(rec, creator)
+    _attribute(rec, await jobs.creator(batch))
     records = []
     for i, ((model, _), usage) in enumerate(sorted(meter.totals.items())):
         r = rec if i == 0 else dataclasses.replace(

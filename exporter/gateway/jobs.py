@@ -2,20 +2,25 @@
 fine-tuning jobs.
 
 A batch is created by one request, polled by others, and its results downloaded later,
-perhaps by another key and more than once; a background response is created queued and
-fetched, with its usage, when done. Each is metered once: when its results (or its
-completed response) pass through the gateway, attributed to the key that created it. The
-ledger of created and metered jobs is kept in memory and, with a history, in its database,
-so a restart meters nothing twice. A fine-tuning job created through the gateway is
-followed as its client polls it: each state it is seen to reach is counted once, and its
-trained tokens once it has succeeded.
+perhaps by another key, through another replica and more than once; a background response
+is created queued and fetched, with its usage, when done. Each is metered once: when its
+results (or its completed response) pass through the gateway, attributed to the key that
+created it. A fine-tuning job created through the gateway is followed as its client polls
+it: each state it is seen to reach is counted once, and its trained tokens once it has
+succeeded. With a history, the ledger of created and metered jobs is in its database,
+shared by every process and replica and kept across restarts; memory holds what this
+process has seen, so a job's later requests through it need no round trip.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from ..store.ledger import JobLedger
+from ..store.rows import JobCreated, JobOutput, JobSeen
 
 CREATE, STATUS, RESULTS, RESPONSE = "create", "status", "results", "response"
 TUNE, TUNING = "tune", "tuning"  # create a fine-tuning job; read (or cancel, list) them
@@ -57,72 +62,71 @@ def job_request(method: str, path: str) -> Job | None:
 
 class Jobs:
     """The ledger: who created each job, which file holds a batch's output, what was
-    metered. `persist(event)` keeps each change (the history's writer); bounded in memory."""
+    metered, the states a fine-tuning job was seen in. `persist(event)` queues a creation
+    for the history's writer; `ledger` decides claims for every process (None without a
+    history: this process's memory alone decides). Bounded in memory."""
 
-    def __init__(self, persist=None, limit: int = 100_000):
-        self.persist, self.limit = persist, limit
+    def __init__(self, persist=None, ledger: JobLedger | None = None, limit: int = 100_000):
+        self.persist, self.ledger, self.limit = persist, ledger, limit
         self.created: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.outputs: OrderedDict[str, str] = OrderedDict()  # output file -> batch
         self.metered: OrderedDict[str, float] = OrderedDict()
         self.states: OrderedDict[str, str] = OrderedDict()  # fine-tuning job -> states seen
-        self.shared = None  # with --workers, the ledger in the database (SharedLedger)
         # Where fine-tuning is counted: fine_tuning_created(record, model),
         # fine_tuning_state(service, state), fine_tuning_trained(service, model, tokens).
         self.counts = None  # the Metrics
 
-    def load(self, rows) -> None:
-        """Take what the history remembers: (job_id, api_key, created_at, output_file_id,
-        metered_at, states) rows."""
-        for job_id, api_key, created_at, output_file_id, metered_at, states in rows:
-            if api_key is not None:
-                self._put(self.created, job_id, (api_key, created_at))
-            if output_file_id:
-                self._put(self.outputs, output_file_id, job_id)
-            if metered_at is not None:
-                self._put(self.metered, job_id, metered_at)
-            if states:
-                self._put(self.states, job_id, states)
-
     def create(self, job_id: str, api_key: str, at: float) -> None:
+        """The job was created with this key."""
         self._put(self.created, job_id, (api_key, at))
-        self._keep(("create", job_id, api_key, at))
+        self._keep(JobCreated(job_id, api_key, at))
+
+    def seen(self, job_id: str, api_key: str, at: float) -> None:
+        """The job was seen with this key: its creator, unless one is known already."""
+        if job_id not in self.created:
+            self._put(self.created, job_id, (api_key, at))
+            self._keep(JobSeen(job_id, api_key, at))
 
     def output(self, batch_id: str, file_id: str) -> None:
         if self.outputs.get(file_id) != batch_id:
             self._put(self.outputs, file_id, batch_id)
-            self._keep(("output", batch_id, file_id))
+            self._keep(JobOutput(batch_id, file_id))
 
-    def batch_of(self, job_id: str) -> str:
+    async def batch_of(self, job_id: str) -> str:
         """The batch whose output a file is, else the id itself (Anthropic's results)."""
-        return self.outputs.get(job_id, job_id)
+        found = self.outputs.get(job_id)
+        if found is None and self.ledger is not None:
+            found = await asyncio.to_thread(self.ledger.batch_of, job_id)
+            if found is not None:
+                self._put(self.outputs, job_id, found)
+        return found or job_id
 
-    def creator(self, job_id: str) -> tuple[str, float] | None:
+    async def creator(self, job_id: str) -> tuple[str, float] | None:
         found = self.created.get(job_id)
-        if found is None and self.shared is not None:  # created through another worker
-            found = self.shared.creator(job_id)
+        if found is None and self.ledger is not None:  # created through another process
+            found = await asyncio.to_thread(self.ledger.creator, job_id)
+            if found is not None:
+                self._put(self.created, job_id, found)
         return found
 
-    def claim(self, job_id: str, at: float) -> bool:
-        """True the first time a job is metered, by any worker; never again for it."""
+    async def claim(self, job_id: str, at: float) -> bool:
+        """True the first time a job is metered, by any process; never again for it."""
         if job_id in self.metered:
             return False
+        won = True if self.ledger is None else \
+            await asyncio.to_thread(self.ledger.claim, job_id, at)
         self._put(self.metered, job_id, at)
-        if self.shared is not None:
-            return self.shared.claim(job_id, at)
-        self._keep(("metered", job_id, at))
-        return True
+        return won
 
-    def reached(self, job_id: str, state: str) -> bool:
-        """True the first time a job is seen in `state`."""
+    async def reached(self, job_id: str, state: str) -> bool:
+        """True the first time a job is seen in `state`, by any process."""
         seen = self.states.get(job_id, "")
         if state in seen.split(","):
             return False
-        states = f"{seen},{state}" if seen else state
-        self._put(self.states, job_id, states)
-        if self.shared is not None:
-            return self.shared.reached(job_id, state)
-        self._keep(("states", job_id, states))
-        return True
+        won = True if self.ledger is None else \
+            await asyncio.to_thread(self.ledger.reached, job_id, state)
+        self._put(self.states, job_id, f"{seen},{state}" if seen else state)
+        return won
 
     def _put(self, table: OrderedDict, key, value) -> None:
         table[key] = value
@@ -130,6 +134,6 @@ class Jobs:
         while len(table) > self.limit:
             table.popitem(last=False)
 
-    def _keep(self, event: tuple) -> None:
+    def _keep(self, event) -> None:
         if self.persist is not None:
             self.persist(event)

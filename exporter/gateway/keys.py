@@ -15,8 +15,8 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from ..config.table import ApiKey, Config
-from ..history.spend import Spend
-from ..history.zones import periods
+from ..store.spend import Spend
+from ..store.zones import periods
 from .headers import key_digest
 
 # The official SDKs retry a 429 (twice, by default) unless told not to: a spent budget does

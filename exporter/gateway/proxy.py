@@ -24,14 +24,22 @@ from ..accounting.operations import (
 from ..accounting.pricing import Pricing, pricing_for
 from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
-from ..history.spend import Spend
 from ..http.request import BodyTimeout, BodyTooLarge, Request
 from ..http.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
 from ..record import RequestRecord
+from ..store.spend import Spend
 from ..telemetry.logs import log_request
 from ..telemetry.metrics import Metrics
 from .errors import error_body, error_type_for
-from .finish import Failures, account, accounting_failed, deliver
+from .finish import (
+    READS_LEDGER,
+    Failures,
+    account,
+    account_job,
+    accounting_failed,
+    deliver,
+    through_cancel,
+)
 from .headers import DECODABLE, client_headers, upstream_headers
 from .inspect import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
@@ -226,14 +234,21 @@ class Proxy:
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
             requested = rec.model
             ok = upstream is not None and 200 <= upstream.status < 300
+            cancelled = False
             try:
-                records = account(rec, ok, body_json, meter, collected, pricing, self.jobs,
-                                  job)
+                if job is not None and job.kind in READS_LEDGER:  # a round trip, off the loop
+                    records, cancelled = await through_cancel(account_job(
+                        rec, ok, body_json, meter, collected, pricing, self.jobs, job))
+                else:
+                    records = account(rec, ok, body_json, meter, collected, pricing,
+                                      self.jobs, job)
             except Exception:  # the request still ends in its record, saying so
                 records = [accounting_failed(rec)]  # logged there, with the request id
                 self.failed.count("accounting")
             self._name_model(rec, requested)
             deliver(records, self.sinks, self.failed)
+            if cancelled:
+                raise asyncio.CancelledError
 
     def _name_model(self, rec: RequestRecord, requested: str) -> None:
         """Give an error the model name its successes carry.

@@ -21,8 +21,8 @@ from .jobs import FINE_TUNING, TUNE, Jobs
 CREATED = "created"  # the state counted when a job is created through the gateway
 
 
-def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
-           jobs: Jobs) -> list[RequestRecord]:
+async def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
+                 jobs: Jobs) -> list[RequestRecord]:
     """Count what the answer says of fine-tuning jobs; return the records it ends in."""
     records = [rec]
     found = whole.get("data") if isinstance(whole, dict) and whole.get("object") == "list" \
@@ -36,32 +36,32 @@ def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
             jobs.create(job_id, rec.api_key, rec.started)
             if jobs.counts is not None and isinstance(job.get("model"), str):
                 jobs.counts.fine_tuning_created(rec, job["model"])
-            _count(jobs, rec, job_id, CREATED)
-        if jobs.creator(job_id) is None:  # not created through the gateway: not ours
+            await _count(jobs, rec, job_id, CREATED)
+        creator = await jobs.creator(job_id)
+        if creator is None:  # not created through the gateway: not ours
             continue
         if isinstance(state, str) and state:
-            _count(jobs, rec, job_id, state[:32])
+            await _count(jobs, rec, job_id, state[:32])
         tokens = job.get("trained_tokens")
         if state == "succeeded" and isinstance(tokens, int) and not isinstance(tokens, bool) \
-                and tokens > 0 and jobs.claim(job_id, rec.started):
-            records.append(_trained(rec, job, tokens, pricing, jobs))
+                and tokens > 0 and await jobs.claim(job_id, rec.started):
+            records.append(_trained(rec, job, tokens, pricing, jobs, creator))
     return records
 
 
-def _count(jobs: Jobs, rec: RequestRecord, job_id: str, state: str) -> None:
-    if jobs.reached(job_id, state) and jobs.counts is not None:
+async def _count(jobs: Jobs, rec: RequestRecord, job_id: str, state: str) -> None:
+    if await jobs.reached(job_id, state) and jobs.counts is not None:
         jobs.counts.fine_tuning_state(rec.service, state)
 
 
 def _trained(rec: RequestRecord, job: dict, tokens: int, pricing: Pricing,
-             jobs: Jobs) -> RequestRecord:
+             jobs: Jobs, creator: tuple[str, float]) -> RequestRecord:
     """The record of a succeeded job's training: its tokens' fee, for its creator."""
     model = job.get("model") if isinstance(job.get("model"), str) else rec.model
-    creator = jobs.creator(job["id"])
     r = dataclasses.replace(rec, request_id=f"{rec.request_id}#training", share=True,
                             operation=FINE_TUNING, model=model, usage=Usage(), fees=[],
                             fee=Decimal(0), assumed=[],
-                            api_key=creator[0] if creator else rec.api_key)
+                            api_key=creator[0])
     if jobs.counts is not None:
         jobs.counts.fine_tuning_trained(rec.service, model, tokens)
     price = training_price(pricing, rec.service, model)

@@ -8,17 +8,16 @@ latency, what caching saved) is read here from the same rows.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from .. import __version__
-from ..history.export import connect, usage_rows
-from ..history.query import Filters, UsageQuery
-from ..history.store import TOKEN_COLUMNS
-from ..history.zones import local_time_sql, offset_segments, periods, wall_to_utc
+from ..store.breakdowns import cache_saved, cost_notes, fee_categories, p95_by_bucket
+from ..store.database import Database
+from ..store.query import Filters, UsageQuery
+from ..store.reads import usage_rows
+from ..store.schema import TOKEN_COLUMNS
+from ..store.zones import periods
 
 TYPES = ("summary", "cost", "trend", "detailed")
 TOP = 10
@@ -76,14 +75,14 @@ class Report:
                 ("Made by", f"llm-usage-exporter {self.version}")]
 
 
-def fetch(path: str, q: UsageQuery) -> list[dict]:
-    return [r for batch in usage_rows(path, q).batches() for r in batch]
+def fetch(db: Database, q: UsageQuery) -> list[dict]:
+    return usage_rows(db, q).all()
 
 
-def build(path: str, kind: str, filters: Filters, now: float) -> Report:
+def build(db: Database, kind: str, filters: Filters, now: float) -> Report:
     """The report of `kind` over the filters' range."""
     sections = {"summary": summary, "cost": cost, "trend": trend, "detailed": detailed}[kind](
-        path, filters, now)
+        db, filters, now)
     return Report(kind, filters, sections)
 
 
@@ -94,15 +93,15 @@ TOTALS = [("requests", "Requests", "int"), ("success_rate", "Success rate", "pct
           ("total_tokens", "Total tokens", "int"), ("fee_usd", "Fee", "usd")]
 
 
-def _total(path: str, filters: Filters) -> dict:
-    found = fetch(path, UsageQuery(filters))
+def _total(db: Database, filters: Filters) -> dict:
+    found = fetch(db, UsageQuery(filters))
     return found[0] if found and found[0]["requests"] else {}
 
 
-def summary(path: str, filters: Filters, now: float) -> list[Section]:
+def summary(db: Database, filters: Filters, now: float) -> list[Section]:
     length = filters.end - filters.start
     before = dataclasses.replace(filters, start=filters.start - length, end=filters.start)
-    this, last = _total(path, filters), _total(path, before)
+    this, last = _total(db, filters), _total(db, before)
     table = Table("Totals, against the previous period of equal length",
                   [("metric", "", "text"), ("this", "This period", "row"),
                    ("previous", "Previous period", "row"), ("change", "Change", "pct")],
@@ -118,7 +117,7 @@ def summary(path: str, filters: Filters, now: float) -> list[Section]:
                 f"By {order}, per {group.replace('_', ' ')}",
                 [(group, group.replace("_", " ").capitalize(), "text"),
                  (key, "Fee" if order == "fee" else "Tokens", kind),
-                 ("requests", "Requests", "int")], fetch(path, q)))
+                 ("requests", "Requests", "int")], fetch(db, q)))
     totals = Section("Totals", [table])
     month = periods(now, filters.tz)["month"]
     if abs(filters.start - month[0]) < 1 and filters.end >= min(now, month[1]) - 1 \
@@ -134,24 +133,17 @@ def _change(now, before):
 
 # --- cost ---------------------------------------------------------------------------------
 
-def cost(path: str, filters: Filters, now: float) -> list[Section]:
+def cost(db: Database, filters: Filters, now: float) -> list[Section]:
     by = Section("Fees by model, API key and service")
     for group in ("model", "api_key", "service"):
         by.tables.append(Table(
             f"Per {group.replace('_', ' ')}",
             [(group, group.replace("_", " ").capitalize(), "text"), ("fee_usd", "Fee", "usd"),
              ("total_tokens", "Tokens", "int"), ("requests", "Requests", "int")],
-            fetch(path, UsageQuery(filters, (group,), order="fee"))))
-    where, args = filters.where()
-    with connect(path) as conn:
-        categories = conn.execute(
-            f"SELECT key, sum(value) FROM requests, json_each(requests.fees) WHERE {where} "
-            "GROUP BY key ORDER BY 2 DESC", args).fetchall()
-        bare, unpriced, estimated = conn.execute(
-            f"SELECT sum(fees IS NULL AND fee_usd > 0), sum(unpriced), "
-            f"sum(estimated_input + estimated_output) FROM requests WHERE {where}",
-            args).fetchone()
-        saved = _cache_saved(conn, where, args)
+            fetch(db, UsageQuery(filters, (group,), order="fee"))))
+    categories = fee_categories(db, filters)
+    bare, unpriced, estimated = cost_notes(db, filters)
+    saved = cache_saved(db, filters)
     kinds = Section("Fees by token category", [Table(
         "Per direction and category", [("category", "Category", "text"),
                                        ("fee_usd", "Fee", "usd")],
@@ -168,26 +160,14 @@ def cost(path: str, filters: Filters, now: float) -> list[Section]:
     return [by, kinds]
 
 
-def _cache_saved(conn: sqlite3.Connection, where: str, args: list) -> float:
-    """Cache reads at each model's average input text price, less what they cost."""
-    saved = 0.0
-    for text_fee, text, cache_fee, cached in conn.execute(
-            "SELECT sum(json_extract(fees, '$.input_text')), sum(input_text), "
-            "sum(json_extract(fees, '$.input_cache_read')), sum(input_cache_read) "
-            f"FROM requests WHERE {where} AND fees IS NOT NULL GROUP BY service, model", args):
-        if text and cached:
-            saved += cached * (text_fee or 0.0) / text - (cache_fee or 0.0)
-    return saved
-
-
 # --- trend --------------------------------------------------------------------------------
 
-def trend(path: str, filters: Filters, now: float) -> list[Section]:
+def trend(db: Database, filters: Filters, now: float) -> list[Section]:
     granularity = "day" if filters.end - filters.start > 2 * 86400 else "hour"
-    found = fetch(path, UsageQuery(filters, ("model",), granularity))
+    found = fetch(db, UsageQuery(filters, ("model",), granularity))
     x = sorted({datetime.fromisoformat(r["time"]) for r in found})
     index = {t: i for i, t in enumerate(x)}
-    p95 = _p95(path, filters, 86400 if granularity == "day" else 3600)
+    p95 = p95_by_bucket(db, filters, 86400 if granularity == "day" else 3600)
     series = {name: {} for name in ("tokens", "fee", "requests", "errors", "p95")}
     for r in found:
         i, model = index[datetime.fromisoformat(r["time"])], r["model"]
@@ -209,27 +189,10 @@ def trend(path: str, filters: Filters, now: float) -> list[Section]:
     return [Section(f"Trend per {per}, by model", [table], charts)]
 
 
-def _p95(path: str, filters: Filters, size: int) -> dict:
-    """p95 of the duration per (bucket time, model): nearest rank, in ms."""
-    where, args = filters.where()
-    local, bucket_args = local_time_sql(offset_segments(filters.tz, filters.start,
-                                                        filters.end))
-    out: dict = {}
-    with connect(path) as conn:
-        for wall, model, durations in conn.execute(
-                f"SELECT CAST({local} / {size} AS INTEGER) * {size}, model, "
-                f"json_group_array(duration_ms) FROM requests WHERE {where} GROUP BY 1, 2",
-                bucket_args + args):
-            values = sorted(json.loads(durations))
-            time = datetime.fromtimestamp(wall_to_utc(wall, filters.tz), filters.tz)
-            out[time.isoformat(), model] = values[math.ceil(0.95 * len(values)) - 1]
-    return out
-
-
 # --- detailed -----------------------------------------------------------------------------
 
-def detailed(path: str, filters: Filters, now: float) -> list[Section]:
-    found = fetch(path, UsageQuery(filters, ("model", "api_key"), "day"))
+def detailed(db: Database, filters: Filters, now: float) -> list[Section]:
+    found = fetch(db, UsageQuery(filters, ("model", "api_key"), "day"))
     return [Section("Per day, model and API key", [Table("Usage", [
         ("time", "Day", "time"), ("model", "Model", "text"), ("api_key", "API key", "text"),
         ("requests", "Requests", "int"), ("success_rate", "Success rate", "pct"),

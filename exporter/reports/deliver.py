@@ -16,7 +16,7 @@ import urllib.request
 from email.message import EmailMessage
 
 from ..config.reports import ScheduledReport, Smtp
-from ..history.query import Filters
+from ..store.query import Filters
 from .make import MEDIA_TYPES, period_name
 
 TIMEOUT = 60  # seconds for a webhook or a mail server to take the file

@@ -4,22 +4,23 @@ On each tick, a report whose latest run time has passed and whose period the his
 not record as delivered is made and sent to every destination; a destination that fails is
 tried again after a backoff (1, 5, 15, then every 60 minutes), the others are not sent it
 twice. The history's `reports_sent` table remembers each delivered period, so a restart
-(or a second gateway on the same history) does not send it again.
+does not send it again; in a fleet, one process at a time runs the schedule (its lease,
+store/singleton.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..config.reports import WEEKDAYS, ScheduledReport
-from ..history.query import Filters
+from ..store.database import Database
+from ..store.ledger import delivered, record_delivery
+from ..store.query import Filters
 
 log = logging.getLogger("llm_usage_exporter")
 BACKOFF = (60, 300, 900, 3600)  # seconds before each further attempt; then every hour
@@ -68,12 +69,12 @@ class _Attempts:
 class Scheduler:
     """Make and deliver each scheduled report of the config, once per period."""
 
-    def __init__(self, reports, history_path: str, render, deliver, counter, zone: str,
+    def __init__(self, reports, db: Database, render, deliver, counter, zone: str,
                  clock=time.time):
-        """`await render(path, type, format, filters)` makes a report's file (make.py's
+        """`await render(db, type, format, filters)` makes a report's file (make.py's
         render_apart: in a process of its own); `deliver` sends it (deliver.py)."""
         self.reports = reports
-        self.path, self.render, self.deliver = history_path, render, deliver
+        self.db, self.render, self.deliver = db, render, deliver
         self.counter, self.clock = counter, clock
         self.zones = {r.name: ZoneInfo(r.timezone or zone) for r in reports}
         self.pending: dict[str, _Attempts] = {}
@@ -86,7 +87,7 @@ class Scheduler:
         while True:
             try:
                 await self.tick()
-            except sqlite3.Error as e:  # no history yet, or not readable: next minute
+            except self.db.Error as e:  # the history not readable: next minute
                 log.warning("reports: the history cannot be read (%s); trying again in a "
                             "minute", e)
             except Exception:  # a bug must not end the schedule
@@ -100,7 +101,7 @@ class Scheduler:
             period = latest(r, now, self.zones[r.name])
             attempts = self.pending.get(r.name)
             if attempts is None or attempts.period != period:
-                if await asyncio.to_thread(self._delivered, r.name, period.start):
+                if await asyncio.to_thread(delivered, self.db, r.name, period.start):
                     continue
                 attempts = self.pending[r.name] = _Attempts(period)
             if now >= attempts.next_try:
@@ -113,12 +114,12 @@ class Scheduler:
                 ("service", r.service), ("provider", r.provider), ("model", r.model),
                 ("api_key", r.api_key)) if value))
         try:
-            body = await self.render(self.path, r.type, r.format, filters)
+            body = await self.render(self.db, r.type, r.format, filters)
             failed = await asyncio.to_thread(self.deliver, r, body, filters, attempts.sent)
         except Exception as e:  # the history unreadable, say: tried again like a delivery
             failed = [f"the report could not be made: {e}"]
         if not failed:
-            await asyncio.to_thread(self._record, r.name, period.start, now)
+            await asyncio.to_thread(record_delivery, self.db, r.name, period.start, now)
             self.pending.pop(r.name, None)
             self.counter.labels(r.name, "delivered").inc()
             log.info("report %s of %s delivered", r.name,
@@ -130,14 +131,3 @@ class Scheduler:
         attempts.next_try = now + wait
         for problem in failed:
             log.error("report %s: %s; trying again in %d min", r.name, problem, wait // 60)
-
-    def _delivered(self, name: str, start: float) -> bool:
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=rw", uri=True,
-                                                timeout=5)) as conn:
-            return conn.execute("SELECT 1 FROM reports_sent WHERE report = ? AND "
-                                "period_start = ?", [name, start]).fetchone() is not None
-
-    def _record(self, name: str, start: float, at: float) -> None:
-        with contextlib.closing(sqlite3.connect(self.path, timeout=5)) as conn, conn:
-            conn.execute("INSERT INTO reports_sent (report, period_start, delivered_at) "
-                         "VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [name, start, at])

@@ -36,7 +36,6 @@ OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01
                     0.05, 0.1)
 
 
-
 class Family(NamedTuple):
     """A metric built at scrape time by a collector elsewhere, declared here with the rest."""
 
@@ -52,6 +51,8 @@ SPEND = Family("llm_spend_usd", "Fees of the current calendar day or month, in t
 BUDGET = Family("llm_budget_usd", "Configured spending limit for the period.",
                 ("api_key", "period"))
 HISTORY_ROWS = Family("llm_history_rows", "Rows in the history database.")
+HISTORY_LAG = Family("llm_history_write_lag_seconds", "How long the oldest history row not yet "
+                     "written has waited, in this process (0 when none waits).")
 # The calendar day and month of llm_spend_usd, in the configured time zone: a month-end
 # forecast is spend * (end - start) / (time() - start), whatever the zone.
 PERIOD_START = Family("llm_period_start_timestamp_seconds", "Start of the current calendar "
@@ -242,11 +243,12 @@ class HistoryMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.dropped = Counter(
-            "llm_history_dropped", "History rows dropped because the write queue was full.",
-            registry=registry)
+            "llm_history_dropped", "History rows dropped: the write queue was full, or the "
+            "database never took them back before the gateway stopped.", registry=registry)
         self.write_errors = Counter(
-            "llm_history_write_errors", "Failed writes to the history database; the rows of "
-            "a failed batch are lost.", registry=registry)
+            "llm_history_write_errors", "Failed attempts to write to the history database: a "
+            "batch is tried again until the database takes it; a row it refuses is lost.",
+            registry=registry)
         self.queue_size = Gauge(
             "llm_history_queue_size", "History rows waiting to be written.",
             registry=registry, multiprocess_mode="livesum")
@@ -255,9 +257,8 @@ class HistoryMetrics:
 class DeploymentMetrics:
     """The models the team serves itself: health, GPUs allocated, their time and cost.
 
-    Set by one process only (the prober; with --workers, one of them): `livemostrecent`
-    shows its values while it lives, and a replacement's as soon as it probes.
-    """
+    Set by the prober only (one process at a time): `livemostrecent` shows its values
+    while it lives, and a replacement's as soon as it probes."""
 
     def __init__(self, registry: CollectorRegistry):
         gauge = {"registry": registry, "multiprocess_mode": "livemostrecent"}

@@ -116,7 +116,7 @@ def _sheet_head(columns) -> str:
 
 
 def xlsx(rows, columns, tmpdir):
-    """Yield the workbook's bytes: `rows` (export.Rows) under a header of `columns`."""
+    """Yield the workbook's bytes: `rows` (store.reads.Rows) under a header of `columns`."""
     fd, path = tempfile.mkstemp(suffix=".xlsx", dir=tmpdir)
     os.close(fd)
     styles = [_STYLE_OF.get(c, 0) for c in columns]

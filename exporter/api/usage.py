@@ -1,80 +1,78 @@
-"""The usage API on the admin listener: /api/requests and /api/usage, read from the history.
+"""The usage API on the admin listener: /api/requests, /api/usage, /api/deployments and
+/api/report, read from the history.
 
-SQLite work and encoding run in worker threads, one chunk at a time, so a large export
+Database work and encoding run in worker threads, one chunk at a time, so a large export
 never stalls the event loop that also carries the proxy's traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from datetime import UTC, datetime
 
 from ..http.request import Request, respond_json
-from .deployments import DEPLOYMENT_COLUMNS, deployment_rows
-from .export import FORMATS, REQUEST_COLUMNS, encode, request_rows, usage_columns, usage_rows
-from .query import BadParameter, Filters, UsageQuery, parse_int
+from ..reports.data import TYPES as REPORT_TYPES
+from ..reports.make import MEDIA_TYPES, file_name, render_apart
+from ..store.database import Database, reason
+from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
+from ..store.query import BadParameter, Filters, UsageQuery, parse_int
+from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
+from .encode import FORMATS, encode
 
 PAGE, MAX_PAGE = 100, 10_000  # rows per JSON page of /api/requests
-REPORT_TYPES = ("summary", "cost", "trend", "detailed")
-REPORT_FORMATS = {"pdf": "application/pdf", "xlsx": FORMATS["xlsx"]}
 
 
 class UsageApi:
-    """The routes of the usage API over the history database at `path`."""
+    """The routes of the usage API over the history database `db`; reports are drawn by
+    `await render(db, type, format, filters)`, in a process of their own."""
 
-    def __init__(self, path: str, report=None, report_name=None):
-        # await report(path, type, format, filters) -> bytes, given by app.py (the reports
-        # are drawn above the history: it does not import them).
-        self.path, self.report, self.report_name = path, report, report_name
+    def __init__(self, db: Database, render=render_apart):
+        self.db, self.render = db, render
 
     def routes(self) -> dict:
         """The admin listener's routes this API adds."""
-        routes = {"/api/requests": self.requests, "/api/usage": self.usage,
-                  "/api/deployments": self.deployments}
-        if self.report is not None:
-            routes["/api/report"] = self.report_route
-        return routes
+        return {"/api/requests": self.requests, "/api/usage": self.usage,
+                "/api/deployments": self.deployments, "/api/report": self.report}
 
-    async def report_route(self, request: Request, params) -> None:
+    async def report(self, request: Request, params) -> None:
         """A summary, cost, trend or detailed report as PDF or Excel (type, format)."""
-        await _answering(request, self._report(request, params))
+        await _answering(request, self._report(request, params), self.db)
 
     async def _report(self, request: Request, params) -> None:
         kind = params.get("type", "summary")
         fmt = params.get("format", "pdf")
         if kind not in REPORT_TYPES:
             raise BadParameter("type", f"must be one of {', '.join(REPORT_TYPES)}")
-        if fmt not in REPORT_FORMATS:
+        if fmt not in MEDIA_TYPES:
             raise BadParameter("format", "must be pdf or xlsx")
         filters = Filters.parse(params, time.time())
         try:
-            body = await self.report(self.path, kind, fmt, filters)
+            body = await self.render(self.db, kind, fmt, filters)
         except RuntimeError as e:  # the report's process failed: it said why
             respond_json(request, 503, {"error": {"message": f"the report failed: {e}"}})
             return
-        name = self.report_name(kind, fmt, filters)
+        name = file_name(kind, fmt, filters)
         request.respond(200, b"OK", body, b"Content-Type: %s\r\nContent-Disposition: "
-                        b'attachment; filename="%s"\r\n' % (REPORT_FORMATS[fmt].encode(),
+                        b'attachment; filename="%s"\r\n' % (MEDIA_TYPES[fmt].encode(),
                                                              name.encode()))
 
     async def requests(self, request: Request, params) -> None:
         """One row per request, newest first (JSON paged; CSV, Excel)."""
-        await _answering(request, self._requests(request, params))
+        await _answering(request, self._requests(request, params), self.db)
 
     async def usage(self, request: Request, params) -> None:
         """Aggregates by model, key, service, provider and time bucket; rankings."""
-        await _answering(request, self._usage(request, params))
+        await _answering(request, self._usage(request, params), self.db)
 
     async def deployments(self, request: Request, params) -> None:
         """The deployments table: runtime, GPU hours, cost and traffic over the range."""
-        await _answering(request, self._deployments(request, params))
+        await _answering(request, self._deployments(request, params), self.db)
 
     async def _deployments(self, request: Request, params) -> None:
         fmt = parse_format(params)
         filters = Filters.parse(params, time.time())
-        rows = await asyncio.to_thread(deployment_rows, self.path, filters)
+        rows = deployment_rows(self.db, filters)
         await send(request, fmt, rows, DEPLOYMENT_COLUMNS, "deployments")
 
     async def _requests(self, request: Request, params) -> None:
@@ -83,18 +81,17 @@ class UsageApi:
         # JSON is paged; CSV and Excel downloads hold every matching row unless limited.
         limit = parse_int(params, "limit", PAGE, 1, MAX_PAGE) if fmt == "json" \
             else parse_int(params, "limit", 0, 0, 100_000_000) or None
-        rows = await asyncio.to_thread(request_rows, self.path, filters, limit,
-                                       params.get("cursor"))
+        rows = request_rows(self.db, filters, limit, params.get("cursor"))
         await send(request, fmt, rows, REQUEST_COLUMNS, "requests")
 
     async def _usage(self, request: Request, params) -> None:
         fmt = parse_format(params)
         q = UsageQuery.parse(params, time.time())
-        rows = await asyncio.to_thread(usage_rows, self.path, q)
+        rows = usage_rows(self.db, q)
         await send(request, fmt, rows, usage_columns(q), "usage")
 
 
-async def _answering(request: Request, work) -> None:
+async def _answering(request: Request, work, db: Database) -> None:
     """Run a route; a bad parameter is a 400 naming it, an unreadable history a 503."""
     try:
         await work
@@ -102,11 +99,11 @@ async def _answering(request: Request, work) -> None:
         if request.started:
             raise
         respond_json(request, 400, {"error": {"parameter": e.name, "message": str(e)}})
-    except sqlite3.OperationalError as e:
+    except db.Error as e:
         if request.started:
             raise
         respond_json(request, 503, {"error": {
-            "message": f"the request history cannot be read: {e}"}})
+            "message": f"the request history cannot be read: {reason(e)}"}})
 
 
 def parse_format(params) -> str:

@@ -1,7 +1,8 @@
 """History queries: filters, time-zone buckets and aggregates, as SQL with parameters.
 
 SQLite knows nothing of IANA time zones, so the offsets in force over the queried range
-are worked out here (every DST change found to the second) and applied in SQL with a CASE:
+are worked out here (every DST change found to the second) and applied in SQL with a CASE,
+on PostgreSQL too, so both engines put a bucket's edges at the same instant:
 `tz=Asia/Shanghai&granularity=day` puts day boundaries at Shanghai's midnight.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .store import TOKEN_COLUMNS
+from .schema import TOKEN_COLUMNS
 from .zones import local_time_sql, offset_segments, wall_to_utc
 
 # 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
@@ -170,7 +171,7 @@ class UsageQuery:
         limit = parse_int(params, "limit", 0, 1, 1_000_000) if "limit" in params else None
         return cls(filters, group_by, granularity, order, limit)
 
-    def sql(self) -> tuple[str, list]:
+    def sql(self, dialect) -> tuple[str, list]:
         where, args = self.filters.where()
         cols = ", ".join(self.group_by)
         select, group = [], []
@@ -179,14 +180,15 @@ class UsageQuery:
         if size:
             local, bucket_args = local_time_sql(offset_segments(
                 self.filters.tz, self.filters.start, self.filters.end))
-            select.append(f"CAST({local} / {size} AS INTEGER) * {size} AS bucket")
+            select.append(f"{dialect.floor(f'{local} / {size}')} * {size} AS bucket")
             group.append("bucket")
         if cols:
             select.append(cols)
             group.append(cols)
         # A share row (a batch's further model, a job's training) is no request of its own.
         select += ["coalesce(sum(1 - share), 0) AS requests",
-                   f"sum(error_type IN {SUCCESSES} AND share = 0) AS successful",
+                   f"count(*) FILTER (WHERE error_type IN {SUCCESSES} AND share = 0) "
+                   "AS successful",
                    *(f"sum({c}) AS {c}" for c in TOKEN_COLUMNS),
                    f"{TOTAL_TOKENS} AS total_tokens",
                    "sum(estimated_input + estimated_output) AS estimated_tokens",
@@ -232,13 +234,16 @@ class UsageQuery:
         return out
 
 
-def requests_sql(filters: Filters, limit: int | None, cursor: str | None) -> tuple[str, list]:
-    """Newest first; the cursor is where the previous page ended (keyset pagination)."""
+def requests_sql(filters: Filters, limit: int | None, cursor: str | None,
+                 rowid: str) -> tuple[str, list]:
+    """Newest first; the cursor is where the previous page ended (keyset pagination on
+    the start time and `rowid`, the engine's row number)."""
     where, args = filters.where()
     if cursor:
-        where += " AND (started_at, rowid) < (?, ?)"
+        where += f" AND (started_at, {rowid}) < (?, ?)"
         args += list(decode_cursor(cursor))
-    sql = f"SELECT rowid, * FROM requests WHERE {where} ORDER BY started_at DESC, rowid DESC"
+    sql = (f"SELECT {rowid} AS rowid, * FROM requests WHERE {where} "
+           f"ORDER BY started_at DESC, {rowid} DESC")
     if limit:
         sql += f" LIMIT {int(limit)}"
     return sql, args
@@ -254,13 +259,3 @@ def decode_cursor(value: str) -> tuple[float, int]:
         return float(started), int(rowid)
     except (ValueError, UnicodeDecodeError):
         raise BadParameter("cursor", "not a cursor this API returned") from None
-
-
-def spend_sql(tz: ZoneInfo, now: float, max_keys: int) -> tuple[str, list]:
-    """Fees per key this calendar month and day in `tz`, the biggest spenders first."""
-    today = datetime.fromtimestamp(now, tz).date()
-    return ("SELECT api_key, sum(fee_usd) AS month, "
-            "sum(CASE WHEN day = ? THEN fee_usd ELSE 0 END) AS day "
-            "FROM spend_daily WHERE day >= ? GROUP BY api_key "
-            f"ORDER BY month DESC LIMIT {int(max_keys)}",
-            [today.isoformat(), today.replace(day=1).isoformat()])

@@ -1,10 +1,11 @@
-"""What each key has spent this calendar day and month, for budgets the gateway enforces.
+"""What each key has spent this calendar day and month: the rollup the writer keeps, read
+at every scrape (llm_spend_usd) and, for budgets the gateway enforces, every second.
 
-The history's spend rollup holds what every worker and gateway sharing the database has
-written; the rows this process has queued but not yet written are added to it. The writer
-thread reads the rollup right after each batch it commits and, in the same step, takes that
-batch out of the unwritten sums, so no fee is ever in neither or in both. Other processes'
-fees arrive as they commit theirs: at most a second (`REFRESH_SECONDS`) plus their writer's
+The rollup holds what every process and replica sharing the database has written; the
+rows this process has queued but not yet written are added to it. The writer thread reads
+the rollup right after each batch it commits and, in the same step, takes that batch out
+of the unwritten sums, so no fee is ever in neither or in both. Other replicas' fees
+arrive as they commit theirs: at most a second (`REFRESH_SECONDS`) plus their writer's
 linger later, besides the requests still under way everywhere, whose fees are not known yet.
 """
 
@@ -14,10 +15,38 @@ import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .query import spend_sql
+from .zones import local_time_sql, offset_segments
 
 REFRESH_SECONDS = 1.0
 ALL_KEYS = 1_000_000  # spend_sql's limit: enforcement needs every key, not the top ones
+# A batch's fees, added to the day's row of each key (every replica adds its own).
+ADD_SPEND_SQL = ("INSERT INTO spend_daily (api_key, day, fee_usd) VALUES (?, ?, ?) "
+                 "ON CONFLICT (api_key, day) DO UPDATE "
+                 "SET fee_usd = spend_daily.fee_usd + excluded.fee_usd")
+
+
+def spend_sql(tz: ZoneInfo, now: float, max_keys: int) -> tuple[str, list]:
+    """Fees per key this calendar month and day in `tz`, the biggest spenders first."""
+    today = datetime.fromtimestamp(now, tz).date()
+    return ("SELECT api_key, sum(fee_usd) AS month, "
+            "sum(CASE WHEN day = ? THEN fee_usd ELSE 0 END) AS day "
+            "FROM spend_daily WHERE day >= ? GROUP BY api_key "
+            f"ORDER BY month DESC, api_key LIMIT {int(max_keys)}",
+            [today.isoformat(), today.replace(day=1).isoformat()])
+
+
+def rebuild_spend(conn, tz: ZoneInfo) -> None:
+    """Recompute the spend rollup in zone `tz` from every stored request."""
+    low, high = conn.one("SELECT min(started_at), max(started_at) FROM requests")
+    with conn.transaction():
+        conn.execute("DELETE FROM spend_daily")
+        if low is not None:
+            local, args = local_time_sql(offset_segments(tz, low, high + 1))
+            conn.execute(f"INSERT INTO spend_daily (api_key, day, fee_usd) SELECT api_key, "
+                         f"{conn.dialect.day(local)}, sum(fee_usd) FROM requests "
+                         f"GROUP BY 1, 2", args)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('timezone', ?) ON CONFLICT (key) "
+                     "DO UPDATE SET value = excluded.value", [tz.key])
 
 
 class Spend:
@@ -52,7 +81,7 @@ class Spend:
         (day, month) sums per key."""
         today = datetime.fromtimestamp(now, self.tz).date().isoformat()
         return (today, today[:7]), {api_key: (day or 0.0, month or 0.0) for api_key, month, day
-                                    in conn.execute(*spend_sql(self.tz, now, ALL_KEYS))}
+                                    in conn.all(*spend_sql(self.tz, now, ALL_KEYS))}
 
     def settle(self, handled: dict[str, float], read: tuple | None) -> None:
         """Take a batch's fees (`handled`: per key, its rows just committed or lost) out of

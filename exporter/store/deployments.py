@@ -6,52 +6,53 @@ deployment_uptime ledger), so it is exact for any range and time zone, across re
 
 from __future__ import annotations
 
-from .export import INPUT_COLUMNS, OUTPUT_COLUMNS, Rows
+from .database import Database
 from .query import Filters
+from .reads import INPUT_COLUMNS, OUTPUT_COLUMNS, Rows
 
 DEPLOYMENT_COLUMNS = ("deployment", "type", "model", "requests", "duration",
                       "duration_seconds", "input_tokens", "output_tokens", "total_tokens",
                       "estimated_tokens", "gpu_hours", "cost_usd", "usd_per_million_tokens",
                       "usd_per_million_output_tokens")
-_OVERLAP = "max(0, min(ended_at, :to) - max(started_at, :from))"
 
 
-def deployments_sql(filters: Filters) -> tuple[str, dict]:
+def deployments_sql(filters: Filters, dialect) -> tuple[str, list]:
     """One row per deployment up at some time in the range (its `service` filter applies)."""
-    services = dict(filters.equal).get("service")
-    only = ""
-    args: dict = {"from": filters.start, "to": filters.end}
-    if services:
-        only = f"AND deployment IN ({', '.join(f':s{i}' for i in range(len(services)))})"
-        args.update({f"s{i}": s for i, s in enumerate(services)})
+    services = dict(filters.equal).get("service") or ()
+    start, end = filters.start, filters.end
+    only = f"AND deployment IN ({', '.join('?' * len(services))})" if services else ""
+    overlap = dialect.greatest("0", f"{dialect.least('ended_at', '?')} - "
+                                    f"{dialect.greatest('started_at', '?')}")
+    # Each overlap reads the range's end, then its start.
+    runs_args = [end, start] * 3 + [start, end, *services]
     return (f"""
 WITH runs AS (
-    SELECT deployment, sum({_OVERLAP}) AS duration_seconds,
-           sum({_OVERLAP} * gpus) / 3600.0 AS gpu_hours,
-           sum({_OVERLAP} * gpus * gpu_hourly_usd) / 3600.0 AS cost_usd
-    FROM deployment_uptime WHERE ended_at > :from AND started_at < :to {only}
+    SELECT deployment, sum({overlap}) AS duration_seconds,
+           sum({overlap} * gpus) / 3600.0 AS gpu_hours,
+           sum({overlap} * gpus * gpu_hourly_usd) / 3600.0 AS cost_usd
+    FROM deployment_uptime WHERE ended_at > ? AND started_at < ? {only}
     GROUP BY deployment),
 latest AS (  -- the model and type of the range's latest run
     SELECT deployment, model, type FROM deployment_uptime AS u
     WHERE started_at = (SELECT max(started_at) FROM deployment_uptime
-                        WHERE deployment = u.deployment AND ended_at > :from
-                            AND started_at < :to)),
+                        WHERE deployment = u.deployment AND ended_at > ?
+                            AND started_at < ?)),
 traffic AS (
     SELECT service AS deployment, sum(1 - share) AS requests,
            sum({' + '.join(INPUT_COLUMNS)}) AS input_tokens,
            sum({' + '.join(OUTPUT_COLUMNS)}) AS output_tokens,
            sum(estimated_input + estimated_output) AS estimated_tokens
-    FROM requests WHERE started_at >= :from AND started_at < :to
+    FROM requests WHERE started_at >= ? AND started_at < ?
         AND service IN (SELECT deployment FROM runs)
     GROUP BY service)
 SELECT runs.deployment, type, model, coalesce(requests, 0) AS requests, duration_seconds,
        coalesce(input_tokens, 0) AS input_tokens, coalesce(output_tokens, 0) AS output_tokens,
        coalesce(estimated_tokens, 0) AS estimated_tokens, gpu_hours, cost_usd
 FROM runs JOIN latest USING (deployment) LEFT JOIN traffic USING (deployment)
-ORDER BY runs.deployment""", args)
+ORDER BY runs.deployment""", runs_args + [start, end, start, end])
 
 
-def deployment_rows(path: str, filters: Filters) -> Rows:
+def deployment_rows(db: Database, filters: Filters) -> Rows:
     def convert(row: dict) -> dict:
         seconds = row["duration_seconds"] = round(row["duration_seconds"], 3)
         minutes = int(seconds // 60)
@@ -65,5 +66,5 @@ def deployment_rows(path: str, filters: Filters) -> Rows:
             else None
         return row
 
-    sql, args = deployments_sql(filters)
-    return Rows(path, sql, args, convert)
+    sql, args = deployments_sql(filters, db.dialect)
+    return Rows(db, sql, args, convert)

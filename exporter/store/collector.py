@@ -1,32 +1,43 @@
-"""The metrics read from the history at scrape time: rows, spend per key, budgets, and the
-calendar periods the spend is of."""
+"""The metrics read from the history at scrape time: rows, spend per key, budgets, the
+calendar periods the spend is of, and how far the writer is behind."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from ..telemetry.metrics import BUDGET, HISTORY_ROWS, PERIOD_END, PERIOD_START, SPEND
-from .query import spend_sql
+from ..telemetry.metrics import (
+    BUDGET,
+    HISTORY_LAG,
+    HISTORY_ROWS,
+    PERIOD_END,
+    PERIOD_START,
+    SPEND,
+)
+from .database import Database
+from .spend import spend_sql
 from .zones import periods
 
 log = logging.getLogger("llm_usage_exporter")
+# A scrape waits at most this long for the database: with it down, the rest of /metrics is
+# still answered well within Prometheus's scrape timeout.
+SCRAPE_WAIT = 1.0
 
 
 class HistoryCollector:
     """llm_history_rows, llm_spend_usd and llm_budget_usd, read from the history at scrape.
 
     Read from the database rather than kept in memory, so the figures are right after a
-    restart and agree across worker processes.
+    restart and agree across worker processes and every replica of a fleet.
     """
 
-    def __init__(self, registry: CollectorRegistry, path: str, tz, budgets=(),
-                 max_keys: int = 1000, clock=time.time):
-        self.path, self.tz, self.max_keys, self.clock = path, tz, max_keys, clock
+    def __init__(self, registry: CollectorRegistry, db: Database, tz, budgets=(),
+                 max_keys: int = 1000, clock=time.time, writer=None):
+        self.db, self.tz, self.max_keys, self.clock = db, tz, max_keys, clock
+        self.writer = writer  # the History whose lag is exported
         self.budgets = {b.api_key: b for b in budgets}
         registry.register(self)
 
@@ -35,15 +46,16 @@ class HistoryCollector:
                                for f in (SPEND, BUDGET, HISTORY_ROWS))
         keys = []
         try:
-            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1) as conn:
-                rows.add_metric([], conn.execute("SELECT count(*) FROM requests").fetchone()[0])
-                for api_key, month, day in conn.execute(
+            with self.db.connect(wait=SCRAPE_WAIT) as conn:
+                found = conn.one("SELECT value FROM counters WHERE name = 'requests'")
+                rows.add_metric([], found[0] if found else 0)
+                for api_key, month, day in conn.all(
                         *spend_sql(self.tz, self.clock(), self.max_keys)):
                     # Sums of floats in SQLite: 0.0021238999999999997 is 0.0021239.
                     spend.add_metric([api_key, "day"], round(day or 0.0, 10))
                     spend.add_metric([api_key, "month"], round(month or 0.0, 10))
                     keys.append(api_key)
-        except sqlite3.Error as e:  # no history yet: no spend to show
+        except self.db.Error as e:  # no history yet, or unreachable: no spend to show
             log.debug("spend: %s", e)
         for api_key in dict.fromkeys([k for k in self.budgets if k != "*"] + keys):
             b = self.budgets.get(api_key) or self.budgets.get("*")
@@ -56,6 +68,9 @@ class HistoryCollector:
         yield spend
         yield budget
         yield from self._periods()
+        lag = GaugeMetricFamily(HISTORY_LAG.name, HISTORY_LAG.documentation)
+        lag.add_metric([], round(self.writer.lag(), 3) if self.writer is not None else 0.0)
+        yield lag
 
     def _periods(self):
         start, end = (GaugeMetricFamily(f.name, f.documentation, labels=f.labels)

@@ -1,0 +1,63 @@
+"""What the writer writes, a batch in one transaction: the rows, their spend by key and
+day, their count and the ledgers' events; and what retention takes away, hourly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from .rows import INSERT_SQL, Event, RequestRow
+from .spend import ADD_SPEND_SQL
+
+BATCH_IDS_KEPT = 86400  # a batch's id outlives any commit that can go unanswered
+ROWS_COUNTER = "UPDATE counters SET value = value + ? WHERE name = 'requests'"
+
+
+def write_batch(conn, batch_id: str, rows: list[RequestRow], events: list[Event],
+                tz: ZoneInfo, now: float) -> None:
+    """Write a batch, or nothing if a batch of this id was written already (its commit went
+    unanswered, and it was tried again)."""
+    try:
+        with conn.transaction():
+            if not conn.changed("INSERT INTO batches (batch_id, written_at) VALUES (?, ?) "
+                                "ON CONFLICT (batch_id) DO NOTHING", [batch_id, now]):
+                return
+            if rows:
+                conn.dialect.ensure_partitions(conn, {int(r.started_at // 86400)
+                                                      for r in rows})
+                conn.executemany(INSERT_SQL, rows)
+                conn.executemany(ADD_SPEND_SQL, spend_by_day(rows, tz))
+                conn.execute(ROWS_COUNTER, [len(rows)])
+            for event in events:
+                conn.execute(event.sql, event.args())
+    except Exception:  # partitions made in a transaction rolled back are gone again
+        conn.dialect.forget_partitions()
+        raise
+
+
+def spend_by_day(rows: list[RequestRow], tz: ZoneInfo) -> list[tuple]:
+    """Rows' fees summed by key and local calendar day: (api_key, day, usd)."""
+    totals: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r.fee_usd:
+            day = datetime.fromtimestamp(r.started_at, tz).date().isoformat()
+            totals[r.api_key, day] = totals.get((r.api_key, day), 0.0) + r.fee_usd
+    return [(k, d, usd) for (k, d), usd in totals.items()]
+
+
+def prune(conn, now: float, retention_days: float, tz: ZoneInfo) -> None:
+    """Delete what is older than the retention, in one transaction."""
+    cutoff = now - retention_days * 86400
+    # The spend of the whole current month is kept, whatever the retention: the month's
+    # spend and its budgets read it.
+    month = datetime.fromtimestamp(now, tz).date().replace(day=1)
+    oldest_day = min(datetime.fromtimestamp(cutoff, tz).date(), month).isoformat()
+    with conn.transaction():
+        removed = conn.dialect.prune(conn, cutoff)
+        if removed:
+            conn.execute(ROWS_COUNTER, [-removed])
+        conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])
+        conn.execute("DELETE FROM jobs WHERE coalesce(metered_at, created_at, 0) < ?",
+                     [cutoff])
+        conn.execute("DELETE FROM deployment_uptime WHERE ended_at < ?", [cutoff])
+        conn.execute("DELETE FROM batches WHERE written_at < ?", [now - BATCH_IDS_KEPT])

@@ -1,0 +1,209 @@
+"""PostgreSQL: one history for a fleet of gateways, through psycopg 3.
+
+Readers (the usage API, scrapes, ledger claims, leases) borrow connections from a small
+pool; the writer thread keeps one of its own. The requests table is partitioned by UTC
+day, so retention drops whole days instead of deleting rows (which would leave the table
+bloated until a vacuum), and a query of a range reads only that range's days.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from .schema import migrate_postgresql
+
+# Fixed keys of pg_advisory_lock: the schema's migrations, and one day's partition.
+MIGRATION_LOCK, PARTITION_LOCK = 0x6C6C6D01, 0x6C6C6D02
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is named at start, not waited on
+POOL_SIZE = 4  # concurrent readers: exports, Grafana's panels, scrapes, claims
+POOL_WAIT = 10.0  # a reader waits this long for a connection, then the API answers 503
+DAY = 86400
+
+
+@functools.lru_cache(maxsize=1024)
+def _placeholders(text: str) -> str:
+    """`?` placeholders as psycopg's `%s` (and a literal % doubled)."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+def parts(url: str) -> tuple[str, str]:
+    """The host and port of a URL, as a message names them (libpq's defaults if absent)."""
+    split = urlsplit(url)
+    try:
+        port = split.port or 5432
+    except ValueError:
+        port = 5432
+    return split.hostname or "localhost", str(port)
+
+
+def safe_url(url: str) -> str:
+    """The URL without a password or parameters: what logs and messages may show."""
+    split = urlsplit(url)
+    user = f"{split.username}@" if split.username else ""
+    host, port = parts(url)
+    return f"{split.scheme}://{user}{host}:{port}{split.path}"
+
+
+class PostgreSQL:
+    """The PostgreSQL engine: its connections, transactions, partitions and spelling of SQL."""
+
+    name = "postgresql"
+    rowid = "id"
+
+    def __init__(self, url: str, password: str | None = None, pooled: bool = False):
+        self.url, self.password, self.pooled = url, password, pooled
+        self._pool = None
+        self._days: set[int] = set()  # the partitions known to exist (the writer's)
+
+    @property
+    def Error(self) -> type[Exception]:  # noqa: N802 - as sqlite3.Error reads
+        import psycopg
+        return psycopg.Error
+
+    def describe(self) -> str:
+        return safe_url(self.url)
+
+    def exists(self) -> bool:
+        return True  # a server's database: asking is connecting, which says what is wrong
+
+    def __getstate__(self) -> dict:  # for a report's process: the pool stays here
+        return {**self.__dict__, "_pool": None, "pooled": False}
+
+    # --- connections ------------------------------------------------------------------
+    def _options(self) -> dict:
+        options = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
+                   "application_name": "llm-usage-exporter"}
+        if self.password is not None:  # else libpq's own: PGPASSWORD, ~/.pgpass
+            options["password"] = self.password
+        return options
+
+    def connect(self, write: bool):
+        import psycopg
+        return psycopg.connect(self.url, **self._options())
+
+    @contextlib.contextmanager
+    def borrowed(self, wait: float | None = None) -> Iterator:
+        """A connection of the pool (made at the first need), returned at the end."""
+        if self._pool is None:
+            from psycopg_pool import ConnectionPool
+            self._pool = ConnectionPool(self.url, kwargs=self._options(), min_size=0,
+                                        max_size=POOL_SIZE, timeout=POOL_WAIT, open=True,
+                                        check=ConnectionPool.check_connection,
+                                        name="llm-usage-history")
+        with self._pool.connection(timeout=wait) as conn:
+            yield conn
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @staticmethod
+    def transaction(conn):
+        return conn.transaction()
+
+    @staticmethod
+    def stream(conn, sql: str, args, size: int):
+        """Yield the column names, then batches of at most `size` rows, from a server-side
+        cursor: a million-row export never holds a million rows here either."""
+        with conn.transaction(), conn.cursor(name="llm_usage_rows") as cursor:
+            cursor.itersize = size
+            cursor.execute(sql, args)
+            yield [d.name for d in cursor.description]
+            while batch := cursor.fetchmany(size):
+                yield batch
+
+    @staticmethod
+    def unavailable(error: BaseException) -> bool:
+        """True when the server failed (unreachable, shutting down, out of disk), not a
+        row: the writer then keeps the batch and tries again."""
+        import psycopg
+        from psycopg import errors
+        return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError
+                          | errors.InsufficientResources | errors.AdminShutdown
+                          | errors.CannotConnectNow | errors.ReadOnlySqlTransaction)
+
+    @contextlib.contextmanager
+    def migrating(self) -> Iterator[None]:
+        """Hold the migration lock: replicas started together migrate one at a time."""
+        with contextlib.closing(self.connect(write=True)) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+
+    def migrate(self) -> None:
+        with contextlib.closing(self.connect(write=True)) as conn:
+            migrate_postgresql(conn)
+
+    def sql(self, text: str) -> str:
+        return _placeholders(text)
+
+    # --- the requests table's day partitions ------------------------------------------
+    def ensure_partitions(self, conn, days) -> None:
+        """Make the partitions of these UTC days (Unix seconds // 86400), in the
+        transaction of the rows that need them; one replica at a time makes each."""
+        missing = set(days) - self._days
+        if not missing:
+            return
+        conn.execute("SELECT pg_advisory_xact_lock(?)", [PARTITION_LOCK])
+        for day in sorted(missing):
+            conn.execute(f"CREATE TABLE IF NOT EXISTS requests_d{day} PARTITION OF requests "
+                         f"FOR VALUES FROM ({day * DAY}) TO ({(day + 1) * DAY})")
+        self._days |= missing
+
+    def forget_partitions(self) -> None:
+        """A transaction that made partitions was rolled back: they may not exist."""
+        self._days.clear()
+
+    def prune(self, conn, before: float) -> int:
+        """Drop the partitions wholly before `before`, in the caller's transaction; return
+        the rows they held. Rows of the day `before` falls in stay until that day is wholly
+        past: retention is kept to the day, not to the second."""
+        if not conn.one("SELECT pg_try_advisory_xact_lock(?)", [PARTITION_LOCK])[0]:
+            return 0  # another replica is at it
+        dropped = 0
+        for (name,) in conn.all(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'requests'::regclass"):
+            day = int(name.removeprefix("requests_d"))
+            if (day + 1) * DAY <= before:
+                dropped += conn.one(f"SELECT count(*) FROM {name}")[0]
+                conn.execute(f"DROP TABLE {name}")
+                self._days.discard(day)
+        return dropped
+
+    # --- expressions the engines spell apart ------------------------------------------
+    @staticmethod
+    def floor(expr: str) -> str:
+        return f"floor({expr})"
+
+    @staticmethod
+    def greatest(*exprs: str) -> str:
+        return f"greatest({', '.join(exprs)})"
+
+    @staticmethod
+    def least(*exprs: str) -> str:
+        return f"least({', '.join(exprs)})"
+
+    @staticmethod
+    def day(epoch: str) -> str:
+        return f"to_char(to_timestamp({epoch}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    @staticmethod
+    def p95(column: str) -> str:
+        return f"percentile_disc(0.95) WITHIN GROUP (ORDER BY {column})"
+
+    @staticmethod
+    def fee_of(category: str) -> str:
+        return f"(fees::jsonb ->> '{category}')::float8"
+
+    @staticmethod
+    def fee_categories() -> tuple[str, str]:
+        return "jsonb_each_text(requests.fees::jsonb)", "value::float8"
+
+    now = "extract(epoch from clock_timestamp())::float8"

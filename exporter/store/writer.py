@@ -1,0 +1,252 @@
+"""The history's bounded queue and its single writer thread.
+
+The proxy never waits on the database: handlers put records on a bounded queue
+(put_nowait; a full queue drops the record and counts it); one thread owns a connection and
+writes in batches, each in one transaction with its spend and the ledgers' events. A
+database that cannot be written (unreachable, locked, full) never stops the proxy: the
+batch in hand is kept and tried again, with a backoff, while the queue takes the rows
+that follow; the outage is logged once and counted. A batch's id is written with it, so a
+batch whose commit went unanswered is not written twice when it is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from zoneinfo import ZoneInfo
+
+from ..record import RequestRecord
+from ..telemetry.metrics import HistoryMetrics
+from .batches import prune, write_batch
+from .database import Database, reason
+from .rows import Event, row
+from .spend import REFRESH_SECONDS, Spend
+
+log = logging.getLogger("llm_usage_exporter")
+UTC_ZONE = ZoneInfo("UTC")
+_STOP = object()
+BACKOFF = (0.5, 1, 2, 5)  # seconds before each further attempt, then every 5 s
+STOP_GRACE = 20.0  # at shutdown, how long rows wait for a database that is down
+
+
+class History:
+    """Queue records from the event loop; write them from one thread."""
+
+    def __init__(self, db: Database, metrics: HistoryMetrics, *, queue_size: int = 10000,
+                 batch_size: int = 500, linger: float = 0.1,
+                 retention_days: float | None = 90, tz: ZoneInfo = UTC_ZONE,
+                 clock=time.time, stop_grace: float = STOP_GRACE):
+        self.db = db
+        self.stop_grace = stop_grace
+        self.metrics = metrics
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.batch_size = batch_size
+        self.linger = linger
+        self.tz = tz
+        self.retention_days = retention_days
+        self.clock = clock
+        self.failing = False
+        self.spend = Spend(tz)  # for the budgets the gateway enforces
+        self.collector = None  # its scrape-time metrics (app.py), told of budgets on reload
+        self.held_since: float | None = None  # when the batch in hand was queued
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+
+    def start(self) -> None:
+        """Make the tables ready (the ledgers read them from the first request on) and
+        start the writer; a database that cannot be reached now is the writer's to retry."""
+        if self.thread.ident is not None:  # once: the app and tests may both ask
+            return
+        try:
+            self.db.migrate(self.tz)
+        except Exception as e:  # the writer says so, once, when it tries
+            log.debug("history: cannot prepare %s: %s", self.db, reason(e))
+        self.thread.start()
+
+    def put(self, record: RequestRecord) -> None:
+        """Queue one record; never blocks (a full queue drops it, counted)."""
+        fee = float(record.fee)
+        if fee:  # counted before the writer can see the row, so it is never settled first
+            self.spend.queued(record.api_key, fee)
+        if not self._enqueue(record) and fee:
+            self.spend.settle({record.api_key: fee}, None)  # dropped: never written
+
+    def put_event(self, event: Event) -> None:
+        """Queue a change of a ledger; never blocks."""
+        self._enqueue(event)
+
+    def _enqueue(self, item) -> bool:
+        try:
+            self.queue.put_nowait((time.monotonic(), item))
+        except queue.Full:
+            self.metrics.dropped.inc()
+            return False
+        self.metrics.queue_size.inc()
+        return True
+
+    def lag(self) -> float:
+        """Seconds the oldest row not yet written has waited (0 when none waits)."""
+        oldest = self.held_since
+        if oldest is None:
+            with self.queue.mutex:
+                head = self.queue.queue[0] if self.queue.queue else None
+            oldest = head[0] if isinstance(head, tuple) else None
+        return max(time.monotonic() - oldest, 0.0) if oldest is not None else 0.0
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the writer."""
+        self.stopping.set()
+        self.queue.put(_STOP)
+        self.thread.join(timeout)
+
+    # --- the writer thread --------------------------------------------------------------
+    def _run(self) -> None:
+        conn = None
+        held: list = []  # the batch taken from the queue and not yet written
+        batch_id, fees = "", {}
+        failures, next_prune, next_refresh = 0, 0.0, 0.0
+        give_up = None  # at shutdown, when rows stop waiting for the database
+        stopped = False
+        while not (stopped and not held):
+            if not held:
+                # With budgets enforced, woken every second to read others' spend.
+                held, stopped = self._take(REFRESH_SECONDS if self.spend.active else 60)
+                batch_id, fees = uuid.uuid4().hex, self._fees(held)
+                self.held_since = held[0][0] if held else None
+            if held and failures:
+                if self.stopping.is_set():
+                    give_up = give_up or time.monotonic() + self.stop_grace
+                    if time.monotonic() >= give_up:
+                        self._lose(held, fees)
+                        held, self.held_since = [], None
+                        continue
+                self._pause(BACKOFF[min(failures - 1, len(BACKOFF) - 1)])
+            try:
+                if conn is None:
+                    if failures:  # the database may be new, or the file may have gone
+                        self.db.migrate(self.tz)
+                    conn = self.db.dedicated()
+                if held:
+                    self._write(conn, held, batch_id)
+                    self._written(held)
+                    held = []
+                if self.spend.active and (fees or self.clock() >= next_refresh):
+                    self.spend.settle(fees, self.spend.read(conn, self.clock()))
+                    fees, next_refresh = {}, self.clock() + REFRESH_SECONDS
+                if self.retention_days and self.clock() >= next_prune:
+                    prune(conn, self.clock(), self.retention_days, self.tz)
+                    next_prune = self.clock() + 3600
+                if failures:
+                    log.warning("history: writing to %s again", self.db)
+                failures = 0
+            except Exception as e:  # the writer never dies
+                if held and conn is not None and not self._unavailable(e):
+                    # a row it refuses: keep the others
+                    try:
+                        self._write_each(conn, held, batch_id)
+                        self._written(held)
+                        held = []
+                        continue
+                    except Exception as again:
+                        e = again  # the database itself, after all
+                self.metrics.write_errors.inc()
+                if not failures:  # once per outage, not once per attempt
+                    log.error("history: cannot write to %s: %s; requests are still proxied, "
+                              "and their rows wait in memory (up to history.queue_size)",
+                              self.db, reason(e))
+                failures += 1
+                if conn is not None:
+                    _close(conn)
+                    conn = None  # connected again next time: the server may come back
+            finally:
+                if fees and not held:  # written, not read back: leave the unwritten sums
+                    self.spend.settle(fees, None)
+                    fees = {}
+        self.held_since = None
+        if conn is not None:
+            _close(conn)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before trying again; at shutdown, a second at most between tries."""
+        if self.stopping.is_set():
+            time.sleep(min(seconds, 1.0))
+        else:
+            self.stopping.wait(seconds)
+
+    def _written(self, batch: list) -> None:
+        self.metrics.queue_size.dec(len(batch))
+        self.held_since = None
+
+    def _take(self, wait: float) -> tuple[list, bool]:
+        """The next batch of (queued at, item), and whether close() was asked."""
+        try:
+            first = self.queue.get(timeout=wait)
+        except queue.Empty:
+            return [], False
+        if first is _STOP:
+            return [], True
+        # Linger after the first row so light traffic still commits in batches (a commit
+        # per request cost more CPU than proxying it), asleep: waiting in get() would wake
+        # this thread, and take the GIL from the proxy, for every row that arrives. Under
+        # load the queue holds a batch already: no linger, or it would cap writes at
+        # batch_size rows per linger.
+        if self.linger and self.queue.qsize() < self.batch_size:
+            self.stopping.wait(self.linger)
+        batch = [first]
+        while len(batch) < self.batch_size:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _unavailable(self, error: Exception) -> bool:
+        return self.db.dialect.unavailable(error)
+
+    def _write(self, conn, batch: list, batch_id: str) -> None:
+        write_batch(conn, batch_id,
+                    [row(item) for _, item in batch if isinstance(item, RequestRecord)],
+                    [item for _, item in batch if isinstance(item, Event)], self.tz,
+                    self.clock())
+
+    def _write_each(self, conn, batch: list, batch_id: str) -> None:
+        """Write a batch item by item: only an item the database refuses is lost, counted."""
+        for i, item in enumerate(batch):
+            try:
+                self._write(conn, [item], f"{batch_id}-{i}")
+            except Exception as e:
+                if self._unavailable(e):
+                    raise
+                self.metrics.write_errors.inc()
+                log.error("history: a row cannot be written (%s: %s); it is lost, the "
+                          "others are kept", type(e).__name__, reason(e))
+
+    def _lose(self, batch: list, fees: dict[str, float]) -> None:
+        """Give up on rows the database never took back (at shutdown): counted as dropped."""
+        self.metrics.dropped.inc(len(batch))
+        self.metrics.queue_size.dec(len(batch))
+        self.spend.settle(fees, None)
+        log.error("history: %d rows could not be written to %s before the gateway stopped; "
+                  "they are lost", len(batch), self.db)
+
+    @staticmethod
+    def _fees(batch) -> dict[str, float]:
+        """Sum a batch's fees by key."""
+        fees: dict[str, float] = {}
+        for _, r in batch:
+            if isinstance(r, RequestRecord) and r.fee:
+                fees[r.api_key] = fees.get(r.api_key, 0.0) + float(r.fee)
+        return fees
+
+
+def _close(conn) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
