@@ -109,12 +109,12 @@ async def until(condition, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
 
-async def start(*args, cwd=None, log=None):
+async def start(*args, cwd=None, log=None, env=None):
     """Start a process of the test's; its standard error goes to the file `log`, if given
     (a pipe nobody reads would fill up and stall a chatty process)."""
     stderr = open(log, "wb") if log else asyncio.subprocess.PIPE
     try:
-        return await asyncio.create_subprocess_exec(*args, cwd=cwd,
+        return await asyncio.create_subprocess_exec(*args, cwd=cwd, env=env,
                                                     stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=stderr)
     finally:

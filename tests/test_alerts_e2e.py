@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 from aiohttp import web
 from conftest import need_binary, start, stop, wait_ok
 from upstream import fixture
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parent.parent
 ALERTS = ROOT / "alerts"

@@ -11,6 +11,7 @@ from decimal import Decimal as D
 import anthropic
 import openai
 import pytest
+from conftest import until
 from aiohttp import web
 from upstream import json_file, sse_file, status
 
@@ -483,6 +484,38 @@ async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, repl
     await key_client(gw2, "sk-ops").files.content("file-out")
     await gw2.records.wait(1)
     assert tokens(gw2) == {}
+
+
+async def test_a_batch_seen_through_two_replicas_is_billed_once_to_its_creator(gateway,
+                                                                             replay, db):
+    """Created through one replica, polled by another key through the other (which must
+    not take the creator's place), its results downloaded there, then again through the
+    first: one bill, the creator's, at the batch price."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.store.writer import History
+    from exporter.telemetry.metrics import HistoryMetrics
+    batch_routes(replay)
+    keys = {"api_keys": [{"name": "batch-team", "key_env": "BATCH_KEY"},
+                         {"name": "ops", "key_env": "OPS_KEY"}],
+            "env": {"BATCH_KEY": "sk-batch", "OPS_KEY": "sk-ops"}}
+    histories = [History(db, HistoryMetrics(CollectorRegistry()), linger=0) for _ in "ab"]
+    a, b = [await gateway(history=h, **keys) for h in histories]
+    await key_client(a, "sk-batch").batches.create(
+        input_file_id="file-in", endpoint="/v1/chat/completions", completion_window="24h")
+    await key_client(b, "sk-ops").batches.retrieve("batch_abc")  # b learns the output file
+    await a.records.wait(1)
+    await b.records.wait(1)
+    await until(lambda: histories[0].queue.qsize() == 0 and histories[0].lag() == 0
+                and histories[1].queue.qsize() == 0 and histories[1].lag() == 0)
+    await key_client(b, "sk-ops").files.content("file-out")
+    billed = await b.records.wait(2)
+    assert (billed.operation, billed.api_key, billed.fee) == (
+        "batch", "batch-team", (300 * D("0.075") + 60 * D("0.30")) / M)
+    await key_client(a, "sk-batch").files.content("file-out")  # again, through the first
+    again = await a.records.wait(2)
+    assert (again.api_key, again.fee) == ("batch-team", 0)
+    assert tokens(a) == {} and tokens(b) == {("input", "text"): 300, ("output", "text"): 60}
 
 
 async def test_anthropic_batch_results_in_two_models(gateway, replay):

@@ -48,6 +48,12 @@ def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
                   "FILE (the gateway's config, for its history.path) or --db PATH (or a "
                   "PostgreSQL URL)"),
     (("export", "--db", "none.db"), "--db: no file none.db"),
+    (("export", "--db", "postgresql://gateway:s3cret@db:5432/llm"),
+     "--db: must not hold the password: set it in PGPASSWORD or in the variable "
+     "history.password_env names"),
+    (("report", "--db", "postgresql://gateway@127.0.0.1:1/llm"),
+     "--db: cannot use the PostgreSQL history at 127.0.0.1:1: connection to server at "
+     "\"127.0.0.1\", port 1 failed: Connection refused"),
 ])
 def test_a_mistake_is_one_line_and_status_2(args, line, tmp_path):
     done = run(*args, cwd=tmp_path)

@@ -174,3 +174,40 @@ def test_demo_runs_and_counts(unused_tcp_port_factory, tmp_path):
     assert path == str(tmp_path / "demo.db")  # kept where asked; a temporary one is removed
     with sqlite3.connect(path) as db:  # every demo request is in the history
         assert db.execute("SELECT count(*) FROM requests").fetchone() == (12,)
+
+
+@pytest.mark.parametrize("url,problem", [
+    ("mysql://gateway@db/llm", "must be a postgresql:// URL, e.g. postgresql://gateway@db:5432/"
+                               "llm_usage (a SQLite file goes in history.path)"),
+    ("/var/lib/llm/history.db", "must be a postgresql:// URL, e.g. postgresql://gateway@db:5432/"
+                                "llm_usage (a SQLite file goes in history.path)"),
+    ("postgresql://gateway@db:port/llm", "its port must be a number from 0 to 65535"),
+    ("postgresql://gateway:s3cret@db:5432/llm", "must not hold the password: set it in "
+                                                "PGPASSWORD or in the variable "
+                                                "history.password_env names"),
+    ("postgresql://gateway@db:5432", "must name the database: "
+                                     "postgresql://USER@HOST:PORT/DATABASE"),
+])
+def test_a_history_url_check_config_cannot_use_is_named(tmp_path, url, problem):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"history:\n  url: {url}\nservices:\n"
+                      "  - {name: openai, base_url: 'https://api.openai.com'}\n")
+    done = cli("check-config", str(config))
+    assert (done.returncode, done.stderr) == (1, f"{config}: history.url: {problem}\n")
+
+
+def test_a_password_env_is_for_a_postgresql_history(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("history:\n  password_env: DB_PASSWORD\nservices:\n"
+                      "  - {name: openai, base_url: 'https://api.openai.com'}\n")
+    done = cli("check-config", str(config))
+    assert (done.returncode, done.stderr) == (
+        1, f"{config}: history.password_env: a password is for a PostgreSQL history: set "
+           "history.url\n")
+    config.write_text("history:\n  url: postgresql://gateway@db:5432/llm\n"
+                      "  password_env: DB_PASSWORD\nservices:\n"
+                      "  - {name: openai, base_url: 'https://api.openai.com'}\n")
+    done = cli("check-config", str(config), env={"DB_PASSWORD": ""})
+    assert (done.returncode, done.stdout) == (0, f"{config}: OK\n")
+    assert f"{config}: warning: history.password_env: environment variable DB_PASSWORD is " \
+           "not set: set it before `serve`\n" in done.stderr

@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 from conftest import need_binary, start, stop, wait_ok
 
 from grafana import __main__ as generator
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parent.parent
 SCRAPE = 1  # seconds: so rate() has samples within seconds

@@ -60,6 +60,17 @@ class Server:
         if done.returncode != 0:
             raise RuntimeError(f"{os.path.basename(args[0])}: {done.stderr.strip()}")
 
+    def _pg_ctl(self, *args: str) -> None:
+        self._run(os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-s", *args)
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data: an outage (resume() ends it)."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def resume(self) -> None:
+        """Start it again on the same port, with the same data."""
+        self._pg_ctl("-l", os.path.join(self.folder, "server.log"), "start")
+
     def start(self) -> str:
         """Make the cluster and start it; return the superuser's URL of database postgres."""
         if self._as:
@@ -70,17 +81,19 @@ class Server:
             hba.write(f"local all all trust\n"
                       f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
                       f"host all all 127.0.0.1/32 trust\n")
-        options = ["-c listen_addresses=127.0.0.1", f"-k {self.folder}",
-                   "-c max_connections=200"]
+        settings = {"listen_addresses": "'127.0.0.1'",
+                    "unix_socket_directories": f"'{self.folder}'", "max_connections": "200"}
         if not self.durable:
-            options += ["-c fsync=off", "-c synchronous_commit=off",
-                        "-c full_page_writes=off"]
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         for _ in range(5):  # a free port may be taken before the server binds it
             self.port = free_port()
+            # In the cluster's own settings (the last of a name wins), so resume() starts
+            # it as it was.
+            with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as conf:
+                conf.writelines(f"{k} = {v}\n" for k, v in {**settings,
+                                                            "port": str(self.port)}.items())
             try:
-                self._run(os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-s",
-                          "-l", os.path.join(self.folder, "server.log"), "-o",
-                          " ".join([f"-p {self.port}", *options]), "start")
+                self.resume()
                 break
             except RuntimeError:
                 if "could not bind" not in self.log():

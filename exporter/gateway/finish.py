@@ -38,7 +38,7 @@ def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: 
             rec.error_message = error_message(collected)
         return [rec]
     if job is not None and job.kind in (CREATE, STATUS):
-        _track(rec, collected, jobs)
+        _track(rec, collected, jobs, job.kind == CREATE)
         return [rec]
     whole = count_usage(rec, body_json, meter, collected)
     if rec.operation == RESPONSES and isinstance(whole, dict) and whole.get("background") \
@@ -84,13 +84,13 @@ async def through_cancel(work) -> tuple:
             cancelled = True
 
 
-def _track(rec: RequestRecord, collected, jobs: Jobs) -> None:
-    """Note who created a batch, and where its output went."""
+def _track(rec: RequestRecord, collected, jobs: Jobs, created: bool) -> None:
+    """Note who created a batch (or, polling it, who saw it), and where its output went."""
     _, _, whole = collected.parse() if collected is not None else (None, None, None)
     if not isinstance(whole, dict) or not isinstance(whole.get("id"), str):
         return
     if whole.get("type") == "message_batch" or whole.get("object") == "batch":
-        jobs.seen(whole["id"], rec.api_key, rec.started)
+        (jobs.create if created else jobs.seen)(whole["id"], rec.api_key, rec.started)
         output = whole.get("output_file_id")
         if isinstance(output, str) and output:
             jobs.output(whole["id"], output)

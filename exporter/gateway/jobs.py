@@ -72,6 +72,7 @@ class Jobs:
         self.outputs: OrderedDict[str, str] = OrderedDict()  # output file -> batch
         self.metered: OrderedDict[str, float] = OrderedDict()
         self.states: OrderedDict[str, str] = OrderedDict()  # fine-tuning job -> states seen
+        self.polled: OrderedDict[str, str] = OrderedDict()  # jobs seen, told to the ledger
         # Where fine-tuning is counted: fine_tuning_created(record, model),
         # fine_tuning_state(service, state), fine_tuning_trained(service, model, tokens).
         self.counts = None  # the Metrics
@@ -82,10 +83,14 @@ class Jobs:
         self._keep(JobCreated(job_id, api_key, at))
 
     def seen(self, job_id: str, api_key: str, at: float) -> None:
-        """The job was seen with this key: its creator, unless one is known already."""
-        if job_id not in self.created:
+        """The job was seen with this key: its creator, unless one is known already (in a
+        fleet, the ledger decides: another replica may have created it)."""
+        if job_id in self.created or job_id in self.polled:
+            return
+        if self.ledger is None:
             self._put(self.created, job_id, (api_key, at))
-            self._keep(JobSeen(job_id, api_key, at))
+        self._put(self.polled, job_id, api_key)
+        self._keep(JobSeen(job_id, api_key, at))
 
     def output(self, batch_id: str, file_id: str) -> None:
         if self.outputs.get(file_id) != batch_id:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -45,6 +46,58 @@ def safe_url(url: str) -> str:
     user = f"{split.username}@" if split.username else ""
     host, port = parts(url)
     return f"{split.scheme}://{user}{host}:{port}{split.path}"
+
+
+class Pool:
+    """At most `size` connections in use at once, kept open between uses and checked with
+    a round trip before each. psycopg_pool's waits out its whole timeout while the server
+    is down (and logs each attempt to reconnect): here a reader learns at once, with
+    libpq's reason, so the usage API answers 503 at once and a scrape is not held up."""
+
+    def __init__(self, connect, size: int, wait: float):
+        self.connect, self.size, self.wait = connect, size, wait
+        self.slots = threading.BoundedSemaphore(size)
+        self.idle: list = []
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self, wait: float | None = None) -> Iterator:
+        import psycopg
+        if not self.slots.acquire(timeout=self.wait if wait is None else wait):
+            raise psycopg.OperationalError(f"all {self.size} connections to the history are "
+                                           "in use; try again")
+        try:
+            conn = self._take()
+            try:
+                yield conn
+            except BaseException:
+                conn.close()  # in an unknown state: not given to the next reader
+                raise
+            if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.close()
+            else:
+                with self.lock:
+                    self.idle.append(conn)
+        finally:
+            self.slots.release()
+
+    def _take(self):
+        while True:
+            with self.lock:
+                conn = self.idle.pop() if self.idle else None
+            if conn is None:
+                return self.connect()
+            try:
+                conn.execute("SELECT 1")  # the server may have restarted since
+                return conn
+            except Exception:
+                conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
 
 
 class PostgreSQL:
@@ -86,14 +139,10 @@ class PostgreSQL:
 
     @contextlib.contextmanager
     def borrowed(self, wait: float | None = None) -> Iterator:
-        """A connection of the pool (made at the first need), returned at the end."""
+        """A connection of the pool (made at the first need), given back at the end."""
         if self._pool is None:
-            from psycopg_pool import ConnectionPool
-            self._pool = ConnectionPool(self.url, kwargs=self._options(), min_size=0,
-                                        max_size=POOL_SIZE, timeout=POOL_WAIT, open=True,
-                                        check=ConnectionPool.check_connection,
-                                        name="llm-usage-history")
-        with self._pool.connection(timeout=wait) as conn:
+            self._pool = Pool(lambda: self.connect(write=False), POOL_SIZE, POOL_WAIT)
+        with self._pool.connection(wait) as conn:
             yield conn
 
     def close(self) -> None:
