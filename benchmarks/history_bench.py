@@ -1,14 +1,17 @@
-"""Measure the history writer's sustained rows/s, and the exports' and reports' time and
-peak memory, on 1M rows.
+"""Measure the history: the writer's sustained rows/s, the usage API's queries, and the
+exports' and reports' time and peak memory, on SQLite or on a PostgreSQL server.
 
-    .venv/bin/python benchmarks/history_bench.py [ROWS [DAYS]]
+    .venv/bin/python benchmarks/history_bench.py [--engine sqlite|postgresql] [--rows N]
+        [--days D] [--no-exports]
 
-The rows are spread over DAYS (default 30). Each export and report runs in its own process,
-so its peak RSS (ru_maxrss) is its own.
+The rows are spread evenly over the last D days (default 1,000,000 over 30). On
+postgresql, a throwaway server with fsync on (Debian's binaries, as the tests start them).
+Each export and report runs in its own process, so its peak RSS is its own.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -16,12 +19,17 @@ import tempfile
 import threading
 import time
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
-from exporter.history.store import row
-from exporter.history.writer import History
+from exporter.devtools.postgres import Server
 from exporter.record import RequestRecord, Usage
+from exporter.store.database import Database
+from exporter.store.query import Filters
+from exporter.store.usage import UsageQuery
+from exporter.store.reads import request_rows, usage_rows
+from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from this
@@ -30,38 +38,73 @@ MEASURE = ("import sys; from exporter.cli.main import main; main(sys.argv[1:]); 
            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))"
            ".split()[1], file=sys.stderr)")
 MODELS = ("gpt-4o-mini", "gpt-4o", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
+QUEUE = 100_000
 
 
-def main(n: int, days: int = 30) -> None:
-    tmp = tempfile.mkdtemp()
-    path = os.path.join(tmp, "bench.db")
-    history = History(path, HistoryMetrics(CollectorRegistry()), retention_days=None)
-    start = time.time() - days * 86400
-    rows = [row(RequestRecord(f"req-{i:08d}", start + i * days * 86400 / n, "openai", "openai",
-                              f"key-{i % 50:08x}", "chat", stream=i % 2 == 0,
-                              model=MODELS[i % 5], code=200 if i % 20 else 429,
-                              error_type="none" if i % 20 else "rate_limited",
-                              usage=Usage(input_text=500 + i % 700, input_cache_read=i % 300,
-                                          output_text=200 + i % 100),
-                              fee=Decimal("0.000123"), ttft=0.4, duration=2.1, overhead=0.0003,
-                              fees=[("input", "text", Decimal("0.0001")),
-                                    ("output", "text", Decimal("0.000023"))]))
-            for i in range(n)]
+def record(i: int, start: float, step: float) -> RequestRecord:
+    return RequestRecord(f"req-{i:09d}", start + i * step, "openai", "openai",
+                         f"key-{i % 50:08x}", "chat", stream=i % 2 == 0,
+                         model=MODELS[i % 5], code=200 if i % 20 else 429,
+                         error_type="none" if i % 20 else "rate_limited",
+                         usage=Usage(input_text=500 + i % 700, input_cache_read=i % 300,
+                                     output_text=200 + i % 100),
+                         fee=Decimal("0.000123"), ttft=0.4, duration=2.1, overhead=0.0003,
+                         fees=[("input", "text", Decimal("0.0001")),
+                               ("output", "text", Decimal("0.000023"))])
+
+
+def write(db: Database, n: int, start: float, days: int) -> float:
+    """Write n rows as fast as the writer takes them; return the rows per second. The
+    records are made before the clock starts: making them took the GIL from the writer."""
+    history = History(db, HistoryMetrics(CollectorRegistry()), retention_days=None,
+                      queue_size=QUEUE)
     history.start()
+    step = days * 86400 / n
+    records = [record(i, start, step) for i in range(n)]
     t0 = time.perf_counter()
 
-    def produce():  # as fast as the writer takes them: a blocking put, so nothing is dropped
-        for r in rows:
-            history.queue.put(r)
+    def produce():  # a blocking put, so nothing is dropped: the writer sets the pace
+        for r in records:
+            history.queue.put((time.monotonic(), r))
 
     producer = threading.Thread(target=produce)
     producer.start()
     producer.join()
-    history.close(timeout=3600)
-    elapsed = time.perf_counter() - t0
-    print(f"writer: {n:,} rows in {elapsed:.1f} s = {n / elapsed:,.0f} rows/s "
-          f"(database {os.path.getsize(path) / 2**20:.0f} MiB)")
-    rows.clear()
+    history.close(timeout=7200)
+    return n / (time.perf_counter() - t0)
+
+
+def timed(work) -> float:
+    """The median of three runs, in seconds."""
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        work()
+        runs.append(time.perf_counter() - t0)
+    return sorted(runs)[1]
+
+
+def queries(db: Database, end: float) -> None:
+    """What the dashboards ask of the usage API, over a day, a week and a month."""
+    utc = ZoneInfo("UTC")
+    for label, days in (("day", 1), ("week", 7), ("30 days", 30)):
+        f = Filters(end - days * 86400, end, utc)
+        asked = {
+            "totals": UsageQuery(f),
+            "per model and day": UsageQuery(f, ("model",), "day"),
+            "top 10 keys by fee": UsageQuery(f, ("api_key",), order="fee", limit=10),
+            "one key, per hour": UsageQuery(Filters(f.start, f.end, utc,
+                                                    (("api_key", ("key-00000007",)),)),
+                                            (), "hour"),
+        }
+        for name, q in asked.items():
+            seconds = timed(lambda q=q: usage_rows(db, q).all())
+            print(f"  /api/usage {name}, last {label}: {seconds * 1000:,.0f} ms")
+        seconds = timed(lambda f=f: [b for b in request_rows(db, f, 100, None).batches()])
+        print(f"  /api/requests first page of 100, last {label}: {seconds * 1000:,.0f} ms")
+
+
+def exports(db: Database, tmp: str, start: float) -> None:
     runs = [(f"export {label}", ["export", *args]) for label, args in (
             ("requests CSV", ["--kind", "requests", "--format", "csv"]),
             ("requests XLSX", ["--kind", "requests", "--format", "xlsx"]),
@@ -72,8 +115,8 @@ def main(n: int, days: int = 30) -> None:
     for label, args in runs:
         out = os.path.join(tmp, "out")
         t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", MEASURE, *args[:1], "--db", path, "--from",
-                               str(start - 1), "--to", str(time.time()), *args[1:],
+        done = subprocess.run([sys.executable, "-c", MEASURE, *args[:1], "--db", db.target,
+                               "--from", str(start - 1), "--to", str(time.time()), *args[1:],
                                "--output", out], check=True, capture_output=True, text=True)
         print(f"{label}: {time.perf_counter() - t0:.1f} s, "
               f"{os.path.getsize(out) / 2**20:.0f} MiB file, peak RSS "
@@ -81,6 +124,35 @@ def main(n: int, days: int = 30) -> None:
         os.unlink(out)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--no-exports", action="store_true")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp()
+    server = None
+    if args.engine == "postgresql":
+        server = Server(durable=True)  # fsync on, as a real server runs
+        server.start()
+        db = Database(server.create_database("bench"))
+    else:
+        db = Database(os.path.join(tmp, "bench.db"))
+    try:
+        end = time.time()
+        start = end - args.days * 86400
+        rate = write(db, args.rows, start, args.days)
+        print(f"{args.engine} writer: {args.rows:,} rows over {args.days} days at "
+              f"{rate:,.0f} rows/s")
+        queries(db, end)
+        if not args.no_exports:
+            exports(db, tmp, start)
+    finally:
+        db.close()
+        if server is not None:
+            server.stop()
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000,
-         int(sys.argv[2]) if len(sys.argv) > 2 else 30)
+    main()

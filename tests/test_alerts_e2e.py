@@ -117,7 +117,9 @@ async def test_error_ratio_and_exporter_down_alerts_arrive_and_resolve(
     prom_config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     prom_config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
         f"127.0.0.1:{am_port}"]
-    prom_config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{admin}"]
+    job = prom_config["scrape_configs"][0]  # the gateway here, not compose's DNS names
+    del job["dns_sd_configs"]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{admin}"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom_config))
 
     gateway_cmd = (sys.executable, "-m", "exporter", "serve", "--config", str(gateway_config))

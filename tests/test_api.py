@@ -369,7 +369,8 @@ def test_an_answer_whose_bill_failed_is_a_success(db):
     import dataclasses
     from datetime import datetime as dt
 
-    from exporter.store.query import Filters, UsageQuery
+    from exporter.store.query import Filters
+    from exporter.store.usage import UsageQuery
     from exporter.store.reads import request_rows, usage_rows
     h = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     now = dt.now().timestamp()

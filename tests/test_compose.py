@@ -29,8 +29,8 @@ def mounts(service: str) -> dict[str, str]:
 
 
 def test_every_service_has_an_image_and_every_mount_exists():
-    assert set(SERVICES) == {"gateway", "gateway-demo", "prometheus", "alertmanager",
-                             "alert-log", "grafana"}
+    assert set(SERVICES) == {"gateway", "gateway-demo", "gateway-fleet", "postgres",
+                             "prometheus", "alertmanager", "alert-log", "grafana"}
     for name, service in SERVICES.items():
         assert "image" in service or "build" in service, name
         for container, host in mounts(name).items():
@@ -48,17 +48,37 @@ def test_images_are_pinned():
     assert "grafana/grafana:12.4.11" in (ROOT / "README.md").read_text()
 
 
-def test_one_gateway_per_profile_both_named_gateway():
-    # Prometheus and Grafana reach `gateway`: the real one (live, the default in .env) or
-    # the demo, never both.
+def test_one_gateway_per_profile_each_named_gateway():
+    # Prometheus and Grafana reach `gateway`: the real one (live, the default in .env), the
+    # demo, or the fleet's replicas, never two of them.
     assert SERVICES["gateway"]["profiles"] == ["live"]
     assert SERVICES["gateway-demo"]["profiles"] == ["demo"]
-    assert SERVICES["gateway-demo"]["networks"]["default"]["aliases"] == ["gateway"]
+    assert SERVICES["gateway-fleet"]["profiles"] == ["fleet"]
+    for name in ("gateway-demo", "gateway-fleet"):
+        assert SERVICES[name]["networks"]["default"]["aliases"] == ["gateway"]
     assert SERVICES["gateway-demo"]["ports"] == SERVICES["gateway"]["ports"]
     assert "COMPOSE_PROFILES=live" in (ROOT / ".env").read_text().splitlines()
     demo = SERVICES["gateway-demo"]["command"]
     assert demo[0] == "demo" and "0.0.0.0:9464" in demo
-    assert all("profiles" not in s for n, s in SERVICES.items() if not n.startswith("gateway"))
+    assert all("profiles" not in s for n, s in SERVICES.items()
+               if not n.startswith("gateway") and n != "postgres")
+
+
+def test_the_fleet_is_two_replicas_on_one_postgresql():
+    fleet, postgres = SERVICES["gateway-fleet"], SERVICES["postgres"]
+    assert fleet["deploy"]["replicas"] == 2 and postgres["profiles"] == ["fleet"]
+    # Each replica on a port of its own, the usage API on localhost only.
+    assert fleet["ports"] == ["8080-8081:8080", "127.0.0.1:9464-9465:9464"]
+    command = fleet["command"]
+    url = command[command.index("--history") + 1]
+    env = postgres["environment"]
+    assert url == f"postgresql://{env['POSTGRES_USER']}@postgres:5432/{env['POSTGRES_DB']}"
+    assert fleet["environment"]["PGPASSWORD"] == env["POSTGRES_PASSWORD"]  # the same default
+    assert fleet["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert "ports" not in postgres  # reached on the compose network only
+    assert re.fullmatch(r"postgres:\d+\.\d+-\w+", postgres["image"])
+    assert mounts("postgres") == {"/var/lib/postgresql": "postgres"}
 
 
 def test_grafana_is_guarded_and_has_its_plugin():
@@ -98,8 +118,9 @@ def test_gateway_config_is_valid_and_matches_the_ports():
                                 .read_text())
     [job] = prometheus["scrape_configs"]
     assert job["job_name"] == "llm-usage-exporter"
-    assert job["static_configs"][0]["targets"] == [
-        "gateway:" + config.admin_listen.rsplit(":", 1)[1]]
+    # Every container named gateway, each scraped apart: one, or a fleet's replicas.
+    assert job["dns_sd_configs"] == [{"names": ["gateway"], "type": "A",
+                                      "port": int(admin_port), "refresh_interval": "15s"}]
     am = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert am == ["alertmanager:9093"] and "9093:9093" in SERVICES["alertmanager"]["ports"]
     for rule_file in prometheus["rule_files"]:

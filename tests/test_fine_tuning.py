@@ -121,7 +121,8 @@ async def test_usage_counts_the_training_record_as_no_request(gateway, replay, d
     import time
     from zoneinfo import ZoneInfo
 
-    from exporter.store.query import Filters, UsageQuery
+    from exporter.store.query import Filters
+    from exporter.store.usage import UsageQuery
     from exporter.store.reads import usage_rows
     upstream = Upstream(replay)
     history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)

@@ -119,9 +119,10 @@ def test_datasources_are_provisioned_with_the_dashboards_uids():
         scrape["global"]["scrape_interval"]
     # The Infinity datasources read the gateway's admin listener and Alertmanager on the
     # compose network: their base URL is the datasource's own url (Infinity has no other).
+    # The usage API on any replica answers for every one: the name Prometheus resolves.
     api, alerts = sources[kit.API_UID], sources[kit.ALERTS_API_UID]
-    assert api["url"] == \
-        "http://" + scrape["scrape_configs"][0]["static_configs"][0]["targets"][0]
+    [gateways] = scrape["scrape_configs"][0]["dns_sd_configs"]
+    assert api["url"] == f"http://{gateways['names'][0]}:{gateways['port']}"
     assert alerts["url"] == \
         "http://" + scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
     for source in (api, alerts):

@@ -118,7 +118,9 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path, aiohttp
     for name in config["rule_files"]:  # the shipped rules, their `for:` shortened to fire
         text = (ROOT / "alerts" / name).read_text()
         (tmp_path / name).write_text(re.sub(r"(?m)^(\s+for:) \S+$", r"\1 1s", text))
-    config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{admin_port}"]
+    job = config["scrape_configs"][0]  # the demo here, not compose's DNS names
+    del job["dns_sd_configs"]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{admin_port}"]}]
     config["scrape_configs"].append({"job_name": "dcgm", "static_configs": [
         {"targets": [await fake_dcgm(aiohttp_server)]}]})
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))

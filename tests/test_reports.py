@@ -19,7 +19,8 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from exporter.store.database import Database
-from exporter.store.query import Filters, UsageQuery
+from exporter.store.query import Filters
+from exporter.store.usage import UsageQuery
 from exporter.store.reads import usage_rows
 from exporter.store.writer import History
 from exporter.record import RequestRecord, Usage

@@ -16,7 +16,8 @@ from ..reports.data import TYPES as REPORT_TYPES
 from ..reports.make import MEDIA_TYPES, file_name, render_apart
 from ..store.database import Database, reason
 from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
-from ..store.query import BadParameter, Filters, UsageQuery, parse_int
+from ..store.query import BadParameter, Filters, parse_int
+from ..store.usage import UsageQuery
 from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
 from .encode import FORMATS, encode
 

@@ -18,8 +18,9 @@ from ..config.schema import ConfigError
 from ..store.database import Database, is_url, reason
 from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
 from ..store.postgresql import parts
-from ..store.query import BadParameter, Filters, UsageQuery
+from ..store.query import BadParameter, Filters
 from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
+from ..store.usage import UsageQuery
 
 
 def load_with_pricing(path: str, unset: list[str] | None = None):

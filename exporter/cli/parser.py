@@ -135,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="requests per second (default 2)")
     demo.add_argument("--requests", type=positive(int),
                       help="stop after this many requests (default: run until Ctrl-C)")
-    demo.add_argument("--history", metavar="PATH", help="keep the demo's request history in "
-                      "this file (default: a temporary one, removed at the end)")
+    demo.add_argument("--history", metavar="PATH|URL", help="keep the demo's request history "
+                      "in this file, or in this PostgreSQL database (postgresql://USER@HOST:"
+                      "PORT/DB, the password in PGPASSWORD) that several demos may share "
+                      "(default: a temporary file, removed at the end)")
 
     keys = sub.add_parser("keys", help="managed keys: make a new client key")
     keys.add_argument("action", choices=("new",))

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from ..app import history_for, start
 from ..config.load import parse_config
+from ..store.database import is_url
 from ..telemetry.logs import setup_logging
 from .simulator import Simulator
 
@@ -61,8 +62,9 @@ def _body(template: dict) -> dict:
 
 async def run_demo(listen: str, admin_listen: str, rate: float, requests: int | None,
                    history: str | None = None) -> int:
-    """Run the demo until Ctrl-C or `requests` requests; its history in the file `history`,
-    or in a temporary folder removed at the end."""
+    """Run the demo until Ctrl-C or `requests` requests; its history in the file or the
+    PostgreSQL database `history` (a fleet of demos can share one), or in a temporary
+    folder removed at the end."""
     with tempfile.TemporaryDirectory(prefix="llm-usage-demo-") as folder:
         return await _demo(listen, admin_listen, rate, requests,
                            history or os.path.join(folder, "history.db"), history is None)
@@ -84,7 +86,8 @@ async def _demo(listen, admin_listen, rate, requests, history_path, temporary) -
 async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temporary) -> int:
     sim_url = "http://127.0.0.1:%d" % sim.addresses[0][1]
     config = parse_config({
-        "listen": listen, "admin_listen": admin_listen, "history": {"path": history_path},
+        "listen": listen, "admin_listen": admin_listen,
+        "history": {"url" if is_url(history_path) else "path": history_path},
         "services": [{"name": "openai", "base_url": sim_url, "provider": "openai"},
                      {"name": "anthropic", "base_url": sim_url, "provider": "anthropic"}],
         "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
@@ -171,6 +174,7 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
     print(summary(registry), flush=True)
     for runner in runners:
         await runner.cleanup()
+    runners[0].history.db.close()
     return 0
 
 

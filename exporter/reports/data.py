@@ -14,9 +14,10 @@ from datetime import datetime
 from .. import __version__
 from ..store.breakdowns import cache_saved, cost_notes, fee_categories, p95_by_bucket
 from ..store.database import Database
-from ..store.query import Filters, UsageQuery
+from ..store.query import Filters
 from ..store.reads import usage_rows
 from ..store.schema import TOKEN_COLUMNS
+from ..store.usage import UsageQuery
 from ..store.zones import periods
 
 TYPES = ("summary", "cost", "trend", "detailed")

@@ -1,12 +1,14 @@
-"""What the writer writes, a batch in one transaction: the rows, their spend by key and
-day, their count and the ledgers' events; and what retention takes away, hourly."""
+"""What the writer writes, a batch in one transaction: the rows, their usage rollup, their
+spend by key and day, their count and the ledgers' events; and what retention takes away,
+hourly."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .rows import INSERT_SQL, Event, RequestRow
+from .rollup import BUCKET, UPSERT_SQL, rollup
+from .rows import Event, RequestRow
 from .spend import ADD_SPEND_SQL
 
 BATCH_IDS_KEPT = 86400  # a batch's id outlives any commit that can go unanswered
@@ -25,7 +27,8 @@ def write_batch(conn, batch_id: str, rows: list[RequestRow], events: list[Event]
             if rows:
                 conn.dialect.ensure_partitions(conn, {int(r.started_at // 86400)
                                                       for r in rows})
-                conn.executemany(INSERT_SQL, rows)
+                conn.dialect.insert_rows(conn, rows)
+                conn.executemany(UPSERT_SQL, rollup(rows))
                 conn.executemany(ADD_SPEND_SQL, spend_by_day(rows, tz))
                 conn.execute(ROWS_COUNTER, [len(rows)])
             for event in events:
@@ -47,15 +50,17 @@ def spend_by_day(rows: list[RequestRow], tz: ZoneInfo) -> list[tuple]:
 
 def prune(conn, now: float, retention_days: float, tz: ZoneInfo) -> None:
     """Delete what is older than the retention, in one transaction."""
-    cutoff = now - retention_days * 86400
+    # Whole quarter hours: the rollup and the rows it sums go together.
+    cutoff = (now - retention_days * 86400) // BUCKET * BUCKET
     # The spend of the whole current month is kept, whatever the retention: the month's
     # spend and its budgets read it.
     month = datetime.fromtimestamp(now, tz).date().replace(day=1)
     oldest_day = min(datetime.fromtimestamp(cutoff, tz).date(), month).isoformat()
     with conn.transaction():
-        removed = conn.dialect.prune(conn, cutoff)
+        removed, gone_before = conn.dialect.prune(conn, cutoff)
         if removed:
             conn.execute(ROWS_COUNTER, [-removed])
+        conn.execute("DELETE FROM usage_rollup WHERE bucket < ?", [gone_before])
         conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])
         conn.execute("DELETE FROM jobs WHERE coalesce(metered_at, created_at, 0) < ?",
                      [cutoff])

@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .schema import TOKEN_COLUMNS
-from .zones import local_time_sql, offset_segments, wall_to_utc
 
-# 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
-GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
-                 "1m": 60, "1h": 3600, "1d": 86400}
 GROUP_COLUMNS = ("model", "api_key", "service", "provider")
 # Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends),
 # but request_id, which takes one.
@@ -31,10 +26,6 @@ ALL_VALUES = frozenset(("*", ".*", "$__all"))
 MILLISECONDS_FROM = 1e11
 EARLIEST, LATEST = 0.0, 7258118400.0  # 1970-01-01 and 2200-01-01, in Unix seconds
 DEFAULT_RANGE = 86400  # the last 24 hours
-TOTAL_TOKENS = " + ".join(f"sum({c})" for c in TOKEN_COLUMNS)
-# order= name -> (the output column, the aggregate that computes it)
-ORDERS = {"tokens": ("total_tokens", TOTAL_TOKENS), "fee": ("fee_usd", "sum(fee_usd)"),
-          "requests": ("requests", "sum(1 - share)")}
 
 
 # What the client got as a success: accounting_error is an answer whose bill failed (as
@@ -130,11 +121,15 @@ class Filters:
                 equal.append((column, values))
         return cls(start, end, tz, tuple(equal), status)
 
-    def where(self) -> tuple[str, list]:
-        sql, args = ["started_at >= ?", "started_at < ?"], [self.start, self.end]
-        for column, values in self.equal:
-            sql.append(f"{column} = ?" if len(values) == 1
-                       else f"{column} IN ({', '.join('?' * len(values))})")
+    def where(self, column: str = "started_at", ranges=None) -> tuple[str, list]:
+        """SQL and its parameters: the Unix time `column` in the range (or in any of
+        `ranges`, [from, to) each), every label filter and the status."""
+        ranges = ranges or [(self.start, self.end)]
+        sql = ["(" + " OR ".join(f"{column} >= ? AND {column} < ?" for _ in ranges) + ")"]
+        args = [t for r in ranges for t in r]
+        for name, values in self.equal:
+            sql.append(f"{name} = ?" if len(values) == 1
+                       else f"{name} IN ({', '.join('?' * len(values))})")
             args += values
         if self.status == "success":
             sql.append(f"error_type IN {SUCCESSES}")
@@ -144,94 +139,6 @@ class Filters:
             sql.append("status = ?")
             args.append(int(self.status))
         return " AND ".join(sql), args
-
-
-@dataclass(frozen=True)
-class UsageQuery:
-    filters: Filters
-    group_by: tuple = ()
-    granularity: str = "none"
-    order: str = "tokens"
-    limit: int | None = None
-
-    @classmethod
-    def parse(cls, params, now: float) -> UsageQuery:
-        filters = Filters.parse(params, now)
-        group_by = tuple(g for g in (params.get("group_by") or "").split(",") if g)
-        for g in group_by:
-            if g not in GROUP_COLUMNS:
-                raise BadParameter("group_by", f"{g!r} is not one of {', '.join(GROUP_COLUMNS)}")
-        granularity = params.get("granularity", "none")
-        if granularity not in GRANULARITIES:
-            raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
-        order = params.get("order", "tokens")
-        if order not in ORDERS:
-            raise BadParameter("order", f"must be one of {', '.join(ORDERS)}")
-        # 0 is refused as /api/requests refuses it: no limit is no `limit`.
-        limit = parse_int(params, "limit", 0, 1, 1_000_000) if "limit" in params else None
-        return cls(filters, group_by, granularity, order, limit)
-
-    def sql(self, dialect) -> tuple[str, list]:
-        where, args = self.filters.where()
-        cols = ", ".join(self.group_by)
-        select, group = [], []
-        size = GRANULARITIES[self.granularity]
-        bucket_args = []
-        if size:
-            local, bucket_args = local_time_sql(offset_segments(
-                self.filters.tz, self.filters.start, self.filters.end))
-            select.append(f"{dialect.floor(f'{local} / {size}')} * {size} AS bucket")
-            group.append("bucket")
-        if cols:
-            select.append(cols)
-            group.append(cols)
-        # A share row (a batch's further model, a job's training) is no request of its own.
-        select += ["coalesce(sum(1 - share), 0) AS requests",
-                   f"count(*) FILTER (WHERE error_type IN {SUCCESSES} AND share = 0) "
-                   "AS successful",
-                   *(f"sum({c}) AS {c}" for c in TOKEN_COLUMNS),
-                   f"{TOTAL_TOKENS} AS total_tokens",
-                   "sum(estimated_input + estimated_output) AS estimated_tokens",
-                   "sum(web_search_calls) AS web_search_calls",
-                   "sum(audio_seconds) AS audio_seconds",
-                   "sum(input_characters) AS input_characters",
-                   "sum(fee_usd) AS fee_usd", "avg(duration_ms) AS avg_latency_ms",
-                   "avg(ttft_ms) AS avg_ttft_ms"]
-        top, top_args = "", []
-        if self.limit and cols and size:  # top N groups over the range, then their buckets
-            top = (f" AND ({cols}) IN (SELECT {cols} FROM requests WHERE {where} "
-                   f"GROUP BY {cols} ORDER BY {ORDERS[self.order][1]} DESC "
-                   f"LIMIT {self.limit})")
-            top_args = list(args)
-        sql = f"SELECT {', '.join(select)} FROM requests WHERE {where}{top}"
-        if group:
-            sql += f" GROUP BY {', '.join(group)}"
-        order = (["bucket"] if size else []) + [f"{ORDERS[self.order][0]} DESC"] \
-            + ([cols] if cols else [])
-        sql += f" ORDER BY {', '.join(order)}"
-        if self.limit and not (cols and size):
-            sql += f" LIMIT {self.limit}"
-        return sql, bucket_args + args + top_args
-
-    def finish(self, row: dict) -> dict:
-        """Add what SQL cannot: bucket times in the zone, failures, success rate, QPS."""
-        f = self.filters
-        out = {}
-        start, end = f.start, f.end
-        if "bucket" in row:
-            wall = row.pop("bucket")
-            size = GRANULARITIES[self.granularity]
-            start = max(wall_to_utc(wall, f.tz), f.start)
-            end = min(wall_to_utc(wall + size, f.tz), f.end)
-            out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
-        out.update((c, row.pop(c)) for c in self.group_by)
-        requests, successful = row["requests"], row["successful"] or 0
-        out.update(requests=requests, successful=successful, failed=requests - successful,
-                   success_rate=successful / requests if requests else None)
-        out.update(row)
-        out["fee_usd"] = round(out["fee_usd"] or 0.0, 10)
-        out["qps"] = requests / (end - start) if end > start else None
-        return out
 
 
 def requests_sql(filters: Filters, limit: int | None, cursor: str | None,

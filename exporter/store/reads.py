@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from .database import Database
-from .query import Filters, UsageQuery, encode_cursor, requests_sql
+from .query import Filters, encode_cursor, requests_sql
 from .schema import TOKEN_COLUMNS
+from .usage import UsageQuery
 
 INPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("input_"))
 OUTPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("output_"))

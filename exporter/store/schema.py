@@ -11,6 +11,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from ..record import TOKEN_FIELDS
+from .rollup import KEY, SUMS, backfill_sql
 
 migrations = Migrations("llm_usage_exporter")
 TOKEN_COLUMNS = TOKEN_FIELDS  # one column per token category of Usage
@@ -124,6 +125,18 @@ def m012_fleet(db: sqlite_utils.Database) -> None:
     db["jobs"].create_index(["output_file_id"])
 
 
+@migrations()
+def m013_usage_rollup(db: sqlite_utils.Database) -> None:
+    # Usage per 15 minutes and labels (rollup.py): a month's dashboard reads its rollup,
+    # not a month of requests.
+    real = {"audio_seconds", "fee_usd", "duration_ms", "ttft_ms"}
+    columns = {"bucket": float, **{c: str for c in KEY[1:]}, "status": int,
+               **{c: float if c in real else int for c in SUMS}}
+    db["usage_rollup"].create(columns, pk=KEY, not_null=set(SUMS),
+                              defaults={c: 0 for c in SUMS})
+    db.execute(backfill_sql(lambda expr: f"CAST({expr} AS INTEGER)"))  # no time before 1970
+
+
 def migrate_sqlite(conn) -> None:
     """Bring a SQLite history's tables and columns up to date (WAL mode on)."""
     db = sqlite_utils.Database(conn)
@@ -173,6 +186,23 @@ POSTGRESQL_MIGRATIONS = (
         "CREATE INDEX ON batches (written_at)",
         "CREATE TABLE counters (name text PRIMARY KEY, value bigint)",
         "INSERT INTO counters (name, value) VALUES ('requests', 0)",
+    )),
+    ("002_usage_rollup", (
+        # bigint: a quarter hour of one model and key can pass 2^31 tokens.
+        f"""CREATE TABLE usage_rollup (
+            bucket double precision, service text, provider text, model text, api_key text,
+            operation text, status integer, error_type text,
+            rows_n bigint NOT NULL DEFAULT 0, requests bigint NOT NULL DEFAULT 0,
+            {", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in TOKEN_COLUMNS)},
+            estimated_tokens bigint NOT NULL DEFAULT 0,
+            web_search_calls bigint NOT NULL DEFAULT 0,
+            audio_seconds double precision NOT NULL DEFAULT 0,
+            input_characters bigint NOT NULL DEFAULT 0,
+            fee_usd double precision NOT NULL DEFAULT 0,
+            duration_ms double precision NOT NULL DEFAULT 0,
+            ttft_ms double precision NOT NULL DEFAULT 0, ttft_n bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY ({", ".join(KEY)}))""",
+        backfill_sql(lambda expr: f"floor({expr})"),
     )),
 )
 

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from urllib.request import pathname2url
 
+from .rows import INSERT_SQL
 from .schema import migrate_sqlite
 
 # A writer waits this long for another process's transaction before giving up; readers
@@ -118,6 +119,10 @@ class SQLite:
         return text  # `?` is SQLite's own placeholder
 
     @staticmethod
+    def insert_rows(conn, rows) -> None:
+        conn.executemany(INSERT_SQL, rows)
+
+    @staticmethod
     def ensure_partitions(conn, days) -> None:
         """One table: nothing to make."""
 
@@ -126,10 +131,10 @@ class SQLite:
         """None made, none to forget."""
 
     @staticmethod
-    def prune(conn, before: float) -> int:
+    def prune(conn, before: float) -> tuple[int, float]:
         """Delete the requests before `before`, in the caller's transaction; return how
-        many."""
-        return conn.changed("DELETE FROM requests WHERE started_at < ?", [before])
+        many, and the time before which none is left (`before` itself)."""
+        return conn.changed("DELETE FROM requests WHERE started_at < ?", [before]), before
 
     # --- expressions the engines spell apart ------------------------------------------
     @staticmethod

@@ -29,13 +29,13 @@ def offset_segments(tz: ZoneInfo, start: float, end: float) -> list[tuple[float,
     return segments
 
 
-def local_time_sql(segments) -> tuple[str, list]:
-    """SQL for started_at in local 'wall clock' seconds, with its parameters."""
+def local_time_sql(segments, column: str = "started_at") -> tuple[str, list]:
+    """SQL for the Unix time `column` in local 'wall clock' seconds, with its parameters."""
     if len(segments) == 1:
-        return "(started_at + ?)", [segments[0][1]]
-    sql, args = ["(started_at + CASE"], []
+        return f"({column} + ?)", [segments[0][1]]
+    sql, args = [f"({column} + CASE"], []
     for (_, off), (nxt, _) in zip(segments, segments[1:]):
-        sql.append("WHEN started_at < ? THEN ?")
+        sql.append(f"WHEN {column} < ? THEN ?")
         args += [nxt, off]
     sql.append("ELSE ? END)")
     args.append(segments[-1][1])

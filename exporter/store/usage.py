@@ -1,0 +1,161 @@
+"""The usage API's aggregates: requests, tokens, fees and latency by model, key, service,
+provider and time bucket, in any time zone, and top-N rankings.
+
+Read from the usage rollup (rollup.py) for the range's whole quarter hours and from the
+rows for its edges, summed as one: a month costs its rollup rows, not its requests. The
+rows alone answer what the rollup cannot: a request id, minute and 5-minute buckets, a
+zone whose offsets fall between quarter hours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from .query import (
+    GROUP_COLUMNS,
+    SUCCESSES,
+    BadParameter,
+    Filters,
+    parse_int,
+)
+from .rollup import BUCKET, FROM_ROLLUP, FROM_ROWS
+from .schema import TOKEN_COLUMNS
+from .zones import local_time_sql, offset_segments, wall_to_utc
+
+# 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
+GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
+                 "1m": 60, "1h": 3600, "1d": 86400}
+# Sums of integers as bigint: PostgreSQL's sum of bigint is numeric (a Decimal).
+TOTAL_TOKENS = " + ".join(f"CAST(sum({c}) AS BIGINT)" for c in TOKEN_COLUMNS)
+# order= name -> (the output column, the aggregate that computes it)
+ORDERS = {"tokens": ("total_tokens", TOTAL_TOKENS), "fee": ("fee_usd", "sum(fee_usd)"),
+          "requests": ("requests", "sum(requests)")}
+SUMMED = ", ".join(
+    ["coalesce(CAST(sum(requests) AS BIGINT), 0) AS requests",
+     "CAST(sum(successful) AS BIGINT) AS successful",
+     *(f"CAST(sum({c}) AS BIGINT) AS {c}" for c in TOKEN_COLUMNS),
+     f"{TOTAL_TOKENS} AS total_tokens",
+     "CAST(sum(estimated_tokens) AS BIGINT) AS estimated_tokens",
+     "CAST(sum(web_search_calls) AS BIGINT) AS web_search_calls",
+     "sum(audio_seconds) AS audio_seconds",
+     "CAST(sum(input_characters) AS BIGINT) AS input_characters",
+     "sum(fee_usd) AS fee_usd", "sum(duration_ms) / sum(rows_n) AS avg_latency_ms",
+     "sum(ttft_ms) / NULLIF(sum(ttft_n), 0) AS avg_ttft_ms"])
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    filters: Filters
+    group_by: tuple = ()
+    granularity: str = "none"
+    order: str = "tokens"
+    limit: int | None = None
+
+    @classmethod
+    def parse(cls, params, now: float) -> UsageQuery:
+        filters = Filters.parse(params, now)
+        group_by = tuple(g for g in (params.get("group_by") or "").split(",") if g)
+        for g in group_by:
+            if g not in GROUP_COLUMNS:
+                raise BadParameter("group_by", f"{g!r} is not one of {', '.join(GROUP_COLUMNS)}")
+        granularity = params.get("granularity", "none")
+        if granularity not in GRANULARITIES:
+            raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
+        order = params.get("order", "tokens")
+        if order not in ORDERS:
+            raise BadParameter("order", f"must be one of {', '.join(ORDERS)}")
+        # 0 is refused as /api/requests refuses it: no limit is no `limit`.
+        limit = parse_int(params, "limit", 0, 1, 1_000_000) if "limit" in params else None
+        return cls(filters, group_by, granularity, order, limit)
+
+    def rolled(self) -> tuple[float, float] | None:
+        """The whole quarter hours of the range the rollup can answer for, if any."""
+        f = self.filters
+        size = GRANULARITIES[self.granularity]
+        if any(column == "request_id" for column, _ in f.equal) or size and size % BUCKET:
+            return None
+        if size:  # a local hour or day must be whole quarter hours of UTC
+            segments = offset_segments(f.tz, f.start, f.end)
+            if any(offset % BUCKET for _, offset in segments) or \
+                    any(at % BUCKET for at, _ in segments[1:]):
+                return None
+        first, last = math.ceil(f.start / BUCKET) * BUCKET, math.floor(f.end / BUCKET) * BUCKET
+        return (first, last) if first < last else None
+
+    def source(self) -> tuple[str, list]:
+        """Every matching row's sums, from the rows and the rollup: one table to aggregate."""
+        f = self.filters
+        rolled = self.rolled()
+        if rolled is None:
+            where, args = f.where()
+            return f"SELECT {FROM_ROWS}, {_successful('1 - share')} FROM requests " \
+                   f"WHERE {where}", args
+        first, last = rolled
+        edges = [(a, b) for a, b in ((f.start, first), (last, f.end)) if a < b]
+        parts, args = [], []
+        if edges:
+            where, edge_args = f.where(ranges=edges)
+            parts.append(f"SELECT {FROM_ROWS}, {_successful('1 - share')} FROM requests "
+                         f"WHERE {where}")
+            args += edge_args
+        where, rollup_args = f.where("bucket", [rolled])
+        parts.append(f"SELECT {FROM_ROLLUP}, {_successful('requests')} FROM usage_rollup "
+                     f"WHERE {where}")
+        return " UNION ALL ".join(parts), args + rollup_args
+
+    def sql(self, dialect) -> tuple[str, list]:
+        source, args = self.source()
+        cols = ", ".join(self.group_by)
+        select, group = [], []
+        size = GRANULARITIES[self.granularity]
+        bucket_args = []
+        if size:
+            local, bucket_args = local_time_sql(offset_segments(
+                self.filters.tz, self.filters.start, self.filters.end), "t")
+            select.append(f"{dialect.floor(f'{local} / {size}')} * {size} AS bucket")
+            group.append("bucket")
+        if cols:
+            select.append(cols)
+            group.append(cols)
+        top, top_args = "", []
+        if self.limit and cols and size:  # top N groups over the range, then their buckets
+            top = (f" WHERE ({cols}) IN (SELECT {cols} FROM ({source}) AS ranked "
+                   f"GROUP BY {cols} ORDER BY {ORDERS[self.order][1]} DESC "
+                   f"LIMIT {self.limit})")
+            top_args = list(args)
+        sql = f"SELECT {', '.join(select + [SUMMED])} FROM ({source}) AS s{top}"
+        if group:
+            sql += f" GROUP BY {', '.join(group)}"
+        order = (["bucket"] if size else []) + [f"{ORDERS[self.order][0]} DESC"] \
+            + ([cols] if cols else [])
+        sql += f" ORDER BY {', '.join(order)}"
+        if self.limit and not (cols and size):
+            sql += f" LIMIT {self.limit}"
+        return sql, bucket_args + args + top_args
+
+    def finish(self, row: dict) -> dict:
+        """Add what SQL cannot: bucket times in the zone, failures, success rate, QPS."""
+        f = self.filters
+        out = {}
+        start, end = f.start, f.end
+        if "bucket" in row:
+            wall = row.pop("bucket")
+            size = GRANULARITIES[self.granularity]
+            start = max(wall_to_utc(wall, f.tz), f.start)
+            end = min(wall_to_utc(wall + size, f.tz), f.end)
+            out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
+        out.update((c, row.pop(c)) for c in self.group_by)
+        requests, successful = row["requests"], row["successful"] or 0
+        out.update(requests=requests, successful=successful, failed=requests - successful,
+                   success_rate=successful / requests if requests else None)
+        out.update(row)
+        out["fee_usd"] = round(out["fee_usd"] or 0.0, 10)
+        out["qps"] = requests / (end - start) if end > start else None
+        return out
+
+
+def _successful(requests: str) -> str:
+    """The successful requests among `requests` (an answer whose bill failed is one)."""
+    return f"CASE WHEN error_type IN {SUCCESSES} THEN {requests} ELSE 0 END AS successful"
