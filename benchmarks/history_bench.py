@@ -2,11 +2,16 @@
 exports' and reports' time and peak memory, on SQLite or on a PostgreSQL server.
 
     .venv/bin/python benchmarks/history_bench.py [--engine sqlite|postgresql] [--rows N]
-        [--days D] [--no-exports]
+        [--days D] [--no-exports] [--scale DAYS [--year]]
 
 The rows are spread evenly over the last D days (default 1,000,000 over 30). On
 postgresql, a throwaway server with fsync on (Debian's binaries, as the tests start them).
 Each export and report runs in its own process, so its peak RSS is its own.
+
+--scale DAYS loads DAYS days at a million requests a day instead (through the writer's own
+batches, without its thread), and times the queries on them; with --year, the rollup of
+the rest of a year is added too (those days' rows copied back in time: a year of rows
+would not fit this machine's disk), so a year-long query reads a year of rollup.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from prometheus_client import CollectorRegistry
 
 from exporter.devtools.postgres import Server
 from exporter.record import RequestRecord, Usage
+from exporter.store.batches import write_batch
 from exporter.store.database import Database
 from exporter.store.query import Filters
 from exporter.store.usage import UsageQuery
 from exporter.store.reads import request_rows, usage_rows
+from exporter.store.rollup import KEY, SUMS
+from exporter.store.rows import row
 from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 
@@ -74,6 +82,32 @@ def write(db: Database, n: int, start: float, days: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def load(db: Database, days: int) -> float:
+    """Load `days` days at a million requests a day; return the rows per second."""
+    db.migrate()
+    conn = db.dedicated()
+    n, step = days * 1_000_000, 86400 / 1_000_000
+    start = time.time() - days * 86400
+    t0 = time.perf_counter()
+    for first in range(0, n, 5000):
+        rows = [row(record(i, start, step)) for i in range(first, first + 5000)]
+        write_batch(conn, f"load-{first}", rows, [], ZoneInfo("UTC"), time.time())
+    conn.close()
+    return n / (time.perf_counter() - t0)
+
+
+def year_of_rollup(db: Database, days: int) -> int:
+    """Copy the loaded days' rollup back in time until it covers 365 days."""
+    columns = ", ".join(KEY[1:] + SUMS)
+    with db.connect(write=True) as conn, conn.transaction():
+        for k in range(1, 365 // days + 1):
+            conn.execute(f"INSERT INTO usage_rollup (bucket, {columns}) SELECT bucket - ?, "
+                         f"{columns} FROM usage_rollup WHERE bucket >= ? "
+                         "ON CONFLICT DO NOTHING",
+                         [k * days * 86400, time.time() - days * 86400])
+        return conn.one("SELECT count(*) FROM usage_rollup")[0]
+
+
 def timed(work) -> float:
     """The median of three runs, in seconds."""
     runs = []
@@ -84,10 +118,10 @@ def timed(work) -> float:
     return sorted(runs)[1]
 
 
-def queries(db: Database, end: float) -> None:
+def queries(db: Database, end: float, spans=(("day", 1), ("week", 7), ("30 days", 30))):
     """What the dashboards ask of the usage API, over a day, a week and a month."""
     utc = ZoneInfo("UTC")
-    for label, days in (("day", 1), ("week", 7), ("30 days", 30)):
+    for label, days in spans:
         f = Filters(end - days * 86400, end, utc)
         asked = {
             "totals": UsageQuery(f),
@@ -130,6 +164,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--no-exports", action="store_true")
+    parser.add_argument("--scale", type=int, metavar="DAYS")
+    parser.add_argument("--year", action="store_true")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     server = None
@@ -140,6 +176,19 @@ def main() -> None:
     else:
         db = Database(os.path.join(tmp, "bench.db"))
     try:
+        if args.scale:
+            rate = load(db, args.scale)
+            print(f"{args.engine}: {args.scale} days at a million requests a day loaded at "
+                  f"{rate:,.0f} rows/s")
+            spans = [("day", 1), ("week", 7)]
+            if args.year:
+                print(f"  a year of rollup: {year_of_rollup(db, args.scale):,} rows")
+                spans += [("30 days", 30), ("year", 365)]
+            if db.postgresql:  # what autovacuum has done to a server that runs for days
+                with db.connect(write=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+            queries(db, time.time(), spans)
+            return
         end = time.time()
         start = end - args.days * 86400
         rate = write(db, args.rows, start, args.days)
