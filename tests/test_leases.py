@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import pytest
 from conftest import until
 
-from exporter.store.ledger import Lease
+from exporter.store import postgresql
+from exporter.store.database import Database
+from exporter.store.ledger import JobLedger, Lease
 from exporter.store.singleton import Singleton
 
 
@@ -62,3 +66,22 @@ async def test_the_job_runs_only_where_the_lease_is_held(db):
     tasks[1].cancel()
     await asyncio.gather(tasks[1], return_exceptions=True)
     assert (first.runs, second.runs) == (1, 1)
+
+
+def test_readers_never_take_the_connections_claims_and_leases_need(postgres_server,
+                                                                   monkeypatch):
+    """Exports hold their connection as long as they take: however many run, a lease's
+    renewal and a batch's claim still find one."""
+    monkeypatch.setattr(postgresql, "POOL_WAIT", 0.2)
+    db = Database(postgres_server.create_database("pool"), pooled=True)
+    db.migrate()
+    try:
+        with contextlib.ExitStack() as readers:
+            for _ in range(postgresql.API_READERS):
+                readers.enter_context(db.connect(reader=True))
+            with pytest.raises(db.Error, match="busy"):  # one reader more is told, soon
+                readers.enter_context(db.connect(reader=True))
+            assert Lease(db, "prober", ttl=5).hold()
+            assert JobLedger(db).claim("batch_1", 1.0)
+    finally:
+        db.close()

@@ -113,12 +113,13 @@ class Database:
         return self.engine.exists()
 
     @contextlib.contextmanager
-    def connect(self, write: bool = False, wait: float | None = None) -> Iterator[Connection]:
-        """A connection for a short piece of work (PostgreSQL's from the pool, waited for
-        up to `wait` seconds), closed or given back at the end; SQLite's read-only unless
-        `write`."""
+    def connect(self, write: bool = False, wait: float | None = None,
+                reader: bool = False) -> Iterator[Connection]:
+        """A connection for a piece of work (PostgreSQL's from the pool, waited for up to
+        `wait` seconds; a `reader` of the usage API's, of which the pool lends only a few
+        at once), closed or given back at the end; SQLite's read-only unless `write`."""
         if isinstance(self.engine, PostgreSQL) and self.engine.pooled:
-            with self.engine.borrowed(wait) as raw:
+            with self.engine.borrowed(wait, reader) as raw:
                 yield Connection(raw, self.engine)
             return
         conn = Connection(self.engine.connect(write), self.engine)

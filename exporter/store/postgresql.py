@@ -20,7 +20,10 @@ from .schema import migrate_postgresql
 # Fixed keys of pg_advisory_lock: the schema's migrations, and one day's partition.
 MIGRATION_LOCK, PARTITION_LOCK = 0x6C6C6D01, 0x6C6C6D02
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is named at start, not waited on
-POOL_SIZE = 4  # concurrent readers: exports, Grafana's panels, scrapes, claims
+# Connections lent at once: six, of which four at most to the usage API's readers (an
+# export holds one for as long as it takes), so that a batch's claim, a lease's renewal
+# and a scrape always find one.
+POOL_SIZE, API_READERS = 6, 4
 POOL_WAIT = 10.0  # a reader waits this long for a connection, then the API answers 503
 DAY = 86400
 COPY_SQL = f"COPY requests ({', '.join(COLUMNS)}) FROM STDIN"
@@ -51,24 +54,32 @@ def safe_url(url: str) -> str:
 
 
 class Pool:
-    """At most `size` connections in use at once, kept open between uses and checked with
-    a round trip before each. psycopg_pool's waits out its whole timeout while the server
-    is down (and logs each attempt to reconnect): here a reader learns at once, with
-    libpq's reason, so the usage API answers 503 at once and a scrape is not held up."""
+    """At most `size` connections in use at once (`readers` of them for the usage API),
+    kept open between uses and checked with a round trip before each. psycopg_pool's waits out its
+    whole timeout while the server is down (and logs each attempt to reconnect): here a
+    reader learns at once, with libpq's reason, so the usage API answers 503 at once and a
+    scrape is not held up."""
 
-    def __init__(self, connect, size: int, wait: float):
+    def __init__(self, connect, size: int, readers: int, wait: float):
         self.connect, self.size, self.wait = connect, size, wait
         self.slots = threading.BoundedSemaphore(size)
+        self.reader_slots = threading.BoundedSemaphore(readers)
         self.idle: list = []
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def connection(self, wait: float | None = None) -> Iterator:
+    def connection(self, wait: float | None = None, reader: bool = False) -> Iterator:
+        """A connection, waited for up to `wait` seconds; `reader`: for the usage API."""
         import psycopg
-        if not self.slots.acquire(timeout=self.wait if wait is None else wait):
-            raise psycopg.OperationalError(f"all {self.size} connections to the history are "
-                                           "in use; try again")
-        try:
+        wait = self.wait if wait is None else wait
+        with contextlib.ExitStack() as held:
+            for slots, busy in ((self.reader_slots, "other readers") if reader else (None, ""),
+                                (self.slots, f"all {self.size} connections")):
+                if slots is None:
+                    continue
+                if not slots.acquire(timeout=wait):
+                    raise psycopg.OperationalError(f"the history is busy ({busy}); try again")
+                held.callback(slots.release)
             conn = self._take()
             try:
                 yield conn
@@ -80,8 +91,6 @@ class Pool:
             else:
                 with self.lock:
                     self.idle.append(conn)
-        finally:
-            self.slots.release()
 
     def _take(self):
         while True:
@@ -140,11 +149,12 @@ class PostgreSQL:
         return psycopg.connect(self.url, **self._options())
 
     @contextlib.contextmanager
-    def borrowed(self, wait: float | None = None) -> Iterator:
+    def borrowed(self, wait: float | None = None, reader: bool = False) -> Iterator:
         """A connection of the pool (made at the first need), given back at the end."""
         if self._pool is None:
-            self._pool = Pool(lambda: self.connect(write=False), POOL_SIZE, POOL_WAIT)
-        with self._pool.connection(wait) as conn:
+            self._pool = Pool(lambda: self.connect(write=False), POOL_SIZE, API_READERS,
+                              POOL_WAIT)
+        with self._pool.connection(wait, reader) as conn:
             yield conn
 
     def close(self) -> None:

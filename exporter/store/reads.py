@@ -46,7 +46,7 @@ class Rows:
 
     def batches(self):
         seen, last = 0, None
-        with self.db.connect() as conn:
+        with self.db.connect(reader=True) as conn:
             stream = conn.stream(self.sql, self.args, BATCH)
             names = next(stream)
             for raw in stream:
