@@ -48,16 +48,28 @@ def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
                   "FILE (the gateway's config, for its history.path) or --db PATH (or a "
                   "PostgreSQL URL)"),
     (("export", "--db", "none.db"), "--db: no file none.db"),
+    (("export", "--db", "mysql://gateway@db/llm"),
+     "--db: must be a postgresql:// URL, e.g. postgresql://gateway@db:5432/llm_usage (a "
+     "SQLite file goes in history.path)"),
     (("export", "--db", "postgresql://gateway:s3cret@db:5432/llm"),
      "--db: must not hold the password: set it in PGPASSWORD or in the variable "
      "history.password_env names"),
-    (("report", "--db", "postgresql://gateway@127.0.0.1:1/llm"),
-     "--db: cannot use the PostgreSQL history at 127.0.0.1:1: connection to server at "
-     "\"127.0.0.1\", port 1 failed: Connection refused"),
 ])
 def test_a_mistake_is_one_line_and_status_2(args, line, tmp_path):
     done = run(*args, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, line + "\n")
+
+
+@pytest.mark.parametrize("args,flag", [
+    (("report", "--db", "postgresql://gateway@127.0.0.1:1/llm"), "--db"),
+    (("export", "--db", "postgresql://gateway@127.0.0.1:1/llm"), "--db"),
+    (("demo", "--history", "postgresql://gateway@127.0.0.1:1/llm"), "--history"),
+])
+def test_a_history_server_not_there_is_one_line_and_status_1(args, flag, tmp_path):
+    done = run(*args, cwd=tmp_path, env={**os.environ, "PGPASSWORD": "do-not-print-me"})
+    assert (done.returncode, done.stderr) == (
+        1, f"{flag}: cannot use the PostgreSQL history at 127.0.0.1:1: connection to server "
+           'at "127.0.0.1", port 1 failed: Connection refused\n')
 
 
 def test_a_history_path_that_cannot_be_written_is_one_line_and_status_1(tmp_path):

@@ -15,9 +15,8 @@ from ..api.encode import encode
 from ..config.checks import check_database_url, check_hostport
 from ..config.load import key_warnings, load_config
 from ..config.schema import ConfigError
-from ..store.database import Database, is_url, reason
+from ..store.database import Database, reason, unreachable
 from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
-from ..store.postgresql import parts
 from ..store.query import BadParameter, Filters
 from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
 from ..store.usage import UsageQuery
@@ -72,7 +71,7 @@ def history_problem(config, create: bool = True, env=os.environ) -> str | None:
         try:
             db.migrate(ZoneInfo(config.timezone))
         except db.Error as e:
-            return f"history.url: {connect_problem(history.url, e)}"
+            return f"history.url: {unreachable(history.url, e)}"
         return None
     path = os.path.abspath(history.path)
     folder = os.path.dirname(path)
@@ -87,13 +86,6 @@ def history_problem(config, create: bool = True, env=os.environ) -> str | None:
         except (db.Error, OSError) as e:
             return f"history.path: {history.path}: {e}"
     return None
-
-
-def connect_problem(url: str, error: Exception) -> str:
-    """One line: the server named by host and port (never a password), and libpq's reason."""
-    host, port = parts(url)
-    why = reason(error).removeprefix("connection failed: ")
-    return f"cannot use the PostgreSQL history at {host}:{port}: {why}"
 
 
 def config_warnings(config) -> list[str]:
@@ -149,23 +141,24 @@ def show_prices(args) -> int:
     return 0
 
 
-def history_file(args) -> Database | None:
+def history_file(args) -> tuple[Database | None, int]:
     """The history database of --db (a path or a PostgreSQL URL) or --config (or the
-    default), brought up to date; or None after saying what is wrong on one line."""
-    target, password = args.db or DEFAULT_HISTORY, None
+    default), brought up to date; or None after saying what is wrong on one line, with the
+    exit status: 2 for a mistake, 1 for a server that cannot be reached."""
+    target = args.db or DEFAULT_HISTORY
     if args.config:
         try:
             # The history's place only: the config's other secrets need not be set here.
             config = load_config(args.config, unset=[])
         except ConfigError as e:
             print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
-            return None
+            return None, 2
         db = Database.of(config.history)
         target = db.target
-    elif args.db and is_url(args.db):
+    elif args.db and "://" in args.db:  # a URL: PostgreSQL's, or named as wrong
         if problem := check_database_url(args.db):
             print(f"--db: {problem}", file=sys.stderr)
-            return None
+            return None, 2
         db = Database(args.db)
     else:
         db = Database(target)
@@ -176,16 +169,16 @@ def history_file(args) -> Database | None:
                  f"no history database {target} in this folder: pass --config FILE (the "
                  "gateway's config, for its history.path) or --db PATH (or a PostgreSQL URL)")
         print(where, file=sys.stderr)
-        return None
+        return None, 2
     try:
         db.migrate()
     except db.Error as e:
         if db.postgresql:  # a server that cannot be reached: nothing to read
-            print(f"{'--db' if args.db else args.config}: {connect_problem(target, e)}",
+            print(f"{'--db' if args.db else args.config}: {unreachable(target, e)}",
                   file=sys.stderr)
-            return None
+            return None, 1
         # SQLite read-only, say: a query that needs a newer column says so
-    return db
+    return db, 0
 
 
 def history_params(args, more=()) -> dict:
@@ -196,9 +189,9 @@ def history_params(args, more=()) -> dict:
 
 
 def export_history(args) -> int:
-    db = history_file(args)
+    db, status = history_file(args)
     if db is None:
-        return 2
+        return status
     params = history_params(args, ("group_by", "granularity", "order", "limit", "operation",
                                    "request_id", "status"))
     if args.format == "xlsx" and not args.output:

@@ -11,9 +11,9 @@ from .commands import history_file, history_params, reading
 
 def make_report(args) -> int:
     """Write the report the flags ask for; a bad flag is one line and exit 2."""
-    db = history_file(args)
+    db, status = history_file(args)
     if db is None:
-        return 2
+        return status
 
     def write() -> int:
         filters = Filters.parse(history_params(args, ("operation",)), time.time())

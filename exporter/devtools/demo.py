@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import signal
+import sys
 import tempfile
 
 import aiohttp
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ..app import history_for, start
 from ..config.load import parse_config
-from ..store.database import is_url
+from ..store.database import Database, is_url, unreachable
 from ..telemetry.logs import setup_logging
 from .simulator import Simulator
 
@@ -65,6 +66,13 @@ async def run_demo(listen: str, admin_listen: str, rate: float, requests: int | 
     """Run the demo until Ctrl-C or `requests` requests; its history in the file or the
     PostgreSQL database `history` (a fleet of demos can share one), or in a temporary
     folder removed at the end."""
+    if history and is_url(history):  # a server that cannot be reached: one line, now
+        db = Database(history)
+        try:
+            await asyncio.to_thread(db.migrate)
+        except db.Error as e:
+            print(f"--history: {unreachable(history, e)}", file=sys.stderr)
+            return 1
     with tempfile.TemporaryDirectory(prefix="llm-usage-demo-") as folder:
         return await _demo(listen, admin_listen, rate, requests,
                            history or os.path.join(folder, "history.db"), history is None)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
-from .postgresql import PostgreSQL
+from .postgresql import PostgreSQL, parts
 from .spend import rebuild_spend
 from .sqlite import SQLite
 
@@ -23,6 +23,13 @@ SCHEMES = ("postgresql", "postgres")
 def reason(error: BaseException) -> str:
     """An error's first line, for a one-line message: libpq's run on with hints."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def unreachable(url: str, error: BaseException) -> str:
+    """One line: the server named by host and port (never a password), and libpq's reason."""
+    host, port = parts(url)
+    why = reason(error).removeprefix("connection failed: ")
+    return f"cannot use the PostgreSQL history at {host}:{port}: {why}"
 
 
 def is_url(target: str) -> bool:
