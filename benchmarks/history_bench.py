@@ -64,8 +64,7 @@ def record(i: int, start: float, step: float) -> RequestRecord:
 def write(db: Database, n: int, start: float, days: int) -> float:
     """Write n rows as fast as the writer takes them; return the rows per second. The
     records are made before the clock starts: making them took the GIL from the writer."""
-    history = History(db, HistoryMetrics(CollectorRegistry()), retention_days=None,
-                      queue_size=QUEUE)
+    history = History(db, HistoryMetrics(CollectorRegistry()), queue_size=QUEUE)
     history.start()
     step = days * 86400 / n
     records = [record(i, start, step) for i in range(n)]

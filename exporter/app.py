@@ -35,6 +35,7 @@ from .store.collector import HistoryCollector
 from .store.database import Database
 from .store.ledger import JobLedger
 from .store.singleton import Singleton
+from .store.upkeep import Upkeep
 from .store.writer import History
 from .telemetry.admin import Admin
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
@@ -45,8 +46,9 @@ log = logging.getLogger("llm_usage_exporter")
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
                  env=os.environ, probe: bool = True) -> ProxyListener:
     """Build the proxy listener: its server, upstream connections and history writer, and
-    what one process of a fleet runs at a time: the deployments' prober and the scheduled
-    reports (each under a lease in the history; without one, where `probe` says)."""
+    what one process of a fleet runs at a time: the history's upkeep, the deployments'
+    prober and the scheduled reports (each under a lease in the history; without one,
+    where `probe` says)."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys])
@@ -58,6 +60,9 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
         proxy.jobs.persist = history.put_event
         proxy.jobs.ledger = JobLedger(history.db)
     jobs = []
+    if history is not None:  # partitions made ahead, the retention
+        jobs.append(("upkeep", Upkeep(history.db, config.history.retention_days,
+                                      ZoneInfo(config.timezone))))
     if config.deployments:
         deployments = Deployments(config.deployments, DeploymentMetrics(registry),
                                   persist=history.put_event if history is not None else None,
@@ -102,8 +107,8 @@ class ProxyListener(Listener):
         self.tasks: list[asyncio.Task] = []
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
-        if self.history is not None:
-            self.history.start()
+        if self.history is not None:  # it may wait for another replica's migration
+            await asyncio.to_thread(self.history.start)
         port = await super().start(host, port, reuse_port=reuse_port)
         self.tasks = [asyncio.create_task(job.run()) for job in self.background]
         return port
@@ -140,7 +145,6 @@ def history_for(config: Config, registry: CollectorRegistry,
         return None
     db = Database.of(config.history, env, pooled=True)
     history = History(db, metrics, queue_size=config.history.queue_size,
-                      retention_days=config.history.retention_days,
                       tz=ZoneInfo(config.timezone))
     history.collector = HistoryCollector(
         exposition or registry, db, ZoneInfo(config.timezone), config.budgets,

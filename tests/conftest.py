@@ -47,6 +47,11 @@ def postgres_server():
 _databases = itertools.count()
 
 
+def database_name(prefix: str = "t") -> str:
+    """A name no other database of the session's server has."""
+    return f"{prefix}{next(_databases)}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request) -> str:
     """The history's engine: every history test runs on both."""
@@ -64,7 +69,7 @@ def new_db(engine, tmp_path, request):
             db = Database(str(tmp_path / f"h{len(made) or ''}.db"))
         else:
             server = request.getfixturevalue("postgres_server")
-            db = Database(server.create_database(f"t{next(_databases)}"))
+            db = Database(server.create_database(database_name()))
         made.append(db)
         return db
 

@@ -52,8 +52,7 @@ RANGE = {"from": "2026-11-01T00:00:00+00:00", "to": "2026-11-03T00:00:00+00:00"}
 
 
 def write_history(db: Database, records, tz=None) -> Database:
-    h = History(db, HistoryMetrics(CollectorRegistry()), retention_days=None,
-                **({"tz": tz} if tz else {}))
+    h = History(db, HistoryMetrics(CollectorRegistry()), **({"tz": tz} if tz else {}))
     h.start()
     for r in records:
         h.put(r)

@@ -185,6 +185,9 @@ def test_demo_runs_and_counts(unused_tcp_port_factory, tmp_path):
     ("postgresql://gateway:s3cret@db:5432/llm", "must not hold the password: set it in "
                                                 "PGPASSWORD or in the variable "
                                                 "history.password_env names"),
+    ("postgresql://gateway@db:5432/llm?sslmode=require&password=s3cr%zzet",
+     "must not hold the password: set it in PGPASSWORD or in the variable "
+     "history.password_env names"),
     ("postgresql://gateway@db:5432", "must name the database: "
                                      "postgresql://USER@HOST:PORT/DATABASE"),
 ])

@@ -136,3 +136,22 @@ async def test_usage_counts_the_training_record_as_no_request(gateway, replay, d
     q = UsageQuery(Filters(time.time() - 60, time.time() + 60, ZoneInfo("UTC")))
     [row] = usage_rows(db, q).all()
     assert (row["requests"], row["successful"], round(row["fee_usd"], 10)) == (2, 2, 0.017304)
+
+
+async def test_results_fetched_before_the_fleet_knows_their_batch_are_claimed_once(db):
+    """Replica b fetches a batch's output file before a's note of which batch it is the
+    output of has reached the history: b claims by the file's id, and a, knowing both, is
+    refused; a batch claimed by its own id (by an older release) refuses its file too."""
+    from exporter.gateway.jobs import Jobs
+    from exporter.store.ledger import JobLedger
+    db.migrate()
+    a, b = Jobs(ledger=JobLedger(db)), Jobs(ledger=JobLedger(db))
+    a.output("batch_abc", "file-out")  # in a's memory; its writer has not written it yet
+    assert await b.batch_of("file-out") == "file-out"
+    assert await b.claim("file-out", 1.0)
+    assert await a.batch_of("file-out") == "batch_abc"
+    assert not await a.claim("file-out", 2.0, ("batch_abc",))
+    c = Jobs(ledger=JobLedger(db))
+    with db.connect(write=True) as conn:  # an older release claimed batch_xyz by its id
+        conn.execute("INSERT INTO jobs (job_id, metered_at) VALUES ('batch_xyz', 3.0)")
+    assert not await c.claim("file-xyz", 4.0, ("batch_xyz",))

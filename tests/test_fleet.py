@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import read_rows, start, stop, until, wait_ok
+from conftest import database_name, read_rows, start, stop, until, wait_ok
 from prometheus_client.parser import text_string_to_metric_families
 from upstream import json_file
 
@@ -65,8 +65,7 @@ class Replica:
 async def fleet(postgres_server, aiohttp_server, replay, tmp_path, unused_tcp_port_factory):
     """Start replicas of one config (budget, deployment) on a database of their own, as a
     role that must give its password (read from history.password_env)."""
-    url = postgres_server.create_database(f"fleet{os.getpid()}{id(tmp_path) % 10**6}",
-                                          owner=PASSWORD_ROLE)
+    url = postgres_server.create_database(database_name("fleet"), owner=PASSWORD_ROLE)
     replay.routes[CHAT] = json_file("openai_chat_cached.json")
 
     async def health(request, body):

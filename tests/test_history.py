@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -17,12 +18,14 @@ from upstream import json_file, sse_file, status
 
 from exporter.record import RequestRecord, Usage
 from exporter.store.database import Database
+from exporter.store.upkeep import Upkeep
 from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 
 CHAT = "/v1/chat/completions"
 ROOT = Path(__file__).parent.parent
 KEY = "sk-history-test-key"
+UTC = ZoneInfo("UTC")
 
 
 def history_at(db, registry=None, **kw):
@@ -89,7 +92,7 @@ def record(i: int, started: float = 1_700_000_000.0) -> RequestRecord:
 
 
 def test_close_writes_everything_queued(db):
-    history = history_at(db, retention_days=None, batch_size=64)
+    history = history_at(db, batch_size=64)
     for i in range(5000):
         history.put(record(i))
     history.close()
@@ -104,14 +107,26 @@ def test_full_queue_drops_and_counts(db):
         history.put(record(i))
     assert registry.get_sample_value("llm_history_dropped_total") == 3
     assert registry.get_sample_value("llm_history_queue_size") == 2
+    history.close()  # a full queue and no writer: no wait
+
+
+def test_a_record_after_the_writer_stopped_is_counted_as_dropped(db):
+    registry = CollectorRegistry()
+    history = history_at(db, registry)
+    history.put(record(1))
+    history.close()
+    history.put(record(2))  # a handler that finished after the shutdown's grace
+    assert registry.get_sample_value("llm_history_dropped_total") == 1
+    assert [r["request_id"] for r in read_rows(db)] == ["id-1"]
 
 
 def test_retention_deletes_old_rows(db):
     now = 1_800_000_000.0
-    history = history_at(db, retention_days=30, clock=lambda: now)
+    history = history_at(db)
     history.put(record(1, started=now - 31 * 86400))
     history.put(record(2, started=now - 29 * 86400))
     history.close()
+    Upkeep(db, 30, UTC, clock=lambda: now).once()
     assert [r["request_id"] for r in read_rows(db)] == ["id-2"]
     with db.connect() as conn:  # the rows' count follows, without a count(*)
         assert conn.one("SELECT value FROM counters WHERE name = 'requests'")[0] == 1
@@ -123,18 +138,22 @@ def test_retention_on_postgresql_drops_whole_days(postgres_server):
     db = Database(postgres_server.create_database("retention"))
     day = 86400
     now = 20_000 * day + 6 * 3600  # 06:00 UTC
-    history = history_at(db, retention_days=2, clock=lambda: now)
+    history = history_at(db)
     for i, started in enumerate((now - 3 * day, now - 2 * day - 3600, now - day)):
         history.put(record(i, started=started))
     history.close()
+    Upkeep(db, 2, UTC, clock=lambda: now).once()
     # The cutoff is 06:00 two days ago: the day before it goes whole; the row at 05:00 of
-    # the cutoff's own day stays, as does yesterday's.
+    # the cutoff's own day stays, as does yesterday's. Today's table and the next two
+    # days' are made before their rows come; no detached table is left.
     assert [r["request_id"] for r in read_rows(db)] == ["id-1", "id-2"]
     with db.connect() as conn:
         days = sorted(name for (name,) in conn.all(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = 'requests'::regclass"))
-        assert days == ["requests_d19998", "requests_d19999"]
+        assert days == [f"requests_d{d}" for d in (19998, 19999, 20000, 20001, 20002)]
+        assert conn.one("SELECT count(*) FROM pg_class WHERE relname ~ '^requests_d'"
+                        " AND relkind = 'r'")[0] == 5
         assert conn.one("SELECT value FROM counters WHERE name = 'requests'")[0] == 2
 
 
@@ -219,3 +238,40 @@ services: [{{name: openai, base_url: "{str(upstream.make_url('')).rstrip('/')}"}
     got = read_rows(db)
     assert [(r["status"], r["error_type"], r["output_text"]) for r in got] == [
         (200, "none", 3)] * 5
+
+
+def test_partitions_come_and_go_without_blocking_the_table(postgres_server):
+    """An export keeps its cursor open: a new day's partition is made, and rows written,
+    without waiting for it (a wait would end in lock_timeout's error); the retention's
+    detaching waits for it alone, while rows are written and read."""
+    import threading
+    import uuid
+
+    from exporter.store.batches import write_batch
+    from exporter.store.rows import row
+    db = Database(postgres_server.create_database("partitions"))
+    db.migrate()
+    day = 86400
+    now = 20_100 * day + 3600
+    writer = db.dedicated()
+
+    def write(i: int, started: float) -> None:
+        write_batch(writer, uuid.uuid4().hex, [row(record(i, started=started))], [], UTC, now)
+
+    write(1, now - 40 * day)  # a day past a 30-day retention
+    write(2, now)
+    with db.connect() as reader:
+        stream = reader.stream("SELECT * FROM requests", [], 1)
+        next(stream), next(stream)  # the export is under way: its cursor holds the table
+        write(3, now + day)  # tomorrow: its partition is made and attached meanwhile
+        upkeep = threading.Thread(target=Upkeep(db, 30, UTC, clock=lambda: now).once)
+        upkeep.start()  # detaching the old day waits for the export...
+        write(4, now + 60)  # ...and blocks nobody meanwhile
+        with db.connect() as other:
+            assert other.one("SELECT count(*) FROM requests")[0] >= 3
+        assert upkeep.is_alive()
+        stream.close()  # the export ends
+    upkeep.join(30)
+    assert not upkeep.is_alive()
+    writer.close()
+    assert sorted(r["request_id"] for r in read_rows(db)) == ["id-2", "id-3", "id-4"]

@@ -12,6 +12,7 @@ import time
 from decimal import Decimal as D
 
 import aiohttp
+import pytest
 from aiohttp import web
 from conftest import need_binary, read_rows
 from prometheus_client import CollectorRegistry
@@ -384,3 +385,31 @@ async def test_connection_nominated_response_headers_are_dropped(gateway):
             r = await s.post(gw.url + CHAT, json={"model": "gpt-4o"})
             assert await r.read() == body
             assert "X-Hop" not in r.headers and r.headers["X-Kept"] == "1"
+
+
+async def test_a_claim_under_way_outlives_a_cancel_and_its_record_follows():
+    """A shutdown that cancels a handler waiting on the ledger: the claim is seen through,
+    its outcome (records or the error) is handed back, and the cancel is reported."""
+    from exporter.gateway.finish import through_cancel
+    decided = asyncio.Event()
+
+    async def claim(fail: bool):
+        await decided.wait()
+        if fail:
+            raise RuntimeError("the ledger failed")
+        return ["record"]
+
+    for fail in (False, True):
+        decided.clear()
+        handler = asyncio.create_task(through_cancel(claim(fail)))
+        await asyncio.sleep(0)  # the handler waits on the claim
+        handler.cancel()
+        await asyncio.sleep(0)
+        decided.set()
+        done, cancelled = await handler
+        assert cancelled is True
+        if fail:
+            with pytest.raises(RuntimeError):
+                done.result()
+        else:
+            assert done.result() == ["record"]

@@ -25,6 +25,7 @@ from exporter.config.load import parse_config
 from exporter.config.schema import ConfigError
 from exporter.gateway.keys import Keys
 from exporter.store.spend import Spend
+from exporter.store.upkeep import Upkeep
 from exporter.store.writer import History
 from exporter.record import RequestRecord
 from exporter.telemetry.metrics import HistoryMetrics
@@ -193,8 +194,7 @@ def test_sums_of_a_day_or_month_that_has_ended_count_nothing():
 
 async def test_the_month_spend_outlives_a_short_retention(db):
     now = datetime.fromisoformat("2026-12-20T12:00:00+00:00").timestamp()
-    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0,
-                      retention_days=1, clock=lambda: now)
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0, clock=lambda: now)
     history.spend.active = True
     for day in (2, 10, 20):  # the 2nd and the 10th are past the retention, not the month
         r = record("alice", "1")
@@ -203,8 +203,11 @@ async def test_the_month_spend_outlives_a_short_retention(db):
     history.start()
     await until(lambda: history.spend.written.get("alice") == (1.0, 3.0))
     await asyncio.to_thread(history.close)
-    with db.connect() as conn:  # the rows are pruned, the rollup is not
+    Upkeep(db, 1, ZoneInfo("UTC"), clock=lambda: now).once()
+    with db.connect() as conn:  # the rows are pruned, the spend rollup is not
         assert conn.one("SELECT count(*) FROM requests") == (1,)
+        assert conn.one("SELECT sum(fee_usd) FROM spend_daily WHERE api_key = 'alice'") \
+            == (3.0,)
 
 
 def test_keys_new_prints_a_key_once_and_config_lines_with_its_hash_only():

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from exporter.record import RequestRecord, Usage
 from exporter.store.query import Filters
 from exporter.store.reads import usage_rows
+from exporter.store.upkeep import Upkeep
 from exporter.store.usage import UsageQuery
 from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
@@ -56,7 +57,7 @@ def records(n: int, seed: int) -> list[RequestRecord]:
 
 @pytest.fixture
 def history(db):
-    h = History(db, HistoryMetrics(CollectorRegistry()), retention_days=None)
+    h = History(db, HistoryMetrics(CollectorRegistry()))
     h.start()
     for r in records(600, seed=3):
         h.put(r)
@@ -125,12 +126,13 @@ def test_the_rollup_is_the_sum_of_the_rows(history):
 
 def test_retention_takes_the_rollup_with_the_rows(db):
     now = START + 40 * 86400 + 450  # mid-quarter hour: the cutoff is taken to its start
-    h = History(db, HistoryMetrics(CollectorRegistry()), retention_days=30, clock=lambda: now)
+    h = History(db, HistoryMetrics(CollectorRegistry()))
     h.start()
     for r in records(300, seed=5):
         r.started += 10 * 86400 - 3 * 3600  # around the cutoff
         h.put(r)
     h.close()
+    Upkeep(db, 30, ZoneInfo("UTC"), clock=lambda: now).once()
     rows, rolled = read_rows(db), read_rows(db, "usage_rollup", "bucket")
     assert sum(r["rows_n"] for r in rolled) == len(rows)
     assert min(r["bucket"] for r in rolled) <= min(r["started_at"] for r in rows)

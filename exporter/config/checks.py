@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 
 def check_name(v):
@@ -29,7 +29,7 @@ def check_database_url(v):
         parts.port  # noqa: B018 - it raises on a port that is no number
     except ValueError:
         return "its port must be a number from 0 to 65535"
-    if parts.password is not None:
+    if parts.password is not None or "password" in parse_qs(parts.query):
         return ("must not hold the password: set it in PGPASSWORD or in the variable "
                 "history.password_env names")
     if not parts.path.strip("/"):

@@ -69,19 +69,23 @@ async def account_job(rec: RequestRecord, ok: bool, body_json, meter, collected,
     return [rec]
 
 
-async def through_cancel(work) -> tuple:
+async def through_cancel(work) -> tuple[asyncio.Future, bool]:
     """Await `work` to its end even if this task is cancelled meanwhile (a shutdown that
     stops waiting): a job's claim, once asked of the ledger, is decided, and the request's
-    record must follow it. Return its result and whether a cancel came."""
+    record must follow it. Return the finished work (its result() is the records, or
+    raises what it raised) and whether a cancel came."""
     task = asyncio.ensure_future(work)
     cancelled = False
-    while True:
+    while not task.done():
         try:
-            return await asyncio.shield(task), cancelled
+            await asyncio.shield(task)
         except asyncio.CancelledError:
             if task.cancelled():
                 raise
             cancelled = True
+        except Exception:
+            pass  # the caller's result() raises it
+    return task, cancelled
 
 
 def _track(rec: RequestRecord, collected, jobs: Jobs, created: bool) -> None:
@@ -106,8 +110,11 @@ async def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs
     """Meter a batch's results once, each model at its batch price."""
     if meter is None or not meter.totals:
         return [rec]  # not a batch's results (an input file, say): nothing to bill
+    # Claimed by the id it was fetched by (an output file's, or a batch's): another
+    # replica may not know yet which batch a file is the output of.
     batch = await jobs.batch_of(job.job_id)
-    if not await jobs.claim(batch, rec.started):
+    if not await jobs.claim(job.job_id, rec.started,
+                            (batch,) if batch != job.job_id else ()):
         return [rec]  # downloaded again: metered the first time
     _attribute(rec, await jobs.creator(batch))
     records = []

@@ -114,13 +114,16 @@ class Jobs:
                 self._put(self.created, job_id, found)
         return found
 
-    async def claim(self, job_id: str, at: float) -> bool:
-        """True the first time a job is metered, by any process; never again for it."""
-        if job_id in self.metered:
+    async def claim(self, job_id: str, at: float, also=()) -> bool:
+        """True the first time a job is metered, by any process; never again for it.
+        Decided on `job_id`, the id in the path its results were fetched by, which every
+        process knows; `also`, its other ids known here (a batch's own)."""
+        if job_id in self.metered or any(other in self.metered for other in also):
             return False
         won = True if self.ledger is None else \
-            await asyncio.to_thread(self.ledger.claim, job_id, at)
-        self._put(self.metered, job_id, at)
+            await asyncio.to_thread(self.ledger.claim, job_id, at, also)
+        for claimed in (job_id, *also):
+            self._put(self.metered, claimed, at)
         return won
 
     async def reached(self, job_id: str, state: str) -> bool:

@@ -237,8 +237,9 @@ class Proxy:
             cancelled = False
             try:
                 if job is not None and job.kind in READS_LEDGER:  # a round trip, off the loop
-                    records, cancelled = await through_cancel(account_job(
+                    done, cancelled = await through_cancel(account_job(
                         rec, ok, body_json, meter, collected, pricing, self.jobs, job))
+                    records = done.result()
                 else:
                     records = account(rec, ok, body_json, meter, collected, pricing,
                                       self.jobs, job)

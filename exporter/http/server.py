@@ -20,6 +20,10 @@ import os
 
 from .connection import KEEPALIVE_SECONDS, ClientConnection
 
+# Seconds a handler cancelled at shutdown has to finish what cannot be cut short (a job's
+# claim the gateway's ledger is deciding) and hand its record on.
+CANCELLED_GRACE = 10.0
+
 
 class ListenError(OSError):
     """A port that cannot be listened on: in use, not this machine's, or privileged."""
@@ -96,6 +100,8 @@ class Server:
             done, pending = await asyncio.wait(running, timeout=timeout)
             for task in pending:
                 task.cancel()
+            if pending:  # each ends in its record, once its handler has run its course
+                await asyncio.wait(pending, timeout=CANCELLED_GRACE)
         if self.connections:  # answers written but not yet taken by slow clients
             self.all_closed = loop.create_future()
             try:

@@ -45,17 +45,20 @@ def spend_by_day(rows: list[RequestRow], tz: ZoneInfo) -> list[tuple]:
         if r.fee_usd:
             day = datetime.fromtimestamp(r.started_at, tz).date().isoformat()
             totals[r.api_key, day] = totals.get((r.api_key, day), 0.0) + r.fee_usd
-    return [(k, d, usd) for (k, d), usd in totals.items()]
+    # In key order, as the rollup's: two replicas' batches then lock rows in one order.
+    return [(k, d, usd) for (k, d), usd in sorted(totals.items())]
 
 
 def prune(conn, now: float, retention_days: float, tz: ZoneInfo) -> None:
-    """Delete what is older than the retention, in one transaction."""
+    """Delete what is older than the retention, in one transaction (on PostgreSQL, after
+    the old days' partitions are detached)."""
     # Whole quarter hours: the rollup and the rows it sums go together.
     cutoff = (now - retention_days * 86400) // BUCKET * BUCKET
     # The spend of the whole current month is kept, whatever the retention: the month's
     # spend and its budgets read it.
     month = datetime.fromtimestamp(now, tz).date().replace(day=1)
     oldest_day = min(datetime.fromtimestamp(cutoff, tz).date(), month).isoformat()
+    conn.dialect.retire(conn, cutoff)
     with conn.transaction():
         removed, gone_before = conn.dialect.prune(conn, cutoff)
         if removed:

@@ -28,12 +28,25 @@ class JobLedger:
         conn.execute("INSERT INTO jobs (job_id) VALUES (?) ON CONFLICT (job_id) DO NOTHING",
                      [job_id])
 
-    def claim(self, job_id: str, at: float) -> bool:
-        """True for the one process that marks the job metered."""
+    def claim(self, job_id: str, at: float, also=()) -> bool:
+        """True for the one process that marks the job metered. The claim is decided on
+        `job_id` (the id its results were fetched by); `also` are other ids of the same job
+        (a batch's own, where its output file's is known), marked with it, and refused if
+        one of them was metered already."""
         with self.db.connect(write=True) as conn, conn.transaction():
             self._row(conn, job_id)
-            return conn.changed("UPDATE jobs SET metered_at = ? WHERE job_id = ? AND "
-                                "metered_at IS NULL", [at, job_id]) == 1
+            if also and conn.one(
+                    f"SELECT count(*) FROM jobs WHERE job_id IN ({', '.join('?' * len(also))})"
+                    " AND metered_at IS NOT NULL", list(also))[0]:
+                return False
+            if conn.changed("UPDATE jobs SET metered_at = ? WHERE job_id = ? AND "
+                            "metered_at IS NULL", [at, job_id]) != 1:
+                return False
+            for other in also:
+                self._row(conn, other)
+                conn.execute("UPDATE jobs SET metered_at = ? WHERE job_id = ? AND "
+                             "metered_at IS NULL", [at, other])
+            return True
 
     def reached(self, job_id: str, state: str) -> bool:
         """True for the one process that adds `state` to the states the job was seen in."""

@@ -2,8 +2,8 @@
 
 Readers (the usage API, scrapes, ledger claims, leases) borrow connections from a small
 pool; the writer thread keeps one of its own. The requests table is partitioned by UTC
-day, so retention drops whole days instead of deleting rows (which would leave the table
-bloated until a vacuum), and a query of a range reads only that range's days.
+day (partitions.py), so retention drops whole days instead of deleting rows (which would
+leave the table bloated until a vacuum), and a query of a range reads only its days.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from . import partitions
 from .rows import COLUMNS
 from .schema import migrate_postgresql
 
-# Fixed keys of pg_advisory_lock: the schema's migrations, and one day's partition.
-MIGRATION_LOCK, PARTITION_LOCK = 0x6C6C6D01, 0x6C6C6D02
+MIGRATION_LOCK = 0x6C6C6D01  # pg_advisory_lock's key: one replica migrates at a time
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is named at start, not waited on
 # Connections lent at once: six, of which four at most to the usage API's readers (an
 # export holds one for as long as it takes), so that a batch's claim, a lease's renewal
 # and a scrape always find one.
 POOL_SIZE, API_READERS = 6, 4
 POOL_WAIT = 10.0  # a reader waits this long for a connection, then the API answers 503
-DAY = 86400
+DAY = partitions.DAY
 COPY_SQL = f"COPY requests ({', '.join(COLUMNS)}) FROM STDIN"
 
 
@@ -139,7 +139,11 @@ class PostgreSQL:
     # --- connections ------------------------------------------------------------------
     def _options(self) -> dict:
         options = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
-                   "application_name": "llm-usage-exporter"}
+                   "application_name": "llm-usage-exporter",
+                   # A server that goes silent (its host gone) is noticed within a minute,
+                   # not the kernel's two hours.
+                   "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                   "keepalives_count": 3}
         if self.password is not None:  # else libpq's own: PGPASSWORD, ~/.pgpass
             options["password"] = self.password
         return options
@@ -211,40 +215,40 @@ class PostgreSQL:
             for row in rows:
                 copy.write_row(row)
 
-    # --- the requests table's day partitions ------------------------------------------
+    # --- the requests table's day partitions (partitions.py) ----------------------------
     def ensure_partitions(self, conn, days) -> None:
-        """Make the partitions of these UTC days (Unix seconds // 86400), in the
-        transaction of the rows that need them; one replica at a time makes each."""
+        """Make the partitions of these UTC days (Unix seconds // 86400) the upkeep has not
+        made ahead (a clock far off, rows of another day), in the rows' transaction."""
         missing = set(days) - self._days
-        if not missing:
-            return
-        conn.execute("SELECT pg_advisory_xact_lock(?)", [PARTITION_LOCK])
-        for day in sorted(missing):
-            conn.execute(f"CREATE TABLE IF NOT EXISTS requests_d{day} PARTITION OF requests "
-                         f"FOR VALUES FROM ({day * DAY}) TO ({(day + 1) * DAY})")
-        self._days |= missing
+        if missing:
+            partitions.make(conn, missing)
+            self._days |= missing
 
     def forget_partitions(self) -> None:
         """A transaction that made partitions was rolled back: they may not exist."""
         self._days.clear()
 
-    def prune(self, conn, before: float) -> tuple[int, float]:
-        """Drop the partitions wholly before `before`, in the caller's transaction; return
-        the rows they held, and the time before which none is left (the start of the day
-        `before` falls in: retention is kept to the day, not to the second)."""
-        whole = before // DAY * DAY
-        if not conn.one("SELECT pg_try_advisory_xact_lock(?)", [PARTITION_LOCK])[0]:
-            return 0, whole  # another replica is at it
-        dropped = 0
-        for (name,) in conn.all(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'requests'::regclass"):
-            day = int(name.removeprefix("requests_d"))
-            if (day + 1) * DAY <= before:
-                dropped += conn.one(f"SELECT count(*) FROM {name}")[0]
-                conn.execute(f"DROP TABLE {name}")
-                self._days.discard(day)
-        return dropped, whole
+    @staticmethod
+    def prepare(conn, now: float) -> None:
+        """Make today's partition and the next days' before their rows come (the upkeep)."""
+        today = int(now // DAY)
+        with conn.transaction():
+            partitions.make(conn, range(today, today + partitions.AHEAD + 1))
+
+    @staticmethod
+    def retire(conn, before: float) -> None:
+        """Detach the partitions wholly before `before` (outside a transaction)."""
+        partitions.retire(conn, before)
+
+    @staticmethod
+    def prune(conn, before: float) -> tuple[int, float]:
+        """Drop the partitions retire() detached, in the caller's transaction; return the
+        rows they held, and the time before which none is left: the start of the day
+        `before` falls in (retention is kept to the day, not to the second), or of an
+        older day whose partition could not be detached yet."""
+        dropped = partitions.drop_detached(conn)
+        kept = partitions.attached(conn)
+        return dropped, min([before // DAY * DAY, *(day * DAY for day in kept)])
 
     # --- expressions the engines spell apart ------------------------------------------
     @staticmethod

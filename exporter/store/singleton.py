@@ -31,20 +31,28 @@ class Singleton:
     async def run(self) -> None:
         held_until = 0.0  # by this process's clock: the last renewal + TTL, less a margin
         failing = False
+        asking: asyncio.Future | None = None  # a renewal under way, in a thread
         try:
             while True:
-                try:
+                if asking is None:
                     asked = self.clock()
-                    held = await asyncio.to_thread(self.lease.hold)
-                    held_until = asked + self.ttl - self.renew if held else 0.0
-                    if failing:
-                        log.info("%s: the history answers again", self.name)
-                    failing = False
-                except Exception as e:  # the database is down: keep it only while it lasts
-                    if not failing:
-                        log.warning("%s: cannot reach the history to hold its lease (%s)",
-                                    self.name, reason(e))
-                    failing = True
+                    asking = asyncio.ensure_future(asyncio.to_thread(self.lease.hold))
+                # A renewal that hangs (a server gone silent) is not waited for: the lease
+                # runs out by this clock all the same, and the job stops with it.
+                await asyncio.wait([asking], timeout=self.renew)
+                if asking.done():
+                    try:
+                        held = asking.result()
+                        held_until = asked + self.ttl - self.renew if held else 0.0
+                        if failing:
+                            log.info("%s: the history answers again", self.name)
+                        failing = False
+                    except Exception as e:  # the database is down: it lasts its TTL
+                        if not failing:
+                            log.warning("%s: cannot reach the history to hold its lease "
+                                        "(%s)", self.name, reason(e))
+                        failing = True
+                    asking = None
                 running = self.task is not None and not self.task.done()
                 if self.clock() < held_until and not running:
                     log.info("%s: this process runs it now", self.name)
@@ -52,12 +60,13 @@ class Singleton:
                 elif self.clock() >= held_until and running:
                     log.warning("%s: its lease is lost; another process may run it", self.name)
                     await self._stop()
-                await asyncio.sleep(self.renew)
+                if asking is None:
+                    await asyncio.sleep(self.renew)
         finally:
             await self._stop()
             if held_until:
                 try:
-                    await asyncio.to_thread(self.lease.release)
+                    await asyncio.wait_for(asyncio.to_thread(self.lease.release), self.ttl)
                 except Exception:  # it expires by itself
                     pass
 

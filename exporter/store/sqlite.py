@@ -131,6 +131,14 @@ class SQLite:
         """None made, none to forget."""
 
     @staticmethod
+    def prepare(conn, now: float) -> None:
+        """Nothing to make ahead."""
+
+    @staticmethod
+    def retire(conn, before: float) -> None:
+        """Nothing to do outside the pruning's transaction."""
+
+    @staticmethod
     def prune(conn, before: float) -> tuple[int, float]:
         """Delete the requests before `before`, in the caller's transaction; return how
         many, and the time before which none is left (`before` itself)."""

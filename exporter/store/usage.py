@@ -122,8 +122,8 @@ class UsageQuery:
         top, top_args = "", []
         if self.limit and cols and size:  # top N groups over the range, then their buckets
             top = (f" WHERE ({cols}) IN (SELECT {cols} FROM ({source}) AS ranked "
-                   f"GROUP BY {cols} ORDER BY {ORDERS[self.order][1]} DESC "
-                   f"LIMIT {self.limit})")
+                   f"GROUP BY {cols} ORDER BY {ORDERS[self.order][1]} DESC, {cols} "
+                   f"LIMIT {self.limit})")  # ties go by name: the same on both engines
             top_args = list(args)
         sql = f"SELECT {', '.join(select + [SUMMED])} FROM ({source}) AS s{top}"
         if group:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ..record import RequestRecord
 from ..telemetry.metrics import HistoryMetrics
-from .batches import prune, write_batch
+from .batches import write_batch
 from .database import Database, reason
 from .rows import Event, row
 from .spend import REFRESH_SECONDS, Spend
@@ -36,8 +36,7 @@ class History:
     """Queue records from the event loop; write them from one thread."""
 
     def __init__(self, db: Database, metrics: HistoryMetrics, *, queue_size: int = 10000,
-                 batch_size: int = 500, linger: float = 0.1,
-                 retention_days: float | None = 90, tz: ZoneInfo = UTC_ZONE,
+                 batch_size: int = 500, linger: float = 0.1, tz: ZoneInfo = UTC_ZONE,
                  clock=time.time, stop_grace: float = STOP_GRACE):
         self.db = db
         self.stop_grace = stop_grace
@@ -46,9 +45,7 @@ class History:
         self.batch_size = batch_size
         self.linger = linger
         self.tz = tz
-        self.retention_days = retention_days
         self.clock = clock
-        self.failing = False
         self.spend = Spend(tz)  # for the budgets the gateway enforces
         self.collector = None  # its scrape-time metrics (app.py), told of budgets on reload
         self.held_since: float | None = None  # when the batch in hand was queued
@@ -80,6 +77,8 @@ class History:
 
     def _enqueue(self, item) -> bool:
         try:
+            if self.stopping.is_set() and not self.thread.is_alive():
+                raise queue.Full  # the writer has stopped: nobody would write it
             self.queue.put_nowait((time.monotonic(), item))
         except queue.Full:
             self.metrics.dropped.inc()
@@ -99,29 +98,32 @@ class History:
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the writer."""
         self.stopping.set()
-        self.queue.put(_STOP)
-        self.thread.join(timeout)
+        try:
+            self.queue.put_nowait(_STOP)  # wakes it; a full queue keeps it awake anyway
+        except queue.Full:
+            pass
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
 
     # --- the writer thread --------------------------------------------------------------
     def _run(self) -> None:
         conn = None
         held: list = []  # the batch taken from the queue and not yet written
-        batch_id, fees = "", {}
-        failures, next_prune, next_refresh = 0, 0.0, 0.0
+        batch_id, fees, refused = "", {}, None  # refused: a row's, so the rest go one by one
+        failures, next_refresh = 0, 0.0
         give_up = None  # at shutdown, when rows stop waiting for the database
-        stopped = False
-        while not (stopped and not held):
+        while not (held == [] and self.stopping.is_set() and self.queue.empty()):
             if not held:
-                # With budgets enforced, woken every second to read others' spend.
-                held, stopped = self._take(REFRESH_SECONDS if self.spend.active else 60)
-                batch_id, fees = uuid.uuid4().hex, self._fees(held)
+                # With budgets enforced, woken often to read the others' spend.
+                held = self._take(REFRESH_SECONDS if self.spend.active else 60)
+                batch_id, fees, refused = uuid.uuid4().hex, self._fees(held), None
                 self.held_since = held[0][0] if held else None
             if held and failures:
                 if self.stopping.is_set():
                     give_up = give_up or time.monotonic() + self.stop_grace
                     if time.monotonic() >= give_up:
                         self._lose(held, fees)
-                        held, self.held_since = [], None
+                        held, fees = [], {}
                         continue
                 self._pause(BACKOFF[min(failures - 1, len(BACKOFF) - 1)])
             try:
@@ -130,28 +132,13 @@ class History:
                         self.db.migrate(self.tz)
                     conn = self.db.dedicated()
                 if held:
-                    self._write(conn, held, batch_id)
+                    refused = self._write(conn, held, batch_id, refused)
                     self._written(held)
                     held = []
-                if self.spend.active and (fees or self.clock() >= next_refresh):
-                    self.spend.settle(fees, self.spend.read(conn, self.clock()))
-                    fees, next_refresh = {}, self.clock() + REFRESH_SECONDS
-                if self.retention_days and self.clock() >= next_prune:
-                    prune(conn, self.clock(), self.retention_days, self.tz)
-                    next_prune = self.clock() + 3600
-                if failures:
-                    log.warning("history: writing to %s again", self.db)
-                failures = 0
-            except Exception as e:  # the writer never dies
-                if held and conn is not None and not self._unavailable(e):
-                    # a row it refuses: keep the others
-                    try:
-                        self._write_each(conn, held, batch_id)
-                        self._written(held)
-                        held = []
-                        continue
-                    except Exception as again:
-                        e = again  # the database itself, after all
+                    if failures:
+                        log.warning("history: writing to %s again", self.db)
+                    failures = 0
+            except Exception as e:  # the writer never dies: the batch waits for a retry
                 self.metrics.write_errors.inc()
                 if not failures:  # once per outage, not once per attempt
                     log.error("history: cannot write to %s: %s; requests are still proxied, "
@@ -161,13 +148,26 @@ class History:
                 if conn is not None:
                     _close(conn)
                     conn = None  # connected again next time: the server may come back
-            finally:
-                if fees and not held:  # written, not read back: leave the unwritten sums
-                    self.spend.settle(fees, None)
-                    fees = {}
+            if conn is not None and self.spend.active and (
+                    fees and not held or self.clock() >= next_refresh):
+                fees = self._read_spend(conn, fees if not held else {})
+                next_refresh = self.clock() + REFRESH_SECONDS
+            if fees and not held:  # written, not read back: leave the unwritten sums
+                self.spend.settle(fees, None)
+                fees = {}
         self.held_since = None
         if conn is not None:
             _close(conn)
+
+    def _read_spend(self, conn, written: dict[str, float]) -> dict[str, float]:
+        """Read the fleet's spend back, taking out of the unwritten sums the fees just
+        written; return those fees if it could not (a failing read costs no write)."""
+        try:
+            self.spend.settle(written, self.spend.read(conn, self.clock()))
+            return {}
+        except Exception as e:
+            log.debug("history: the spend cannot be read back: %s", reason(e))
+            return written
 
     def _pause(self, seconds: float) -> None:
         """Wait before trying again; at shutdown, a second at most between tries."""
@@ -180,14 +180,14 @@ class History:
         self.metrics.queue_size.dec(len(batch))
         self.held_since = None
 
-    def _take(self, wait: float) -> tuple[list, bool]:
-        """The next batch of (queued at, item), and whether close() was asked."""
+    def _take(self, wait: float) -> list:
+        """The next batch of (queued at, item); none within `wait` (at shutdown, at once)."""
         try:
-            first = self.queue.get(timeout=wait)
+            first = self.queue.get(timeout=0.1 if self.stopping.is_set() else wait)
         except queue.Empty:
-            return [], False
+            return []
         if first is _STOP:
-            return [], True
+            return []
         # Linger after the first row so light traffic still commits in batches (a commit
         # per request cost more CPU than proxying it), asleep: waiting in get() would wake
         # this thread, and take the GIL from the proxy, for every row that arrives. Under
@@ -201,31 +201,47 @@ class History:
                 item = self.queue.get_nowait()
             except queue.Empty:
                 break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-        return batch, False
+            if item is not _STOP:
+                batch.append(item)
+        return batch
 
     def _unavailable(self, error: Exception) -> bool:
         return self.db.dialect.unavailable(error)
 
-    def _write(self, conn, batch: list, batch_id: str) -> None:
-        write_batch(conn, batch_id,
-                    [row(item) for _, item in batch if isinstance(item, RequestRecord)],
-                    [item for _, item in batch if isinstance(item, Event)], self.tz,
-                    self.clock())
-
-    def _write_each(self, conn, batch: list, batch_id: str) -> None:
-        """Write a batch item by item: only an item the database refuses is lost, counted."""
-        for i, item in enumerate(batch):
+    def _write(self, conn, batch: list, batch_id: str, refused: set | None) -> set | None:
+        """Write a batch in one transaction; if the database refuses a row of it, the
+        others one by one (`refused`, the rows refused so far: None until then), each under
+        an id of its own, so a retry after an outage writes none of them twice. Return the
+        rows refused, or None."""
+        if refused is None:
             try:
-                self._write(conn, [item], f"{batch_id}-{i}")
+                write_batch(conn, batch_id, *self._split(batch), self.tz, self.clock())
+                return None
             except Exception as e:
                 if self._unavailable(e):
                     raise
+                refused = set()
+        for i, item in enumerate(batch):
+            if i in refused:
+                continue
+            try:
+                write_batch(conn, f"{batch_id}-{i}", *self._split([item]), self.tz,
+                            self.clock())
+            except Exception as e:
+                if self._unavailable(e):
+                    raise
+                refused.add(i)
                 self.metrics.write_errors.inc()
-                log.error("history: a row cannot be written (%s: %s); it is lost, the "
-                          "others are kept", type(e).__name__, reason(e))
+                if len(refused) == 1:  # one line per batch, not one per row
+                    log.error("history: a row cannot be written (%s: %s); it is lost, the "
+                              "others of its batch are kept", type(e).__name__, reason(e))
+        return refused
+
+    @staticmethod
+    def _split(batch: list) -> tuple[list, list]:
+        """A batch's rows and its ledgers' events."""
+        return ([row(item) for _, item in batch if isinstance(item, RequestRecord)],
+                [item for _, item in batch if isinstance(item, Event)])
 
     def _lose(self, batch: list, fees: dict[str, float]) -> None:
         """Give up on rows the database never took back (at shutdown): counted as dropped."""
