@@ -2,11 +2,11 @@
 
 The proxy never waits on the database: handlers put records on a bounded queue
 (put_nowait; a full queue drops the record and counts it); one thread owns a connection and
-writes in batches, each in one transaction with its spend and the ledgers' events. A
-database that cannot be written (unreachable, locked, full) never stops the proxy: the
-batch in hand is kept and tried again, with a backoff, while the queue takes the rows
-that follow; the outage is logged once and counted. A batch's id is written with it, so a
-batch whose commit went unanswered is not written twice when it is tried again.
+writes in batches, each in one transaction with its rollup, its spend and the ledgers'
+events. A database that cannot be written (unreachable, locked, full) never stops the
+proxy: the batch in hand is kept and tried again, with a backoff, while the queue takes the
+rows that follow; the outage is logged once and counted. A batch's id is written with it,
+so a batch whose commit went unanswered is not written twice when it is tried again.
 """
 
 from __future__ import annotations
