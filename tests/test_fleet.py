@@ -272,19 +272,20 @@ async def test_a_history_server_that_goes_away_loses_nothing(gateway, replay, ad
         server.stop()
 
 
-def test_replicas_started_together_on_one_sqlite_file_both_start(tmp_path,
-                                                                 unused_tcp_port_factory):
-    """The migrations take turns: neither fails with `database is locked`, four times."""
+def test_replicas_started_together_on_one_history_both_start(new_db, tmp_path,
+                                                            unused_tcp_port_factory):
+    """The migrations take turns: neither fails (SQLite said `database is locked`), four
+    times, each on a new history."""
     import subprocess
     for attempt in range(4):
-        db = tmp_path / f"h{attempt}.db"
+        db = new_db()
         procs = []
         for i in range(2):
             config = tmp_path / f"c{attempt}{i}.yaml"
             config.write_text(json.dumps({
                 "listen": f"127.0.0.1:{unused_tcp_port_factory()}",
                 "admin_listen": f"127.0.0.1:{unused_tcp_port_factory()}",
-                "history": {"path": str(db)},
+                "history": {"url" if db.postgresql else "path": db.target},
                 "services": [{"name": "openai", "base_url": "https://api.openai.com"}]}))
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "exporter", "serve", "--config", str(config)],
