@@ -6,9 +6,45 @@ each sink (metrics, history) reads it when the request has ended.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+
+class ErrorType(enum.StrEnum):
+    """The `error_type` label and history column: every value, defined here only (the
+    README's Errors table, the recording rules and the dashboards are tested against it)."""
+
+    NONE = "none"  # a success
+    BAD_REQUEST = "bad_request"  # the upstream answered 400 or 422
+    AUTH = "auth"  # 401 or 403
+    NOT_FOUND = "not_found"  # 404
+    RATE_LIMITED = "rate_limited"  # 429
+    CLIENT_ERROR = "client_error"  # another 4xx
+    UPSTREAM_ERROR = "upstream_error"  # 5xx, an error event, a reset before the answer
+    TOO_LARGE = "too_large"  # over limits.max_request_body_bytes: never sent
+    CONNECT_ERROR = "connect_error"  # the upstream cannot be reached
+    TIMEOUT = "timeout"  # the upstream went silent
+    STREAM_INTERRUPTED = "stream_interrupted"  # the upstream broke off its answer
+    CLIENT_DISCONNECT = "client_disconnect"  # the client went away
+    CLIENT_TIMEOUT = "client_timeout"  # the client too slow to send, or to take
+    ACCOUNTING_ERROR = "accounting_error"  # answered, but its bill could not be worked out
+    GATEWAY_ERROR = "gateway_error"  # a bug in the gateway
+    KEY_UNKNOWN = "key_unknown"  # managed keys: not one of them
+    KEY_FORBIDDEN = "key_forbidden"  # a service or model the key may not use
+    BUDGET_EXCEEDED = "budget_exceeded"  # an enforced budget is spent
+
+
+# What the client got as a success: an answer whose bill failed is one (LLMRecordErrors
+# counts those). In this order in every query that names them.
+SUCCESSES = (ErrorType.NONE, ErrorType.ACCOUNTING_ERROR)
+# Failures that are the upstream's or the gateway's fault: what the error ratio counts.
+# A client's own 4xx or slowness counts neither way.
+FAILURES = (ErrorType.UPSTREAM_ERROR, ErrorType.TIMEOUT, ErrorType.CONNECT_ERROR,
+            ErrorType.STREAM_INTERRUPTED, ErrorType.GATEWAY_ERROR)
+# Of those, the upstream that cannot be reached or does not answer.
+UNREACHABLE = (ErrorType.CONNECT_ERROR, ErrorType.TIMEOUT)
 
 # Usage's token fields, which are also the history's token columns.
 TOKEN_FIELDS = ("input_text", "input_cache_read", "input_cache_write_5m",
@@ -111,7 +147,7 @@ class RequestRecord:
     stream: bool = False
     model: str = "unknown"
     code: int = 0
-    error_type: str = "none"
+    error_type: str = ErrorType.NONE
     error_message: str = ""
     usage: Usage = field(default_factory=Usage)
     ttft: float | None = None  # seconds, streams only

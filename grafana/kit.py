@@ -29,6 +29,8 @@ from grafana_foundation_sdk.models import common as cm  # noqa: E402
 from grafana_foundation_sdk.models import dashboard as dm  # noqa: E402
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat  # noqa: E402
 
+from exporter.record import SUCCESSES  # noqa: E402
+
 TAG = "llm-usage-exporter"
 FOLDER = "LLM usage"
 PROMETHEUS = cm.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -45,9 +47,9 @@ ALERTMANAGER_UID, ALERTS_API_UID = "llm-alertmanager", "llm-alertmanager-api"
 BY_KEY = 'service=~"$service",provider=~"$provider",model=~"$model",api_key=~"$api_key"'
 BY_MODEL = 'service=~"$service",provider=~"$provider",model=~"$model"'
 BY_SERVICE = 'service=~"$service"'
-# A success is what the client got as one: accounting_error is an answer whose bill failed,
-# as the alerts' recording rules judge it too.
-SUCCEEDED = 'error_type=~"none|accounting_error"'
+# A success is what the client got as one (record.SUCCESSES: an answer whose bill failed
+# is one), as the alerts' recording rules judge it too.
+SUCCEEDED = f'error_type=~"{"|".join(SUCCESSES)}"'
 
 # Usage API parameters that narrow it as the variables narrow PromQL. A variable's All is
 # its all value .*, which the API reads as no filter; ${var:csv} lists several values.

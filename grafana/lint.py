@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from prometheus_client import CollectorRegistry
 
+from exporter.record import ErrorType
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
 from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
@@ -29,6 +30,7 @@ BUILTINS = {"__from", "__to", "__range", "__range_s", "__range_ms", "__rate_inte
 WINDOWS = {"$__rate_interval", "$__range", "$__interval", "$granularity"}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 METRIC = re.compile(r"\b(?:[a-z_]+:)?llm_[a-z_]+(?::[a-z0-9_]+)?\b|\bALERTS\b")
+ERROR_TYPE = re.compile(r'error_type\s*!?=~?\s*"([^"]*)"')
 # Without a datasource query there is nothing to give a unit to: the alert list shows
 # alert rules by name and state.
 NO_UNIT = {"alertlist", "row"}
@@ -135,6 +137,10 @@ def check(d: dict, metrics: set[str] | None = None) -> list[str]:
                 problems.append(f"{where}: rate() over anything but $__rate_interval")
             for name in set(METRIC.findall(expr)) - metrics:
                 problems.append(f"{where}: {name} is neither exported nor recorded")
+            for values in ERROR_TYPE.findall(expr):
+                for value in set(values.split("|")) - set(ErrorType):
+                    problems.append(f"{where}: error_type {value!r} is none the exporter "
+                                    "gives")
     for text in texts({k: v for k, v in d.items() if k != "templating"}) + \
             texts(d["templating"]):
         for braced, plain in VARIABLE.findall(text):

@@ -119,3 +119,19 @@ def test_every_metric_a_rule_uses_is_defined():
         used |= set(re.findall(r"\b(llm_[a-z_]+|[a-z_]+:llm_[a-z_]+:[a-z0-9_]+|up)\b",
                                rule["expr"]))
     assert used and used <= defined, used - defined
+
+
+def test_the_rules_judge_outcomes_as_the_exporter_defines_them():
+    """The recording rules name success and failure with record.py's own values."""
+    from exporter.record import FAILURES, SUCCESSES, UNREACHABLE
+    rules = {r["record"]: r["expr"] for g in yaml.safe_load(
+        (ALERTS / "rules.yml").read_text())["groups"] for r in g["rules"] if "record" in r}
+
+    def matched(record: str) -> set[str]:
+        [values] = re.findall(r'error_type=~"([^"]*)"', rules[record])
+        return set(values.split("|"))
+
+    assert matched("service_model:llm_requests_judged:rate5m") == {*SUCCESSES, *FAILURES}
+    assert matched("service_model:llm_request_failures:rate5m") == set(FAILURES)
+    assert matched("service:llm_unreachable:ratio_rate5m") == set(UNREACHABLE)
+

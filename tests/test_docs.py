@@ -87,3 +87,11 @@ def test_readme_has_exactly_two_commands_in_quick_start():
     assert commands == ["make demo", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\nmake test\n" in ci
+
+
+def test_every_error_type_is_in_the_errors_table_and_nothing_else():
+    from exporter.record import ErrorType
+    table = README.split("### Errors", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+    assert named == set(ErrorType)
+

@@ -74,6 +74,7 @@ def broken(d: dict) -> dict:
     stats[5]["datasource"] = {"type": "prometheus", "uid": "some-prometheus"}
     stats[6]["gridPos"] = dict(stats[7]["gridPos"])
     stats[8]["gridPos"] = {**stats[8]["gridPos"], "x": 22}
+    stats[9]["targets"][0]["expr"] = 'sum(llm_requests_total{error_type=~"none|succes"})'
     d["templating"]["list"] = [v for v in d["templating"]["list"] if v["name"] != "api_key"]
     return d
 
@@ -84,7 +85,8 @@ def test_lint_catches_each_fault():
                      "llm_tokenz_total is neither exported nor recorded",
                      "window [5m]", "$modle is used but not defined",
                      "datasource must be a dashboard variable", "overlaps",
-                     "off the 24-column grid", "variable api_key: missing"):
+                     "off the 24-column grid", "variable api_key: missing",
+                     "error_type 'succes' is none the exporter gives"):
         assert expected in problems
 
 

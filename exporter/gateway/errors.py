@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 
+from ..record import ErrorType as E
 
-def error_type_for(status: int) -> str:
+
+def error_type_for(status: int) -> E:
     """Name the outcome of an HTTP status with one bounded value."""
     if status < 400:
-        return "none"
-    return _ERROR_TYPES.get(status) or ("upstream_error" if status >= 500 else "client_error")
+        return E.NONE
+    return _ERROR_TYPES.get(status) or (E.UPSTREAM_ERROR if status >= 500 else E.CLIENT_ERROR)
 
 
-_ERROR_TYPES = {400: "bad_request", 422: "bad_request", 401: "auth", 403: "auth",
-                404: "not_found", 408: "client_timeout", 413: "too_large", 429: "rate_limited",
-                499: "client_disconnect"}
+_ERROR_TYPES = {400: E.BAD_REQUEST, 422: E.BAD_REQUEST, 401: E.AUTH, 403: E.AUTH,
+                404: E.NOT_FOUND, 408: E.CLIENT_TIMEOUT, 413: E.TOO_LARGE,
+                429: E.RATE_LIMITED, 499: E.CLIENT_DISCONNECT}
 
 
 def error_body(api_format: str, status: int, code: str, message: str) -> bytes:

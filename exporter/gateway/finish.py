@@ -17,7 +17,7 @@ from ..accounting.batch import BatchMeter
 from ..accounting.bill import count_usage, error_message, price
 from ..accounting.operations import RESPONSES
 from ..accounting.pricing import Pricing
-from ..record import RequestRecord
+from ..record import ErrorType, RequestRecord
 from ..telemetry.logs import log_request
 from .jobs import CREATE, RESPONSE, RESULTS, STATUS, TUNE, TUNING, Job, Jobs
 
@@ -26,7 +26,6 @@ READS_LEDGER = frozenset((RESULTS, RESPONSE, TUNE, TUNING))
 from .tuning import follow
 
 log = logging.getLogger("llm_usage_exporter")
-ACCOUNTING_ERROR = "accounting_error"  # error_type of a request whose bill failed
 
 
 def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: Pricing,
@@ -132,7 +131,7 @@ def accounting_failed(rec: RequestRecord) -> RequestRecord:
     and an error type saying so (the gateway's fault: the alerts count it)."""
     log_request(log, logging.ERROR, rec.request_id, "its usage and fee could not be worked "
                 "out", exc_info=True)
-    rec.error_type = ACCOUNTING_ERROR
+    rec.error_type = ErrorType.ACCOUNTING_ERROR
     rec.error_message = "the gateway could not work out this request's usage and fee"
     rec.fees, rec.fee, rec.assumed = [], Decimal(0), []
     return rec

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from ..config.table import ApiKey, Config
+from ..record import ErrorType
 from ..store.spend import Spend
 from ..store.zones import periods
 from .headers import key_digest
@@ -53,11 +54,11 @@ class Keys:
     def refuse(self, label: str, entry: ApiKey | None, service: str) -> Refusal | None:
         """Why the request may not go on, before its body is read; None if it may."""
         if entry is None and self.required:
-            return Refusal(401, "key_unknown", "the gateway requires an API key, and none was "
+            return Refusal(401, ErrorType.KEY_UNKNOWN, "the gateway requires an API key, and none was "
                            "given" if label == "none" else "this API key is not one of the "
                            "gateway's keys")
         if entry is not None and entry.services and service not in entry.services:
-            return Refusal(403, "key_forbidden", f"API key {label} may not use the service "
+            return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the service "
                            f"{service} (it may use: {', '.join(entry.services)})")
         if self.enforcing:
             return self._budget(label)
@@ -70,7 +71,7 @@ class Keys:
             return None
         if any(fnmatch.fnmatchcase(model, pattern) for pattern in entry.models):
             return None
-        return Refusal(403, "key_forbidden", f"API key {label} may not use the model "
+        return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the model "
                        f"{model} (it may use: {', '.join(entry.models)})")
 
     def _budget(self, label: str) -> Refusal | None:
@@ -86,7 +87,7 @@ class Keys:
         period, used, limit = spent[-1]  # both spent: refused until the month ends
         end = periods(now, self.tz)[period][1]
         wait = max(math.ceil(end - now), 1)
-        return Refusal(429, "budget_exceeded", f"API key {label} has spent its "
+        return Refusal(429, ErrorType.BUDGET_EXCEEDED, f"API key {label} has spent its "
                        f"{'daily' if period == 'day' else 'monthly'} budget: "
                        f"{_usd(used)} of {_usd(limit)}; it renews in {_span(wait)}",
                        NO_RETRY + b"retry-after: %d\r\n" % wait)

@@ -26,6 +26,7 @@ from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
 from ..http.request import BodyTimeout, BodyTooLarge, Request
 from ..http.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
+from ..record import ErrorType as E
 from ..record import RequestRecord
 from ..store.spend import Spend
 from ..telemetry.logs import log_request
@@ -116,7 +117,7 @@ class Proxy:
                 return self._fail(request, rec, api_format, rid, *refusal)
             length = request.content_length
             if length is not None and length > self.max_body:
-                return self._fail(request, rec, api_format, rid, 413, "too_large",
+                return self._fail(request, rec, api_format, rid, 413, E.TOO_LARGE,
                                   f"request body of {length} bytes is over the gateway's "
                                   f"limit of {self.max_body} bytes")
             strip_usage = False
@@ -126,7 +127,7 @@ class Proxy:
                 try:
                     data = await request.read(self.max_body)
                 except BodyTooLarge:
-                    return self._fail(request, rec, api_format, rid, 413, "too_large",
+                    return self._fail(request, rec, api_format, rid, 413, E.TOO_LARGE,
                                       f"request body is over the gateway's limit of "
                                       f"{self.max_body} bytes")
                 waited += perf_counter() - t
@@ -150,13 +151,13 @@ class Proxy:
                     connect_timeout=service.connect_timeout_seconds, read_timeout=read_timeout,
                     idempotent=request.header(b"idempotency-key") is not None)
             except ConnectError as e:
-                return self._fail(request, rec, api_format, rid, 502, "connect_error",
+                return self._fail(request, rec, api_format, rid, 502, E.CONNECT_ERROR,
                                   f"cannot connect to the upstream: {e}")
             except TimeoutError:
-                return self._fail(request, rec, api_format, rid, 504, "timeout",
+                return self._fail(request, rec, api_format, rid, 504, E.TIMEOUT,
                                   "the upstream did not answer in time")
             except UpstreamError as e:
-                return self._fail(request, rec, api_format, rid, 502, "upstream_error",
+                return self._fail(request, rec, api_format, rid, 502, E.UPSTREAM_ERROR,
                                   f"the upstream failed before answering: {e}")
             waited += perf_counter() - t
 
@@ -190,11 +191,11 @@ class Proxy:
                 if request.head is not None:  # nothing sent yet: still time for a 502/504
                     request.head = None
                     return self._fail(request, rec, api_format, rid, 504 if timeout else 502,
-                                      "timeout" if timeout else "upstream_error",
+                                      E.TIMEOUT if timeout else E.UPSTREAM_ERROR,
                                       "the upstream went silent before its answer's body"
                                       if timeout else f"the upstream failed mid-answer: {e}")
-                return self._interrupted(rec, request, "timeout" if timeout else
-                                         "stream_interrupted",
+                return self._interrupted(rec, request, E.TIMEOUT if timeout else
+                                         E.STREAM_INTERRUPTED,
                                          "the upstream went silent for longer than "
                                          "read_timeout_seconds" if timeout else
                                          f"the upstream broke off the response: {e}")
@@ -205,7 +206,7 @@ class Proxy:
             # The client went away: a failed write, or the server cancelling the handler.
             # The upstream request must close now so nobody pays for tokens nobody reads:
             # release() in `finally` closes the upstream connection, as the body is unread.
-            rec.code, rec.error_type = 499, "client_disconnect"
+            rec.code, rec.error_type = 499, E.CLIENT_DISCONNECT
             rec.error_message = "the client closed the connection"
             if isinstance(e, asyncio.CancelledError):
                 raise
@@ -214,23 +215,23 @@ class Proxy:
                        if isinstance(e, BodyTimeout) else
                        "the client took nothing of the answer for too long")
             if not request.started:
-                return self._fail(request, rec, api_format, rid, 408, "client_timeout",
+                return self._fail(request, rec, api_format, rid, 408, E.CLIENT_TIMEOUT,
                                   message)
-            return self._interrupted(rec, request, "client_timeout", message)
+            return self._interrupted(rec, request, E.CLIENT_TIMEOUT, message)
         except Exception as e:  # never let one request take the gateway down
             log_request(log, logging.ERROR, rid, "failed inside the gateway", exc_info=True)
             if not request.started:
-                return self._fail(request, rec, api_format, rid, 502, "gateway_error",
+                return self._fail(request, rec, api_format, rid, 502, E.GATEWAY_ERROR,
                                   f"the gateway failed: {type(e).__name__}")
-            return self._interrupted(rec, request, "gateway_error", type(e).__name__)
+            return self._interrupted(rec, request, E.GATEWAY_ERROR, type(e).__name__)
         finally:
             gauge.dec()
             if upstream is not None:
                 upstream.release()
             rec.duration = perf_counter() - t0
             rec.overhead = max(rec.duration - waited, 0.0)
-            if rec.error_type == "none" and meter is not None and meter.error_type:
-                rec.error_type = "upstream_error"
+            if rec.error_type == E.NONE and meter is not None and meter.error_type:
+                rec.error_type = E.UPSTREAM_ERROR
                 rec.error_message = f"{meter.error_type}: {meter.error_message}"[:500]
             requested = rec.model
             ok = upstream is not None and 200 <= upstream.status < 300

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..record import SUCCESSES as SUCCEEDED
+
 
 GROUP_COLUMNS = ("model", "api_key", "service", "provider")
 # Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends),
@@ -28,9 +30,8 @@ EARLIEST, LATEST = 0.0, 7258118400.0  # 1970-01-01 and 2200-01-01, in Unix secon
 DEFAULT_RANGE = 86400  # the last 24 hours
 
 
-# What the client got as a success: accounting_error is an answer whose bill failed (as
-# the alerts' recording rules judge it).
-SUCCESSES = "('none', 'accounting_error')"
+# What the client got as a success (record.SUCCESSES), as SQL.
+SUCCESSES = "(" + ", ".join(f"'{e}'" for e in SUCCEEDED) + ")"
 
 
 class BadParameter(ValueError):

@@ -12,7 +12,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .. import __version__
-from ..record import RequestRecord
+from ..record import ErrorType, RequestRecord
 from .labels import LabelLimiter
 
 # No `*_created` series: in the text format Prometheus stores each as a series of its own,
@@ -68,9 +68,9 @@ FINE_TUNING_STATES = ("created", "validating_files", "queued", "running", "succe
 # and operation are seen: the failures the alerts' ratios read, so that the first failure
 # of a model that has worked so far is seen by rate(), which cannot see a series born at 1.
 # Three, not every status: each costs a series per model and key (a quarter more series in
-# the benchmark's 40 models x 25 keys). Other statuses (503, 529, ...) appear at their first
-# occurrence.
-ZERO_OUTCOMES = (("502", "connect_error"), ("504", "timeout"), ("500", "upstream_error"))
+# the benchmark's 40 models x 25 keys); others (503, 529, ...) appear when they occur.
+ZERO_OUTCOMES = (("502", ErrorType.CONNECT_ERROR), ("504", ErrorType.TIMEOUT),
+                 ("500", ErrorType.UPSTREAM_ERROR))
 # Exemplars name the request behind a latency: only ids that fit OpenMetrics' 128
 # characters with room to spare and can be written as they are (a client's own
 # X-Request-ID may be anything).
