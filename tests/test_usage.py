@@ -165,3 +165,59 @@ def test_json_orjson_refuses_still_parses_as_python_would():
     assert parsed["x"] != parsed["x"] and parsed["s"] == "\ud800"
     with pytest.raises(ValueError):
         loads(b'{"cut": ')
+
+
+def oversized_stream(operation: str) -> tuple[bytes, int]:
+    """A stream whose middle event is a 24 MB image, and that event's length."""
+    image = "A" * (24 << 20)
+    if operation == "responses":
+        events = [{"type": "response.created", "response": {"model": "gpt-image-1"}},
+                  {"type": "response.completed", "response": {
+                      "model": "gpt-image-1", "output": [
+                          {"type": "web_search_call", "status": "completed"},
+                          {"type": "image_generation_call", "result": image}],
+                      "usage": {"input_tokens": 20, "output_tokens": 4160}}}]
+    else:
+        events = [{"model": "gpt-4o", "choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+                  {"model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": image}}],
+                   "usage": None},
+                  {"model": "gpt-4o", "choices": [],
+                   "usage": {"prompt_tokens": 9, "completion_tokens": 6000000}}]
+    encoded = [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n"
+               for e in events]
+    return b"".join(encoded), len(encoded[1])
+
+
+@pytest.mark.parametrize("operation", ["chat", "responses"])
+@pytest.mark.parametrize("step", [65536, 1 << 20, 5_000_003])
+def test_an_oversized_event_is_relayed_as_it_comes_in_bounded_memory(operation, step):
+    """Held whole, a 24 MB event cost four times its size. Past a megabyte it goes on as
+    it comes, its head and tail kept: the usage read all the same, its size standing for
+    its text, and the memory the meter takes bounded whatever the event's size."""
+    import tracemalloc
+    data, big = oversized_stream(operation)
+    pieces = [data[i:i + step] for i in range(0, len(data), step)]
+    meter = StreamMeter(operation, strip_usage=operation == "chat")
+    tracemalloc.start()
+    try:
+        out, peak = [], 0
+        for piece in pieces:
+            sent, _ = meter.feed(piece)
+            out.append(sent)
+            peak = max(peak, tracemalloc.get_traced_memory()[1] - sum(map(len, out)))
+            tracemalloc.reset_peak()
+        out.append(meter.finish())
+    finally:
+        tracemalloc.stop()
+    expected = data
+    if operation == "chat":  # usage the gateway asked for: taken out, its own event too
+        expected = data[:data.rindex(b"data: ")].replace(b',"usage":null', b"")
+    assert b"".join(out) == expected
+    assert peak < 3 * (1 << 20) + 3 * step  # a megabyte held at most, and the reads
+    if operation == "chat":
+        assert (meter.model, meter.usage, meter.final) == (
+            "gpt-4o", {"prompt_tokens": 9, "completion_tokens": 6000000}, True)
+    else:
+        assert (meter.model, meter.usage, meter.web_search_calls) == (
+            "gpt-image-1", {"input_tokens": 20, "output_tokens": 4160}, 1)
+    assert meter.output_chars >= big  # its size stands for its text

@@ -7,47 +7,36 @@ removed without ever holding back an event the client could already use.
 
 from __future__ import annotations
 
+from . import oversized
 from .body import loads
-from .operations import COMPLETION, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
+from .events import MEDIA, EventReader
 from .sse import BOUNDARY, fields, strip_usage_null, text_only
-from .usage import web_search_calls
 
-_DELTA_KEYS = frozenset(("content", "reasoning_content", "reasoning", "refusal"))
-MEDIA = frozenset((IMAGES, TRANSCRIPTION, SPEECH))
+__all__ = ["MEDIA", "StreamMeter"]
 
 
-def _chars(value) -> int:
-    return len(value) if isinstance(value, str) else 0
-
-
-class StreamMeter:
+class StreamMeter(EventReader):
     """Meter one SSE response of a known operation, event by event."""
 
-    __slots__ = ("operation", "strip_usage", "buf", "model", "usage", "final", "chars",
-                 "error_type", "error_message", "service_tier", "backlog", "backlog_size",
-                 "deferring", "web_search_calls", "malformed")
+    __slots__ = ("strip_usage", "buf", "buffered", "passing", "backlog", "backlog_size",
+                 "deferring")
     BACKLOG_LIMIT = 1 << 20
     rewrites = True  # it may leave out the usage it asked for: no Content-Length
 
     def __init__(self, operation: str, strip_usage: bool = False):
-        self.operation = operation
+        super().__init__(operation)
         self.strip_usage = strip_usage
         self.buf: list[bytes] = []  # an event under way, in the pieces it came in
-        self.model: str | None = None
-        self.usage: dict | None = None
-        self.final = False  # the usage seen includes the final output count
-        self.chars = 0  # generated text so far, less the backlog's
+        self.buffered = 0  # their bytes
+        self.passing: oversized.Oversized | None = None  # an event too large to hold
         self.backlog: list[bytes] = []  # events read only for their text, not yet parsed
-        self.backlog_size = 0
+        self.backlog_size = 0  # (their text is not in `chars` until they are)
         self.deferring = False
-        self.error_type: str | None = None
-        self.error_message: str | None = None
-        self.service_tier: str | None = None
-        self.web_search_calls = 0  # Responses: the completed response's web_search_call items
-        self.malformed = 0  # events whose fields had types no API sends: passed on as they are
 
     def feed(self, chunk: bytes) -> tuple[bytes, bool]:
         """Take upstream bytes; return complete events to forward and whether any bears content."""
+        if self.passing is not None:
+            return self._pass(chunk)
         if self.buf:
             # An event under way: look for its end in the new bytes (and the three before
             # them) only, joining the pieces once it came. Joining at every read cost
@@ -55,10 +44,9 @@ class StreamMeter:
             seam = self.buf[-1][-3:] + chunk[:3]
             if b"\n\n" not in chunk and b"\r\r" not in chunk and b"\n\r\n" not in chunk \
                     and b"\n\n" not in seam and b"\r\r" not in seam and b"\n\r\n" not in seam:
-                self.buf.append(chunk)
-                return b"", False
+                return self._hold(chunk)
             buf = b"".join(self.buf) + chunk
-            self.buf = []
+            self.buf, self.buffered = [], 0
         else:
             buf = chunk
         if b"\r" in buf:
@@ -67,10 +55,9 @@ class StreamMeter:
         # providers end events with "\n\n", so plain bytes methods do.
         end = buf.rfind(b"\n\n")
         if end < 0:
-            self.buf = [buf]
-            return b"", False
+            return self._hold(buf)
         complete, rest = buf[:end + 2], buf[end + 2:]
-        self.buf = [rest] if rest else []
+        self.buf, self.buffered = ([rest], len(rest)) if rest else ([], 0)
         if self.deferring and text_only(complete):  # a read of text only: kept whole
             self._defer(complete)
             content = False
@@ -100,12 +87,44 @@ class StreamMeter:
             content = content or has_content
             if keep:
                 out.append(strip_usage_null(raw) if self.strip_usage else raw)
-        self.buf = [buf[start:]] if start < len(buf) else []
+        if start < len(buf):
+            held, content_held = self._hold(buf[start:])
+            return b"".join(out) + held, content or content_held
         return b"".join(out), content
+
+    def _hold(self, piece: bytes) -> tuple[bytes, bool]:
+        """Keep a piece of an event under way; past oversized.LIMIT, pass the event on as
+        it comes instead (its first bytes count as content)."""
+        self.buf.append(piece)
+        self.buffered += len(piece)
+        if self.buffered <= oversized.LIMIT:
+            return b"", False
+        pending, self.buf, self.buffered = b"".join(self.buf), [], 0
+        self.passing = oversized.Oversized()
+        return self._pass(pending)[0], True
+
+    def _pass(self, chunk: bytes) -> tuple[bytes, bool]:
+        """Relay bytes of an oversized event; meter it at its end, then go on as usual."""
+        out, rest = self.passing.take(chunk)
+        if rest is None:
+            return out, False
+        event, self.passing = self.passing, None
+        self._oversized(event)
+        if self.strip_usage:
+            out = strip_usage_null(out)
+        if not rest:
+            return out, False
+        more, content = self.feed(rest)
+        return out + more, content
 
     def finish(self) -> bytes:
         """Return a last event the upstream ended without a blank line, metered like the rest."""
-        rest, self.buf = b"".join(self.buf), []
+        if self.passing is not None:  # an oversized one: what it still holds
+            event, self.passing = self.passing, None
+            rest = event.held
+            self._oversized(event)
+            return strip_usage_null(rest) if self.strip_usage else rest
+        rest, self.buf, self.buffered = b"".join(self.buf), [], 0
         if not rest.strip():
             return rest
         keep, _ = self._event(rest)
@@ -161,119 +180,4 @@ class StreamMeter:
             return True, False
         if not isinstance(obj, dict):
             return True, False
-        if self.operation == MESSAGES:
-            return True, self._anthropic(obj)
-        if self.operation == RESPONSES:
-            return True, self._responses(obj)
-        if self.operation in MEDIA:
-            return True, self._media(obj)
-        return self._openai(obj)
-
-    def _error(self, err) -> None:
-        if isinstance(err, dict):
-            self.error_type = str(err.get("type") or err.get("code") or "error")
-            self.error_message = str(err.get("message") or "")[:500]
-        else:
-            self.error_type, self.error_message = "error", str(err)[:500]
-
-    def _openai(self, obj: dict) -> tuple[bool, bool]:
-        # The first chunk that names them: Azure's first chunk is a content-filter
-        # annotation with "model": "" and no service tier.
-        if not self.model:
-            model = obj.get("model")
-            if isinstance(model, str) and model:
-                self.model = model
-        if self.service_tier is None and isinstance(obj.get("service_tier"), str):
-            self.service_tier = obj["service_tier"]
-        if "error" in obj:
-            self._error(obj["error"])
-        choices = obj.get("choices")
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            self.usage, self.final = usage, True
-            if self.strip_usage and not choices:
-                return False, False
-        chars, content = 0, False
-        for choice in choices or ():
-            if not isinstance(choice, dict):
-                continue
-            if self.operation == COMPLETION or "text" in choice:
-                chars += _chars(choice.get("text"))
-                continue
-            delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            for key, value in delta.items():
-                if key in _DELTA_KEYS and type(value) is str:
-                    chars += len(value)
-            for call in delta.get("tool_calls") or ():
-                content = True
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict):
-                    chars += _chars(fn.get("name")) + _chars(fn.get("arguments"))
-            if delta.get("audio"):
-                content = True
-        self.chars += chars
-        return True, content or chars > 0
-
-    def _responses(self, obj: dict) -> bool:
-        kind = obj.get("type")
-        if not isinstance(kind, str):
-            return False
-        if kind.endswith(".delta"):
-            self.chars += _chars(obj.get("delta"))
-            return True
-        response = obj.get("response")
-        if isinstance(response, dict):
-            if isinstance(response.get("model"), str):
-                self.model = response["model"]
-            if isinstance(response.get("service_tier"), str):
-                self.service_tier = response["service_tier"]
-            if isinstance(response.get("usage"), dict):
-                self.usage, self.final = response["usage"], True
-                self.web_search_calls = web_search_calls(response)
-            if kind == "response.failed":
-                self._error(response.get("error") or "response.failed")
-        elif kind == "error":
-            self._error(obj.get("error") or obj)
-        return False
-
-    def _media(self, obj: dict) -> bool:
-        """Image, transcription and speech streams: typed events, usage in the last."""
-        kind = obj.get("type")
-        if not isinstance(kind, str):
-            return False
-        if isinstance(obj.get("usage"), dict):  # image_generation.completed, *.done
-            self.usage, self.final = obj["usage"], True
-        if kind == "error":
-            self._error(obj.get("error") or obj)
-            return False
-        if kind == "transcript.text.delta":
-            self.chars += _chars(obj.get("delta"))
-        return kind.endswith((".delta", ".partial_image"))  # the first content
-
-    def _anthropic(self, obj: dict) -> bool:
-        kind = obj.get("type")
-        if kind == "content_block_delta":
-            delta = obj.get("delta")
-            if isinstance(delta, dict):
-                self.chars += (_chars(delta.get("text")) + _chars(delta.get("thinking"))
-                                      + _chars(delta.get("partial_json")))
-            return True
-        if kind == "message_start":
-            message = obj.get("message")
-            if isinstance(message, dict):
-                if isinstance(message.get("model"), str):
-                    self.model = message["model"]
-                if isinstance(message.get("usage"), dict):
-                    self.usage = dict(message["usage"])
-        elif kind == "message_delta":
-            # message_delta carries cumulative counts: they replace, never add to, the start's.
-            usage = obj.get("usage")
-            if isinstance(usage, dict):
-                merged = self.usage if self.usage is not None else {}
-                merged.update((k, v) for k, v in usage.items() if v is not None)
-                self.usage, self.final = merged, "output_tokens" in usage
-        elif kind == "error":
-            self._error(obj.get("error"))
-        return False
+        return self._dispatch(obj)
