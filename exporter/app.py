@@ -2,7 +2,7 @@
 
 Client traffic on `listen`, /metrics, /healthz and /api/* on `admin_listen`, so the metrics
 port is never exposed where client traffic arrives. Both are served by the gateway's own
-HTTP server (http/server.py), not aiohttp's: on the proxy path that took the CPU per request
+HTTP server (wire/server.py), not aiohttp's: on the proxy path that took the CPU per request
 from 0.73 ms to about 0.3 ms, and without aiohttp.web a gateway process holds 11 MB less.
 Listener plays the part of aiohttp's runner and cleanup_ctx.
 """
@@ -27,7 +27,7 @@ from .config.schema import ConfigError
 from .config.table import Config
 from .deployments.probe import Deployments
 from .gateway.proxy import Proxy
-from .http.server import Server
+from .wire.server import Server
 from .reports.deliver import Deliverer
 from .reports.make import render_apart
 from .reports.schedule import Scheduler

@@ -17,9 +17,9 @@ MAX_LINES = 300
 # version) is below everything; `__main__` above everything. The command line is above the
 # development tools because `bench` and `demo` are commands: it imports them when one of
 # those runs, and test_serve_loads_no_development_tool keeps them out of `serve`.
-LAYERS = ("exporter", "record", "config", "http", "accounting", "telemetry", "store",
+LAYERS = ("exporter", "record", "config", "wire", "accounting", "telemetry", "store",
           "reports", "deployments", "api", "gateway", "app", "devtools", "cli", "__main__")
-PARTS = {"config", "http", "accounting", "telemetry", "store", "reports", "deployments",
+PARTS = {"config", "wire", "accounting", "telemetry", "store", "reports", "deployments",
          "api", "gateway", "cli", "devtools"}
 TOP_LEVEL = {"__init__.py", "__main__.py", "app.py", "record.py"}
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from exporter.http.request import BodyTooLarge, Request
-from exporter.http.server import Server
+from exporter.wire.request import BodyTooLarge, Request
+from exporter.wire.server import Server
 
 
 async def echo(request: Request) -> None:

@@ -9,7 +9,7 @@ import pytest
 import trustme
 from upstream import Wire
 
-from exporter.http.upstream import ConnectError, Origin, Pool, UpstreamError
+from exporter.wire.upstream import ConnectError, Origin, Pool, UpstreamError
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

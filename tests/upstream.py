@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter.http.upstream import Origin
+from exporter.wire.upstream import Origin
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

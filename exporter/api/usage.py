@@ -11,7 +11,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from ..http.request import Request, respond_json
+from ..wire.request import Request, respond_json
 from ..reports.data import TYPES as REPORT_TYPES
 from ..reports.make import MEDIA_TYPES, file_name, render_apart
 from ..store.database import Database, reason

@@ -10,7 +10,7 @@ import sys
 from ..accounting.table import Table, TableError
 from ..config.load import load_config, single_upstream
 from ..config.schema import ConfigError
-from ..http.server import ListenError
+from ..wire.server import ListenError
 from ..telemetry.logs import setup_logging
 from .commands import (
     check_config,

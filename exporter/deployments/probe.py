@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..accounting.bill import hosted_fee
 from ..config.table import Deployment
-from ..http.upstream import Origin, Pool, UpstreamError
+from ..wire.upstream import Origin, Pool, UpstreamError
 from ..record import RequestRecord
 from ..store.rows import Uptime
 from ..telemetry.metrics import DeploymentMetrics

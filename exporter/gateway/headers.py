@@ -10,8 +10,8 @@ import hashlib
 import zlib
 
 from ..config.table import Service
-from ..http.request import Request
-from ..http.upstream import Connection
+from ..wire.request import Request
+from ..wire.upstream import Connection
 from ..record import RequestRecord
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:

@@ -24,8 +24,8 @@ from ..accounting.operations import (
 from ..accounting.pricing import Pricing, pricing_for
 from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
-from ..http.request import BodyTimeout, BodyTooLarge, Request
-from ..http.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
+from ..wire.request import BodyTimeout, BodyTooLarge, Request
+from ..wire.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
 from ..record import ErrorType as E
 from ..record import RequestRecord
 from ..store.spend import Spend
@@ -42,13 +42,16 @@ from .finish import (
     through_cancel,
 )
 from .headers import DECODABLE, client_headers, upstream_headers
-from .inspect import inspect
+from .request_body import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
 from .keys import Keys
 from .relay import Relay
 
 log = logging.getLogger("llm_usage_exporter")
 _ids = random.Random()
+# Requested model names remembered with the name the upstream reported for them: far more
+# than any deployment uses, and a bound on what a client sending random names can grow.
+REPORTED_MODELS = 10_000
 
 class Proxy:
     """Forward requests to the configured services and record each one."""
@@ -261,7 +264,7 @@ class Proxy:
         """
         key = (rec.service, requested)
         if rec.model != requested:
-            if key in self.reported_models or len(self.reported_models) < 10_000:
+            if key in self.reported_models or len(self.reported_models) < REPORTED_MODELS:
                 self.reported_models[key] = rec.model
         else:
             rec.model = self.reported_models.get(key, requested)

@@ -6,7 +6,7 @@ from time import perf_counter
 
 from ..accounting.body import ResponseBody
 from ..accounting.stream import StreamMeter
-from ..http.request import Request
+from ..wire.request import Request
 from ..record import RequestRecord
 
 

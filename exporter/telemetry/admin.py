@@ -14,7 +14,7 @@ import os
 from urllib.parse import parse_qsl
 
 from .. import __version__
-from ..http.request import Request, respond_json
+from ..wire.request import Request, respond_json
 from .exposition import (
     CONTENT_TYPE,
     OPENMETRICS_TYPE,

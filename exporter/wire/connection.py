@@ -19,6 +19,9 @@ log = logging.getLogger("llm_usage_exporter")
 
 MAX_HEAD = 64 * 1024  # request line and headers together
 KEEPALIVE_SECONDS = 75.0
+# Pipelined requests a connection may queue behind the one being answered before the
+# server stops reading it: more would only hold memory for a client that does not wait.
+PIPELINED = 8
 
 
 class ClientConnection(asyncio.Protocol):
@@ -109,7 +112,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.closed and len(self.queue) < 8:
+        if self.reading_paused and not self.closed and len(self.queue) < PIPELINED:
             self.reading_paused = False
             self.transport.resume_reading()
 
@@ -148,7 +151,7 @@ class ClientConnection(asyncio.Protocol):
             self._begin(request)
         else:
             self.queue.append(request)
-            if len(self.queue) >= 8:
+            if len(self.queue) >= PIPELINED:
                 self.pause_reading()
 
     def on_body(self, body: bytes) -> None:

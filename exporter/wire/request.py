@@ -25,8 +25,9 @@ class _Stopping(Protocol):
     closing: bool  # the server is stopping: no more keep-alive
 
 
-class ClientConnection(Protocol):
-    """What a request needs of its connection (server.py's): flow control and state."""
+class Conduit(Protocol):
+    """What a request needs of the connection it came on (connection.py's
+    ClientConnection): flow control and state."""
 
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
@@ -50,7 +51,7 @@ class BodyTooLarge(Exception):
 class Request:
     """One request on a client connection, and the means to answer it."""
 
-    def __init__(self, conn: ClientConnection, method: str, target: bytes,
+    def __init__(self, conn: Conduit, method: str, target: bytes,
                  raw_headers: list[tuple[bytes, bytes]], version: str, keep_alive: bool):
         self.conn = conn
         self.transport = conn.transport
