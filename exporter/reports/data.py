@@ -1,8 +1,8 @@
 """A report's content, read from the history: sections of tables and charts, no layout.
 
-Every figure is the usage API's for the same query (history/query.py), so a report and a
+Every figure is the usage API's for the same query (store/usage.py), so a report and a
 dashboard reading /api/usage agree; what the API has no query for (fees by category, p95
-latency, what caching saved) is read here from the same rows.
+latency, what caching saved) comes from store/breakdowns.py, over the same rows.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class Family(NamedTuple):
     labels: tuple[str, ...] = ()
 
 
-# Read from the request history at every scrape (history/collector.py), so they are right
+# Read from the request history at every scrape (store/collector.py), so they are right
 # after a restart and agree across worker processes.
 SPEND = Family("llm_spend_usd", "Fees of the current calendar day or month, in the "
                "configured time zone, from the request history.", ("api_key", "period"))
