@@ -48,7 +48,7 @@ async def wait_ok(url: str) -> None:
 
 async def main(clients: int, latency: float, requests: int) -> None:
     server = Server(durable=True)
-    url = server.start()
+    server.start()
     db_url = server.create_database("fleet")
     sim = web.AppRunner(Simulator(first_token_delay=latency, token_delay=0, error_rate=0,
                                   seed=1).app(), access_log=None)

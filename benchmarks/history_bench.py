@@ -33,10 +33,10 @@ from exporter.record import RequestRecord, Usage
 from exporter.store.batches import write_batch
 from exporter.store.database import Database
 from exporter.store.query import Filters
-from exporter.store.usage import UsageQuery
 from exporter.store.reads import request_rows, usage_rows
 from exporter.store.rollup import KEY, SUMS
 from exporter.store.rows import row
+from exporter.store.usage import UsageQuery
 from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 

@@ -27,7 +27,6 @@ from .config.schema import ConfigError
 from .config.table import Config
 from .deployments.probe import Deployments
 from .gateway.proxy import Proxy
-from .wire.server import Server
 from .reports.deliver import Deliverer
 from .reports.make import render_apart
 from .reports.schedule import Scheduler
@@ -39,6 +38,7 @@ from .store.upkeep import Upkeep
 from .store.writer import History
 from .telemetry.admin import Admin
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
+from .wire.server import Server
 
 log = logging.getLogger("llm_usage_exporter")
 

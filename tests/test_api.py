@@ -369,8 +369,8 @@ def test_an_answer_whose_bill_failed_is_a_success(db):
     from datetime import datetime as dt
 
     from exporter.store.query import Filters
-    from exporter.store.usage import UsageQuery
     from exporter.store.reads import request_rows, usage_rows
+    from exporter.store.usage import UsageQuery
     h = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     now = dt.now().timestamp()
     for rid, code, kind in (("a", 200, "none"), ("b", 200, "accounting_error"),

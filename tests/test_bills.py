@@ -11,8 +11,8 @@ from decimal import Decimal as D
 import anthropic
 import openai
 import pytest
-from conftest import until
 from aiohttp import web
+from conftest import until
 from upstream import json_file, sse_file, status
 
 from exporter.accounting.bill import price

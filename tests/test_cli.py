@@ -154,6 +154,7 @@ async def test_simulator_answers_a_body_that_is_not_json_as_the_apis_do(aiohttp_
 
 async def test_admin_index_lists_the_endpoints(admin, tmp_path):
     from prometheus_client import CollectorRegistry
+
     from exporter.store.database import Database
     api = await admin(CollectorRegistry(), db=Database(str(tmp_path / "h.db")), token="t")
     r = await api.get("/")

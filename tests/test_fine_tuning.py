@@ -122,8 +122,8 @@ async def test_usage_counts_the_training_record_as_no_request(gateway, replay, d
     from zoneinfo import ZoneInfo
 
     from exporter.store.query import Filters
-    from exporter.store.usage import UsageQuery
     from exporter.store.reads import usage_rows
+    from exporter.store.usage import UsageQuery
     upstream = Upstream(replay)
     history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
     gw = await gateway(history=history, pricing=PRICING)

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from upstream import Wire, fixture, json_file, status
 
 from exporter.gateway import proxy as proxy_module
-from exporter.store.writer import History
 from exporter.record import RequestRecord, Usage
+from exporter.store.writer import History
 from exporter.telemetry.exposition import render, render_openmetrics
 from exporter.telemetry.metrics import HistoryMetrics
 

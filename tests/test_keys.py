@@ -24,10 +24,10 @@ from exporter.cli.main import main
 from exporter.config.load import parse_config
 from exporter.config.schema import ConfigError
 from exporter.gateway.keys import Keys
+from exporter.record import RequestRecord
 from exporter.store.spend import Spend
 from exporter.store.upkeep import Upkeep
 from exporter.store.writer import History
-from exporter.record import RequestRecord
 from exporter.telemetry.metrics import HistoryMetrics
 
 ALICE, BOB, EVE = "sk-alice-0123456789", "sk-bob-0123456789", "sk-eve-0123456789"

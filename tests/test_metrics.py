@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.record import RequestRecord, Usage
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
-from exporter.record import RequestRecord, Usage
 from exporter.telemetry.metrics import Metrics
 
 

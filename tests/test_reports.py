@@ -18,15 +18,15 @@ from conftest import need_binary
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from exporter.store.database import Database
-from exporter.store.query import Filters
-from exporter.store.usage import UsageQuery
-from exporter.store.reads import usage_rows
-from exporter.store.writer import History
 from exporter.record import RequestRecord, Usage
 from exporter.reports.data import build
 from exporter.reports.pdf import pdf
 from exporter.reports.workbook import workbook
+from exporter.store.database import Database
+from exporter.store.query import Filters
+from exporter.store.reads import usage_rows
+from exporter.store.usage import UsageQuery
+from exporter.store.writer import History
 from exporter.telemetry.metrics import HistoryMetrics
 
 ROOT = Path(__file__).parent.parent

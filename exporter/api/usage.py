@@ -11,14 +11,14 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from ..wire.request import Request, respond_json
 from ..reports.data import TYPES as REPORT_TYPES
 from ..reports.make import MEDIA_TYPES, file_name, render_apart
 from ..store.database import Database, reason
 from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
 from ..store.query import BadParameter, Filters, parse_int
-from ..store.usage import UsageQuery
 from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
+from ..store.usage import UsageQuery
+from ..wire.request import Request, respond_json
 from .encode import FORMATS, encode
 
 PAGE, MAX_PAGE = 100, 10_000  # rows per JSON page of /api/requests

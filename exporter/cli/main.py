@@ -10,8 +10,8 @@ import sys
 from ..accounting.table import Table, TableError
 from ..config.load import load_config, single_upstream
 from ..config.schema import ConfigError
-from ..wire.server import ListenError
 from ..telemetry.logs import setup_logging
+from ..wire.server import ListenError
 from .commands import (
     check_config,
     config_warnings,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from ..store.query import Filters
 from ..reports.make import file_name, render
+from ..store.query import Filters
 from .commands import history_file, history_params, reading
 
 

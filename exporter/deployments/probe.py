@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from ..accounting.bill import hosted_fee
 from ..config.table import Deployment
-from ..wire.upstream import Origin, Pool, UpstreamError
 from ..record import RequestRecord
 from ..store.rows import Uptime
 from ..telemetry.metrics import DeploymentMetrics
+from ..wire.upstream import Origin, Pool, UpstreamError
 
 log = logging.getLogger("llm_usage_exporter")
 HEALTH_PATHS = (b"/health", b"/v1/models")  # vLLM, TGI and SGLang have both; Ollama only one

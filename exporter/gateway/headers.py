@@ -10,9 +10,9 @@ import hashlib
 import zlib
 
 from ..config.table import Service
+from ..record import RequestRecord
 from ..wire.request import Request
 from ..wire.upstream import Connection
-from ..record import RequestRecord
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:
 # raw header names are compared with name.lower(), as bytes.

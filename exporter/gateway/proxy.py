@@ -24,13 +24,13 @@ from ..accounting.operations import (
 from ..accounting.pricing import Pricing, pricing_for
 from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Config, Service
-from ..wire.request import BodyTimeout, BodyTooLarge, Request
-from ..wire.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
 from ..record import ErrorType as E
 from ..record import RequestRecord
 from ..store.spend import Spend
 from ..telemetry.logs import log_request
 from ..telemetry.metrics import Metrics
+from ..wire.request import BodyTimeout, BodyTooLarge, Request
+from ..wire.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
 from .errors import error_body, error_type_for
 from .finish import (
     READS_LEDGER,
@@ -42,10 +42,10 @@ from .finish import (
     through_cancel,
 )
 from .headers import DECODABLE, client_headers, upstream_headers
-from .request_body import inspect
 from .jobs import JOB_OPERATIONS, RESULTS, Jobs, job_request
 from .keys import Keys
 from .relay import Relay
+from .request_body import inspect
 
 log = logging.getLogger("llm_usage_exporter")
 _ids = random.Random()

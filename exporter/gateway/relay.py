@@ -6,8 +6,8 @@ from time import perf_counter
 
 from ..accounting.body import ResponseBody
 from ..accounting.stream import StreamMeter
-from ..wire.request import Request
 from ..record import RequestRecord
+from ..wire.request import Request
 
 
 class Relay:

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..record import SUCCESSES as SUCCEEDED
 
-
 GROUP_COLUMNS = ("model", "api_key", "service", "provider")
 # Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends),
 # but request_id, which takes one.
