@@ -63,9 +63,7 @@ async def account_job(rec: RequestRecord, ok: bool, body_json, meter, collected,
             and await jobs.claim(job.job_id, rec.started)):
         return [rec]  # not a background response's first completed fetch: no cost
     _attribute(rec, await jobs.creator(job.job_id))
-    count_usage(rec, body_json, meter, collected)
-    price(rec, pricing)
-    return [rec]
+    return account(rec, ok, body_json, meter, collected, pricing, jobs, job)  # its usage
 
 
 async def through_cancel(work) -> tuple[asyncio.Future, bool]:
