@@ -1,8 +1,10 @@
-"""`llm-usage-exporter bench`: the gateway against the upstream hit directly, in one run.
+"""`llm-usage-exporter bench`: the gateway against the upstream hit directly and through
+nginx, in one run.
 
-The simulated upstream (zero delays) and the gateway (fees and history on, as in
-production) run in processes of their own, so the gateway's CPU time is read exactly from
-/proc. Direct and gateway runs alternate, several times; the medians are reported.
+The simulated upstream (zero delays), nginx as a plain reverse proxy (where installed) and
+the gateway (fees and history on, as in production) run in processes of their own, so each
+proxy's CPU time is read exactly from /proc. The targets alternate, several times; the
+medians are reported.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,14 +20,20 @@ import time
 from decimal import Decimal
 
 from .. import __version__
+from . import nginx
+from .figures import format_row, summarise
 from .load import Run, client_run, wrk_run
+from .processes import cpu_seconds, family, free_port, memory_mb, wait_for_port
+
+__all__ = ["Bench", "family", "main", "memory_mb"]  # family, memory_mb: for soak and tests
 
 SCENARIOS = (("non-streaming", False, 1), ("non-streaming", False, 32),
              ("non-streaming", False, 128), ("streaming, 50 chunks", True, 1),
              ("streaming, 50 chunks", True, 32))
 # With two cores or more, the gateway gets core 0 to itself and the upstream and the load
 # generator share core 1: measured unpinned on 2 cores, four busy processes contending
-# inflated the gateway's CPU per request by a third.
+# inflated the gateway's CPU per request by a third. nginx shares the gateway's core: only
+# one of the two is loaded at a time.
 CAN_PIN = len(os.sched_getaffinity(0)) >= 2
 GATEWAY_CORE, OTHER_CORE = {0}, {1}
 
@@ -37,49 +43,7 @@ SIMULATOR = ("import sys; from aiohttp import web; "
              "web.run_app(Simulator(first_token_delay=0, token_delay=0, error_rate=0, "
              "output_tokens=50, seed=1).app(), host='127.0.0.1', port=int(sys.argv[1]), "
              "access_log=None, print=None)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stat(pid: int) -> list[str]:
-    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-
-
-def family(pid: int) -> list[int]:
-    """A gateway process and, with --workers, its worker processes."""
-    pids = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if int(_stat(int(entry))[1]) == pid:
-                    pids.append(int(entry))
-            except (OSError, IndexError):
-                continue
-    return pids
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a gateway and its workers."""
-    total = 0
-    for p in family(pid):
-        fields = _stat(p)
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb(pid: int, field: str = "VmHWM") -> float:
-    """Memory summed over a gateway's processes: peak resident (VmHWM), or resident now
-    (VmRSS)."""
-    total = 0
-    for p in family(pid):
-        for line in open(f"/proc/{p}/status"):
-            if line.startswith(field):
-                total += int(line.split()[1])
-    return total / 1024
+PATH = "/v1/chat/completions"
 
 
 def recorded_means(metrics_url: str) -> tuple[float, float, float, float]:
@@ -92,8 +56,8 @@ def recorded_means(metrics_url: str) -> tuple[float, float, float, float]:
                             "llm_request_duration_seconds_count",
                             "llm_time_to_first_token_seconds_sum",
                             "llm_time_to_first_token_seconds_count"), 0.0)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
+    for metric in text_string_to_metric_families(text):
+        for sample in metric.samples:
             if sample.name in totals:
                 totals[sample.name] += sample.value
     return tuple(totals.values())
@@ -101,43 +65,55 @@ def recorded_means(metrics_url: str) -> tuple[float, float, float, float]:
 
 class Bench:
     def __init__(self, duration: float, repetitions: int, use_wrk: bool = True,
-                 workers: int = 1, pinned: bool = True):
+                 workers: int = 1, pinned: bool = True, use_nginx: bool = True):
         self.pinned = CAN_PIN and pinned
         self.duration, self.repetitions, self.workers = duration, repetitions, workers
         self.wrk = shutil.which("wrk") if use_wrk else None
+        self.nginx = nginx.binary() if use_nginx else None
         self.tmp = tempfile.mkdtemp(prefix="llm-usage-bench-")
         self.procs: list[subprocess.Popen] = []
+        self.upstream = 0  # the simulated upstream's port, once started
 
     def pin(self, cores: set[int]):
         return (lambda: os.sched_setaffinity(0, cores)) if self.pinned else None
 
+    def start_upstream(self) -> str:
+        """Start the simulated upstream: its URL."""
+        self.upstream = free_port()
+        simulator = subprocess.Popen([sys.executable, "-c", SIMULATOR, str(self.upstream)],
+                                     preexec_fn=self.pin(OTHER_CORE))
+        self.procs.append(simulator)
+        wait_for_port(self.upstream, simulator)
+        return f"http://127.0.0.1:{self.upstream}{PATH}"
+
     def start(self) -> tuple[str, str, int, str]:
-        upstream, listen, admin = free_port(), free_port(), free_port()
-        self.procs.append(subprocess.Popen([sys.executable, "-c", SIMULATOR, str(upstream)],
-                                           preexec_fn=self.pin(OTHER_CORE)))
+        """Start the upstream and the gateway: their URLs, the gateway's pid, its /metrics."""
+        direct = self.start_upstream()
+        listen, admin = free_port(), free_port()
         config = os.path.join(self.tmp, "config.yaml")
         with open(config, "w") as f:
             json.dump({"listen": f"127.0.0.1:{listen}", "admin_listen": f"127.0.0.1:{admin}",
                        "log_level": "warning", "workers": self.workers,
                        "history": {"path": os.path.join(self.tmp, "history.db")},
-                       "services": [{"name": "openai", "base_url": f"http://127.0.0.1:{upstream}",
+                       "services": [{"name": "openai",
+                                     "base_url": f"http://127.0.0.1:{self.upstream}",
                                      "provider": "openai"}]}, f)
         gateway = subprocess.Popen([sys.executable, "-m", "exporter", "serve", "--config",
                                     config], preexec_fn=self.pin(GATEWAY_CORE))
         self.procs.append(gateway)
-        for port in (upstream, listen, admin):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"port {port} never opened") from None
-                    time.sleep(0.05)  # waiting for a process this command started
-        path = "/v1/chat/completions"
-        return (f"http://127.0.0.1:{upstream}{path}", f"http://127.0.0.1:{listen}{path}",
-                gateway.pid, f"http://127.0.0.1:{admin}/metrics")
+        for port in (listen, admin):
+            wait_for_port(port, gateway)
+        return (direct, f"http://127.0.0.1:{listen}{PATH}", gateway.pid,
+                f"http://127.0.0.1:{admin}/metrics")
+
+    def start_nginx(self) -> tuple[str, int]:
+        """Start nginx in front of the started upstream, on the gateway's core: URL, pid."""
+        listen = free_port()
+        proc = nginx.start(self.nginx, self.tmp, listen, self.upstream,
+                           self.pin(GATEWAY_CORE))
+        self.procs.append(proc)
+        wait_for_port(listen, proc)
+        return f"http://127.0.0.1:{listen}{PATH}", proc.pid
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -152,26 +128,45 @@ class Bench:
             os.sched_setaffinity(0, OTHER_CORE)
         return asyncio.run(client_run(url, stream, concurrency, self.duration))
 
+    def scenario(self, stream: bool, concurrency: int, urls: dict[str, str],
+                 pids: dict[str, int], metrics_url: str) -> tuple[dict, dict, list]:
+        """Load each target in turn, the turns repeated: runs and CPU per target, and what
+        the gateway recorded against what the client saw (at concurrency 1)."""
+        runs: dict[str, list[Run]] = {target: [] for target in urls}
+        cpu: dict[str, list[float]] = {target: [] for target in pids}
+        accuracy = []
+        for _ in range(self.repetitions):
+            for target, url in urls.items():
+                pid = pids.get(target)
+                # Read before the CPU is: the scrape's own CPU stays out of the figure.
+                seen = (recorded_means(metrics_url) if target == "gateway" and concurrency == 1
+                        else None)
+                before = cpu_seconds(pid) if pid else 0.0
+                run = self.measure(url, stream, concurrency)
+                if pid:
+                    cpu[target].append((cpu_seconds(pid) - before) * 1000 / run.requests)
+                if seen:
+                    d_sum, d_n, t_sum, t_n = (b - a for a, b in zip(
+                        seen, recorded_means(metrics_url), strict=True))
+                    accuracy.append((d_sum / d_n - run.mean,
+                                     t_sum / t_n - run.ttft_mean if stream else None))
+                runs[target].append(run)
+        return runs, cpu, accuracy
+
     def run(self, out=print) -> list[dict]:
         direct_url, gateway_url, pid, metrics_url = self.start()
+        urls, pids = {"direct": direct_url}, {"gateway": pid}
         results = []
         try:
-            self.measure(gateway_url, False, 8)  # warm up connections and caches
+            if self.nginx:
+                urls["nginx"], pids["nginx"] = self.start_nginx()
+            urls["gateway"] = gateway_url
+            for target in pids:  # warm up the proxies' connections and caches
+                self.measure(urls[target], False, 8)
             for name, stream, concurrency in SCENARIOS:
-                direct, through, cpu, accuracy = [], [], [], []
-                for _ in range(self.repetitions):
-                    direct.append(self.measure(direct_url, stream, concurrency))
-                    before, seen = cpu_seconds(pid), recorded_means(metrics_url)
-                    run = self.measure(gateway_url, stream, concurrency)
-                    cpu.append((cpu_seconds(pid) - before) * 1000 / run.requests)
-                    if concurrency == 1:  # what the gateway recorded against what we saw
-                        d_sum, d_n, t_sum, t_n = (b - a for a, b in zip(
-                            seen, recorded_means(metrics_url)))
-                        accuracy.append((d_sum / d_n - run.mean,
-                                         t_sum / t_n - run.ttft_mean if stream else None))
-                    through.append(run)
-                results.append(summarise(name, stream, concurrency, direct, through, cpu,
-                                         accuracy))
+                runs, cpu, accuracy = self.scenario(stream, concurrency, urls, pids,
+                                                    metrics_url)
+                results.append(summarise(name, stream, concurrency, runs, cpu, accuracy))
                 out(format_row(results[-1]))
             results.append({"peak_rss_mb": memory_mb(pid)})
             out(f"gateway peak RSS: {memory_mb(pid):.0f} MB")
@@ -238,52 +233,29 @@ def observe_cost(n: int = 50_000) -> tuple[float, float]:
     return best[32], best[MAX_EXEMPLAR_ID + 1]
 
 
-def summarise(name, stream, concurrency, direct, through, cpu, accuracy) -> dict:
-    med = statistics.median
-    row = {"scenario": f"{name}, concurrency {concurrency}", "stream": stream,
-           "direct_rps": med(r.rps for r in direct), "gateway_rps": med(r.rps for r in through),
-           "direct_p50_ms": med(r.p50 for r in direct) * 1000,
-           "gateway_p50_ms": med(r.p50 for r in through) * 1000,
-           "direct_p99_ms": med(r.p99 for r in direct) * 1000,
-           "gateway_p99_ms": med(r.p99 for r in through) * 1000,
-           "cpu_ms_per_request": med(cpu)}
-    if stream:
-        row["direct_ttft_p50_ms"] = med(r.ttft_p50 for r in direct) * 1000
-        row["gateway_ttft_p50_ms"] = med(r.ttft_p50 for r in through) * 1000
-    if accuracy:  # recorded minus observed, mean per request
-        row["recorded_minus_client_duration_ms"] = med(a for a, _ in accuracy) * 1000
-        if stream:
-            row["recorded_minus_client_ttft_ms"] = med(t for _, t in accuracy) * 1000
-    return row
-
-
-def format_row(r: dict) -> str:
-    text = (f"{r['scenario']}: {r['gateway_rps']:,.0f} req/s through the gateway, "
-            f"{r['direct_rps']:,.0f} direct ({r['gateway_rps'] / r['direct_rps']:.2f}x); "
-            f"p50 {r['gateway_p50_ms']:.2f} ms (+{r['gateway_p50_ms'] - r['direct_p50_ms']:.2f}), "
-            f"p99 {r['gateway_p99_ms']:.2f} ms (+{r['gateway_p99_ms'] - r['direct_p99_ms']:.2f})")
-    if r["stream"]:
-        text += (f"; TTFT p50 {r['gateway_ttft_p50_ms']:.2f} ms "
-                 f"(+{r['gateway_ttft_p50_ms'] - r['direct_ttft_p50_ms']:.2f})")
-    text += f"; gateway CPU {r['cpu_ms_per_request']:.3f} ms/request"
-    if "recorded_minus_client_duration_ms" in r:
-        text += (f"; recorded minus observed: duration "
-                 f"{r['recorded_minus_client_duration_ms']:+.3f} ms")
-        if r["stream"]:
-            text += f", TTFT {r['recorded_minus_client_ttft_ms']:+.3f} ms"
+def header(bench: Bench) -> str:
+    """What the run compares and how, before its figures; a second line when nginx is
+    missing."""
+    cores = ("gateway and nginx on core 0, upstream and load on core 1" if bench.pinned
+             else "unpinned")
+    targets = (f"the upstream direct, through nginx {nginx.version(bench.nginx)} and through "
+               "the gateway" if bench.nginx else "the upstream direct and through the gateway")
+    text = (f"llm-usage-exporter {__version__} bench: {targets}, alternating, "
+            f"{bench.repetitions} x {bench.duration:g} s each per scenario, medians; load from "
+            f"{'wrk (non-streaming) and ' if bench.wrk else ''}the built-in async client"
+            f"{' (streams)' if bench.wrk else ''}; "
+            f"{cores}; "
+            f"{bench.workers} gateway worker{'s' if bench.workers > 1 else ''}")
+    if not bench.nginx:
+        text += ("\nnginx is not installed (Debian: apt-get install nginx): running without "
+                 "it, so nothing shows what a plain proxy costs")
     return text
 
 
 def main(duration: float, repetitions: int, use_wrk: bool, json_out: str | None,
          workers: int = 1, pinned: bool = True) -> int:
     bench = Bench(duration, repetitions, use_wrk, workers, pinned)
-    print(f"llm-usage-exporter {__version__} bench: {repetitions} x {duration:g} s per target "
-          f"and scenario, medians; load from "
-          f"{'wrk (non-streaming) and ' if bench.wrk else ''}the built-in async client"
-          f"{' (streams)' if bench.wrk else ''}; "
-          f"{'gateway on core 0, upstream and load on core 1' if bench.pinned else 'unpinned'}; "
-          f"{workers} gateway worker{'s' if workers > 1 else ''}",
-          flush=True)
+    print(header(bench), flush=True)
     results = bench.run(lambda line: print(line, flush=True))
     if json_out:
         with open(json_out, "w") as f:
