@@ -17,7 +17,6 @@ import signal
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
 from .accounting.pricing import pricing_for
@@ -26,6 +25,8 @@ from .api.usage import UsageApi
 from .config.schema import ConfigError
 from .config.table import Config
 from .deployments.probe import Deployments
+from .gateway.finish import Sink
+from .gateway.jobs import Jobs
 from .gateway.proxy import Proxy
 from .reports.deliver import Deliverer
 from .reports.make import render_apart
@@ -37,10 +38,11 @@ from .store.singleton import Singleton
 from .store.upkeep import Upkeep
 from .store.writer import History
 from .telemetry.admin import Admin
+from .telemetry.exemplars import WorkersCollector, worker_exemplars
 from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
 from .wire.server import Server
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 
 
 def create_proxy(config: Config, *, registry: CollectorRegistry, history: History | None = None,
@@ -51,24 +53,27 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
     where `probe` says)."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
-                      api_key_names=[k.name for k in config.api_keys])
-    proxy = Proxy(config, metrics, env, spend=history.spend if history is not None else None)
-    if history is not None:
-        proxy.sinks.append(history.put)
-        # Batches and background responses, shared by every process and kept across
-        # restarts: each is metered once, wherever its results pass.
-        proxy.jobs.persist = history.put_event
-        proxy.jobs.ledger = JobLedger(history.db)
+                      api_key_names=[k.name for k in config.api_keys],
+                      exemplars=worker_exemplars(env))
+    sinks: list[Sink] = []
     jobs = []
-    if history is not None:  # partitions made ahead, the retention
+    if history is not None:
+        sinks.append(history.put)
         jobs.append(("upkeep", Upkeep(history.db, config.history.retention_days,
                                       ZoneInfo(config.timezone))))
     if config.deployments:
+        # Their costs per token at the prices the proxy holds now (SIGHUP replaces them).
         deployments = Deployments(config.deployments, DeploymentMetrics(registry),
                                   persist=history.put_event if history is not None else None,
                                   pricing=lambda: proxy.pricing)
-        proxy.sinks.append(deployments.observe)
+        sinks.append(deployments.observe)
         jobs.append(("deployments", deployments))
+    # Batches and background responses: with a history, shared by every process and kept
+    # across restarts, so each is metered once, wherever its results pass.
+    ledger = Jobs(counts=metrics) if history is None else \
+        Jobs(history.put_event, JobLedger(history.db), counts=metrics)
+    proxy = Proxy(config, metrics, env, spend=history.spend if history is not None else None,
+                  sinks=sinks, jobs=ledger)
     if config.reports and history is not None:
         jobs.append(("reports", Scheduler(config.reports, history.db, render_apart,
                                           Deliverer(config.smtp, env),
@@ -138,18 +143,20 @@ def split_hostport(value: str) -> tuple[str, int]:
 
 
 def history_for(config: Config, registry: CollectorRegistry,
-                exposition: CollectorRegistry | None = None, env=os.environ) -> History | None:
-    """Build the history the config asks for; the app starts and closes its writer."""
+                exposition: CollectorRegistry | None = None, env=os.environ,
+                ) -> tuple[History, HistoryCollector] | tuple[None, None]:
+    """Build the history the config asks for, and its scrape-time metrics (told of the
+    budgets again on SIGHUP); the app starts and closes the history's writer."""
     metrics = HistoryMetrics(registry)
     if not config.history.enabled:
-        return None
+        return None, None
     db = Database.of(config.history, env, pooled=True)
     history = History(db, metrics, queue_size=config.history.queue_size,
                       tz=ZoneInfo(config.timezone))
-    history.collector = HistoryCollector(
-        exposition or registry, db, ZoneInfo(config.timezone), config.budgets,
-        max_keys=config.limits.max_api_keys, writer=history)
-    return history
+    collector = HistoryCollector(exposition or registry, db, ZoneInfo(config.timezone),
+                                 config.budgets, max_keys=config.limits.max_api_keys,
+                                 writer=history)
+    return history, collector
 
 
 async def start(config: Config, registry: CollectorRegistry, *, history: History | None = None,
@@ -175,7 +182,7 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
 RELOADED = ("pricing", "pricing_data", "api_keys", "require_api_key", "budgets", "log_level")
 
 
-async def reload(running: Config, load, proxy: Proxy, history: History | None,
+async def reload(running: Config, load, proxy: Proxy, collector: HistoryCollector | None,
                  env=os.environ) -> Config:
     """Apply the prices, keys and budgets of the config file again (SIGHUP), or, if it has a
     problem, log every one and keep the running configuration. Return the one now running."""
@@ -194,8 +201,8 @@ async def reload(running: Config, load, proxy: Proxy, history: History | None,
     if later:
         log.warning("reload: %s changed: applied at the next restart", ", ".join(later))
     proxy.reload(config, env, pricing)
-    if history is not None:
-        history.collector.budgets = {b.api_key: b for b in config.budgets}
+    if collector is not None:
+        collector.reload(config.budgets)
     logging.getLogger().setLevel(config.log_level.upper())
     log.info("reload: prices, API keys and budgets applied")
     return config
@@ -206,14 +213,15 @@ async def serve(config: Config, *, ready=None, worker: bool = False, load=None) 
 
     As one of several workers (see cli/workers.py) it shares both ports with the others, and
     its /metrics sums every worker's metrics from the files prometheus-client keeps in
-    PROMETHEUS_MULTIPROC_DIR, so whichever worker answers a scrape gives the same totals.
+    PROMETHEUS_MULTIPROC_DIR, so whichever worker answers a scrape gives the same totals
+    (and the same exemplars: telemetry/exemplars.py).
     On SIGHUP, `load()` reads the config again (see reload()).
     """
     registry = exposition = CollectorRegistry()
     if worker:
         exposition = CollectorRegistry()
-        MultiProcessCollector(exposition, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    history = history_for(config, registry, exposition)
+        WorkersCollector(exposition, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    history, collector = history_for(config, registry, exposition)
     runners = await start(config, registry, history=history, exposition=exposition,
                           reuse_port=worker)
     log.info("llm-usage-exporter %s: proxy on http://%s, metrics on http://%s/metrics",
@@ -231,7 +239,7 @@ async def serve(config: Config, *, ready=None, worker: bool = False, load=None) 
             log.warning("reload: started with --upstream, there is no config file to read")
             return
         async with reloading:
-            running = await reload(running, load, runners[0].proxy, history)
+            running = await reload(running, load, runners[0].proxy, collector)
 
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(on_hangup()))
     if ready is not None:

@@ -98,10 +98,10 @@ def trend(title: str, what: str, unit: str, selector: str, by: str, *, w: int = 
     return previous_period(trend_panel(
         title, BUCKETS + what + " Dashed grey: each over the previous period of equal length "
         "(offset $__range), to compare periods.", unit,
-        [promql(f"sum by ({by}) (increase({selector}{BUCKET}))", "{{%s}}" % by,
+        [promql(f"sum by ({by}) (increase({selector}{BUCKET}))", "{{" + by + "}}",
                 interval="$granularity"),
          promql(f"sum by ({by}) (increase({selector}{BUCKET} offset $__range))",
-                "{{%s}} previous period" % by, "B", interval="$granularity")],
+                "{{" + by + "}} previous period", "B", interval="$granularity")],
         w=w, h=9), "B")
 
 

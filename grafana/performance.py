@@ -26,7 +26,7 @@ def quantiles(title: str, metric: str, what: str, *, exemplar: bool) -> object:
     targets = [promql(f"histogram_quantile({q}, sum by (le, model) (rate({metric}_bucket"
                       f"{{{BY_MODEL}}}[$__rate_interval])))", "{{model}} " + name, ref,
                       exemplar=exemplar and q == 0.99)
-               for (q, name), ref in zip(QUANTILES, "ABC")]
+               for (q, name), ref in zip(QUANTILES, "ABC", strict=True)]
     links = (" Exemplars (points) name the last request in each bucket: open one to see it "
              "in the request history." if exemplar else "")
     return trend_panel(title, f"{what} at the 50th, 95th and 99th percentiles by model, from "

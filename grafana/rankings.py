@@ -60,7 +60,7 @@ def pair(label: str, names: str, order: str, metric: str, unit: str,
         f"with more buckets than the panel can draw) for each of the top $topn: "
         f"increase({metric}[$__interval]) summed by {label}, stacked.", unit,
         [promql(f"sum by ({label}) (increase({metric}{{{BY_KEY}}}{BUCKET})) "
-                f"and on ({label}) {top}", "{{%s}}" % label, interval="$granularity")],
+                f"and on ({label}) {top}", "{{" + label + "}}", interval="$granularity")],
         w=6, bars=True, stacked=True)
     return [ranking, bars]
 

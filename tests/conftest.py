@@ -90,7 +90,7 @@ def read_rows(db: Database, table: str = "requests", order: str | None = None) -
     with db.connect() as conn:
         stream = conn.stream(f"SELECT * FROM {table} ORDER BY {order}", [], 100_000)
         names = next(stream)
-        return [dict(zip(names, r)) for batch in stream for r in batch]
+        return [dict(zip(names, r, strict=True)) for batch in stream for r in batch]
 
 
 async def wait_ok(url: str, timeout: float = 60) -> None:

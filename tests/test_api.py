@@ -196,8 +196,8 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
     sheet = openpyxl.load_workbook(io.BytesIO(await r.read()), read_only=True).active
     header, *cells = [list(row) for row in sheet.iter_rows(values_only=True)]
     assert len(rows) == len(cells) == len(data) > 0
-    for j, c, x in zip(data, rows, cells):
-        x = dict(zip(header, x))
+    for j, c, x in zip(data, rows, cells, strict=True):
+        x = dict(zip(header, x, strict=True))
         for column, value in j.items():
             if value is None:
                 assert c[column] == "" and x[column] is None, column
@@ -345,7 +345,7 @@ async def test_xlsx_is_made_for_excel(api):
     book = openpyxl.load_workbook(io.BytesIO(await r.read()))
     sheet = book.active
     header = [c.value for c in sheet[1]]
-    first = dict(zip(header, sheet[2]))
+    first = dict(zip(header, sheet[2], strict=True))
     assert first["time"].value == datetime(2026, 11, 1) and first["time"].is_date
     assert first["time"].number_format == "yyyy-mm-dd hh:mm:ss"
     assert first["fee_usd"].number_format == "$#,##0.000000"

@@ -33,7 +33,7 @@ def test_every_service_has_an_image_and_every_mount_exists():
                              "prometheus", "alertmanager", "alert-log", "grafana"}
     for name, service in SERVICES.items():
         assert "image" in service or "build" in service, name
-        for container, host in mounts(name).items():
+        for host in mounts(name).values():
             if host.startswith("./"):
                 assert (ROOT / host).exists(), f"{name}: {host} is missing"
             else:

@@ -240,7 +240,7 @@ async def test_a_history_server_that_goes_away_loses_nothing(gateway, replay, ad
     try:
         replay.routes[CHAT] = json_file("openai_chat_cached.json")
         registry = CollectorRegistry()
-        history = history_for(parse_config({"history": {"url": url},
+        history, _ = history_for(parse_config({"history": {"url": url},
                                             "services": [{"name": "x", "base_url": "http://x"}]},
                                            {}), registry)
         gw = await gateway(history=history)

@@ -18,7 +18,7 @@ from conftest import need_binary, read_rows
 from prometheus_client import CollectorRegistry
 from upstream import Wire, fixture, json_file, status
 
-from exporter.gateway import proxy as proxy_module
+from exporter.gateway import exchange as exchange_module
 from exporter.record import RequestRecord, Usage
 from exporter.store.writer import History
 from exporter.telemetry.exposition import render, render_openmetrics
@@ -136,7 +136,7 @@ async def test_accounting_that_raises_still_ends_in_one_record(gateway, replay, 
                                                                 caplog):
     def broken(*args):
         raise RuntimeError("a bug")
-    monkeypatch.setattr(proxy_module, "account", broken)
+    monkeypatch.setattr(exchange_module, "account", broken)
     replay.routes[CHAT] = json_file("openai_chat_cached.json")
     gw = await gateway()
     async with aiohttp.ClientSession() as s:
@@ -148,7 +148,7 @@ async def test_accounting_that_raises_still_ends_in_one_record(gateway, replay, 
     assert gw.total("llm_requests_total", error_type="accounting_error", code="200") == 1
     assert gw.value("llm_record_errors_total", stage="accounting") == 1
     logged = [r for r in caplog.records if r.levelno == logging.ERROR
-              and r.name == "llm_usage_exporter"]  # not a client an earlier test left open
+              and r.name == "exporter.gateway.finish"]  # not a client an earlier test left open
     assert "acct-1" in logged[0].getMessage() and logged[0].exc_info[0] is RuntimeError
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import fields
+from typing import Any, Literal
 
 from ..record import Usage
 from .body import loads
 from .operations import CHAT, COMPLETION, EMBEDDINGS, MESSAGES, RESPONSES
+from .reading import Reading
 from .usage import usage_from, web_search_calls
 
 # OpenAI's answer objects, by their "object" field.
@@ -34,10 +36,10 @@ class BatchMeter:
 
     __slots__ = ("decoder", "parts", "totals", "lines", "answered")
     rewrites = False  # the client gets the upstream's bytes as they are
-    error_type = None  # a failed line is the batch's business, not this download's
 
-    def __init__(self, decoder=None):
-        self.decoder = decoder  # a zlib decompressor for a gzip or deflate download
+    def __init__(self, decoder: zlib._Decompress | None = None) -> None:
+        # A zlib decompressor for a gzip or deflate download; False once it proved not one.
+        self.decoder: zlib._Decompress | Literal[False] | None = decoder
         self.parts: list[bytes] = []  # the line under way, in pieces: no quadratic joins
         self.totals: dict[tuple[str, str], Usage] = {}  # (model, operation) -> usage
         self.lines = self.answered = 0
@@ -67,6 +69,10 @@ class BatchMeter:
             self.parts.clear()
         return b""
 
+    def reading(self) -> Reading:
+        # No error: a failed line is the batch's business, not this download's.
+        return Reading(totals=self.totals)
+
     def _line(self, line: bytes) -> None:
         if not line.strip():
             return
@@ -86,15 +92,18 @@ class BatchMeter:
         add(total, usage)
 
     @staticmethod
-    def _openai(obj: dict):
+    def _openai(obj: dict[str, Any]) -> tuple[str, str, Usage] | None:
         response = obj.get("response")
         if not isinstance(response, dict) or response.get("status_code") != 200:
             return None
         body = response.get("body")
         if not isinstance(body, dict):
             return None
-        operation = _OBJECTS.get(body.get("object"))
-        usage = usage_from(operation, body.get("usage")) if operation else None
+        kind = body.get("object")  # any JSON value: a list would not hash
+        operation = _OBJECTS.get(kind) if isinstance(kind, str) else None
+        if not operation:
+            return None
+        usage = usage_from(operation, body.get("usage"))
         if usage is None:
             return None
         if operation == RESPONSES:
@@ -103,7 +112,7 @@ class BatchMeter:
         return (model if isinstance(model, str) and model else "unknown"), operation, usage
 
     @staticmethod
-    def _anthropic(obj: dict):
+    def _anthropic(obj: dict[str, Any]) -> tuple[str, str, Usage] | None:
         result = obj.get("result")
         if not isinstance(result, dict) or result.get("type") != "succeeded":
             return None

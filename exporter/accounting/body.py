@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from typing import Any
 
 import orjson
 
 from .operations import CHAT, COMPLETION, MESSAGES, RESPONSES
+from .reading import Reading
+from .usage import web_search_calls
 
 # Estimates when the upstream reports nothing: OpenAI's rule of thumb of four characters
 # of English text per token. Counted separately so users see how much is a guess.
@@ -24,7 +27,7 @@ def estimate_tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
 
 
-def _text_chars(value) -> int:
+def _text_chars(value: object) -> int:
     """Count the characters of every string inside a JSON value, however deeply nested
     (a stack, not recursion: a client's prompt may nest deeper than Python's stack)."""
     total, stack = 0, [value]
@@ -45,14 +48,14 @@ _NOT_TEXT = frozenset(("type", "role", "id", "tool_call_id", "tool_use_id", "cac
 _PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
 
 
-def request_text_chars(body) -> int:
+def request_text_chars(body: object) -> int:
     """Count the prompt characters of a request body, for estimating input tokens."""
     if not isinstance(body, dict):
         return 0
     return sum(_text_chars(body.get(k)) for k in _PROMPT_KEYS)
 
 
-def response_text_chars(operation: str, body) -> int:
+def response_text_chars(operation: str, body: object) -> int:
     """Count the generated characters of a non-streamed response, for estimates."""
     if not isinstance(body, dict):
         return 0
@@ -69,7 +72,7 @@ def response_text_chars(operation: str, body) -> int:
     return 0
 
 
-def _list(value) -> list:
+def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
@@ -82,18 +85,27 @@ class ResponseBody:
     is kept no further: it passes to the client unchanged, and its usage is estimated.
     """
 
-    __slots__ = ("limit", "parts", "size", "head", "tail", "decoder", "spoiled")
+    __slots__ = ("operation", "limit", "parts", "size", "head", "tail", "decoder", "spoiled")
     EDGE = 65536
+    rewrites = False  # the client gets the upstream's bytes as they are
 
-    def __init__(self, limit: int = 8 << 20, decoder=None):
-        self.limit, self.parts, self.size = limit, [], 0
+    def __init__(self, operation: str = "", limit: int = 8 << 20,
+                 decoder: zlib._Decompress | None = None):
+        self.operation = operation
+        self.limit, self.size = limit, 0
+        self.parts: list[bytes] | None = []  # None once past the limit: head and tail only
         self.head = self.tail = b""
         self.decoder = decoder  # a zlib decompressor for a gzip or deflate body
         self.spoiled = False
 
-    def feed(self, data: bytes) -> None:
-        if self.spoiled:
-            return
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """Keep what arrived; return it unchanged for the client (a body's first bytes
+        are no token: no TTFT)."""
+        if not self.spoiled:
+            self._keep(data)
+        return data, False
+
+    def _keep(self, data: bytes) -> None:
         if self.decoder is not None:
             try:
                 data = self.decoder.decompress(data)
@@ -109,7 +121,20 @@ class ResponseBody:
         else:
             self.tail = (self.tail + data)[-self.EDGE:]
 
-    def parse(self) -> tuple[str | None, dict | None, dict | None]:
+    def finish(self) -> bytes:
+        return b""
+
+    def reading(self) -> Reading:
+        model, reported, whole = self.parse()
+        known = isinstance(reported, dict)
+        tier = whole.get("service_tier") if whole is not None else None
+        return Reading(model, reported if known else None, known, known,
+                       0 if known else response_text_chars(self.operation, whole), whole,
+                       tier if isinstance(tier, str) else None,
+                       web_search_calls(whole) if self.operation == RESPONSES else 0,
+                       error_message=_error_message(whole))
+
+    def parse(self) -> tuple[str | None, Any, dict[str, Any] | None]:
         """Return (model, usage object, whole body or None when truncated)."""
         if self.parts is not None:
             try:
@@ -126,7 +151,14 @@ class ResponseBody:
             _scan_object(self.tail, b'"usage"'), None
 
 
-def loads(data: bytes):
+def _error_message(whole: dict[str, Any] | None) -> str:
+    """The reason in an error body: OpenAI's and Anthropic's error.message."""
+    error = whole.get("error") if whole is not None else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message[:500] if isinstance(message, str) else ""
+
+
+def loads(data: bytes) -> Any:
     """Parse JSON with orjson (4x faster on stream events, profiled: json.loads was a fifth
     of a stream's CPU), falling back to the json module for what orjson refuses and
     Python accepts: integers over 64 bits, NaN, lone surrogates. JSON nested deeper than
@@ -144,7 +176,7 @@ _decoder = json.JSONDecoder()
 _colon = re.compile(rb"\s*:\s*")
 
 
-def _scan_value(data: bytes, key: bytes):
+def _scan_value(data: bytes, key: bytes) -> Any:
     at = data.rfind(key)
     if at < 0:
         return None
@@ -157,11 +189,11 @@ def _scan_value(data: bytes, key: bytes):
         return None
 
 
-def _scan_key(data: bytes, key: bytes):
+def _scan_key(data: bytes, key: bytes) -> str | None:
     value = _scan_value(data, key)
     return value if isinstance(value, str) else None
 
 
-def _scan_object(data: bytes, key: bytes):
+def _scan_object(data: bytes, key: bytes) -> dict[str, Any] | None:
     value = _scan_value(data, key)
     return value if isinstance(value, dict) else None

@@ -4,6 +4,8 @@ generated, errors. stream.py frames the stream into events; this reads each one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .operations import COMPLETION, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
 from .oversized import Oversized
 from .usage import web_search_calls
@@ -12,7 +14,7 @@ _DELTA_KEYS = frozenset(("content", "reasoning_content", "reasoning", "refusal")
 MEDIA = frozenset((IMAGES, TRANSCRIPTION, SPEECH))
 
 
-def _chars(value) -> int:
+def _chars(value: object) -> int:
     return len(value) if isinstance(value, str) else 0
 
 
@@ -21,11 +23,14 @@ class EventReader:
 
     __slots__ = ("operation", "model", "usage", "final", "chars", "error_type",
                  "error_message", "service_tier", "web_search_calls", "malformed")
+    # Whether to leave out a usage chunk the client did not ask for: the subclass's
+    # (StreamMeter's) to set, and to hold in its slots; declared here, where it is read.
+    strip_usage: bool
 
     def __init__(self, operation: str):
         self.operation = operation
         self.model: str | None = None
-        self.usage: dict | None = None
+        self.usage: dict[str, Any] | None = None
         self.final = False  # the usage seen includes the final output count
         self.chars = 0  # generated text so far
         self.error_type: str | None = None
@@ -34,7 +39,7 @@ class EventReader:
         self.web_search_calls = 0  # Responses: the completed response's web_search_call items
         self.malformed = 0  # events whose fields had types no API sends: passed on as they are
 
-    def _dispatch(self, obj: dict) -> tuple[bool, bool]:
+    def _dispatch(self, obj: dict[str, Any]) -> tuple[bool, bool]:
         """Meter one event's object by its API: whether to keep it, whether it bears content."""
         if self.operation == MESSAGES:
             return True, self._anthropic(obj)
@@ -44,14 +49,14 @@ class EventReader:
             return True, self._media(obj)
         return self._openai(obj)
 
-    def _error(self, err) -> None:
+    def _error(self, err: object) -> None:
         if isinstance(err, dict):
             self.error_type = str(err.get("type") or err.get("code") or "error")
             self.error_message = str(err.get("message") or "")[:500]
         else:
             self.error_type, self.error_message = "error", str(err)[:500]
 
-    def _openai(self, obj: dict) -> tuple[bool, bool]:
+    def _openai(self, obj: dict[str, Any]) -> tuple[bool, bool]:
         # The first chunk that names them: Azure's first chunk is a content-filter
         # annotation with "model": "" and no service tier.
         if not self.model:
@@ -91,7 +96,7 @@ class EventReader:
         self.chars += chars
         return True, content or chars > 0
 
-    def _responses(self, obj: dict) -> bool:
+    def _responses(self, obj: dict[str, Any]) -> bool:
         kind = obj.get("type")
         if not isinstance(kind, str):
             return False
@@ -113,7 +118,7 @@ class EventReader:
             self._error(obj.get("error") or obj)
         return False
 
-    def _media(self, obj: dict) -> bool:
+    def _media(self, obj: dict[str, Any]) -> bool:
         """Image, transcription and speech streams: typed events, usage in the last."""
         kind = obj.get("type")
         if not isinstance(kind, str):
@@ -127,7 +132,7 @@ class EventReader:
             self.chars += _chars(obj.get("delta"))
         return kind.endswith((".delta", ".partial_image"))  # the first content
 
-    def _anthropic(self, obj: dict) -> bool:
+    def _anthropic(self, obj: dict[str, Any]) -> bool:
         kind = obj.get("type")
         if kind == "content_block_delta":
             delta = obj.get("delta")
@@ -159,7 +164,7 @@ class EventReader:
         self.chars += event.size  # its size stands for its text
         kind, model, usage = found["type"], found["model"], found["usage"]
         if self.operation == RESPONSES:
-            obj = {"type": kind, "response": {"model": model, "usage": usage}} \
+            obj: dict[str, Any] = {"type": kind, "response": {"model": model, "usage": usage}} \
                 if usage is not None else {"type": kind}
         elif self.operation == MESSAGES or self.operation in MEDIA:
             obj = {"type": kind, "usage": usage}

@@ -10,6 +10,7 @@ its bytes come; its first and last `EDGE` bytes are kept, which hold what meteri
 from __future__ import annotations
 
 import re
+from typing import Any, TypedDict
 
 from .body import _scan_key, _scan_object
 
@@ -19,6 +20,14 @@ HOLD = 4096  # its last bytes wait for its end, where a "usage":null may be to t
 BOUNDARY = re.compile(rb"\r?\n\r?\n")
 _FIRST_TYPE = re.compile(rb'"type"\s*:\s*"([^"\\]{1,64})"')
 WEB_SEARCH = b'"type":"web_search_call"'
+
+
+class Summary(TypedDict):
+    """What metering reads of an oversized event, named as an event names them."""
+
+    type: str | None
+    model: str | None
+    usage: dict[str, Any] | None
 
 
 class Oversized:
@@ -57,7 +66,7 @@ class Oversized:
         self.web_search_calls += (self.seam + data).count(WEB_SEARCH)
         self.seam = data[-(len(WEB_SEARCH) - 1):]
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
         """What metering reads of the event: its type, model and usage, as an event
         would carry them."""
         found = _FIRST_TYPE.search(self.head)

@@ -11,77 +11,29 @@ only when a fee is added to a counter.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypeAlias
 
-from genai_prices.types import TieredPrices
+from genai_prices.types import ModelInfo, TieredPrices
 
+from ..config.table import Config, PriceOverride
 from ..record import Usage
+from .categories import (
+    ANTHROPIC_RULES,
+    ASSUMED_RULES,
+    CATEGORIES,
+    LABELS,
+    MILLION,
+    PRICED,
+    PUBLISHED_RULES,
+    TABLE_KEYS,
+    UNITS,
+)
 from .providers import Mode, pricing_mode, unknown_provider
 from .table import Table, signature
-
-MILLION, THOUSAND = Decimal(1_000_000), Decimal(1000)
-
-# Our disjoint categories -> the genai-prices keys that price them, most specific first.
-TABLE_KEYS = {
-    "input_text": ("input_text_mtok", "input_mtok"),
-    "cache_read": ("cache_text_read_mtok", "cache_read_mtok"),
-    "cache_write_5m": ("cache_text_write_5m_mtok", "cache_write_5m_mtok", "cache_write_mtok"),
-    "cache_write_1h": ("cache_text_write_1h_mtok", "cache_write_1h_mtok"),
-    "input_audio": ("input_audio_mtok",),
-    "input_image": ("input_image_mtok",),
-    "output_text": ("output_text_mtok", "output_mtok"),
-    "reasoning": ("output_text_reasoning_mtok", "output_reasoning_mtok"),
-    "output_audio": ("output_audio_mtok",),
-    "output_image": ("output_image_mtok",),
-}
-CATEGORIES = tuple(TABLE_KEYS)
-LABELS = {"input_text": "input text", "cache_read": "cache read",
-          "cache_write_5m": "cache write, 5 min", "cache_write_1h": "cache write, 1 hour",
-          "input_audio": "input audio", "input_image": "input image",
-          "output_text": "output text", "reasoning": "reasoning",
-          "output_audio": "output audio", "output_image": "output image"}
-
-# Where a price is missing, the provider's published rule derives it from another price.
-# Anthropic: 5-minute cache writes cost 1.25x base input, 1-hour writes 2x, reads 0.1x.
-ANTHROPIC_RULES = {"cache_read": ("input_text", Decimal("0.1")),
-                   "cache_write_5m": ("input_text", Decimal("1.25")),
-                   "cache_write_1h": ("input_text", Decimal("2"))}
-# Every provider bills reasoning (thinking) tokens as output tokens.
-PUBLISHED_RULES = {"reasoning": ("output_text", Decimal(1))}
-# Otherwise a category without its own price is billed at its direction's base price: an
-# assumption (counted in llm_assumed_price_tokens_total). It never under-reports cached
-# input (OpenAI's discounts of 50-90% vary by model); it can under-report audio and images,
-# which cost more than text: give such models a price in the config.
-ASSUMED_RULES = {"cache_read": ("input_text", Decimal(1)),
-                 "cache_write_5m": ("input_text", Decimal(1)),
-                 "cache_write_1h": ("cache_write_5m", Decimal(1)),
-                 "input_audio": ("input_text", Decimal(1)),
-                 "input_image": ("input_text", Decimal(1)),
-                 "output_audio": ("output_text", Decimal(1)),
-                 "output_image": ("output_text", Decimal(1))}
-
-# (usage attribute, direction, token_type, price category): cache writes of both TTLs
-# are one token_type, as in llm_tokens_total, but priced apart.
-PRICED = (
-    ("input_text", "input", "text", "input_text"),
-    ("input_cache_read", "input", "cache_read", "cache_read"),
-    ("input_cache_write_5m", "input", "cache_write", "cache_write_5m"),
-    ("input_cache_write_1h", "input", "cache_write", "cache_write_1h"),
-    ("input_audio", "input", "audio", "input_audio"),
-    ("input_image", "input", "image", "input_image"),
-    ("output_text", "output", "text", "output_text"),
-    ("output_reasoning", "output", "reasoning", "reasoning"),
-    ("output_audio", "output", "audio", "output_audio"),
-    ("output_image", "output", "image", "output_image"),
-)
-# What is billed other than tokens: (usage attribute, direction, token_type of its fee,
-# the table's keys for its price, the quantity that price is for).
-UNITS = (("web_search_calls", "tool", "web_search", ("web_searches_kcount",), THOUSAND),
-         ("audio_seconds", "input", "audio_seconds", ("input_audio_hours", "audio_hours"),
-          Decimal(3600)),
-         ("input_characters", "input", "characters", ("input_mchars",), MILLION))
 
 
 @dataclass(frozen=True)
@@ -89,12 +41,12 @@ class PriceSheet:
     """USD per million tokens for each category, each a Decimal or context tiers; and the
     price of what is billed other than tokens (UNITS), where the table has one."""
 
-    prices: dict  # category -> Decimal | TieredPrices
-    sources: dict  # category -> where the price came from, for `prices` and audits
+    prices: dict[str, Decimal | TieredPrices]  # category -> its price
+    sources: dict[str, str]  # category -> where the price came from, for `prices` and audits
     model: str  # the model as the source names it
     provider: str = ""  # the table provider that priced it ("" for an override)
-    assumed: frozenset = frozenset()  # categories priced by ASSUMED_RULES
-    units: tuple = ()  # (usage attribute, USD per the quantity UNITS names)
+    assumed: frozenset[str] = frozenset()  # categories priced by ASSUMED_RULES
+    units: tuple[tuple[str, Decimal], ...] = ()  # (usage attribute, USD per its UNITS quantity)
 
     def per_million(self, category: str, input_total: int) -> Decimal:
         """Price a category, picking the context-length tier the request falls in."""
@@ -108,14 +60,20 @@ class PriceSheet:
         return price
 
 
-def _complete(prices: dict, sources: dict, anthropic: bool, model: str = "") -> frozenset:
+# What a (service, provider, model) resolves to: an override's sheet (the same at every
+# moment), a table's model (whose prices depend on the moment), or nothing.
+Found: TypeAlias = PriceSheet | tuple[str, ModelInfo] | None
+
+
+def _complete(prices: dict[str, Decimal | TieredPrices], sources: dict[str, str],
+              anthropic: bool, model: str = "") -> frozenset[str]:
     """Fill every missing category by a rule, noting how; return the assumed ones."""
     rules = {**ASSUMED_RULES, **PUBLISHED_RULES, **(ANTHROPIC_RULES if anthropic else {})}
     # An image model's output is image tokens, a speech model's audio: the table's output
     # price is theirs (gpt-image-1 $40, gpt-4o-mini-tts $12), not an assumption.
     published = {"output_image"} if "image" in model else \
         {"output_audio"} if "tts" in model else set()
-    assumed = set()
+    assumed: set[str] = set()
     for category in CATEGORIES:
         if category in prices:
             continue
@@ -141,14 +99,16 @@ def _complete(prices: dict, sources: dict, anthropic: bool, model: str = "") -> 
 class Pricing:
     """Resolve price sheets (kept per model and per state of its dated prices); fees."""
 
-    def __init__(self, overrides=(), modes: dict[str, Mode] | None = None,
-                 table: Table | None = None, now=None):
+    def __init__(self, overrides: Iterable[PriceOverride] = (),
+                 modes: dict[str, Mode] | None = None, table: Table | None = None,
+                 now: Callable[[], datetime] | None = None) -> None:
         self.overrides = tuple(overrides)
         self.table = table or Table()
         self.modes = dict(modes or {})  # service -> Mode; else decided from the label
         self.now = now or (lambda: datetime.now(tz=UTC))
-        self._found: dict[tuple, object] = {}
-        self._sheets: dict[tuple, PriceSheet | None] = {}
+        self._found: dict[tuple[str, str, str], Found] = {}
+        self._sheets: dict[tuple[tuple[str, str, str], str | None, bool, tuple[bool, ...]],
+                           PriceSheet | None] = {}
 
     def mode(self, service: str, provider: str) -> Mode:
         found = self.modes.get(service)
@@ -160,26 +120,26 @@ class Pricing:
               at: datetime | None = None, batch: bool = False) -> PriceSheet | None:
         """The prices that apply to a request at `at` (default now), or None."""
         key = (service, provider, model)
-        found = self._found.get(key, self)  # self: not looked up yet (None: nothing found)
-        if found is self:
-            found = self._found[key] = self._find(service, provider, model)
+        if key not in self._found:  # once looked up, None means nothing was found
+            self._found[key] = self._find(service, provider, model)
+        found = self._found[key]
         if found is None or isinstance(found, PriceSheet):
             return found  # an override: the same at every moment
         at = at or self.now()
         _, info = found
         state = (key, service_tier, batch, signature(info, at))
-        sheet = self._sheets.get(state, self)
-        if sheet is self:
-            sheet = self._sheets[state] = self._from_table(found, at, service_tier, batch)
-        return sheet
+        if state not in self._sheets:
+            self._sheets[state] = self._from_table(found, at, service_tier, batch)
+        return self._sheets[state]
 
-    def _find(self, service, provider, model):
+    def _find(self, service: str, provider: str, model: str) -> Found:
         """An override's sheet, or (table provider id, model info), or None."""
         for i, o in enumerate(self.overrides):
             if o.input is None or o.service not in (None, service) or not \
                     fnmatch.fnmatchcase(model, o.model):  # input None: a training price alone
                 continue
-            prices = {c: Decimal(str(v)) for c, v in o.per_category().items() if v is not None}
+            prices: dict[str, Decimal | TieredPrices] = {
+                c: Decimal(str(v)) for c, v in o.per_category().items() if v is not None}
             sources = {c: f"config pricing[{i}]" for c in prices}
             # Cache rules follow who makes the model, not the label it is served under.
             anthropic = self.table.is_anthropic(model) or \
@@ -188,15 +148,17 @@ class Pricing:
             return PriceSheet(prices, sources, o.model, "", assumed)
         return self.table.find(self.mode(service, provider).table, model)
 
-    def _from_table(self, found, at, service_tier, batch) -> PriceSheet | None:
+    def _from_table(self, found: tuple[str, ModelInfo], at: datetime, service_tier: str | None,
+                    batch: bool) -> PriceSheet | None:
         provider_id, info = found
-        context = {}
+        context: dict[str, str] = {}
         if service_tier:
             context["service_tier"] = service_tier
         if batch:
             context["processing"] = "batch"
         table = info.get_prices(at, context or None)
-        prices, sources = {}, {}
+        prices: dict[str, Decimal | TieredPrices] = {}
+        sources: dict[str, str] = {}
         name = f"{self.table.name}: {provider_id} {info.id}"
         for category, keys in TABLE_KEYS.items():
             for k in keys:
@@ -227,7 +189,7 @@ class Pricing:
         quantity billed otherwise (UNITS): what has no price is left out (see
         unpriced_units)."""
         input_total = usage.input_total
-        out = []
+        out: list[tuple[str, str, Decimal]] = []
         for attr, direction, token_type, category in PRICED:
             count = getattr(usage, attr)
             if count:
@@ -257,7 +219,7 @@ class Pricing:
         return [(d, t, n) for (d, t), n in out.items()]
 
 
-def pricing_for(config) -> Pricing:
+def pricing_for(config: Config) -> Pricing:
     """The pricing a config asks for (TableError: its pricing_data cannot be used)."""
     table = Table(config.pricing_data)
     modes = {s.name: pricing_mode(s.provider, s.pricing_provider, table.ids)
@@ -265,9 +227,9 @@ def pricing_for(config) -> Pricing:
     return Pricing(config.pricing, modes, table)
 
 
-def warnings(config, table: Table) -> list[str]:
+def warnings(config: Config, table: Table) -> list[str]:
     """What would leave a config's requests unpriced without being an error."""
-    out = []
+    out: list[str] = []
     for i, s in enumerate(config.services):
         if problem := unknown_provider(s.provider, s.pricing_provider, table.ids):
             out.append(f"services[{i}].{'pricing_provider' if s.pricing_provider else 'provider'}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import oversized
 from .body import loads
 from .events import MEDIA, EventReader
+from .reading import Reading
 from .sse import BOUNDARY, fields, strip_usage_null, text_only
 
 __all__ = ["MEDIA", "StreamMeter"]
@@ -35,8 +36,9 @@ class StreamMeter(EventReader):
 
     def feed(self, chunk: bytes) -> tuple[bytes, bool]:
         """Take upstream bytes; return complete events to forward and whether any bears content."""
-        if self.passing is not None:
-            return self._pass(chunk)
+        passing = self.passing
+        if passing is not None:
+            return self._pass(passing, chunk)
         if self.buf:
             # An event under way: look for its end in the new bytes (and the three before
             # them) only, joining the pieces once it came. Joining at every read cost
@@ -100,16 +102,17 @@ class StreamMeter(EventReader):
         if self.buffered <= oversized.LIMIT:
             return b"", False
         pending, self.buf, self.buffered = b"".join(self.buf), [], 0
-        self.passing = oversized.Oversized()
-        return self._pass(pending)[0], True
+        passing = self.passing = oversized.Oversized()
+        return self._pass(passing, pending)[0], True
 
-    def _pass(self, chunk: bytes) -> tuple[bytes, bool]:
-        """Relay bytes of an oversized event; meter it at its end, then go on as usual."""
-        out, rest = self.passing.take(chunk)
+    def _pass(self, passing: oversized.Oversized, chunk: bytes) -> tuple[bytes, bool]:
+        """Relay bytes of an oversized event (`passing`, the one under way); meter it at its
+        end, then go on as usual."""
+        out, rest = passing.take(chunk)
         if rest is None:
             return out, False
-        event, self.passing = self.passing, None
-        self._oversized(event)
+        self.passing = None
+        self._oversized(passing)
         if self.strip_usage:
             out = strip_usage_null(out)
         if not rest:
@@ -137,6 +140,14 @@ class StreamMeter(EventReader):
         """Characters of generated text, for an estimate when no usage is reported."""
         self._parse_backlog()
         return self.chars
+
+    def reading(self) -> Reading:
+        # Anthropic streams report input at message_start, the final output only later.
+        return Reading(self.model, self.usage, input_known=self.usage is not None,
+                       output_known=self.final,
+                       output_chars=0 if self.final else self.output_chars,
+                       service_tier=self.service_tier, web_search_calls=self.web_search_calls,
+                       error_type=self.error_type, error_message=self.error_message or "")
 
     def _defer(self, events: bytes) -> None:
         # Once the first content passed, events with no usage and no error matter only for

@@ -79,7 +79,7 @@ class Table:
                 return p.id
         return None
 
-    def _in(self, provider_id: str, ref: str):
+    def _in(self, provider_id: str, ref: str) -> tuple[str, types.ModelInfo] | None:
         provider = self.providers.get(provider_id)
         if provider is None:
             return None

@@ -6,6 +6,8 @@ counted is what was delivered. Token categories are disjoint: any sum is a true 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..record import Usage
 from .operations import IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
 
@@ -17,7 +19,7 @@ TOKEN_TYPES = ("text", "cache_read", "cache_write", "audio", "image", "reasoning
 MAX_COUNT = 1 << 53
 
 
-def _int(mapping, key) -> int:
+def _int(mapping: object, key: str) -> int:
     """Read a token count; absent, null or malformed counts are zero, never an error."""
     if not isinstance(mapping, dict):
         return 0
@@ -25,7 +27,7 @@ def _int(mapping, key) -> int:
     return value if type(value) is int and 0 < value < MAX_COUNT else 0
 
 
-def openai_usage(u: dict) -> Usage:
+def openai_usage(u: dict[str, Any]) -> Usage:
     """Split Chat Completions, Completions or Embeddings usage.
 
     prompt_tokens include cached, audio and image tokens; completion_tokens include
@@ -57,7 +59,7 @@ def openai_usage(u: dict) -> Usage:
     )
 
 
-def responses_usage(u: dict) -> Usage:
+def responses_usage(u: dict[str, Any]) -> Usage:
     """Split Responses API usage: input_tokens include cached, output_tokens reasoning."""
     idt, odt = u.get("input_tokens_details"), u.get("output_tokens_details")
     inp, out = _int(u, "input_tokens"), _int(u, "output_tokens")
@@ -74,7 +76,7 @@ def responses_usage(u: dict) -> Usage:
     )
 
 
-def anthropic_usage(u: dict) -> Usage:
+def anthropic_usage(u: dict[str, Any]) -> Usage:
     """Split Anthropic Messages usage: input_tokens exclude cache reads and writes.
 
     Cache writes are split into 5-minute and 1-hour writes when cache_creation says so
@@ -98,7 +100,7 @@ def anthropic_usage(u: dict) -> Usage:
     )
 
 
-def image_usage(u: dict) -> Usage:
+def image_usage(u: dict[str, Any]) -> Usage:
     """Split GPT Image usage: input text and image tokens; every output token is image."""
     idt = u.get("input_tokens_details")
     image = _int(idt, "image_tokens")
@@ -107,14 +109,16 @@ def image_usage(u: dict) -> Usage:
     return Usage(input_text=text, input_image=image, output_image=_int(u, "output_tokens"))
 
 
-def transcription_usage(u: dict) -> Usage:
+def transcription_usage(u: dict[str, Any]) -> Usage:
     """Transcription usage: tokens (gpt-4o-transcribe: text and audio in, text out) or the
     audio's duration in seconds (whisper-1, billed per minute)."""
     if u.get("type") == "duration":
         seconds = u.get("seconds")
-        ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
-            and 0 < seconds < 1e7
-        return Usage(audio_seconds=float(seconds) if ok else 0.0)
+        # The test inline, not in a variable: only so does it narrow `seconds` for mypy.
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
+                and 0 < seconds < 1e7:
+            return Usage(audio_seconds=float(seconds))
+        return Usage(audio_seconds=0.0)
     idt = u.get("input_token_details") or u.get("input_tokens_details")
     audio = _int(idt, "audio_tokens")
     text = _int(idt, "text_tokens") if isinstance(idt, dict) else \
@@ -122,12 +126,12 @@ def transcription_usage(u: dict) -> Usage:
     return Usage(input_text=text, input_audio=audio, output_text=_int(u, "output_tokens"))
 
 
-def speech_usage(u: dict) -> Usage:
+def speech_usage(u: dict[str, Any]) -> Usage:
     """Speech usage (gpt-4o-mini-tts, streamed as SSE): text in, audio out."""
     return Usage(input_text=_int(u, "input_tokens"), output_audio=_int(u, "output_tokens"))
 
 
-def usage_from(operation: str, u) -> Usage | None:
+def usage_from(operation: str, u: object) -> Usage | None:
     """Parse a usage object with the semantics of the operation's API."""
     if not isinstance(u, dict):
         return None
@@ -144,7 +148,7 @@ def usage_from(operation: str, u) -> Usage | None:
     return openai_usage(u)
 
 
-def web_search_calls(response) -> int:
+def web_search_calls(response: object) -> int:
     """The web searches a Responses API response made: its web_search_call output items."""
     output = response.get("output") if isinstance(response, dict) else None
     if not isinstance(output, list):

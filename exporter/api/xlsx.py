@@ -135,8 +135,9 @@ def xlsx(rows, columns, tmpdir):
                                           force_zip64=True)
                         sheet.write(head)
                         n = 1
-                    sheet.write(("<row>" + "".join(_cell(row.get(c), s) for c, s in
-                                                   zip(columns, styles)) + "</row>").encode())
+                    cells = "".join(_cell(row.get(c), s)
+                                    for c, s in zip(columns, styles, strict=True))
+                    sheet.write(f"<row>{cells}</row>".encode())
                     n += 1
             if sheet is None:
                 sheets = 1

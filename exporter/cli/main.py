@@ -96,7 +96,7 @@ def serve(args, argv) -> int:
     setup_logging(config.log_level, config.log_format)
     try:
         for warning in config_warnings(config):
-            logging.getLogger("llm_usage_exporter").warning("config: %s", warning)
+            logging.getLogger("exporter.config").warning("config: %s", warning)
     except TableError as e:
         print(f"config: pricing_data: {e}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from prometheus_client import multiprocess
 
 from ..config.table import Config
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 # An error exit this soon after start means the worker cannot start (a port taken, say):
 # restarting it would loop. Death by a signal (kill -9, the OOM killer) is always replaced.
 QUICK_DEATH = 5.0

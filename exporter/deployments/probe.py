@@ -22,7 +22,7 @@ from ..store.rows import Uptime
 from ..telemetry.metrics import DeploymentMetrics
 from ..wire.upstream import Origin, Pool, UpstreamError
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 HEALTH_PATHS = (b"/health", b"/v1/models")  # vLLM, TGI and SGLang have both; Ollama only one
 
 

@@ -92,7 +92,7 @@ async def _demo(listen, admin_listen, rate, requests, history_path, temporary) -
 
 
 async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temporary) -> int:
-    sim_url = "http://127.0.0.1:%d" % sim.addresses[0][1]
+    sim_url = f"http://127.0.0.1:{sim.addresses[0][1]}"
     config = parse_config({
         "listen": listen, "admin_listen": admin_listen,
         "history": {"url" if is_url(history_path) else "path": history_path},
@@ -109,7 +109,8 @@ async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temp
                          "compare_to": "gpt-4o-mini"}],
     })
     registry = CollectorRegistry()
-    runners = await start(config, registry, history=history_for(config, registry))
+    history, _ = history_for(config, registry)
+    runners = await start(config, registry, history=history)
     proxy = f"http://{listen}"
     grafana = os.environ.get("GRAFANA_URL")  # set by docker-compose.yml's demo profile
     kept = " (removed at the end: keep it with --history PATH)" if temporary else ""
@@ -175,7 +176,7 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
             sent += 1
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1 / rate)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -7,6 +7,17 @@ import json
 from ..record import ErrorType as E
 
 
+class GatewayError(Exception):
+    """A request the gateway ends itself: answered with `status` in the client's API
+    format while nothing of an answer was sent, else its connection cut (exchange.py's
+    Exchange does either, in one place)."""
+
+    def __init__(self, status: int, error_type: E, message: str, headers: bytes = b""):
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+        self.headers = headers  # extra header lines of the answer (a refusal's)
+
+
 def error_type_for(status: int) -> E:
     """Name the outcome of an HTTP status with one bounded value."""
     if status < 400:

@@ -8,65 +8,77 @@ record per further model, marked `share` (counted for tokens and fees, not as re
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
+from typing import Any, NamedTuple
 
-from ..accounting.batch import BatchMeter
-from ..accounting.bill import count_usage, error_message, price
+from prometheus_client import Counter
+
 from ..accounting.operations import RESPONSES
 from ..accounting.pricing import Pricing
+from ..accounting.reading import Reading
+from ..accounting.settle import settle, settle_batch
 from ..record import ErrorType, RequestRecord
 from ..telemetry.logs import log_request
 from .jobs import CREATE, RESPONSE, RESULTS, STATUS, TUNE, TUNING, Job, Jobs
+from .tuning import follow
 
 # The kinds of job request whose bill the ledger decides (a claim, a state, a creator).
 READS_LEDGER = frozenset((RESULTS, RESPONSE, TUNE, TUNING))
-from .tuning import follow
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
+Sink = Callable[[RequestRecord], object]  # where every finished record goes
 
 
-def account(rec: RequestRecord, ok: bool, body_json, meter, collected, pricing: Pricing,
-            jobs: Jobs, job: Job | None) -> list[RequestRecord]:
-    """Fill the record of a finished request that reads no job's ledger; return every
-    record it ends in."""
-    if not ok:
-        if collected is not None and not rec.error_message:
-            rec.error_message = error_message(collected)
+class Ended(NamedTuple):
+    """A request the gateway is done with, to be billed."""
+
+    rec: RequestRecord
+    ok: bool  # the upstream answered 2xx
+    request_body: Any  # the request's JSON, where it was read
+    reading: Reading | None  # what its answer reported; None if nobody read it
+    pricing: Pricing  # the prices as they were when it arrived
+    job: Job | None  # the batch, response or fine-tuning job it is about
+
+
+def account(ended: Ended, jobs: Jobs) -> list[RequestRecord]:
+    """Bill a finished request that reads no job's ledger; return every record it ends in."""
+    rec, reading, job = ended.rec, ended.reading, ended.job
+    if ended.ok and job is not None and job.kind in (CREATE, STATUS):
+        _track(rec, reading, jobs, job.kind == CREATE)
         return [rec]
-    if job is not None and job.kind in (CREATE, STATUS):
-        _track(rec, collected, jobs, job.kind == CREATE)
-        return [rec]
-    whole = count_usage(rec, body_json, meter, collected)
-    if rec.operation == RESPONSES and isinstance(whole, dict) and whole.get("background") \
-            and isinstance(whole.get("id"), str) and job is None:
+    settle(rec, ended.ok, ended.request_body, reading, ended.pricing)
+    whole = reading.whole if reading is not None else None
+    if ended.ok and rec.operation == RESPONSES and job is None and whole is not None \
+            and whole.get("background") and isinstance(whole.get("id"), str):
         jobs.create(whole["id"], rec.api_key, rec.started)  # metered when fetched done
-    price(rec, pricing)
     return [rec]
 
 
-async def account_job(rec: RequestRecord, ok: bool, body_json, meter, collected,
-                      pricing: Pricing, jobs: Jobs, job: Job) -> list[RequestRecord]:
+async def account_job(ended: Ended, jobs: Jobs) -> list[RequestRecord]:
     """The same for a request that reads a job (kind in READS_LEDGER): a batch's results,
     a background response, a fine-tuning job, whose claims the ledger decides."""
-    if not ok:
-        return account(rec, ok, body_json, meter, collected, pricing, jobs, job)
+    rec, job = ended.rec, ended.job
+    assert job is not None
+    if not ended.ok:
+        return account(ended, jobs)
     if job.kind == RESULTS:
-        return await _results(rec, meter, pricing, jobs, job)
-    _, _, whole = collected.parse() if collected is not None else (None, None, None)
+        return await _results(ended, job, jobs)
+    whole = ended.reading.whole if ended.reading is not None else None
     if job.kind in (TUNE, TUNING):
-        return await follow(rec, whole, job.kind, pricing, jobs)
-    if not (isinstance(whole, dict) and whole.get("background") is True
-            and whole.get("status") == "completed"
+        return await follow(rec, whole, job.kind, ended.pricing, jobs)
+    if not (whole is not None and whole.get("background") is True
+            and whole.get("status") == "completed" and job.job_id is not None
             and await jobs.claim(job.job_id, rec.started)):
         return [rec]  # not a background response's first completed fetch: no cost
     _attribute(rec, await jobs.creator(job.job_id))
-    return account(rec, ok, body_json, meter, collected, pricing, jobs, job)  # its usage
+    return account(ended, jobs)  # its usage
 
 
-async def through_cancel(work) -> tuple[asyncio.Future, bool]:
+async def through_cancel(work: Coroutine[Any, Any, list[RequestRecord]],
+                        ) -> tuple[asyncio.Future[list[RequestRecord]], bool]:
     """Await `work` to its end even if this task is cancelled meanwhile (a shutdown that
     stops waiting): a job's claim, once asked of the ledger, is decided, and the request's
     record must follow it. Return the finished work (its result() is the records, or
@@ -85,10 +97,10 @@ async def through_cancel(work) -> tuple[asyncio.Future, bool]:
     return task, cancelled
 
 
-def _track(rec: RequestRecord, collected, jobs: Jobs, created: bool) -> None:
+def _track(rec: RequestRecord, reading: Reading | None, jobs: Jobs, created: bool) -> None:
     """Note who created a batch (or, polling it, who saw it), and where its output went."""
-    _, _, whole = collected.parse() if collected is not None else (None, None, None)
-    if not isinstance(whole, dict) or not isinstance(whole.get("id"), str):
+    whole = reading.whole if reading is not None else None
+    if whole is None or not isinstance(whole.get("id"), str):
         return
     if whole.get("type") == "message_batch" or whole.get("object") == "batch":
         (jobs.create if created else jobs.seen)(whole["id"], rec.api_key, rec.started)
@@ -97,15 +109,16 @@ def _track(rec: RequestRecord, collected, jobs: Jobs, created: bool) -> None:
             jobs.output(whole["id"], output)
 
 
-def _attribute(rec: RequestRecord, creator) -> None:
+def _attribute(rec: RequestRecord, creator: tuple[str, float] | None) -> None:
     if creator is not None:
         rec.api_key = creator[0]
 
 
-async def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs: Jobs,
-                   job: Job) -> list[RequestRecord]:
+async def _results(ended: Ended, job: Job, jobs: Jobs) -> list[RequestRecord]:
     """Meter a batch's results once, each model at its batch price."""
-    if meter is None or not meter.totals:
+    rec = ended.rec
+    totals = ended.reading.totals if ended.reading is not None else None
+    if not totals or job.job_id is None:
         return [rec]  # not a batch's results (an input file, say): nothing to bill
     # Claimed by the id it was fetched by (an output file's, or a batch's): another
     # replica may not know yet which batch a file is the output of.
@@ -114,14 +127,7 @@ async def _results(rec: RequestRecord, meter: BatchMeter, pricing: Pricing, jobs
                             (batch,) if batch != job.job_id else ()):
         return [rec]  # downloaded again: metered the first time
     _attribute(rec, await jobs.creator(batch))
-    records = []
-    for i, ((model, _), usage) in enumerate(sorted(meter.totals.items())):
-        r = rec if i == 0 else dataclasses.replace(
-            rec, request_id=f"{rec.request_id}#{i + 1}", share=True, fees=[], assumed=[])
-        r.model, r.usage = model, usage
-        price(r, pricing, batch=True)
-        records.append(r)
-    return records
+    return settle_batch(rec, totals, ended.pricing)
 
 
 def accounting_failed(rec: RequestRecord) -> RequestRecord:
@@ -135,7 +141,7 @@ def accounting_failed(rec: RequestRecord) -> RequestRecord:
     return rec
 
 
-def deliver(records: list[RequestRecord], sinks, failed) -> None:
+def deliver(records: list[RequestRecord], sinks: list[Sink], failed: Failures) -> None:
     """Hand each record, made safe, to every sink; one that fails keeps the others going."""
     for r in records:
         r.make_safe()
@@ -146,7 +152,7 @@ def deliver(records: list[RequestRecord], sinks, failed) -> None:
                 failed(_name(sink))
 
 
-def _name(sink) -> str:
+def _name(sink: Sink) -> str:
     owner = getattr(sink, "__self__", sink)
     return type(owner).__name__.lower()  # metrics, history, ...
 
@@ -155,7 +161,7 @@ class Failures:
     """Count failures by stage in llm_record_errors_total; log each stage's first failure,
     with its traceback, then at most once a minute."""
 
-    def __init__(self, counter, clock=time.monotonic):
+    def __init__(self, counter: Counter, clock: Callable[[], float] = time.monotonic):
         self.counter, self.clock = counter, clock
         self.logged: dict[str, float] = {}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Callable
 
 from ..config.table import Service
 from ..record import RequestRecord
@@ -27,7 +28,7 @@ _KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key"))
 DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 
 
-def key_digest(header) -> str | None:
+def key_digest(header: Callable[[bytes], str | None]) -> str | None:
     """The SHA-256 hex digest of the client's key, if it sent one; `header(name)` reads one."""
     key = None
     auth = header(b"authorization")

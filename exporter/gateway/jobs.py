@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from ..record import RequestRecord
 from ..store.ledger import JobLedger
-from ..store.rows import JobCreated, JobOutput, JobSeen
+from ..store.rows import Event, JobCreated, JobOutput, JobSeen
 
 CREATE, STATUS, RESULTS, RESPONSE = "create", "status", "results", "response"
 TUNE, TUNING = "tune", "tuning"  # create a fine-tuning job; read (or cancel, list) them
@@ -60,22 +63,32 @@ def job_request(method: str, path: str) -> Job | None:
     return None
 
 
+class FineTuningCounts(Protocol):
+    """Where fine-tuning jobs are counted (telemetry's Metrics)."""
+
+    def fine_tuning_created(self, r: RequestRecord, model: str) -> None: ...
+
+    def fine_tuning_state(self, service: str, state: str) -> None: ...
+
+    def fine_tuning_trained(self, service: str, model: str, tokens: int) -> None: ...
+
+
 class Jobs:
     """The ledger: who created each job, which file holds a batch's output, what was
     metered, the states a fine-tuning job was seen in. `persist(event)` queues a creation
     for the history's writer; `ledger` decides claims for every process (None without a
     history: this process's memory alone decides). Bounded in memory."""
 
-    def __init__(self, persist=None, ledger: JobLedger | None = None, limit: int = 100_000):
+    def __init__(self, persist: Callable[[Event], None] | None = None,
+                 ledger: JobLedger | None = None, counts: FineTuningCounts | None = None,
+                 limit: int = 100_000):
         self.persist, self.ledger, self.limit = persist, ledger, limit
+        self.counts = counts  # where fine-tuning jobs are counted (the Metrics)
         self.created: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.outputs: OrderedDict[str, str] = OrderedDict()  # output file -> batch
         self.metered: OrderedDict[str, float] = OrderedDict()
         self.states: OrderedDict[str, str] = OrderedDict()  # fine-tuning job -> states seen
         self.polled: OrderedDict[str, str] = OrderedDict()  # jobs seen, told to the ledger
-        # Where fine-tuning is counted: fine_tuning_created(record, model),
-        # fine_tuning_state(service, state), fine_tuning_trained(service, model, tokens).
-        self.counts = None  # the Metrics
 
     def create(self, job_id: str, api_key: str, at: float) -> None:
         """The job was created with this key."""
@@ -114,7 +127,7 @@ class Jobs:
                 self._put(self.created, job_id, found)
         return found
 
-    async def claim(self, job_id: str, at: float, also=()) -> bool:
+    async def claim(self, job_id: str, at: float, also: tuple[str, ...] = ()) -> bool:
         """True the first time a job is metered, by any process; never again for it.
         Decided on `job_id`, the id in the path its results were fetched by, which every
         process knows; `also`, its other ids known here (a batch's own)."""
@@ -136,12 +149,12 @@ class Jobs:
         self._put(self.states, job_id, f"{seen},{state}" if seen else state)
         return won
 
-    def _put(self, table: OrderedDict, key, value) -> None:
+    def _put(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
         table[key] = value
         table.move_to_end(key)
         while len(table) > self.limit:
             table.popitem(last=False)
 
-    def _keep(self, event) -> None:
+    def _keep(self, event: Event) -> None:
         if self.persist is not None:
             self.persist(event)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import time
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,7 @@ NO_RETRY = b"x-should-retry: false\r\n"
 
 class Refusal(NamedTuple):
     status: int
-    error_type: str
+    error_type: ErrorType
     message: str
     headers: bytes = NO_RETRY
 
@@ -35,7 +36,8 @@ class Refusal(NamedTuple):
 class Keys:
     """The configured keys by digest, and the budgets to enforce against the history's spend."""
 
-    def __init__(self, config: Config, env, spend: Spend | None = None, clock=time.time):
+    def __init__(self, config: Config, env: Mapping[str, str], spend: Spend | None = None,
+                 clock: Callable[[], float] = time.time):
         self.by_digest = config.keys_by_digest(env)
         self.required = config.require_api_key
         self.budgets = {b.api_key: b for b in config.budgets}
@@ -43,7 +45,7 @@ class Keys:
         self.spend, self.clock = spend, clock
         self.tz = ZoneInfo(config.timezone)
 
-    def identify(self, header) -> tuple[str, ApiKey | None]:
+    def identify(self, header: Callable[[bytes], str | None]) -> tuple[str, ApiKey | None]:
         """The client key's `api_key` label, and its entry if it is a configured key."""
         digest = key_digest(header)
         if digest is None:
@@ -54,9 +56,9 @@ class Keys:
     def refuse(self, label: str, entry: ApiKey | None, service: str) -> Refusal | None:
         """Why the request may not go on, before its body is read; None if it may."""
         if entry is None and self.required:
-            return Refusal(401, ErrorType.KEY_UNKNOWN, "the gateway requires an API key, and none was "
-                           "given" if label == "none" else "this API key is not one of the "
-                           "gateway's keys")
+            return Refusal(401, ErrorType.KEY_UNKNOWN, "the gateway requires an API key, and "
+                           "none was given" if label == "none" else "this API key is not one "
+                           "of the gateway's keys")
         if entry is not None and entry.services and service not in entry.services:
             return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the service "
                            f"{service} (it may use: {', '.join(entry.services)})")
@@ -76,12 +78,12 @@ class Keys:
 
     def _budget(self, label: str) -> Refusal | None:
         budget = self.budgets.get(label) or self.budgets.get("*")
-        if budget is None or not budget.enforce:
+        if budget is None or not budget.enforce or self.spend is None:  # no history
             return None
         now = self.clock()
         spent = [(period, used, limit) for period, used, limit in zip(
-            ("day", "month"), self.spend.of(label, now), (budget.daily, budget.monthly))
-            if limit is not None and used >= limit]
+            ("day", "month"), self.spend.of(label, now), (budget.daily, budget.monthly),
+            strict=True) if limit is not None and used >= limit]
         if not spent:  # the common case: no calendar arithmetic (10 us) on the way
             return None
         period, used, limit = spent[-1]  # both spent: refused until the month ends

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 
-from ..accounting.body import ResponseBody
-from ..accounting.stream import StreamMeter
+from ..accounting.reading import Meter
 from ..record import RequestRecord
 from ..wire.request import Request
 
@@ -13,21 +13,17 @@ from ..wire.request import Request
 class Relay:
     """Meter the upstream's body and pass it to the client, called as each read arrives."""
 
-    __slots__ = ("request", "rec", "t0", "meter", "collected", "busy")
+    __slots__ = ("request", "rec", "t0", "meter", "busy")
 
-    def __init__(self, request: Request, rec: RequestRecord, t0: float,
-                 meter: StreamMeter | None, collected: ResponseBody | None):
-        self.request, self.rec, self.t0 = request, rec, t0
-        self.meter, self.collected = meter, collected
+    def __init__(self, request: Request, rec: RequestRecord, t0: float, meter: Meter | None):
+        self.request, self.rec, self.t0, self.meter = request, rec, t0, meter
         self.busy = 0.0  # seconds spent here: the gateway's own time, not waiting
 
-    def __call__(self, data: bytes):
+    def __call__(self, data: bytes) -> asyncio.Future[None] | None:
         t = perf_counter()
         content = False
         if self.meter is not None:
             data, content = self.meter.feed(data)
-        elif self.collected is not None:
-            self.collected.feed(data)
         drain = self.request.write(data)
         t1 = perf_counter()
         if content and self.rec.ttft is None:

@@ -9,6 +9,7 @@ usage; the meter removes it again from what the client receives.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..accounting.body import loads
 from ..accounting.operations import INCLUDE_USAGE_OPERATIONS, azure_deployment, form_field
@@ -17,8 +18,10 @@ from ..record import RequestRecord
 
 
 def inspect(operation: str, data: bytes, service: Service, rec: RequestRecord,
-            raw_path: str):
-    """Read model and stream from a JSON body; ask for stream usage if the client didn't."""
+            raw_path: str) -> tuple[dict[str, Any] | None, bytes, bool]:
+    """Read model and stream from a JSON body; ask for stream usage if the client didn't.
+    Return the body read (None if it is no JSON object), the bytes to send upstream, and
+    whether they ask for usage the client did not (to leave out of its stream)."""
     azure = azure_deployment(raw_path)
     if azure is not None:
         rec.model = azure[0]  # the deployment, until a body or an answer names the model

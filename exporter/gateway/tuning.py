@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from decimal import Decimal
+from typing import Any
 
 from ..accounting.pricing import Pricing
 from ..record import RequestRecord, Usage
@@ -21,7 +22,7 @@ from .jobs import FINE_TUNING, TUNE, Jobs
 CREATED = "created"  # the state counted when a job is created through the gateway
 
 
-async def follow(rec: RequestRecord, whole, kind: str, pricing: Pricing,
+async def follow(rec: RequestRecord, whole: dict[str, Any] | None, kind: str, pricing: Pricing,
                  jobs: Jobs) -> list[RequestRecord]:
     """Count what the answer says of fine-tuning jobs; return the records it ends in."""
     records = [rec]
@@ -54,10 +55,11 @@ async def _count(jobs: Jobs, rec: RequestRecord, job_id: str, state: str) -> Non
         jobs.counts.fine_tuning_state(rec.service, state)
 
 
-def _trained(rec: RequestRecord, job: dict, tokens: int, pricing: Pricing,
+def _trained(rec: RequestRecord, job: dict[str, Any], tokens: int, pricing: Pricing,
              jobs: Jobs, creator: tuple[str, float]) -> RequestRecord:
     """The record of a succeeded job's training: its tokens' fee, for its creator."""
-    model = job.get("model") if isinstance(job.get("model"), str) else rec.model
+    named = job.get("model")
+    model = named if isinstance(named, str) else rec.model
     r = dataclasses.replace(rec, request_id=f"{rec.request_id}#training", share=True,
                             operation=FINE_TUNING, model=model, usage=Usage(), fees=[],
                             fee=Decimal(0), assumed=[],

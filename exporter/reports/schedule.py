@@ -22,7 +22,7 @@ from ..store.database import Database
 from ..store.ledger import delivered, record_delivery
 from ..store.query import Filters
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 BACKOFF = (60, 300, 900, 3600)  # seconds before each further attempt; then every hour
 
 

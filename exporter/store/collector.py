@@ -21,7 +21,7 @@ from .database import Database
 from .spend import spend_sql
 from .zones import periods
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 # A scrape waits at most this long for the database: with it down, the rest of /metrics is
 # still answered well within Prometheus's scrape timeout.
 SCRAPE_WAIT = 1.0
@@ -38,8 +38,12 @@ class HistoryCollector:
                  max_keys: int = 1000, clock=time.time, writer=None):
         self.db, self.tz, self.max_keys, self.clock = db, tz, max_keys, clock
         self.writer = writer  # the History whose lag is exported
-        self.budgets = {b.api_key: b for b in budgets}
+        self.reload(budgets)
         registry.register(self)
+
+    def reload(self, budgets) -> None:
+        """Take the budgets of the config (again, on SIGHUP)."""
+        self.budgets = {b.api_key: b for b in budgets}
 
     def collect(self):
         spend, budget, rows = (GaugeMetricFamily(f.name, f.documentation, labels=f.labels)

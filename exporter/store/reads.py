@@ -51,7 +51,7 @@ class Rows:
             names = next(stream)
             for raw in stream:
                 seen += len(raw)
-                batch = [self.convert(dict(zip(names, r))) for r in raw]
+                batch = [self.convert(dict(zip(names, r, strict=True))) for r in raw]
                 last = batch[-1]
                 yield batch
         if self.limit and seen == self.limit and last is not None:

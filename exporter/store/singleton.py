@@ -13,7 +13,7 @@ import time
 from .database import Database, reason
 from .ledger import Lease
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 TTL = 5.0  # seconds a lease outlives its last renewal: a dead holder's job moves this fast
 RENEW = 1.0  # seconds between tries; well inside TTL, so a slow round trip never loses it
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from .batches import prune
 from .database import Database, reason
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 EVERY, RETRY = 3600.0, 60.0  # seconds between rounds; after a round that failed
 
 

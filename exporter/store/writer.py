@@ -25,7 +25,7 @@ from .database import Database, reason
 from .rows import Event, row
 from .spend import REFRESH_SECONDS, Spend
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 UTC_ZONE = ZoneInfo("UTC")
 _STOP = object()
 BACKOFF = (0.5, 1, 2, 5)  # seconds before each further attempt, then every 5 s
@@ -47,7 +47,6 @@ class History:
         self.tz = tz
         self.clock = clock
         self.spend = Spend(tz)  # for the budgets the gateway enforces
-        self.collector = None  # its scrape-time metrics (app.py), told of budgets on reload
         self.held_since: float | None = None  # when the batch in hand was queued
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="history-writer", daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 
@@ -34,7 +35,7 @@ def local_time_sql(segments, column: str = "started_at") -> tuple[str, list]:
     if len(segments) == 1:
         return f"({column} + ?)", [segments[0][1]]
     sql, args = [f"({column} + CASE"], []
-    for (_, off), (nxt, _) in zip(segments, segments[1:]):
+    for (_, off), (nxt, _) in pairwise(segments):
         sql.append(f"WHEN {column} < ? THEN ?")
         args += [nxt, off]
     sql.append("ELSE ? END)")

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .. import __version__
 from ..record import ErrorType, RequestRecord
+from .exemplars import MAX_EXEMPLAR_ID as MAX_EXEMPLAR_ID  # bench.py reads it here
+from .exemplars import ExemplarFile, ExemplarHistogram, exemplar_for
 from .labels import LabelLimiter
 
 # No `*_created` series: in the text format Prometheus stores each as a series of its own,
@@ -71,17 +73,15 @@ FINE_TUNING_STATES = ("created", "validating_files", "queued", "running", "succe
 # the benchmark's 40 models x 25 keys); others (503, 529, ...) appear when they occur.
 ZERO_OUTCOMES = (("502", ErrorType.CONNECT_ERROR), ("504", ErrorType.TIMEOUT),
                  ("500", ErrorType.UPSTREAM_ERROR))
-# Exemplars name the request behind a latency: only ids that fit OpenMetrics' 128
-# characters with room to spare and can be written as they are (a client's own
-# X-Request-ID may be anything).
-MAX_EXEMPLAR_ID = 64
 
 
 class Metrics:
-    """The gateway's metrics, registered in the registry given (never the global one)."""
+    """The gateway's metrics, registered in the registry given (never the global one); in a
+    worker process of --workers, the latency histograms' exemplars go to `exemplars`."""
 
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 200,
-                 max_api_keys: int = 1000, api_key_names=()):
+                 max_api_keys: int = 1000, api_key_names=(),
+                 exemplars: ExemplarFile | None = None):
         self._children = {}
         self._seen: set[tuple] = set()  # (service, provider, model, api_key, operation)
         self.model_label = LabelLimiter(max_models, always=("unknown",))
@@ -98,14 +98,15 @@ class Metrics:
             "llm_estimated_tokens", "Tokens estimated from text because the upstream "
             "reported no usage; already included in llm_tokens_total.",
             who + ["direction"], registry=registry)
-        self.duration = Histogram(
+        self.duration = ExemplarHistogram(
             "llm_request_duration_seconds", "Time from request arrival to the last byte "
             "sent to the client.", ["service", "provider", "model", "operation", "stream"],
-            buckets=DURATION_BUCKETS, registry=registry)
-        self.ttft = Histogram(
+            buckets=DURATION_BUCKETS, registry=registry, exemplars=exemplars)
+        self.ttft = ExemplarHistogram(
             "llm_time_to_first_token_seconds", "Streams only: time from request arrival to "
             "the first content-bearing event written to the client.",
-            ["service", "provider", "model"], buckets=TTFT_BUCKETS, registry=registry)
+            ["service", "provider", "model"], buckets=TTFT_BUCKETS, registry=registry,
+            exemplars=exemplars)
         self.tpot = Histogram(
             "llm_time_per_output_token_seconds", "Streams only: (duration - TTFT) / "
             "(output tokens - 1).", ["service", "provider", "model"],
@@ -196,9 +197,7 @@ class Metrics:
             child(self.estimated_tokens, *who, "output").inc(u.estimated_output)
         if r.share:
             return
-        rid = r.request_id
-        exemplar = {"request_id": rid} if len(rid) <= MAX_EXEMPLAR_ID and rid.isascii() \
-            and rid.isprintable() else None
+        exemplar = exemplar_for(r.request_id)
         child(self.duration, r.service, r.provider, model, r.operation,
               "true" if r.stream else "false").observe(r.duration, exemplar)
         if r.ttft is not None:

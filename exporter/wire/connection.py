@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol, cast
 
 import httptools
 
 from .futures import wake
 from .request import Request
 
-log = logging.getLogger("llm_usage_exporter")
+log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024  # request line and headers together
 KEEPALIVE_SECONDS = 75.0
@@ -24,15 +26,29 @@ KEEPALIVE_SECONDS = 75.0
 PIPELINED = 8
 
 
+class Serving(Protocol):
+    """What a connection needs of the server that accepted it (server.py's Server)."""
+
+    handler: Callable[[Request], Awaitable[None]]
+    connections: set[ClientConnection]
+    max_connections: int
+    refused: Callable[[], None]
+    closing: bool  # stopping: no more keep-alive
+    all_closed: asyncio.Future[None] | None  # while stopping: the last one closed
+    keepalive: float
+    head_timeout: float
+    body_timeout: float
+
+
 class ClientConnection(asyncio.Protocol):
     """One client connection: its requests parsed in turn, each answered by a task."""
 
-    def __init__(self, server):
+    def __init__(self, server: Serving):
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # from connection_made, asyncio's first callback
         self.closed = False
-        self.drain: asyncio.Future | None = None
+        self.drain: asyncio.Future[None] | None = None
         self.reading_paused = False
         self.in_head = True  # reading a request line and headers
         self.head_size = 0  # bytes received since the head began
@@ -40,23 +56,25 @@ class ClientConnection(asyncio.Protocol):
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.parsing: Request | None = None  # the request whose body the parser is in
         self.queue: list[Request] = []  # pipelined requests waiting their turn
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None  # loop time the last answer ended, when idle
         self.head_since: float | None = None  # loop time a request's head began to come
         self.body_since: float | None = None  # loop time a pending body last sent bytes
 
     # --- asyncio.Protocol ------------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream server's transport is a Transport (uvloop's is one in all but its class).
+        self.transport = cast(asyncio.Transport, transport)
         # Kept: asyncio.get_running_loop() makes a getpid() system call each time (fork
         # detection), 8% of the CPU profiled at 32 concurrent requests.
         self.loop = asyncio.get_running_loop()
         if len(self.server.connections) >= self.server.max_connections:
             self.server.refused()
-            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                            b"Content-Length: 45\r\nConnection: close\r\n\r\n"
-                            b"too many connections to the gateway: retry")
-            transport.close()
+            self.transport.write(b"HTTP/1.1 503 Service Unavailable\r\n"
+                                 b"Content-Type: text/plain\r\n"
+                                 b"Content-Length: 45\r\nConnection: close\r\n\r\n"
+                                 b"too many connections to the gateway: retry")
+            self.transport.close()
             self.closed = True
             return
         self.server.connections.add(self)
@@ -86,7 +104,7 @@ class ClientConnection(asyncio.Protocol):
         self._refuse(431, b"Request Header Fields Too Large",
                      b"request line and headers over %d bytes" % MAX_HEAD)
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
             return  # refused at connection_made: never counted in
         self.closed = True
@@ -156,7 +174,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.body_since = self.loop.time()
-        self.parsing._feed(body)
+        if self.parsing is not None:  # always: llhttp calls this only after on_headers_complete
+            self.parsing._feed(body)
 
     def on_message_complete(self) -> None:
         self.in_head, self.body_since = True, None

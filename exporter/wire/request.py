@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Protocol
@@ -31,9 +32,11 @@ class Conduit(Protocol):
 
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
-    server: _Stopping
     closed: bool
-    drain: asyncio.Future | None  # while the client reads slower than we write
+    drain: asyncio.Future[None] | None  # while the client reads slower than we write
+
+    @property  # read-only, so a connection's fuller server (connection.py's Serving) fits
+    def server(self) -> _Stopping: ...
 
     def pause_reading(self) -> None: ...
 
@@ -77,7 +80,7 @@ class Request:
         self.timed_out = False  # the client stalled mid-body
         self._body: list[bytes] = []
         self._buffered = 0
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.head: bytes | None = None  # the response head, until it is written
         self.started = False  # the response began
         self.finished = False  # the response ended
@@ -139,7 +142,7 @@ class Request:
             parts.append(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def iter_body(self):
+    async def iter_body(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
         while data := await self._next():
             yield data
@@ -151,6 +154,10 @@ class Request:
         `headers` are complete header lines without framing; `length`, if known, becomes
         Content-Length, otherwise the body is chunked (closed-delimited for HTTP/1.0).
         """
+        self.head = self._frame(status, reason, headers, length)
+
+    def _frame(self, status: int, reason: bytes, headers: bytes, length: int | None) -> bytes:
+        """Choose the framing of the answer and return its head."""
         self.started = True
         no_body = self._no_body or status in _NO_BODY_STATUS or status < 200
         self._no_body = no_body
@@ -170,7 +177,7 @@ class Request:
             framing += b"Connection: close\r\n"
         elif self.version == "1.0":
             framing += b"Connection: keep-alive\r\n"
-        self.head = b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason, headers, framing)
+        return b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason, headers, framing)
 
     def flush(self) -> None:
         """Send the head now: a stream's client learns the status before the first event."""
@@ -178,7 +185,7 @@ class Request:
             self.transport.write(self.head)
             self.head = None
 
-    def write(self, data: bytes) -> asyncio.Future | None:
+    def write(self, data: bytes) -> asyncio.Future[None] | None:
         """Send body bytes; while the client reads slower than this, return a future to
         wait for before writing more."""
         if self._no_body or not data:
@@ -209,17 +216,17 @@ class Request:
 
     def respond(self, status: int, reason: bytes, body: bytes, headers: bytes = b"") -> None:
         """Answer in one write: the gateway's own responses (errors)."""
-        self.start(status, reason, headers + b"Date: %s\r\n" % formatdate(usegmt=True).encode(),
-                   len(body))
+        head = self._frame(status, reason,
+                           headers + b"Date: %s\r\n" % formatdate(usegmt=True).encode(), len(body))
         if self._no_body:
             body = b""
         if not self.conn.closed:
-            self.transport.write(self.head + body)
-        self.head = None
+            self.transport.write(head + body)
+        self.head = None  # one start() prepared and never sent: this answer replaced it
         self.finished = True
 
 
-def respond_json(request: Request, status: int, data, headers: bytes = b"") -> None:
+def respond_json(request: Request, status: int, data: object, headers: bytes = b"") -> None:
     """Answer with a JSON body in one write."""
     request.respond(status, HTTPStatus(status).phrase.encode(), json.dumps(data).encode(),
                     b"Content-Type: application/json; charset=utf-8\r\n" + headers)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Awaitable, Callable
 
 from .connection import KEEPALIVE_SECONDS, ClientConnection
+from .request import Request
 
 # Seconds a handler cancelled at shutdown has to finish what cannot be cut short (a job's
 # claim the gateway's ledger is deciding) and hand its record on.
@@ -29,22 +31,25 @@ class ListenError(OSError):
     """A port that cannot be listened on: in use, not this machine's, or privileged."""
 
     def __init__(self, host: str, port: int, error: OSError):
-        hint = {errno.EADDRINUSE: ": another process holds it; stop it, or choose another "
-                                  "port (--listen, --admin-listen or the config's)",
-                errno.EACCES: ": ports below 1024 need privileges; choose a higher one",
-                errno.EADDRNOTAVAIL: ": that address is not one of this machine's"}
-        reason = os.strerror(error.errno).lower() if error.errno else str(error)
-        super().__init__(error.errno, f"{host}:{port}: {reason}{hint.get(error.errno, '')}")
+        hints = {errno.EADDRINUSE: ": another process holds it; stop it, or choose another "
+                                   "port (--listen, --admin-listen or the config's)",
+                 errno.EACCES: ": ports below 1024 need privileges; choose a higher one",
+                 errno.EADDRNOTAVAIL: ": that address is not one of this machine's"}
+        code = error.errno
+        reason = os.strerror(code).lower() + hints.get(code, "") if code else str(error)
+        self.message = f"{host}:{port}: {reason}"
+        super().__init__(code, self.message)
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.message
 
 
 class Server:
     """Serve `handler(request)` on a port; stop by finishing what is in flight."""
 
-    def __init__(self, handler, *, head_timeout: float = 60.0, body_timeout: float = 120.0,
-                 max_connections: int = 4096, refused=None):
+    def __init__(self, handler: Callable[[Request], Awaitable[None]], *,
+                 head_timeout: float = 60.0, body_timeout: float = 120.0,
+                 max_connections: int = 4096, refused: Callable[[], None] | None = None):
         self.handler = handler
         self.head_timeout, self.body_timeout = head_timeout, body_timeout
         self.keepalive = KEEPALIVE_SECONDS
@@ -54,7 +59,7 @@ class Server:
         self.closing = False
         self.servers: list[asyncio.AbstractServer] = []
         self.sweeper: asyncio.TimerHandle | None = None
-        self.all_closed: asyncio.Future | None = None  # while stopping: the last one closed
+        self.all_closed: asyncio.Future[None] | None = None  # while stopping: the last one closed
 
     async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen on host:port (0 picks a free port); return the port (ListenError: it
@@ -68,7 +73,7 @@ class Server:
         self.servers.append(server)
         if self.sweeper is None:
             self.sweep()
-        return server.sockets[0].getsockname()[1]
+        return int(server.sockets[0].getsockname()[1])  # getsockname() is typed Any
 
     def sweep(self) -> None:
         """End connections that waited too long (connection.py); again soon."""

@@ -8,13 +8,19 @@ one write to the client, and with pipe() it is handed over from the read callbac
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import AsyncIterable, Callable
+from typing import Protocol, cast
 
 import httptools
 
 from .futures import wake
 
 _HIGH_WATER = 256 * 1024  # stop reading the upstream while this much waits for the client
+
+Key = tuple[str, int, bool]  # an origin's host, port and TLS: what a pooled connection serves
+Body = bytes | AsyncIterable[bytes] | None  # a request's body: whole, streamed, or none
+# Takes each piece of the answer's body; a future while the client is slower than the upstream.
+Sink = Callable[[bytes], asyncio.Future[None] | None]
 
 
 class Keeper(Protocol):
@@ -40,18 +46,18 @@ class ConnectError(UpstreamError):
 class Connection(asyncio.Protocol):
     """One keep-alive connection; during an exchange it is also the response."""
 
-    def __init__(self, pool: Keeper, key):
+    def __init__(self, pool: Keeper, key: Key):
         self.pool, self.key = pool, key
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # from connection_made, asyncio's first callback
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0  # loop time it went back to the pool
-        self._waiter: asyncio.Future | None = None
-        self._sink = None  # while piping: called with the body as it arrives
+        self._waiter: asyncio.Future[None] | None = None
+        self._sink: Sink | None = None  # while piping: called with the body as it arrives
         self._timeout = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
-        self._drain: asyncio.Future | None = None
+        self._drain: asyncio.Future[None] | None = None
         self._client_timeout: float | None = None
         self._holding = False  # reading paused for a slow client: its time, not the upstream's
         self._reset(head=False)
@@ -72,8 +78,9 @@ class Connection(asyncio.Protocol):
         self._holding = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream connection's transport is a Transport (uvloop's is one in all but its class).
+        self.transport = cast(asyncio.Transport, transport)
         self._loop = asyncio.get_running_loop()  # once: each call makes a getpid() syscall
 
     def data_received(self, data: bytes) -> None:
@@ -83,20 +90,21 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             self.error = UpstreamError(f"invalid HTTP from the upstream: {e}")
             self.transport.abort()
-        if self._sink is None:
+        sink = self._sink
+        if sink is None:
             wake(self._waiter)
             return
         if self._body:
-            self._deliver()
+            self._deliver(sink)
         if self.complete or self.error is not None:
             wake(self._waiter)
         elif not self._holding:
             self._deadline = self._loop.time() + self._timeout  # silence counts from now
 
-    def eof_received(self):
+    def eof_received(self) -> bool:
         return False  # close our side too
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -192,7 +200,7 @@ class Connection(asyncio.Protocol):
         else:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
 
-    async def send(self, head: bytes, body, chunked: bool) -> None:
+    async def send(self, head: bytes, body: Body, chunked: bool) -> None:
         """Write the request: `body` is bytes, None, or an async iterator of bytes."""
         if body is None or isinstance(body, bytes):
             self.transport.write(head + body if body else head)
@@ -215,7 +223,7 @@ class Connection(asyncio.Protocol):
                 raise self.error
             await self._wait(timeout)
 
-    async def pipe(self, sink, timeout: float, client_timeout: float | None = None) -> None:
+    async def pipe(self, sink: Sink, timeout: float, client_timeout: float | None = None) -> None:
         """Hand the body to `sink(data)` as it arrives, until its end.
 
         The sink runs inside data_received: no task wakes per read (profiled on 50-chunk
@@ -228,7 +236,7 @@ class Connection(asyncio.Protocol):
         self._sink, self._timeout, self._client_timeout = sink, timeout, client_timeout
         try:
             if self._body:
-                self._deliver()
+                self._deliver(sink)
             while self.error is None and not self.complete:
                 await self._wait(timeout)
             if self.error is not None:
@@ -236,12 +244,12 @@ class Connection(asyncio.Protocol):
         finally:
             self._sink = None
 
-    def _deliver(self) -> None:
+    def _deliver(self, sink: Sink) -> None:
         data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body.clear()
         self._buffered = 0
         try:
-            drain = self._sink(data)
+            drain = sink(data)
         except Exception as e:  # the client went away, or the gateway failed: stop here
             self.error, self._sink = e, None
             return
@@ -265,7 +273,7 @@ class Connection(asyncio.Protocol):
         if self._timer is None and self._waiter is not None:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
 
-    def _drained(self, _) -> None:
+    def _drained(self, _: object) -> None:
         if self._holding:  # the upstream's silence counts again, from now
             self._holding = False
             self._deadline = self._loop.time() + self._timeout
@@ -277,6 +285,6 @@ class Connection(asyncio.Protocol):
         """Keep the connection for the next request if this exchange ended cleanly."""
         if self.complete and self.keep_alive and not self.closed and not self._body:
             self.pool.keep(self)
-        elif self.transport is not None:
+        else:
             self.closed = True
             self.transport.abort()
