@@ -202,6 +202,30 @@ async def test_stream_without_include_usage_is_byte_identical(gateway, replay):
     assert gw.total("llm_tokens_total") == 512 + 1536 + 3
 
 
+@pytest.mark.parametrize("raw,sent", [
+    # Asked for usage by adding it to the client's own bytes: its spaces, escapes and key
+    # order kept, the trailing newline too.
+    (b'{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": '
+     b'"caf\\u00e9"}]}\n',
+     b'{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": '
+     b'"caf\\u00e9"}],"stream_options":{"include_usage":true}}\n'),
+    # stream_options there already (null, or other options): merged, the body written again.
+    (b'{"model": "gpt-4o-mini", "stream": true, "stream_options": null}',
+     b'{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}'),
+    (b'{"model": "gpt-4o-mini", "stream": true, "stream_options": {"x": 1}}',
+     b'{"model":"gpt-4o-mini","stream":true,"stream_options":{"x":1,"include_usage":true}}'),
+])
+async def test_usage_is_asked_for_in_the_clients_own_bytes(gateway, replay, raw, sent):
+    replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse")
+    gw = await gateway()
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw.url + "/v1/chat/completions", data=raw,
+                          headers={"Content-Type": "application/json"}) as r:
+            assert await r.read() == fixture("openai_chat_stream.no_usage.sse")
+    assert replay.seen[-1].body == sent
+    assert (await gw.records.wait(1)).usage.output_text == 3  # the usage it asked for
+
+
 async def test_client_asked_usage_body_forwarded_byte_for_byte(gateway, replay):
     replay.routes[CHAT] = sse_file("openai_chat_stream.sse", "openai_chat_stream.no_usage.sse")
     gw = await gateway()

@@ -195,7 +195,8 @@ class Exchange:
                                f"the upstream broke off the response: {e}") from e
         finally:
             self.waited += perf_counter() - t - relay.busy
-        request.finish(self.meter.finish() if self.meter is not None else b"")
+        if not request.finished:  # the body's end came apart from its last bytes
+            request.finish(self.meter.finish() if self.meter is not None else b"")
 
     def _answer(self, upstream: Connection) -> None:
         """Choose what reads the upstream's answer, and prepare the client's head."""
@@ -219,7 +220,7 @@ class Exchange:
         if self.meter is not None and self.meter.rewrites:
             length = None  # the meter may leave out the usage it asked for
         request.start(status, upstream.reason, headers, length)
-        if rec.stream:
+        if rec.stream and not upstream.body_arrived:
             request.flush()  # the client learns the status before the first event
 
     @property

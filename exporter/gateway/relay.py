@@ -19,12 +19,20 @@ class Relay:
         self.request, self.rec, self.t0, self.meter = request, rec, t0, meter
         self.busy = 0.0  # seconds spent here: the gateway's own time, not waiting
 
-    def __call__(self, data: bytes) -> asyncio.Future[None] | None:
+    def __call__(self, data: bytes, last: bool) -> asyncio.Future[None] | None:
         t = perf_counter()
-        content = False
-        if self.meter is not None:
-            data, content = self.meter.feed(data)
-        drain = self.request.write(data)
+        content, meter, request = False, self.meter, self.request
+        if meter is not None:
+            data, content = meter.feed(data)
+            if last:
+                data += meter.finish()
+        if last:  # the last bytes and the end of the answer in one write, not two
+            if request.conn.closed:
+                raise ConnectionResetError("the client closed the connection")
+            request.finish(data)
+            drain = None
+        else:
+            drain = request.write(data)
         t1 = perf_counter()
         if content and self.rec.ttft is None:
             self.rec.ttft = t1 - self.t0

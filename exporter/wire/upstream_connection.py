@@ -20,7 +20,8 @@ _HIGH_WATER = 256 * 1024  # stop reading the upstream while this much waits for 
 Key = tuple[str, int, bool]  # an origin's host, port and TLS: what a pooled connection serves
 Body = bytes | AsyncIterable[bytes] | None  # a request's body: whole, streamed, or none
 # Takes each piece of the answer's body; a future while the client is slower than the upstream.
-Sink = Callable[[bytes], asyncio.Future[None] | None]
+# sink(data, last): the body as it arrives; `last`, it ends with these bytes.
+Sink = Callable[[bytes, bool], asyncio.Future[None] | None]
 
 
 class Keeper(Protocol):
@@ -165,6 +166,11 @@ class Connection(asyncio.Protocol):
                 return False
         return True
 
+    @property
+    def body_arrived(self) -> bool:
+        """Body bytes came with the head (a stream's first events, often)."""
+        return bool(self._body)
+
     def header(self, name: bytes, default: bytes = b"") -> bytes:
         """The first value of a response header; `name` in lowercase."""
         for n, v in self.headers:
@@ -224,7 +230,7 @@ class Connection(asyncio.Protocol):
             await self._wait(timeout)
 
     async def pipe(self, sink: Sink, timeout: float, client_timeout: float | None = None) -> None:
-        """Hand the body to `sink(data)` as it arrives, until its end.
+        """Hand the body to `sink(data, last)` as it arrives, until its end.
 
         The sink runs inside data_received: no task wakes per read (profiled on 50-chunk
         streams, waking the handler for each read cost more than metering the events).
@@ -249,7 +255,7 @@ class Connection(asyncio.Protocol):
         self._body.clear()
         self._buffered = 0
         try:
-            drain = sink(data)
+            drain = sink(data, self.complete)
         except Exception as e:  # the client went away, or the gateway failed: stop here
             self.error, self._sink = e, None
             return
