@@ -27,6 +27,7 @@ from exporter.accounting.operations import (
     CHAT,
     COMPLETION,
     EMBEDDINGS,
+    GENERATE,
     IMAGES,
     MESSAGES,
     RESPONSES,
@@ -41,7 +42,8 @@ from exporter.store.writer import History
 from exporter.telemetry.exposition import render, render_openmetrics
 from exporter.telemetry.metrics import HistoryMetrics, Metrics
 
-OPERATIONS = (CHAT, COMPLETION, EMBEDDINGS, RESPONSES, MESSAGES, IMAGES, TRANSCRIPTION, SPEECH)
+OPERATIONS = (CHAT, COMPLETION, EMBEDDINGS, RESPONSES, MESSAGES, IMAGES, TRANSCRIPTION, SPEECH,
+              GENERATE)
 # Every example is new (no example database in the tree); bounded so the suite stays quick.
 QUICK = settings(max_examples=150, deadline=None, database=None)
 
@@ -55,7 +57,12 @@ KEYS = ("usage", "prompt_tokens", "completion_tokens", "total_tokens", "prompt_t
         "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens", "server_tool_use",
         "web_search_requests", "seconds", "type", "model", "choices", "delta", "content",
         "message", "text", "tool_calls", "output", "response", "status", "status_code", "body",
-        "result", "error", "service_tier", "object", "background", "id", "index")
+        "result", "error", "service_tier", "object", "background", "id", "index",
+        # Gemini's
+        "usageMetadata", "promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount",
+        "cachedContentTokenCount", "toolUsePromptTokenCount", "promptTokensDetails",
+        "candidatesTokensDetails", "cacheTokensDetails", "modality", "tokenCount",
+        "modelVersion", "candidates", "parts")
 leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
           | st.sampled_from(("message_start", "message_delta", "duration", "succeeded",
                              "chat.completion", "response.completed", "web_search_call")))

@@ -142,3 +142,36 @@ def test_fields_of_unexpected_json_types_neither_raise_nor_hide_the_rest():
                b'"usage": {"input_tokens": 1000, "output_tokens": 500}}')
     rec = settle(record("openai", "responses"), True, None, body.reading(), PRICING)
     assert rec.fee == (1000 * D("0.15") + 500 * D("0.60")) / M
+
+
+def test_gemini_usage_by_modality():
+    from exporter.accounting.usage import gemini_usage
+    u = gemini_usage({
+        "promptTokenCount": 1000, "cachedContentTokenCount": 300, "toolUsePromptTokenCount": 7,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 500},
+                                {"modality": "AUDIO", "tokenCount": 200},
+                                {"modality": "VIDEO", "tokenCount": 300}],
+        "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 300}],
+        "candidatesTokenCount": 1300, "thoughtsTokenCount": 5,
+        "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 10},
+                                    {"modality": "IMAGE", "tokenCount": 1290}]})
+    # Uncached: 200 text + 200 audio + 300 video (priced as images), and 7 of tools.
+    assert (u.input_text, u.input_cache_read, u.input_audio, u.input_image) == (207, 300, 200, 300)
+    assert (u.output_text, u.output_image, u.output_reasoning) == (10, 1290, 5)
+
+
+def test_a_gemini_stream_whose_counts_go_down_or_never_come_ends_in_one_bill():
+    down = (b'data: {"candidates":[{"content":{"parts":[{"text":"abcdefgh"}]}}],'
+            b'"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":9}}\r\n\r\n'
+            b'data: {"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":4}}\r\n\r\n')
+    meter = StreamMeter("generate_content")
+    assert read(meter, down) == down
+    rec = settle(record("gemini", "generate_content"), True, None, meter.reading(), PRICING)
+    assert (rec.usage.input_text, rec.usage.output_text) == (10, 4)  # its last word stands
+    silent = b'data: {"candidates":[{"content":{"parts":[{"text":"abcdefgh"}]}}]}\r\n\r\n'
+    meter = StreamMeter("generate_content")
+    read(meter, silent)
+    rec = settle(record("gemini", "generate_content"), True,
+                 {"contents": [{"parts": [{"text": "1234"}]}]}, meter.reading(), PRICING)
+    # No usage at all: estimated both ways from the text, four characters a token.
+    assert (rec.usage.estimated_input, rec.usage.estimated_output) == (1, 2)

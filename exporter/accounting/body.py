@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .operations import CHAT, COMPLETION, MESSAGES, RESPONSES
+from .operations import CHAT, COMPLETION, GENERATE, MESSAGES, RESPONSES
 from .reading import Reading
 from .usage import web_search_calls
 
@@ -44,8 +44,12 @@ def _text_chars(value: object) -> int:
 
 # Keys whose string values are identifiers or settings, not text the model reads.
 _NOT_TEXT = frozenset(("type", "role", "id", "tool_call_id", "tool_use_id", "cache_control",
-                       "media_type", "data", "image_url", "url", "file_id", "detail"))
-_PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
+                       "media_type", "data", "image_url", "url", "file_id", "detail",
+                       "model", "mimeType", "fileUri", "taskType"))  # the last four: Gemini's
+# Where the prompt is: OpenAI's and Anthropic's keys, then Gemini's (generateContent,
+# embedContent, batchEmbedContents).
+_PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools",
+                "contents", "content", "requests", "systemInstruction")
 
 
 def request_text_chars(body: object) -> int:
@@ -63,6 +67,11 @@ def response_text_chars(operation: str, body: object) -> int:
         return _text_chars([b for b in _list(body.get("content")) if isinstance(b, dict)])
     if operation == RESPONSES:
         return _text_chars(body.get("output"))
+    if operation == GENERATE:  # Gemini's: candidates[].content.parts[].text
+        return sum(_text_chars(part.get("text"))
+                   for candidate in _list(body.get("candidates")) if isinstance(candidate, dict)
+                   for content in [candidate.get("content")] if isinstance(content, dict)
+                   for part in _list(content.get("parts")) if isinstance(part, dict))
     if operation in (CHAT, COMPLETION):
         total = 0
         for choice in _list(body.get("choices")):
@@ -141,14 +150,30 @@ class ResponseBody:
                 body = loads(b"".join(self.parts))
             except ValueError:
                 return None, None, None
+            if isinstance(body, list) and body and all(isinstance(c, dict) for c in body):
+                body = _chunks(body)
             if not isinstance(body, dict):
                 return None, None, None
             if "response" in body and isinstance(body["response"], dict):
                 body = body["response"]  # Responses API background-mode wrappers
-            model = body.get("model")
-            return (model if isinstance(model, str) else None), body.get("usage"), body
-        return _scan_key(self.head + b"\0" + self.tail, b'"model"'), \
-            _scan_object(self.tail, b'"usage"'), None
+            model = body.get("model") or body.get("modelVersion")  # Gemini's is the latter
+            usage = body["usageMetadata"] if "usageMetadata" in body else body.get("usage")
+            return (model if isinstance(model, str) else None), usage, body
+        edges = self.head + b"\0" + self.tail
+        return _scan_key(edges, b'"model"') or _scan_key(edges, b'"modelVersion"'), \
+            _scan_object(self.tail, b'"usage"') or _scan_object(self.tail, b'"usageMetadata"'), \
+            None
+
+
+def _chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Gemini's stream without alt=sse, one JSON array of chunks, as one answer: every
+    chunk's candidates (their text), and the last model, usage (cumulative) and error."""
+    whole: dict[str, Any] = {"candidates": [c for chunk in chunks
+                                            for c in _list(chunk.get("candidates"))]}
+    for chunk in chunks:
+        whole.update((k, chunk[k]) for k in ("modelVersion", "usageMetadata", "error")
+                     if k in chunk)
+    return whole
 
 
 def _error_message(whole: dict[str, Any] | None) -> str:

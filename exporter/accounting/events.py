@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .operations import COMPLETION, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
+from .operations import COMPLETION, GENERATE, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
 from .oversized import Oversized
 from .usage import web_search_calls
 
@@ -47,6 +47,8 @@ class EventReader:
             return True, self._responses(obj)
         if self.operation in MEDIA:
             return True, self._media(obj)
+        if self.operation == GENERATE:
+            return True, self._gemini(obj)
         return self._openai(obj)
 
     def _error(self, err: object) -> None:
@@ -158,6 +160,27 @@ class EventReader:
             self._error(obj.get("error"))
         return False
 
+    def _gemini(self, obj: dict[str, Any]) -> bool:
+        """Gemini's own stream (alt=sse): each chunk a whole GenerateContentResponse, its
+        usageMetadata cumulative: the last one seen replaces the others, never adds."""
+        if isinstance(obj.get("modelVersion"), str) and obj["modelVersion"]:
+            self.model = obj["modelVersion"]
+        usage = obj.get("usageMetadata")
+        if isinstance(usage, dict):
+            self.usage, self.final = usage, "candidatesTokenCount" in usage or \
+                "thoughtsTokenCount" in usage
+        if "error" in obj:
+            self._error(obj["error"])
+        content = False
+        for candidate in obj.get("candidates") or ():
+            found = candidate.get("content") if isinstance(candidate, dict) else None
+            for part in (found.get("parts") or ()) if isinstance(found, dict) else ():
+                if isinstance(part, dict):
+                    self.chars += _chars(part.get("text"))
+                    content = content or bool(part.get("text") or part.get("functionCall")
+                                              or part.get("inlineData"))
+        return content
+
     def _oversized(self, event: Oversized) -> None:
         """Read an event too large to hold from what it kept: its head and tail, its size."""
         found = event.summary()
@@ -168,6 +191,8 @@ class EventReader:
                 if usage is not None else {"type": kind}
         elif self.operation == MESSAGES or self.operation in MEDIA:
             obj = {"type": kind, "usage": usage}
+        elif self.operation == GENERATE:
+            obj = {"modelVersion": model, "usageMetadata": usage}
         else:
             obj = {"model": model, "usage": usage, "choices": []}
         try:

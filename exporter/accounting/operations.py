@@ -11,8 +11,9 @@ import re
 CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES = (
     "chat", "completion", "responses", "embeddings", "messages")
 IMAGES, TRANSCRIPTION, SPEECH, OTHER = "images", "transcription", "speech", "other"
+GENERATE = "generate_content"  # Gemini's own API: generateContent and its stream
 OPERATIONS = (CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES, IMAGES, TRANSCRIPTION,
-              SPEECH, OTHER)
+              SPEECH, GENERATE, OTHER)
 _SUFFIXES = (
     ("/chat/completions", CHAT),
     ("/completions", COMPLETION),
@@ -30,9 +31,28 @@ _SUFFIXES = (
 INCLUDE_USAGE_OPERATIONS = frozenset((CHAT, COMPLETION))
 
 
+# Gemini's own API names the model and the method in the path, on Google AI
+# (/v1beta/models/gemini-2.5-flash:generateContent) and on Vertex AI
+# (/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:streamGenerateContent).
+_GEMINI = re.compile(r"/models/([^/:]+):([A-Za-z]+)$")
+_GEMINI_METHODS = {"generateContent": GENERATE, "streamGenerateContent": GENERATE,
+                   "embedContent": EMBEDDINGS, "batchEmbedContents": EMBEDDINGS}
+
+
+def gemini_call(path: str) -> tuple[str, str] | None:
+    """For a path of Gemini's own API: its model and method (countTokens is free: no
+    operation of its own), else None."""
+    if ":" not in path:
+        return None
+    found = _GEMINI.search(path.rstrip("/"))
+    return (found.group(1), found.group(2)) if found else None
+
+
 def operation_for(path: str) -> str:
     """Name the operation a request path performs."""
     path = path.rstrip("/")
+    if ":" in path and (gemini := gemini_call(path)) is not None:
+        return _GEMINI_METHODS.get(gemini[1], OTHER)
     if path.endswith("/messages/count_tokens") or "/threads/" in path:
         return OTHER  # token counting is free; Assistants' thread messages are no Messages API
     for suffix, operation in _SUFFIXES:

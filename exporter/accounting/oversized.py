@@ -71,5 +71,9 @@ class Oversized:
         would carry them."""
         found = _FIRST_TYPE.search(self.head)
         return {"type": found.group(1).decode() if found else None,
-                "model": _scan_key(self.head, b'"model"'),
-                "usage": _scan_object(self.tail, b'"usage"')}
+                # Gemini's (an image inline in a chunk): modelVersion and usageMetadata,
+                # after the candidates.
+                "model": _scan_key(self.head, b'"model"')
+                or _scan_key(self.tail, b'"modelVersion"'),
+                "usage": _scan_object(self.tail, b'"usage"')
+                or _scan_object(self.tail, b'"usageMetadata"')}

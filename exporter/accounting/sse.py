@@ -40,5 +40,5 @@ def text_only(events: bytes) -> bool:
     As with _USAGE_NULL, a quote inside a JSON string is escaped, so these byte
     patterns can only be keys.
     """
-    return b'"error"' not in events and \
+    return b'"error"' not in events and b'"usageMetadata"' not in events and \
         events.count(b'"usage"') == events.count(b'"usage":null')

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..record import Usage
-from .operations import IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
+from .operations import GENERATE, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
 
 TOKEN_TYPES = ("text", "cache_read", "cache_write", "audio", "image", "reasoning")
 
@@ -131,10 +131,54 @@ def speech_usage(u: dict[str, Any]) -> Usage:
     return Usage(input_text=_int(u, "input_tokens"), output_audio=_int(u, "output_tokens"))
 
 
+def _modalities(details: object) -> dict[str, int]:
+    """Gemini's token counts by modality: [{"modality": "AUDIO", "tokenCount": 120}, ...]."""
+    counts: dict[str, int] = {}
+    for item in details if isinstance(details, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("modality"), str):
+            modality = item["modality"]
+            counts[modality] = counts.get(modality, 0) + _int(item, "tokenCount")
+    return counts
+
+
+def gemini_usage(u: dict[str, Any]) -> Usage:
+    """Split Gemini's usageMetadata (its own API, Google AI and Vertex AI).
+
+    promptTokenCount includes cachedContentTokenCount; toolUsePromptTokenCount (what tools
+    such as search put before the model) is input apart from both; candidatesTokenCount is
+    the answer, thoughtsTokenCount the thinking apart from it (billed as output). Each has
+    details by modality: audio is priced apart; Google prices images, video and documents
+    as it prices text, so video and documents count as image tokens (a category priced so).
+    """
+    prompt, cached = _int(u, "promptTokenCount"), _int(u, "cachedContentTokenCount")
+    cached = min(cached, prompt)
+    sent, kept = _modalities(u.get("promptTokensDetails")), _modalities(u.get("cacheTokensDetails"))
+    audio = max(sent.get("AUDIO", 0) - kept.get("AUDIO", 0), 0)
+    image = max(sum(sent.get(m, 0) - kept.get(m, 0) for m in ("IMAGE", "VIDEO", "DOCUMENT")),
+                0)
+    audio, image = min(audio, prompt - cached), min(image, max(prompt - cached - audio, 0))
+    answer = _int(u, "candidatesTokenCount")
+    made = _modalities(u.get("candidatesTokensDetails"))
+    out_audio = min(made.get("AUDIO", 0), answer)
+    out_image = min(made.get("IMAGE", 0), answer - out_audio)
+    return Usage(
+        input_text=prompt - cached - audio - image + _int(u, "toolUsePromptTokenCount"),
+        input_cache_read=cached,
+        input_audio=audio,
+        input_image=image,
+        output_text=answer - out_audio - out_image,
+        output_reasoning=_int(u, "thoughtsTokenCount"),
+        output_audio=out_audio,
+        output_image=out_image,
+    )
+
+
 def usage_from(operation: str, u: object) -> Usage | None:
     """Parse a usage object with the semantics of the operation's API."""
     if not isinstance(u, dict):
         return None
+    if operation == GENERATE or "promptTokenCount" in u:  # Gemini's, whatever the path
+        return gemini_usage(u)
     if operation == MESSAGES:
         return anthropic_usage(u)
     if operation == RESPONSES:

@@ -39,7 +39,9 @@ class Service:
                             "(anthropic selects Anthropic's error format and key header)",
                             check=check_name)
     api_key_env: str | None = setting(
-        None, "environment variable holding an upstream key that replaces the client's",
+        None, "environment variable holding an upstream key that replaces the client's "
+        "(sent as the API asks: Authorization: Bearer, x-api-key to Anthropic's Messages, "
+        "x-goog-api-key to Gemini's own API)",
         check=check_env_var)
     connect_timeout_seconds: float = setting(10.0, "time allowed to connect to the upstream",
                                              check=check_positive)

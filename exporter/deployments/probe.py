@@ -128,7 +128,7 @@ class Deployments:
                 connect_timeout=d.probe_timeout_seconds, read_timeout=d.probe_timeout_seconds,
                 idempotent=True)
             try:
-                await conn.pipe(lambda data: None, d.probe_timeout_seconds)
+                await conn.pipe(lambda data, last: None, d.probe_timeout_seconds)
             finally:
                 conn.release()
             if conn.status != 404:

@@ -30,12 +30,21 @@ _ERROR_TYPES = {400: E.BAD_REQUEST, 422: E.BAD_REQUEST, 401: E.AUTH, 403: E.AUTH
                 429: E.RATE_LIMITED, 499: E.CLIENT_DISCONNECT}
 
 
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                  404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 413: "INVALID_ARGUMENT",
+                  429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 502: "UNAVAILABLE",
+                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
 def error_body(api_format: str, status: int, code: str, message: str) -> bytes:
     """Render a gateway error in the body format of the API the client speaks."""
     if api_format == "anthropic":
         kind = {401: "authentication_error", 403: "permission_error", 413: "request_too_large",
                 429: "rate_limit_error", 504: "timeout_error"}.get(status, "api_error")
         return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+    if api_format == "gemini":  # google.rpc.Status, as Google's APIs answer errors
+        return json.dumps({"error": {"code": status, "message": message,
+                                     "status": _GOOGLE_STATUS.get(status, "INTERNAL")}}).encode()
     kind = "invalid_request_error" if status < 500 else "server_error"
     return json.dumps({"error": {"message": message, "type": kind, "param": None,
                                  "code": code}}).encode()

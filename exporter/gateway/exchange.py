@@ -22,7 +22,7 @@ from prometheus_client import Gauge
 
 from ..accounting.batch import BatchMeter
 from ..accounting.body import ResponseBody
-from ..accounting.operations import MESSAGES, OTHER, operation_for
+from ..accounting.operations import MESSAGES, OTHER, gemini_call, operation_for
 from ..accounting.pricing import Pricing
 from ..accounting.reading import Meter
 from ..accounting.stream import MEDIA, StreamMeter
@@ -94,10 +94,11 @@ class Exchange:
         # And % formatting: 66 ns against an f-string's 122 ns.
         rid = request.header(b"x-request-id") or "%032x" % _ids.getrandbits(128)  # noqa: UP031
         self.keys, self.pricing = proxy.keys, proxy.pricing  # as they were on arrival (SIGHUP)
-        self.label, self.key = self.keys.identify(request.header)
+        self.label, self.key = self.keys.identify(request.header, request.raw_path)
         self.rec = RequestRecord(rid, time.time(), self.service.name, self.service.provider,
                                  self.label, operation)
-        self.api_format = "anthropic" if operation == MESSAGES else self.service.api_format
+        self.api_format = "anthropic" if operation == MESSAGES else "gemini" \
+            if ":" in request.path and gemini_call(request.path) else self.service.api_format
         self.waited = 0.0  # seconds spent waiting on the upstream or the client
         self.upstream: Connection | None = None
         self.meter: Meter | None = None  # what reads the answer, if anything does
@@ -159,7 +160,7 @@ class Exchange:
         request, service, proxy = self.request, self.service, self.proxy
         parsed = isinstance(data, bytes)
         headers = upstream_headers(request, service, self.rec.request_id,
-                                   parsed or self.job is not None)
+                                   parsed or self.job is not None, self.api_format)
         origin = proxy.origins[service.name]
         target = (origin.path + self.upstream_path).encode("utf-8", "surrogateescape")
         t = perf_counter()

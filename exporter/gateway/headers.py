@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 from ..config.table import Service
 from ..record import RequestRecord
@@ -22,21 +23,25 @@ _HOP_BY_HOP = frozenset((
     b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
 _NOT_UP = _HOP_BY_HOP | {b"host", b"content-length", b"x-request-id"}
 _NOT_DOWN = _HOP_BY_HOP | {b"content-length", b"x-request-id"}
-_KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key"))
+_KEY_LINES = {"anthropic": b"x-api-key: %s\r\n", "gemini": b"x-goog-api-key: %s\r\n"}
+_KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key"))
 # The gateway reads usage out of response bodies, so it only lets the upstream pick an
 # encoding it can decode; the client still gets a body in an encoding it asked for.
 DECODABLE = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "identity": 0}
 
 
-def key_digest(header: Callable[[bytes], str | None]) -> str | None:
-    """The SHA-256 hex digest of the client's key, if it sent one; `header(name)` reads one."""
+def key_digest(header: Callable[[bytes], str | None], raw_path: str = "") -> str | None:
+    """The SHA-256 hex digest of the client's key, if it sent one; `header(name)` reads one.
+    Gemini's clients may send theirs as the query's `key` (in `raw_path`)."""
     key = None
     auth = header(b"authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer":
             key = token.strip()
-    key = key or header(b"x-api-key") or header(b"api-key")
+    key = key or header(b"x-api-key") or header(b"api-key") or header(b"x-goog-api-key")
+    if not key and "key=" in raw_path:
+        key = parse_qs(raw_path.partition("?")[2]).get("key", [""])[0]
     if not key:
         return None
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
@@ -47,8 +52,10 @@ def _accept_encoding(value: str) -> str:
     return ",".join(kept).strip() or "identity"
 
 
-def upstream_headers(request: Request, service: Service, rid: str, parsed: bool) -> bytes:
-    """The client's header lines as received, less hop-by-hop ones, for the upstream."""
+def upstream_headers(request: Request, service: Service, rid: str, parsed: bool,
+                     api_format: str) -> bytes:
+    """The client's header lines as received, less hop-by-hop ones, for the upstream;
+    `api_format`, the API the request calls (how a key of the gateway's is sent)."""
     drop = _NOT_UP
     connection = request.header(b"connection")
     if connection:
@@ -65,9 +72,8 @@ def upstream_headers(request: Request, service: Service, rid: str, parsed: bool)
             value = _accept_encoding(value.decode("latin-1")).encode("latin-1")
         lines.append(b"%s: %s\r\n" % (name, value))
     if service.api_key:
-        lines.append(b"x-api-key: %s\r\n" % service.api_key.encode()
-                     if service.api_format == "anthropic"
-                     else b"Authorization: Bearer %s\r\n" % service.api_key.encode())
+        lines.append(_KEY_LINES.get(api_format, b"Authorization: Bearer %s\r\n")
+                     % service.api_key.encode())
     lines.append(b"X-Request-ID: %s\r\n" % rid.encode("utf-8", "surrogateescape"))
     return b"".join(lines)
 

@@ -45,9 +45,11 @@ class Keys:
         self.spend, self.clock = spend, clock
         self.tz = ZoneInfo(config.timezone)
 
-    def identify(self, header: Callable[[bytes], str | None]) -> tuple[str, ApiKey | None]:
-        """The client key's `api_key` label, and its entry if it is a configured key."""
-        digest = key_digest(header)
+    def identify(self, header: Callable[[bytes], str | None],
+                 raw_path: str = "") -> tuple[str, ApiKey | None]:
+        """The client key's `api_key` label, and its entry if it is a configured key (in a
+        header, or for Gemini's clients the query's `key`)."""
+        digest = key_digest(header, raw_path)
         if digest is None:
             return "none", None
         entry = self.by_digest.get(digest)

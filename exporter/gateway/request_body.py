@@ -1,9 +1,10 @@
 """What the gateway reads of a request's body, and the one thing it may change in it.
 
 The model and whether the answer streams come from the body (or, from Azure, the path;
-from a multipart body, its model field). An OpenAI-style stream the client did not ask
-usage for is asked for it (stream_options.include_usage), as the upstream then reports
-usage; the meter removes it again from what the client receives.
+from a multipart body, its model field; for Gemini's own API, the path alone). An
+OpenAI-style stream the client did not ask usage for is asked for it
+(stream_options.include_usage), as the upstream then reports usage; the meter removes it
+again from what the client receives.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ import json
 from typing import Any
 
 from ..accounting.body import loads
-from ..accounting.operations import INCLUDE_USAGE_OPERATIONS, azure_deployment, form_field
+from ..accounting.operations import (
+    INCLUDE_USAGE_OPERATIONS,
+    azure_deployment,
+    form_field,
+    gemini_call,
+)
 from ..config.table import Service
 from ..record import RequestRecord
 
@@ -27,6 +33,14 @@ def inspect(operation: str, data: bytes, service: Service, rec: RequestRecord,
     azure = azure_deployment(raw_path)
     if azure is not None:
         rec.model = azure[0]  # the deployment, until a body or an answer names the model
+    gemini = gemini_call(raw_path.partition("?")[0]) if ":" in raw_path else None
+    if gemini is not None:  # its body names neither: its usage comes unasked
+        rec.model, rec.stream = gemini[0], gemini[1] == "streamGenerateContent"
+        try:
+            body = loads(data)
+        except ValueError:
+            return None, data, False
+        return (body if isinstance(body, dict) else None), data, False
     try:
         body = loads(data)
     except ValueError:
