@@ -3,7 +3,8 @@ FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY exporter ./exporter
-RUN pip install --no-cache-dir -c constraints.txt . && rm -rf /src
+# [aws]: botocore, for Bedrock services that sign with the gateway's AWS credentials.
+RUN pip install --no-cache-dir -c constraints.txt ".[aws]" && rm -rf /src
 # The history database lives in /data (a volume); run as nobody.
 WORKDIR /data
 RUN chown 65534:65534 /data

@@ -56,7 +56,8 @@ def test_every_problem_is_named_by_its_path():
         "api_keys, require_api_key, limits, history, pricing, budgets, deployments, reports, "
         "smtp, pricing_data, timezone, admin_token_env, workers, log_level, log_format)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
-        "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage, pricing_provider)",
+        "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage, pricing_provider, "
+        "aws_credentials, aws_region)",
         "services[0].base_url: must be an http:// or https:// URL",
         "services[1].read_timeout_seconds: must be greater than 0",
         "services[2].name: required",
@@ -95,7 +96,8 @@ def test_upstream_key_is_read_from_env_and_never_printed():
 
 def test_example_config_is_valid():
     c = load_config(str(ROOT / "config.example.yaml"), env=EXAMPLE_ENV)
-    assert [s.name for s in c.services] == ["openai", "anthropic", "vllm", "llama-70b"]
+    assert [s.name for s in c.services] == ["openai", "anthropic", "gemini", "bedrock", "vllm",
+                                            "llama-70b"]
     assert c.services[1].api_format == "anthropic"
 
 

@@ -291,10 +291,14 @@ def test_replicas_started_together_on_one_history_both_start(new_db, tmp_path,
                 [sys.executable, "-m", "exporter", "serve", "--config", str(config)],
                 cwd=ROOT, stderr=subprocess.PIPE, text=True))
         try:
-            for p in procs:  # each says it serves, or why it stopped
-                line = p.stderr.readline()
-                assert "proxy on" in line, line + p.stderr.read() if p.poll() is not None \
-                    else line
+            for p in procs:  # each says it serves, or why it stopped (its stderr ends)
+                said = []
+                for line in p.stderr:
+                    said.append(line)
+                    if "proxy on" in line:
+                        break
+                assert said and "proxy on" in said[-1], "".join(said)
+                assert not [s for s in said if " ERROR " in s], "".join(said)
         finally:
             for p in procs:
                 p.terminate()

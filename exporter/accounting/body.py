@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .operations import CHAT, COMPLETION, GENERATE, MESSAGES, RESPONSES
+from .operations import CHAT, COMPLETION, GENERATE, MESSAGES, PATH_NAMED, RESPONSES
 from .reading import Reading
 from .usage import web_search_calls
 
@@ -94,13 +94,18 @@ class ResponseBody:
     is kept no further: it passes to the client unchanged, and its usage is estimated.
     """
 
-    __slots__ = ("operation", "limit", "parts", "size", "head", "tail", "decoder", "spoiled")
+    __slots__ = ("operation", "limit", "parts", "size", "head", "tail", "decoder", "spoiled",
+                 "reported")
     EDGE = 65536
     rewrites = False  # the client gets the upstream's bytes as they are
 
     def __init__(self, operation: str = "", limit: int = 8 << 20,
-                 decoder: zlib._Decompress | None = None):
+                 decoder: zlib._Decompress | None = None,
+                 reported: dict[str, Any] | None = None):
         self.operation = operation
+        # Usage the answer's headers reported (Bedrock's InvokeModel), for a body that
+        # holds none of its own (a model maker other than Anthropic).
+        self.reported = reported
         self.limit, self.size = limit, 0
         self.parts: list[bytes] | None = []  # None once past the limit: head and tail only
         self.head = self.tail = b""
@@ -135,6 +140,10 @@ class ResponseBody:
 
     def reading(self) -> Reading:
         model, reported, whole = self.parse()
+        if self.operation in PATH_NAMED:
+            model = None  # Bedrock's model id, from the path, prices it; not Claude's name
+            if not isinstance(reported, dict) or "input_tokens" not in reported:
+                reported = self.reported or reported  # its headers', not another maker's
         known = isinstance(reported, dict)
         tier = whole.get("service_tier") if whole is not None else None
         return Reading(model, reported if known else None, known, known,
@@ -179,7 +188,8 @@ def _chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 def _error_message(whole: dict[str, Any] | None) -> str:
     """The reason in an error body: OpenAI's and Anthropic's error.message."""
     error = whole.get("error") if whole is not None else None
-    message = error.get("message") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else \
+        whole.get("message") if whole is not None else None  # AWS's {"message": ...}
     return message[:500] if isinstance(message, str) else ""
 
 

@@ -7,13 +7,18 @@ Paths are matched on their end, after any service prefix, so `/openai/v1/chat/co
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES = (
     "chat", "completion", "responses", "embeddings", "messages")
 IMAGES, TRANSCRIPTION, SPEECH, OTHER = "images", "transcription", "speech", "other"
 GENERATE = "generate_content"  # Gemini's own API: generateContent and its stream
+CONVERSE, INVOKE = "converse", "invoke"  # Bedrock's: Converse, InvokeModel, and their streams
 OPERATIONS = (CHAT, COMPLETION, RESPONSES, EMBEDDINGS, MESSAGES, IMAGES, TRANSCRIPTION,
-              SPEECH, GENERATE, OTHER)
+              SPEECH, GENERATE, CONVERSE, INVOKE, OTHER)
+# Operations whose model is the path's alone: a Bedrock model id prices the request (its
+# region's price, a cross-region profile's), and the body's name (Claude's own) would not.
+PATH_NAMED = frozenset((CONVERSE, INVOKE))
 _SUFFIXES = (
     ("/chat/completions", CHAT),
     ("/completions", COMPLETION),
@@ -48,11 +53,30 @@ def gemini_call(path: str) -> tuple[str, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-def operation_for(path: str) -> str:
-    """Name the operation a request path performs."""
+# Bedrock's runtime: /model/{modelId}/converse, /converse-stream, /invoke and
+# /invoke-with-response-stream; the model id percent-encoded (an ARN holds slashes).
+_BEDROCK = re.compile(r"/model/([^/?]+)/(converse|converse-stream|invoke|"
+                      r"invoke-with-response-stream)(?:\?|$)")
+_BEDROCK_METHODS = {"converse": CONVERSE, "converse-stream": CONVERSE, "invoke": INVOKE,
+                    "invoke-with-response-stream": INVOKE}
+
+
+def bedrock_call(raw_path: str) -> tuple[str, str] | None:
+    """For a path of Bedrock's runtime (as sent, percent-encoded): its model id and method."""
+    if "/model/" not in raw_path:
+        return None
+    found = _BEDROCK.search(raw_path)
+    return (unquote(found.group(1)), found.group(2)) if found else None
+
+
+def operation_for(path: str, raw_path: str = "") -> str:
+    """Name the operation a request path performs (`raw_path`: as sent, for Bedrock's
+    model ids, whose slashes are encoded)."""
     path = path.rstrip("/")
     if ":" in path and (gemini := gemini_call(path)) is not None:
         return _GEMINI_METHODS.get(gemini[1], OTHER)
+    if "/model/" in path and (bedrock := bedrock_call(raw_path or path)) is not None:
+        return _BEDROCK_METHODS[bedrock[1]]
     if path.endswith("/messages/count_tokens") or "/threads/" in path:
         return OTHER  # token counting is free; Assistants' thread messages are no Messages API
     for suffix, operation in _SUFFIXES:

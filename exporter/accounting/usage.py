@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..record import Usage
-from .operations import GENERATE, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
+from .operations import (
+    CONVERSE,
+    GENERATE,
+    IMAGES,
+    INVOKE,
+    MESSAGES,
+    RESPONSES,
+    SPEECH,
+    TRANSCRIPTION,
+)
 
 TOKEN_TYPES = ("text", "cache_read", "cache_write", "audio", "image", "reasoning")
 
@@ -173,14 +182,25 @@ def gemini_usage(u: dict[str, Any]) -> Usage:
     )
 
 
+def bedrock_usage(u: dict[str, Any]) -> Usage:
+    """Split Bedrock's TokenUsage: inputTokens exclude the cache reads and writes, reported
+    apart (a write at the default 5-minute TTL)."""
+    return Usage(input_text=_int(u, "inputTokens"),
+                 input_cache_read=_int(u, "cacheReadInputTokens"),
+                 input_cache_write_5m=_int(u, "cacheWriteInputTokens"),
+                 output_text=_int(u, "outputTokens"))
+
+
 def usage_from(operation: str, u: object) -> Usage | None:
     """Parse a usage object with the semantics of the operation's API."""
     if not isinstance(u, dict):
         return None
     if operation == GENERATE or "promptTokenCount" in u:  # Gemini's, whatever the path
         return gemini_usage(u)
-    if operation == MESSAGES:
-        return anthropic_usage(u)
+    if "inputTokens" in u:  # Bedrock's Converse, and InvokeModel's metrics named so
+        return bedrock_usage(u)
+    if operation == MESSAGES or operation in (CONVERSE, INVOKE) and "input_tokens" in u:
+        return anthropic_usage(u)  # on Bedrock, Claude's own answer
     if operation == RESPONSES:
         return responses_usage(u)
     if operation == IMAGES:

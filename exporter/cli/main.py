@@ -10,6 +10,7 @@ import sys
 from ..accounting.table import Table, TableError
 from ..config.load import load_config, single_upstream
 from ..config.schema import ConfigError
+from ..gateway.aws import NoCredentials
 from ..telemetry.logs import setup_logging
 from ..wire.server import ListenError
 from .commands import (
@@ -42,6 +43,10 @@ def main(argv=None) -> int:
         return _run(parser, args, argv)
     except ListenError as e:
         print(f"llm-usage-exporter {args.command}: cannot listen on {e}", file=sys.stderr)
+        return 1
+    except NoCredentials as e:  # a service signs with the gateway's AWS credentials
+        print(f"llm-usage-exporter {args.command}: aws_credentials: gateway: {e}",
+              file=sys.stderr)
         return 1
     except BrokenPipeError:  # `export ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

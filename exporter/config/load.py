@@ -41,6 +41,10 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
             if not key:
                 unset.append(f"services[{i}].api_key_env: environment variable "
                              f"{s.api_key_env} is not set")
+        if s.aws_credentials == "gateway" and not s.aws_region \
+                and "bedrock-runtime" not in s.base_url:
+            problems.append(f"services[{i}].aws_region: needed with aws_credentials: gateway "
+                            "when the base_url is not bedrock-runtime.REGION.amazonaws.com")
         services.append(dataclasses.replace(s, api_key=key))
     free = []  # a deployment's tokens cost nothing: its cost is its GPU time
     for i, d in enumerate(config.deployments):  # each deployment is a service too

@@ -56,6 +56,14 @@ class Service:
         "anthropic, google, deepseek, ...), auto (by each model's name) or none (never a "
         "cloud price). Default: the provider label's, auto for openai-compatible, none for "
         "self-hosted servers", check=check_name)
+    aws_credentials: str = setting(
+        "client", "Bedrock: whose credentials reach AWS. client: the request passes as it "
+        "came (a Bedrock API key as Authorization: Bearer). gateway: the client's SigV4 "
+        "signature is dropped and the request signed again with the gateway's own AWS "
+        "credentials (environment, profile, web identity)", check=one_of("client", "gateway"))
+    aws_region: str | None = setting(
+        None, "Bedrock: the region signed for with aws_credentials: gateway (default: the "
+        "base_url's, bedrock-runtime.REGION.amazonaws.com)", check=check_name)
     api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
 
     @property

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 import time
-import zlib
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from time import perf_counter
@@ -20,19 +19,24 @@ from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
-from ..accounting.batch import BatchMeter
-from ..accounting.body import ResponseBody
-from ..accounting.operations import MESSAGES, OTHER, gemini_call, operation_for
+from ..accounting.operations import (
+    CONVERSE,
+    INVOKE,
+    MESSAGES,
+    OTHER,
+    gemini_call,
+    operation_for,
+)
 from ..accounting.pricing import Pricing
 from ..accounting.reading import Meter
-from ..accounting.stream import MEDIA, StreamMeter
 from ..config.table import Service
 from ..record import ErrorType as E
 from ..record import RequestRecord
 from ..telemetry.logs import log_request
-from ..wire.request import BodyTimeout, BodyTooLarge, Request
-from ..wire.upstream import ClientStalled, ConnectError, Connection, Origin, Pool, UpstreamError
-from .errors import GatewayError, error_body, error_type_for
+from ..wire.request import BodyTooLarge, Request
+from ..wire.upstream import ConnectError, Connection, Origin, Pool, UpstreamError
+from .aws import Signer
+from .errors import GatewayError, error_body, error_type_for, failure
 from .finish import (
     READS_LEDGER,
     Ended,
@@ -44,14 +48,17 @@ from .finish import (
     deliver,
     through_cancel,
 )
-from .headers import DECODABLE, client_headers, upstream_headers
-from .jobs import JOB_OPERATIONS, RESULTS, Job, Jobs, job_request
+from .headers import client_headers, upstream_headers
+from .jobs import JOB_OPERATIONS, Job, Jobs, job_request
 from .keys import Keys
+from .meters import meter_for
 from .relay import Relay
 from .request_body import inspect
 
 log = logging.getLogger(__name__)
 _ids = random.Random()
+# The API a client speaks (the format of the gateway's own errors), where its path says.
+_FORMATS = {MESSAGES: "anthropic", CONVERSE: "bedrock", INVOKE: "bedrock"}
 
 
 class Gateway(Protocol):
@@ -63,6 +70,7 @@ class Gateway(Protocol):
     client_timeout: float
     pool: Pool
     origins: dict[str, Origin]
+    signers: dict[str, Signer]  # by service: those the gateway signs for (Bedrock)
     in_flight: dict[str, Gauge]  # by service
     jobs: Jobs
     failed: Failures
@@ -85,7 +93,7 @@ class Exchange:
         self.proxy, self.request = proxy, request
         self.t0 = perf_counter()
         self.service, self.upstream_path = proxy.route(request)
-        operation = operation_for(request.path)
+        operation = operation_for(request.path, request.raw_path)
         self.job: Job | None = job_request(request.method, request.path)
         if self.job is not None and self.job.kind in JOB_OPERATIONS:
             operation = JOB_OPERATIONS[self.job.kind]  # batches, background responses
@@ -97,8 +105,9 @@ class Exchange:
         self.label, self.key = self.keys.identify(request.header, request.raw_path)
         self.rec = RequestRecord(rid, time.time(), self.service.name, self.service.provider,
                                  self.label, operation)
-        self.api_format = "anthropic" if operation == MESSAGES else "gemini" \
-            if ":" in request.path and gemini_call(request.path) else self.service.api_format
+        self.api_format = _FORMATS.get(operation) or (
+            "gemini" if ":" in request.path and gemini_call(request.path)
+            else self.service.api_format)
         self.waited = 0.0  # seconds spent waiting on the upstream or the client
         self.upstream: Connection | None = None
         self.meter: Meter | None = None  # what reads the answer, if anything does
@@ -120,7 +129,7 @@ class Exchange:
             if isinstance(e, asyncio.CancelledError):
                 raise
         except Exception as e:  # never let one request take the gateway down
-            self._end(e if isinstance(e, GatewayError) else self._failure(e))
+            self._end(e if isinstance(e, GatewayError) else failure(e, self.rec.request_id))
         finally:
             gauge.dec()
             await self._record()
@@ -159,10 +168,17 @@ class Exchange:
         """Send the request upstream, and its answer to the client, metered."""
         request, service, proxy = self.request, self.service, self.proxy
         parsed = isinstance(data, bytes)
+        signer = proxy.signers.get(service.name) if proxy.signers else None
         headers = upstream_headers(request, service, self.rec.request_id,
-                                   parsed or self.job is not None, self.api_format)
+                                   parsed or self.job is not None, self.api_format,
+                                   signed=signer is not None)
         origin = proxy.origins[service.name]
         target = (origin.path + self.upstream_path).encode("utf-8", "surrogateescape")
+        if signer is not None:
+            if not isinstance(data, bytes):  # signed whole: the signature covers its hash
+                data = await self._whole(data)
+            headers += signer.headers(request.method, origin.url(target), data,
+                                      request.header(b"content-type"))
         t = perf_counter()
         try:
             self.upstream = upstream = await proxy.pool.request(
@@ -204,19 +220,7 @@ class Exchange:
         rec, request = self.rec, self.request
         status = rec.code = upstream.status
         rec.error_type = error_type_for(status)
-        encoding = upstream.header(b"content-encoding").decode("latin-1").lower()
-        wbits = DECODABLE.get(encoding)
-        decoder = zlib.decompressobj(wbits) if wbits else None
-        content_type = upstream.header(b"content-type")
-        if self.job is not None and self.job.kind == RESULTS:
-            self.meter = BatchMeter(decoder)
-        elif rec.operation != OTHER or self.job is not None:
-            if content_type.startswith(b"text/event-stream"):
-                rec.stream = True
-                self.meter = StreamMeter(rec.operation, self.strip_usage)
-            elif rec.operation not in MEDIA or content_type.startswith(b"application/json"):
-                # Not speech's audio: nothing to read there.
-                self.meter = ResponseBody(rec.operation, decoder=decoder)
+        self.meter = meter_for(rec, self.job, upstream, self.strip_usage)
         headers, length = client_headers(upstream, rec)
         if self.meter is not None and self.meter.rewrites:
             length = None  # the meter may leave out the usage it asked for
@@ -224,24 +228,25 @@ class Exchange:
         if rec.stream and not upstream.body_arrived:
             request.flush()  # the client learns the status before the first event
 
+    async def _whole(self, data: AsyncIterator[bytes] | None) -> bytes:
+        """A body read whole that would have passed as it came (a request to sign)."""
+        if data is None:
+            return b""
+        t = perf_counter()
+        try:
+            whole = await self.request.read(self.proxy.max_body)
+        except BodyTooLarge:
+            raise GatewayError(413, E.TOO_LARGE, f"request body is over the gateway's limit "
+                               f"of {self.proxy.max_body} bytes") from None
+        self.waited += perf_counter() - t
+        return whole
+
     @property
     def unsent(self) -> bool:
         """Nothing of an answer reached the client yet: an error can still be answered."""
         return not self.request.started or self.request.head is not None
 
     # --- the end --------------------------------------------------------------------------
-    def _failure(self, e: Exception) -> GatewayError:
-        """What an exception no step expected means for the client."""
-        if isinstance(e, BodyTimeout):  # the client's slowness, not the upstream's
-            return GatewayError(408, E.CLIENT_TIMEOUT,
-                                "the client paused sending the request's body for too long")
-        if isinstance(e, ClientStalled):
-            return GatewayError(408, E.CLIENT_TIMEOUT,
-                                "the client took nothing of the answer for too long")
-        log_request(log, logging.ERROR, self.rec.request_id, "failed inside the gateway",
-                    exc_info=True)
-        return GatewayError(502, E.GATEWAY_ERROR, f"the gateway failed: {type(e).__name__}")
-
     def _end(self, e: GatewayError) -> None:
         """Answer the error in the client's API format, or, with an answer already under
         way, cut the connection so the client sees a broken answer, not a complete one."""

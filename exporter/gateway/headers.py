@@ -15,6 +15,7 @@ from ..config.table import Service
 from ..record import RequestRecord
 from ..wire.request import Request
 from ..wire.upstream import Connection
+from .aws import SIGNATURE_HEADERS
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway must set itself. Lowercase:
 # raw header names are compared with name.lower(), as bytes.
@@ -39,6 +40,8 @@ def key_digest(header: Callable[[bytes], str | None], raw_path: str = "") -> str
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer":
             key = token.strip()
+        elif scheme == "AWS4-HMAC-SHA256":  # signed: named by its access key id
+            key = token.partition("Credential=")[2].partition("/")[0]
     key = key or header(b"x-api-key") or header(b"api-key") or header(b"x-goog-api-key")
     if not key and "key=" in raw_path:
         key = parse_qs(raw_path.partition("?")[2]).get("key", [""])[0]
@@ -47,15 +50,30 @@ def key_digest(header: Callable[[bytes], str | None], raw_path: str = "") -> str
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+# InvokeModel's answer reports its usage in headers, whatever the model's maker.
+_INVOKE_USAGE = (("inputTokens", b"x-amzn-bedrock-input-token-count"),
+                 ("outputTokens", b"x-amzn-bedrock-output-token-count"),
+                 ("cacheReadInputTokens", b"x-amzn-bedrock-cache-read-input-token-count"),
+                 ("cacheWriteInputTokens", b"x-amzn-bedrock-cache-write-input-token-count"))
+
+
+def invoke_usage(upstream: Connection) -> dict[str, int] | None:
+    """The usage Bedrock's InvokeModel reported in its answer's headers, if it did."""
+    found = {name: int(value) for name, header in _INVOKE_USAGE
+             if (value := upstream.header(header)).isdigit()}
+    return found if "inputTokens" in found else None
+
+
 def _accept_encoding(value: str) -> str:
     kept = [p for p in value.split(",") if p.split(";", 1)[0].strip().lower() in DECODABLE]
     return ",".join(kept).strip() or "identity"
 
 
 def upstream_headers(request: Request, service: Service, rid: str, parsed: bool,
-                     api_format: str) -> bytes:
+                     api_format: str, signed: bool = False) -> bytes:
     """The client's header lines as received, less hop-by-hop ones, for the upstream;
-    `api_format`, the API the request calls (how a key of the gateway's is sent)."""
+    `api_format`, the API the request calls (how a key of the gateway's is sent);
+    `signed`, the gateway signs it (the client's signature is left out)."""
     drop = _NOT_UP
     connection = request.header(b"connection")
     if connection:
@@ -63,6 +81,8 @@ def upstream_headers(request: Request, service: Service, rid: str, parsed: bool,
                        for t in connection.split(",")}
     if service.api_key:
         drop = drop | _KEY_HEADERS
+    if signed:
+        drop = drop | SIGNATURE_HEADERS
     lines = []
     for name, value in request.raw_headers:
         lowered = name.lower()

@@ -17,6 +17,7 @@ from ..store.spend import Spend
 from ..telemetry.metrics import Metrics
 from ..wire.request import Request
 from ..wire.upstream import Origin, Pool
+from .aws import Signer, region_of
 from .exchange import Exchange
 from .finish import Failures, Sink
 from .jobs import Jobs
@@ -45,6 +46,9 @@ class Proxy:
         self.reload(config, env)
         self.pool = Pool()
         self.origins = {s.name: Origin(s.base_url) for s in config.services}
+        # Bedrock services whose requests the gateway signs itself (NoCredentials if none).
+        self.signers = {s.name: Signer(region_of(s.base_url, s.aws_region) or "us-east-1")
+                        for s in config.services if s.aws_credentials == "gateway"}
         self.in_flight = {s.name: metrics.in_flight.labels(s.name) for s in config.services}
         self.sinks: list[Sink] = [metrics.observe, *sinks]
         self.reported_models: dict[tuple[str, str], str] = {}  # (service, asked) -> ran

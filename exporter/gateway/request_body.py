@@ -15,13 +15,17 @@ from typing import Any
 from ..accounting.body import loads
 from ..accounting.operations import (
     INCLUDE_USAGE_OPERATIONS,
+    PATH_NAMED,
     azure_deployment,
+    bedrock_call,
     form_field,
     gemini_call,
 )
 from ..config.table import Service
 from ..record import RequestRecord
 
+STREAMING_METHODS = frozenset(("streamGenerateContent", "converse-stream",
+                               "invoke-with-response-stream"))
 _INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
 
 
@@ -33,9 +37,13 @@ def inspect(operation: str, data: bytes, service: Service, rec: RequestRecord,
     azure = azure_deployment(raw_path)
     if azure is not None:
         rec.model = azure[0]  # the deployment, until a body or an answer names the model
-    gemini = gemini_call(raw_path.partition("?")[0]) if ":" in raw_path else None
-    if gemini is not None:  # its body names neither: its usage comes unasked
-        rec.model, rec.stream = gemini[0], gemini[1] == "streamGenerateContent"
+    # Gemini's own API and Bedrock's name the model and the method in the path, and
+    # report usage unasked.
+    named = bedrock_call(raw_path) if operation in PATH_NAMED else \
+        gemini_call(raw_path.partition("?")[0]) if ":" in raw_path else None
+    if named is not None:
+        rec.model = named[0]
+        rec.stream = named[1] in STREAMING_METHODS
         try:
             body = loads(data)
         except ValueError:

@@ -32,6 +32,11 @@ class Origin:
         self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
         self.path = parts.path.rstrip("/")
         self.key = (self.host, self.port, self.tls)
+        self.base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+    def url(self, target: bytes) -> str:
+        """The whole URL of a request target sent to this origin (what a signature covers)."""
+        return self.base + target.decode("utf-8", "surrogateescape")
 
 
 class Pool:
