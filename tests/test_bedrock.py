@@ -234,3 +234,42 @@ async def test_damaged_frames_end_in_one_record_without_a_crash(gateway, replay,
     assert len(gw.records) == 1
     # No usage read: estimated from the text (8 characters out, 20 in), marked so.
     assert (rec.usage.estimated_output, rec.usage.estimated_input) == (2, 5)
+
+
+async def test_gemini_and_bedrock_in_the_history_the_usage_api_and_metrics(
+        gateway, replay, admin, tmp_path):
+    """No query changes for the new providers: their requests group like any other."""
+    from prometheus_client import CollectorRegistry
+    from upstream import json_file
+
+    from exporter.store.database import Database
+    from exporter.store.writer import History
+    from exporter.telemetry.metrics import HistoryMetrics
+    replay.routes[f"/model/{HAIKU}/converse"] = answered(CONVERSE)
+    replay.routes["/v1beta/models/gemini-2.5-flash:generateContent"] = json_file(
+        "gemini_generate.json")
+    db = Database(str(tmp_path / "h.db"))
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    gw = await gateway(history=history, services=[
+        {"name": "bedrock", "base_url": gateway.upstream_url, "provider": "bedrock"},
+        {"name": "gemini", "base_url": gateway.upstream_url, "provider": "gemini"}])
+    await asyncio.to_thread(client(gw).converse, modelId=HAIKU, messages=ASK)
+    async with __import__("aiohttp").ClientSession() as s:
+        async with s.post(gw.url + "/gemini/v1beta/models/gemini-2.5-flash:generateContent",
+                          json={"contents": [{"parts": [{"text": "Hi"}]}]},
+                          headers={"x-goog-api-key": "AIza-test"}) as r:
+            assert r.status == 200
+    await gw.records.wait(2)
+    await gw.listener.cleanup()  # every row written
+    api = await admin(CollectorRegistry(), db=db)
+    r = await api.get("/api/usage", params={"group_by": "provider,model",
+                                             "from": "2026-01-01", "to": "2027-01-01"})
+    body = await r.json()
+    assert r.status == 200, body
+    found = {(row["provider"], row["model"]): (row["requests"], row["fee_usd"])
+             for row in body["data"]}
+    # The fees of the Converse and generateContent tests above.
+    assert found == {("bedrock", HAIKU): (1, 0.000352),
+                     ("gemini", "gemini-2.5-flash"): (1, 0.000971)}
+    assert gw.total("llm_cost_usd_total", provider="bedrock") == pytest.approx(0.000352)
+    assert gw.total("llm_requests_total", operation="generate_content", code="200") == 1
