@@ -38,7 +38,7 @@ from exporter.store.rollup import KEY, SUMS
 from exporter.store.rows import row
 from exporter.store.usage import UsageQuery
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child forked from this
 # process (which holds every row) would report this process's peak.

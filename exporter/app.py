@@ -38,8 +38,9 @@ from .store.singleton import Singleton
 from .store.upkeep import Upkeep
 from .store.writer import History
 from .telemetry.admin import Admin
+from .telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
 from .telemetry.exemplars import WorkersCollector, worker_exemplars
-from .telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
+from .telemetry.metrics import Metrics
 from .wire.server import Server
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys],
+                      max_projects=config.limits.max_projects,
+                      projects=[*config.attribution.projects,
+                                *(k.project for k in config.api_keys if k.project)],
+                      tag_labels=config.attribution.tag_labels,
                       exemplars=worker_exemplars(env))
     sinks: list[Sink] = []
     jobs = []

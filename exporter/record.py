@@ -162,6 +162,11 @@ class RequestRecord:
     # A further model of the same request (a batch's results in several): counted for its
     # tokens and fees only, not as a request of its own.
     share: bool = False
+    # Attribution (gateway/attribution.py): the project (a label, bounded), the end user and
+    # the tags (history columns only: unbounded).
+    project: str = "none"
+    end_user: str | None = None
+    tags: dict[str, str] | None = None
 
     def make_safe(self) -> None:
         """Bound and clean every field a client or an upstream chose, once, before any sink
@@ -173,3 +178,6 @@ class RequestRecord:
         self.upstream_request_id = safe_text(self.upstream_request_id, MAX_ID)
         if self.service_tier is not None:
             self.service_tier = safe_text(self.service_tier, MAX_NAME)
+        self.project = safe_text(self.project, MAX_NAME) or "none"
+        if self.end_user is not None:
+            self.end_user = safe_text(self.end_user, MAX_NAME) or None

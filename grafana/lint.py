@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from exporter.record import ErrorType
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
-from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics, Metrics, ReportMetrics
+from exporter.telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
+from exporter.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
 FILTERS = ("service", "provider", "model", "api_key")

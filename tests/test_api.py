@@ -21,7 +21,7 @@ from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
 from exporter.store.writer import History
 from exporter.store.zones import offset_segments
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 ROOT = Path(__file__).parent.parent
 

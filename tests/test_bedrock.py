@@ -244,7 +244,7 @@ async def test_gemini_and_bedrock_in_the_history_the_usage_api_and_metrics(
 
     from exporter.store.database import Database
     from exporter.store.writer import History
-    from exporter.telemetry.metrics import HistoryMetrics
+    from exporter.telemetry.background import HistoryMetrics
     replay.routes[f"/model/{HAIKU}/converse"] = answered(CONVERSE)
     replay.routes["/v1beta/models/gemini-2.5-flash:generateContent"] = json_file(
         "gemini_generate.json")

@@ -62,8 +62,9 @@ def test_bench_reports_every_scenario(tmp_path):
     # duration per model and stream 80 x (16 + 3), TTFT per model 40 x (19 + 3), TPOT
     # 40 x (17 + 3), overhead one service 11 + 3; llm_build_info 1;
     # llm_record_errors_total at 0 per stage (accounting, metrics, history) 3;
+    # llm_attribution_rejected_total at 0 per field (project, user, tags) 3;
     # llm_connections_refused_total 1. No _created series.
-    expected = 12000 + 80 * 19 + 40 * 22 + 40 * 20 + 14 + 1 + 3 + 1
+    expected = 12000 + 80 * 19 + 40 * 22 + 40 * 20 + 14 + 1 + 3 + 3 + 1
     assert scrape == {"metrics_series": expected, "metrics_render_ms": scrape["metrics_render_ms"]}
     assert scrape["metrics_render_ms"] > 0
     assert observe["observe_us"] > 0 and "exemplars_us" in observe

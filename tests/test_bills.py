@@ -458,7 +458,7 @@ async def test_openai_batch_results_billed_once_at_the_batch_price(gateway, repl
     from prometheus_client import CollectorRegistry
 
     from exporter.store.writer import History
-    from exporter.telemetry.metrics import HistoryMetrics
+    from exporter.telemetry.background import HistoryMetrics
     batch_routes(replay)
     history = History(db, HistoryMetrics(CollectorRegistry()))
     gw = await gateway(history=history, api_keys=[
@@ -494,7 +494,7 @@ async def test_a_batch_seen_through_two_replicas_is_billed_once_to_its_creator(g
     from prometheus_client import CollectorRegistry
 
     from exporter.store.writer import History
-    from exporter.telemetry.metrics import HistoryMetrics
+    from exporter.telemetry.background import HistoryMetrics
     batch_routes(replay)
     keys = {"api_keys": [{"name": "batch-team", "key_env": "BATCH_KEY"},
                          {"name": "ops", "key_env": "OPS_KEY"}],

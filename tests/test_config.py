@@ -53,7 +53,8 @@ def test_every_problem_is_named_by_its_path():
         }, env={})
     assert e.value.problems == [
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
-        "api_keys, require_api_key, limits, history, pricing, budgets, deployments, reports, "
+        "api_keys, require_api_key, limits, attribution, history, pricing, budgets, "
+        "deployments, reports, "
         "smtp, pricing_data, timezone, admin_token_env, workers, log_level, log_format)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
         "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage, pricing_provider, "
@@ -148,7 +149,7 @@ def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory, tmp_p
         assert e.value.code == 502
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics").read().decode()
         assert ('llm_requests_total{api_key="none",code="502",error_type="connect_error",'
-                'model="unknown",operation="other",provider="self-hosted",'
+                'model="unknown",operation="other",project="none",provider="self-hosted",'
                 'service="default"} 1.0') in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -22,7 +22,7 @@ from exporter.store.deployments import deployment_rows
 from exporter.store.query import Filters
 from exporter.store.rows import Uptime
 from exporter.store.writer import History
-from exporter.telemetry.metrics import DeploymentMetrics, HistoryMetrics
+from exporter.telemetry.background import DeploymentMetrics, HistoryMetrics
 
 CHAT = "/v1/chat/completions"
 T0 = 1_790_000_000.0  # wall clock of the first probe

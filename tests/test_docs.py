@@ -15,12 +15,8 @@ from exporter.config.schema import documented_keys
 from exporter.config.table import Config
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
-from exporter.telemetry.metrics import (
-    DeploymentMetrics,
-    HistoryMetrics,
-    Metrics,
-    ReportMetrics,
-)
+from exporter.telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
+from exporter.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

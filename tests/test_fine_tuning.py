@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 JOBS = "/v1/fine_tuning/jobs"
 BASE = "gpt-4o-mini-2024-07-18"
@@ -75,7 +75,7 @@ async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, db)
     assert (training.api_key, training.model, training.fee, training.fees) == (
         "tuners", BASE, D("0.017304"), [("input", "training", D("0.017304"))])
     assert {k: v for k, v in samples(gw, "llm_cost_usd_total").items()} == {
-        (("api_key", "tuners"), ("direction", "input"), ("model", BASE),
+        (("api_key", "tuners"), ("direction", "input"), ("model", BASE), ("project", "none"),
          ("provider", "openai"), ("service", "openai"), ("token_type", "training")): 0.017304}
     requests = samples(gw, "llm_requests_total")
     assert sum(requests.values()) == 6  # the training's record is no request of its own

@@ -22,7 +22,7 @@ from upstream import fixture, json_file
 
 from exporter.store.database import Database
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 KEY = "AIzaSy-test-0123456789-SECRET"
 KEY_LABEL = "key-" + hashlib.sha256(KEY.encode()).hexdigest()[:8]

@@ -20,7 +20,7 @@ from exporter.record import RequestRecord, Usage
 from exporter.store.database import Database
 from exporter.store.upkeep import Upkeep
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 CHAT = "/v1/chat/completions"
 ROOT = Path(__file__).parent.parent

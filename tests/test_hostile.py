@@ -21,8 +21,8 @@ from upstream import Wire, fixture, json_file, status
 from exporter.gateway import exchange as exchange_module
 from exporter.record import RequestRecord, Usage
 from exporter.store.writer import History
+from exporter.telemetry.background import HistoryMetrics
 from exporter.telemetry.exposition import render, render_openmetrics
-from exporter.telemetry.metrics import HistoryMetrics
 
 CHAT = "/v1/chat/completions"
 PROMPT = [{"role": "user", "content": "hi"}]

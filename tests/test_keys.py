@@ -28,7 +28,7 @@ from exporter.record import RequestRecord
 from exporter.store.spend import Spend
 from exporter.store.upkeep import Upkeep
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 ALICE, BOB, EVE = "sk-alice-0123456789", "sk-bob-0123456789", "sk-eve-0123456789"
 CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"

@@ -24,7 +24,7 @@ def record(rid="0123456789abcdef0123456789abcdef", code=200, error_type="none", 
 def requests(registry, **labels):
     return registry.get_sample_value("llm_requests_total", {
         "service": "openai", "provider": "openai", "model": "gpt-4o", "api_key": "team-a",
-        "operation": "chat", **labels})
+        "project": "none", "operation": "chat", **labels})
 
 
 def test_failure_series_exist_at_zero_once_a_model_is_seen():

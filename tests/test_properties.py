@@ -39,8 +39,9 @@ from exporter.accounting.usage import MAX_COUNT, usage_from, web_search_calls
 from exporter.record import TOKEN_FIELDS, RequestRecord, Usage
 from exporter.store.database import Database
 from exporter.store.writer import History
+from exporter.telemetry.background import HistoryMetrics
 from exporter.telemetry.exposition import render, render_openmetrics
-from exporter.telemetry.metrics import HistoryMetrics, Metrics
+from exporter.telemetry.metrics import Metrics
 
 OPERATIONS = (CHAT, COMPLETION, EMBEDDINGS, RESPONSES, MESSAGES, IMAGES, TRANSCRIPTION, SPEECH,
               GENERATE)

@@ -27,7 +27,7 @@ from exporter.store.query import Filters
 from exporter.store.reads import usage_rows
 from exporter.store.usage import UsageQuery
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 ROOT = Path(__file__).parent.parent
 UTC = ZoneInfo("UTC")

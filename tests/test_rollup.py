@@ -17,7 +17,7 @@ from exporter.store.reads import usage_rows
 from exporter.store.upkeep import Upkeep
 from exporter.store.usage import UsageQuery
 from exporter.store.writer import History
-from exporter.telemetry.metrics import HistoryMetrics
+from exporter.telemetry.background import HistoryMetrics
 
 START = 1_793_491_200.0  # 2026-11-01T00:00:00Z
 ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns", "Europe/Paris",

@@ -20,7 +20,7 @@ from exporter.reports.deliver import Deliverer
 from exporter.reports.make import render_apart
 from exporter.reports.schedule import Period, Scheduler, latest
 from exporter.store.database import Database
-from exporter.telemetry.metrics import ReportMetrics
+from exporter.telemetry.background import ReportMetrics
 
 TOKYO = ZoneInfo("Asia/Tokyo")  # Dec 1 00:00 in Tokyo is Nov 30 15:00 UTC
 

@@ -47,7 +47,7 @@ class UsageApi:
             raise BadParameter("type", f"must be one of {', '.join(REPORT_TYPES)}")
         if fmt not in MEDIA_TYPES:
             raise BadParameter("format", "must be pdf or xlsx")
-        filters = Filters.parse(params, time.time())
+        filters = Filters.parse(params, time.time(), frozenset(("type", "format")))
         try:
             body = await self.render(self.db, kind, fmt, filters)
         except RuntimeError as e:  # the report's process failed: it said why
@@ -72,13 +72,13 @@ class UsageApi:
 
     async def _deployments(self, request: Request, params) -> None:
         fmt = parse_format(params)
-        filters = Filters.parse(params, time.time())
+        filters = Filters.parse(params, time.time(), frozenset(("format",)))
         rows = deployment_rows(self.db, filters)
         await send(request, fmt, rows, DEPLOYMENT_COLUMNS, "deployments")
 
     async def _requests(self, request: Request, params) -> None:
         fmt = parse_format(params)
-        filters = Filters.parse(params, time.time())
+        filters = Filters.parse(params, time.time(), frozenset(("format", "limit", "cursor")))
         # JSON is paged; CSV and Excel downloads hold every matching row unless limited.
         limit = parse_int(params, "limit", PAGE, 1, MAX_PAGE) if fmt == "json" \
             else parse_int(params, "limit", 0, 0, 100_000_000) or None

@@ -183,7 +183,8 @@ def history_file(args) -> tuple[Database | None, int]:
 
 def history_params(args, more=()) -> dict:
     """The usage API's parameters from the history flags given (history_flags)."""
-    names = ("from", "to", "tz", "service", "provider", "model", "api_key", *more)
+    names = ("from", "to", "tz", "service", "provider", "model", "api_key", "project", "user",
+             "tag", *more)
     return {name: value for name in names
             if (value := getattr(args, "from_" if name == "from" else name)) is not None}
 
@@ -202,12 +203,12 @@ def export_history(args) -> int:
             q = UsageQuery.parse(params, time.time())
             rows, columns = usage_rows(db, q), usage_columns(q)
         elif args.kind == "deployments":
-            rows = deployment_rows(db, Filters.parse(params, time.time()))
+            rows = deployment_rows(db, Filters.parse(params, time.time(), frozenset(params)))
             columns = DEPLOYMENT_COLUMNS
         else:
             if "limit" in params and not params["limit"].isdigit():
                 raise BadParameter("limit", f"{params['limit']!r} is not a whole number")
-            filters = Filters.parse(params, time.time())
+            filters = Filters.parse(params, time.time(), frozenset(params))
             rows = request_rows(db, filters, int(params.get("limit", 0)) or None, None)
             columns = REQUEST_COLUMNS
         out = open(args.output, "wb") if args.output else sys.stdout.buffer

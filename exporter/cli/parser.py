@@ -37,8 +37,9 @@ def history_flags(parser, filters) -> None:
     parser.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")
     parser.add_argument("--tz", help="IANA time zone for days and times (default UTC)")
     for label in filters:
-        parser.add_argument(f"--{label}", help=f"only this {label.replace('-', '_')} (or a "
-                            "comma-separated list)")
+        parser.add_argument(f"--{label}", help="only requests with this tag, KEY:VALUE (or "
+                            "several, comma-separated)" if label == "tag" else
+                            f"only this {label.replace('-', '_')} (or a comma-separated list)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -91,11 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write usage aggregates or request rows from the "
                             "history database to a CSV, Excel or JSON file")
     history_flags(export, ("service", "provider", "model", "api-key", "operation",
-                           "request-id"))
+                           "request-id", "project", "user", "tag"))
     export.add_argument("--kind", choices=("usage", "requests", "deployments"),
                         default="usage", help="aggregates (default), one row per request, "
                         "or the deployments' runtime, GPU hours and cost")
-    export.add_argument("--group-by", help="comma-separated: model, api_key, service, provider")
+    export.add_argument("--group-by", help="comma-separated: model, api_key, service, "
+                        "provider, project, user, tag:KEY")
     export.add_argument("--granularity", help="minute, 5m, hour, day or none (default)")
     export.add_argument("--order", help="tokens (default), fee or requests")
     export.add_argument("--limit", help="at most this many rows (usage: the top N groups)")
@@ -106,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="a summary, cost, trend or detailed report of the "
                             "history, as PDF or Excel")
-    history_flags(report, ("service", "provider", "model", "api-key", "operation"))
+    history_flags(report, ("service", "provider", "model", "api-key", "operation", "project",
+                           "user", "tag"))
     report.add_argument("--type", choices=("summary", "cost", "trend", "detailed"),
                         default="summary", help="what the report holds (default summary)")
     report.add_argument("--format", choices=("pdf", "xlsx"), default="pdf")

@@ -10,6 +10,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from .attribution import Attribution
 from .checks import (
     check_database_url,
     check_env_var,
@@ -86,6 +87,9 @@ class ApiKey:
     models: tuple[str, ...] = setting((), "the models this key may ask for, * and ? "
                                       "matching any text, e.g. gpt-4o-mini* (default: every "
                                       "one); others are refused with 403")
+    project: str | None = setting(None, "the project this key's requests are charged to "
+                                  "(the `project` label); a header cannot change it",
+                                  check=check_name)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class Limits:
                               check=check_positive)
     max_api_keys: int = setting(1000, "distinct `api_key` label values; later ones become "
                                 "`other`", check=check_positive)
+    max_projects: int = setting(100, "distinct `project` (and each tag_KEY) label values; "
+                                "later ones become `other`", check=check_positive)
     # Every wait has a limit, generous enough for a phone on a slow network.
     head_timeout_seconds: float = setting(
         60.0, "time a client has to send a request's line and headers; then 408 and the "
@@ -230,6 +236,8 @@ class Config:
         False, "managed keys: refuse with 401 every request whose key is not in api_keys, "
         "before it reaches an upstream")
     limits: Limits = setting(Limits(), "bounds on bodies and label values")
+    attribution: Attribution = setting(Attribution(), "the project, end user and tags a "
+                                       "request is charged to")
     history: HistoryConfig = setting(HistoryConfig(), "the request history")
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
                                                  "order before the genai-prices table")

@@ -19,7 +19,7 @@ from ..accounting.bill import hosted_fee
 from ..config.table import Deployment
 from ..record import RequestRecord
 from ..store.rows import Uptime
-from ..telemetry.metrics import DeploymentMetrics
+from ..telemetry.background import DeploymentMetrics
 from ..wire.upstream import Origin, Pool, UpstreamError
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ from ..record import RequestRecord
 from ..telemetry.logs import log_request
 from ..wire.request import BodyTooLarge, Request
 from ..wire.upstream import ConnectError, Connection, Origin, Pool, UpstreamError
+from .attribution import Attributor
 from .aws import Signer
 from .errors import GatewayError, error_body, error_type_for, failure
 from .finish import (
@@ -71,6 +72,8 @@ class Gateway(Protocol):
     pool: Pool
     origins: dict[str, Origin]
     signers: dict[str, Signer]  # by service: those the gateway signs for (Bedrock)
+    attribution: Attributor
+    not_up: frozenset[bytes]  # the client's headers that never go upstream
     in_flight: dict[str, Gauge]  # by service
     jobs: Jobs
     failed: Failures
@@ -105,6 +108,7 @@ class Exchange:
         self.label, self.key = self.keys.identify(request.header, request.raw_path)
         self.rec = RequestRecord(rid, time.time(), self.service.name, self.service.provider,
                                  self.label, operation)
+        proxy.attribution.attribute(self.rec, request.header, self.key)
         self.api_format = _FORMATS.get(operation) or (
             "gemini" if ":" in request.path and gemini_call(request.path)
             else self.service.api_format)
@@ -159,6 +163,7 @@ class Exchange:
         self.waited += perf_counter() - t
         self.request_body, data, self.strip_usage = inspect(rec.operation, data, self.service,
                                                             rec, request.raw_path)
+        self.proxy.attribution.from_body(rec, self.request_body)
         if key is not None and key.models and (refusal := self.keys.refuse_model(
                 self.label, key, rec.model if rec.model != "unknown" else None)):
             raise GatewayError(*refusal)
@@ -171,7 +176,8 @@ class Exchange:
         signer = proxy.signers.get(service.name) if proxy.signers else None
         headers = upstream_headers(request, service, self.rec.request_id,
                                    parsed or self.job is not None, self.api_format,
-                                   signed=signer is not None)
+                                   signed=signer is not None,
+                                   dropped=proxy.not_up)
         origin = proxy.origins[service.name]
         target = (origin.path + self.upstream_path).encode("utf-8", "surrogateescape")
         if signer is not None:

@@ -69,12 +69,20 @@ def _accept_encoding(value: str) -> str:
     return ",".join(kept).strip() or "identity"
 
 
+def not_up(also: frozenset[bytes]) -> frozenset[bytes]:
+    """The client's headers that never go upstream: hop-by-hop ones and `also` (made once,
+    not per request)."""
+    return _NOT_UP | also
+
+
 def upstream_headers(request: Request, service: Service, rid: str, parsed: bool,
-                     api_format: str, signed: bool = False) -> bytes:
+                     api_format: str, signed: bool = False,
+                     dropped: frozenset[bytes] = _NOT_UP) -> bytes:
     """The client's header lines as received, less hop-by-hop ones, for the upstream;
     `api_format`, the API the request calls (how a key of the gateway's is sent);
-    `signed`, the gateway signs it (the client's signature is left out)."""
-    drop = _NOT_UP
+    `signed`, the gateway signs it (the client's signature is left out); `dropped`, what
+    not_up() made: the hop-by-hop headers and the gateway's own (attribution's)."""
+    drop = dropped
     connection = request.header(b"connection")
     if connection:
         drop = drop | {t.strip().lower().encode("utf-8", "surrogateescape")

@@ -17,9 +17,11 @@ from ..store.spend import Spend
 from ..telemetry.metrics import Metrics
 from ..wire.request import Request
 from ..wire.upstream import Origin, Pool
+from .attribution import Attributor
 from .aws import Signer, region_of
 from .exchange import Exchange
 from .finish import Failures, Sink
+from .headers import not_up
 from .jobs import Jobs
 from .keys import Keys
 
@@ -55,6 +57,8 @@ class Proxy:
         self.jobs = jobs if jobs is not None else Jobs(counts=metrics)
         metrics.fine_tuning_services(s.name for s in config.services if s.api_format == "openai")
         self.failed = Failures(metrics.record_errors)
+        self.attribution = Attributor(config.attribution, metrics.attribution_rejected)
+        self.not_up = not_up(self.attribution.headers)  # the client's headers kept here
 
     def reload(self, config: Config, env: Mapping[str, str],
                pricing: Pricing | None = None) -> None:

@@ -272,6 +272,10 @@ class PostgreSQL:
         return f"percentile_disc(0.95) WITHIN GROUP (ORDER BY {column})"
 
     @staticmethod
+    def tag(key: str) -> str:
+        return f"(tags::jsonb ->> '{key}')"
+
+    @staticmethod
     def fee_of(category: str) -> str:
         return f"(fees::jsonb ->> '{category}')::float8"
 

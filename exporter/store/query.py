@@ -9,16 +9,24 @@ on PostgreSQL too, so both engines put a bucket's edges at the same instant:
 from __future__ import annotations
 
 import base64
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..record import SUCCESSES as SUCCEEDED
 
-GROUP_COLUMNS = ("model", "api_key", "service", "provider")
+GROUP_COLUMNS = ("model", "api_key", "service", "provider", "project", "user")
+# A parameter's column where the two differ: `user` is a word PostgreSQL keeps for itself.
+COLUMN_OF = {"user": "end_user"}
 # Filters: each takes one value or a comma-separated list (what Grafana's ${var:csv} sends),
-# but request_id, which takes one.
+# but request_id, which takes one; and tag=KEY:VALUE[,KEY:VALUE] (each must hold).
 FILTER_COLUMNS = GROUP_COLUMNS + ("operation", "request_id")
+TAG_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")  # as the config's attribution.tag_labels
+# Every parameter a history query reads (the routes add theirs): any other is refused, so
+# that a filter misspelt, or one the API lacks, is never silently ignored.
+FILTER_PARAMS = frozenset((*FILTER_COLUMNS, "tag", "from", "to", "tz", "status"))
 # "No filter", as Grafana sends a multi-value variable's All: its custom all value (.*, *)
 # or its internal one.
 ALL_VALUES = frozenset(("*", ".*", "$__all"))
@@ -96,9 +104,16 @@ class Filters:
     tz: ZoneInfo
     equal: tuple = ()  # (column, (value, ...)): the column is one of the values
     status: str | None = None
+    tags: tuple = ()  # (key, value): the request has the tag
 
     @classmethod
-    def parse(cls, params, now: float) -> Filters:
+    def parse(cls, params, now: float, known: frozenset[str] = frozenset()) -> Filters:
+        """Read a query's filters; a parameter neither a filter nor `known` (the route's
+        own) is refused."""
+        for name in params:
+            if name not in FILTER_PARAMS and name not in known:
+                raise BadParameter(name, f"unknown parameter (known: "
+                                         f"{', '.join(sorted(FILTER_PARAMS | known))})")
         tz = parse_tz(params.get("tz"))
         end = parse_time("to", params["to"], tz) if params.get("to") else now
         start = parse_time("from", params["from"], tz) if params.get("from") \
@@ -118,8 +133,8 @@ class Filters:
             values = tuple(dict.fromkeys(
                 v for v in (value.split(",") if column != "request_id" else [value]) if v))
             if values and not ALL_VALUES.intersection(values):
-                equal.append((column, values))
-        return cls(start, end, tz, tuple(equal), status)
+                equal.append((COLUMN_OF.get(column, column), values))
+        return cls(start, end, tz, tuple(equal), status, parse_tags(params.get("tag")))
 
     def where(self, column: str = "started_at", ranges=None) -> tuple[str, list]:
         """SQL and its parameters: the Unix time `column` in the range (or in any of
@@ -138,7 +153,23 @@ class Filters:
         elif self.status is not None:
             sql.append("status = ?")
             args.append(int(self.status))
+        for key, value in self.tags:  # the tag's text, as rows.tags_text writes it, is there
+            sql.append("replace(tags, ?, '') <> tags")
+            args.append(f"{json.dumps(key)}:{json.dumps(value)}")
         return " AND ".join(sql), args
+
+
+def parse_tags(value: str | None) -> tuple[tuple[str, str], ...]:
+    """tag=feature:search,env:prod: the tags a request must have, each."""
+    if not value or value in ALL_VALUES:
+        return ()
+    tags = []
+    for pair in value.split(","):
+        key, colon, tag = pair.partition(":")
+        if not colon or not TAG_KEY.fullmatch(key) or not tag:
+            raise BadParameter("tag", f"{pair!r} is not KEY:VALUE (e.g. feature:search)")
+        tags.append((key, tag))
+    return tuple(tags)
 
 
 def requests_sql(filters: Filters, limit: int | None, cursor: str | None,

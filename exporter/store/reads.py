@@ -19,9 +19,9 @@ INPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("input_"))
 OUTPUT_COLUMNS = tuple(c for c in TOKEN_COLUMNS if c.startswith("output_"))
 BATCH = 5000
 REQUEST_COLUMNS = ("time", "request_id", "service", "provider", "model", "api_key",
-                   "operation", "stream", "status", "error_type", "error_message",
-                   *TOKEN_COLUMNS, "input_tokens", "output_tokens", "total_tokens",
-                   "estimated_input", "estimated_output",
+                   "project", "user", "tags", "operation", "stream", "status", "error_type",
+                   "error_message", *TOKEN_COLUMNS, "input_tokens", "output_tokens",
+                   "total_tokens", "estimated_input", "estimated_output",
                    "fee_usd", "unpriced", "service_tier", "ttft_ms", "duration_ms",
                    "overhead_ms", "upstream_request_id", "web_search_calls", "audio_seconds",
                    "input_characters", "started_at")
@@ -67,6 +67,7 @@ def request_rows(db: Database, filters: Filters, limit: int | None,
 
     def convert(row: dict) -> dict:
         row["time"] = datetime.fromtimestamp(row["started_at"], tz).isoformat()
+        row["user"] = row["end_user"]  # its column's name: PostgreSQL keeps `user` for itself
         row["input_tokens"] = sum(row[c] for c in INPUT_COLUMNS)
         row["output_tokens"] = sum(row[c] for c in OUTPUT_COLUMNS)
         row["total_tokens"] = row["input_tokens"] + row["output_tokens"]

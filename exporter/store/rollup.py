@@ -16,8 +16,10 @@ from ..record import TOKEN_FIELDS as TOKEN_COLUMNS
 from .rows import RequestRow
 
 BUCKET = 900  # seconds: 15 minutes of UTC
-KEY = ("bucket", "service", "provider", "model", "api_key", "operation", "status",
+KEY = ("bucket", "service", "provider", "model", "api_key", "project", "operation", "status",
        "error_type")
+# The key before the project was (migration m013 and 002, which made the rollup so).
+FIRST_KEY = tuple(k for k in KEY if k != "project")
 # rows_n counts every row (a share row too: the denominator of the average latency);
 # requests, the requests of their own; ttft_n, the rows with a time to first token.
 SUMS = ("rows_n", "requests", *TOKEN_COLUMNS, "estimated_tokens", "web_search_calls",
@@ -45,7 +47,7 @@ def rollup(rows: list[RequestRow]) -> list[tuple]:
     sums: dict[tuple, list] = {}
     for r in rows:
         key = (bucket_of(r.started_at), r.service, r.provider, r.model, r.api_key,
-               r.operation, r.status, r.error_type)
+               r.project, r.operation, r.status, r.error_type)
         s = sums.get(key)
         if s is None:
             s = sums[key] = [0] * len(SUMS)
@@ -66,13 +68,15 @@ def rollup(rows: list[RequestRow]) -> list[tuple]:
     return [key + tuple(s) for key, s in sorted(sums.items())]
 
 
-def backfill_sql(floor) -> str:
-    """The rollup of every stored request (a migration's): `floor` is the engine's."""
+def backfill_sql(floor, key: tuple[str, ...] = KEY) -> str:
+    """The rollup of every stored request (a migration's): `floor` is the engine's, `key`
+    the rollup's key as that migration made it."""
     sums = ["count(*)", "sum(1 - share)", *(f"coalesce(sum({c}), 0)" for c in TOKEN_COLUMNS),
             "coalesce(sum(estimated_input + estimated_output), 0)",
             "coalesce(sum(web_search_calls), 0)", "coalesce(sum(audio_seconds), 0)",
             "coalesce(sum(input_characters), 0)", "coalesce(sum(fee_usd), 0)",
             "coalesce(sum(duration_ms), 0)", "coalesce(sum(ttft_ms), 0)", "count(ttft_ms)"]
-    return (f"INSERT INTO usage_rollup ({', '.join(KEY + SUMS)}) "
-            f"SELECT {floor(f'started_at / {BUCKET}')} * {BUCKET}, {', '.join(KEY[1:])}, "
-            f"{', '.join(sums)} FROM requests GROUP BY {', '.join(map(str, range(1, 9)))}")
+    return (f"INSERT INTO usage_rollup ({', '.join(key + SUMS)}) "
+            f"SELECT {floor(f'started_at / {BUCKET}')} * {BUCKET}, {', '.join(key[1:])}, "
+            f"{', '.join(sums)} FROM requests "
+            f"GROUP BY {', '.join(map(str, range(1, len(key) + 1)))}")

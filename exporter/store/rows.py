@@ -22,7 +22,8 @@ RequestRow = NamedTuple("RequestRow", [
     ("unpriced", int), ("service_tier", str | None), ("ttft_ms", float | None),
     ("duration_ms", float), ("overhead_ms", float), ("upstream_request_id", str | None),
     ("web_search_calls", int), ("audio_seconds", float), ("input_characters", int),
-    ("fees", str | None), ("share", int)])
+    ("fees", str | None), ("share", int), ("project", str), ("end_user", str | None),
+    ("tags", str | None)])
 COLUMNS = RequestRow._fields
 INSERT_SQL = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
@@ -42,7 +43,14 @@ def row(r: RequestRecord) -> RequestRow:
         ttft_ms=None if r.ttft is None else r.ttft * 1000, duration_ms=r.duration * 1000,
         overhead_ms=r.overhead * 1000, upstream_request_id=r.upstream_request_id or None,
         web_search_calls=u.web_search_calls, audio_seconds=u.audio_seconds,
-        input_characters=u.input_characters, fees=_fees(r.fees), share=int(r.share))
+        input_characters=u.input_characters, fees=_fees(r.fees), share=int(r.share),
+        project=r.project, end_user=r.end_user, tags=tags_text(r.tags))
+
+
+def tags_text(tags: dict[str, str] | None) -> str | None:
+    """Tags as the history keeps them: JSON, keys sorted, ASCII, so that one tag is always
+    the same text in any row (query.py's tag filter looks for it so)."""
+    return json.dumps(tags, sort_keys=True, separators=(",", ":")) if tags else None
 
 
 def _fees(fees) -> str | None:

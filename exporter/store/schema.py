@@ -11,7 +11,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from ..record import TOKEN_FIELDS
-from .rollup import KEY, SUMS, backfill_sql
+from .rollup import FIRST_KEY, KEY, SUMS, backfill_sql
 
 migrations = Migrations("llm_usage_exporter")
 TOKEN_COLUMNS = TOKEN_FIELDS  # one column per token category of Usage
@@ -129,12 +129,30 @@ def m012_fleet(db: sqlite_utils.Database) -> None:
 def m013_usage_rollup(db: sqlite_utils.Database) -> None:
     # Usage per 15 minutes and labels (rollup.py): a month's dashboard reads its rollup,
     # not a month of requests.
+    _rollup(db, FIRST_KEY)
+
+
+@migrations()
+def m014_attribution(db: sqlite_utils.Database) -> None:
+    # Who a request is charged to besides its key (gateway/attribution.py); the rollup
+    # made again with the project in its key.
+    db["requests"].add_column("project", str, not_null_default="none")
+    db["requests"].add_column("end_user", str)
+    db["requests"].add_column("tags", str)
+    db["requests"].create_index(["project", "started_at"])
+    db["requests"].create_index(["end_user", "started_at"])
+    db["usage_rollup"].drop()
+    _rollup(db, KEY)
+
+
+def _rollup(db: sqlite_utils.Database, key: tuple[str, ...]) -> None:
     real = {"audio_seconds", "fee_usd", "duration_ms", "ttft_ms"}
-    columns = {"bucket": float, **{c: str for c in KEY[1:]}, "status": int,
+    columns = {"bucket": float, **{c: str for c in key[1:]}, "status": int,
                **{c: float if c in real else int for c in SUMS}}
-    db["usage_rollup"].create(columns, pk=KEY, not_null=set(SUMS),
+    db["usage_rollup"].create(columns, pk=key, not_null=set(SUMS),
                               defaults={c: 0 for c in SUMS})
-    db.execute(backfill_sql(lambda expr: f"CAST({expr} AS INTEGER)"))  # no time before 1970
+    # No time before 1970: CAST is floor.
+    db.execute(backfill_sql(lambda expr: f"CAST({expr} AS INTEGER)", key))
 
 
 def migrate_sqlite(conn) -> None:
@@ -145,6 +163,27 @@ def migrate_sqlite(conn) -> None:
 
 
 _TOKENS = ", ".join(f"{c} integer NOT NULL DEFAULT 0" for c in TOKEN_COLUMNS)
+
+
+def _pg_floor(expr: str) -> str:
+    return f"floor({expr})"
+
+
+def _pg_rollup(key: tuple[str, ...]) -> str:
+    # bigint: a quarter hour of one model and key can pass 2^31 tokens.
+    labels = ", ".join(f"{c} integer" if c == "status" else f"{c} text" for c in key[1:])
+    return f"""CREATE TABLE usage_rollup (
+        bucket double precision, {labels},
+        rows_n bigint NOT NULL DEFAULT 0, requests bigint NOT NULL DEFAULT 0,
+        {", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in TOKEN_COLUMNS)},
+        estimated_tokens bigint NOT NULL DEFAULT 0,
+        web_search_calls bigint NOT NULL DEFAULT 0,
+        audio_seconds double precision NOT NULL DEFAULT 0,
+        input_characters bigint NOT NULL DEFAULT 0,
+        fee_usd double precision NOT NULL DEFAULT 0,
+        duration_ms double precision NOT NULL DEFAULT 0,
+        ttft_ms double precision NOT NULL DEFAULT 0, ttft_n bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY ({", ".join(key)}))"""
 # Token counts are integer: sum() of integer is bigint (a Python int), of bigint numeric.
 POSTGRESQL_MIGRATIONS = (
     ("001_history", (
@@ -187,22 +226,15 @@ POSTGRESQL_MIGRATIONS = (
         "CREATE TABLE counters (name text PRIMARY KEY, value bigint)",
         "INSERT INTO counters (name, value) VALUES ('requests', 0)",
     )),
-    ("002_usage_rollup", (
-        # bigint: a quarter hour of one model and key can pass 2^31 tokens.
-        f"""CREATE TABLE usage_rollup (
-            bucket double precision, service text, provider text, model text, api_key text,
-            operation text, status integer, error_type text,
-            rows_n bigint NOT NULL DEFAULT 0, requests bigint NOT NULL DEFAULT 0,
-            {", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in TOKEN_COLUMNS)},
-            estimated_tokens bigint NOT NULL DEFAULT 0,
-            web_search_calls bigint NOT NULL DEFAULT 0,
-            audio_seconds double precision NOT NULL DEFAULT 0,
-            input_characters bigint NOT NULL DEFAULT 0,
-            fee_usd double precision NOT NULL DEFAULT 0,
-            duration_ms double precision NOT NULL DEFAULT 0,
-            ttft_ms double precision NOT NULL DEFAULT 0, ttft_n bigint NOT NULL DEFAULT 0,
-            PRIMARY KEY ({", ".join(KEY)}))""",
-        backfill_sql(lambda expr: f"floor({expr})"),
+    ("002_usage_rollup", (_pg_rollup(FIRST_KEY), backfill_sql(_pg_floor, FIRST_KEY))),
+    ("003_attribution", (
+        "ALTER TABLE requests ADD COLUMN project text NOT NULL DEFAULT 'none'",
+        "ALTER TABLE requests ADD COLUMN end_user text",
+        "ALTER TABLE requests ADD COLUMN tags text",
+        "CREATE INDEX ON requests (project, started_at)",
+        "CREATE INDEX ON requests (end_user, started_at)",
+        "DROP TABLE usage_rollup",
+        _pg_rollup(KEY), backfill_sql(_pg_floor, KEY),
     )),
 )
 

@@ -170,6 +170,11 @@ class SQLite:
         return f"p95({column})"
 
     @staticmethod
+    def tag(key: str) -> str:
+        """A request's tag `key` (query.TAG_KEY's letters only), or NULL."""
+        return f"json_extract(tags, '$.{key}')"
+
+    @staticmethod
     def fee_of(category: str) -> str:
         """A request's fee in one category of its `fees` JSON."""
         return f"json_extract(fees, '$.{category}')"

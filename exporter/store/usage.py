@@ -16,6 +16,7 @@ from datetime import datetime
 from .query import (
     GROUP_COLUMNS,
     SUCCESSES,
+    TAG_KEY,
     BadParameter,
     Filters,
     parse_int,
@@ -24,6 +25,9 @@ from .rollup import BUCKET, FROM_ROLLUP, FROM_ROWS
 from .schema import TOKEN_COLUMNS
 from .zones import local_time_sql, offset_segments, wall_to_utc
 
+# The usage query's own parameters, beside the filters.
+PARAMS = frozenset(("group_by", "granularity", "order", "limit", "format"))
+ROWS_ONLY = frozenset(("request_id", "end_user"))  # columns the rollup does not keep
 # 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
 GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
                  "1m": 60, "1h": 3600, "1d": 86400}
@@ -55,11 +59,12 @@ class UsageQuery:
 
     @classmethod
     def parse(cls, params, now: float) -> UsageQuery:
-        filters = Filters.parse(params, now)
+        filters = Filters.parse(params, now, PARAMS)
         group_by = tuple(g for g in (params.get("group_by") or "").split(",") if g)
         for g in group_by:
-            if g not in GROUP_COLUMNS:
-                raise BadParameter("group_by", f"{g!r} is not one of {', '.join(GROUP_COLUMNS)}")
+            if g not in GROUP_COLUMNS and not (g.startswith("tag:") and TAG_KEY.fullmatch(g[4:])):
+                raise BadParameter("group_by", f"{g!r} is not one of "
+                                   f"{', '.join(GROUP_COLUMNS)} or tag:KEY")
         granularity = params.get("granularity", "none")
         if granularity not in GRANULARITIES:
             raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
@@ -74,8 +79,9 @@ class UsageQuery:
         """The whole quarter hours of the range the rollup can answer for, if any."""
         f = self.filters
         size = GRANULARITIES[self.granularity]
-        if any(column == "request_id" for column, _ in f.equal) or size and size % BUCKET:
-            return None
+        if any(column in ROWS_ONLY for column, _ in f.equal) or size and size % BUCKET \
+                or f.tags or any(g == "user" or g.startswith("tag:") for g in self.group_by):
+            return None  # what the rollup does not keep: a request id, a user, tags
         if size:  # a local hour or day must be whole quarter hours of UTC
             segments = offset_segments(f.tz, f.start, f.end)
             if any(offset % BUCKET for _, offset in segments) or \
@@ -90,8 +96,8 @@ class UsageQuery:
         rolled = self.rolled()
         if rolled is None:
             where, args = f.where()
-            return f"SELECT {FROM_ROWS}, {_successful('1 - share')} FROM requests " \
-                   f"WHERE {where}", args
+            return f"SELECT {FROM_ROWS}, end_user, tags, {_successful('1 - share')} " \
+                   f"FROM requests WHERE {where}", args
         first, last = rolled
         edges = [(a, b) for a, b in ((f.start, first), (last, f.end)) if a < b]
         parts, args = [], []
@@ -107,7 +113,9 @@ class UsageQuery:
 
     def sql(self, dialect) -> tuple[str, list]:
         source, args = self.source()
-        cols = ", ".join(self.group_by)
+        exprs = [_group_sql(g, dialect) for g in self.group_by]
+        cols = ", ".join(exprs)  # grouped by; named in the result as _name() says
+        names = ", ".join(map(_name, self.group_by))
         select, group = [], []
         size = GRANULARITIES[self.granularity]
         bucket_args = []
@@ -117,7 +125,8 @@ class UsageQuery:
             select.append(f"{dialect.floor(f'{local} / {size}')} * {size} AS bucket")
             group.append("bucket")
         if cols:
-            select.append(cols)
+            select += [e if e == _name(g) else f"{e} AS {_name(g)}"
+                       for g, e in zip(self.group_by, exprs, strict=True)]
             group.append(cols)
         top, top_args = "", []
         if self.limit and cols and size:  # top N groups over the range, then their buckets
@@ -129,7 +138,7 @@ class UsageQuery:
         if group:
             sql += f" GROUP BY {', '.join(group)}"
         order = (["bucket"] if size else []) + [f"{ORDERS[self.order][0]} DESC"] \
-            + ([cols] if cols else [])
+            + ([names] if names else [])
         sql += f" ORDER BY {', '.join(order)}"
         if self.limit and not (cols and size):
             sql += f" LIMIT {self.limit}"
@@ -146,7 +155,7 @@ class UsageQuery:
             start = max(wall_to_utc(wall, f.tz), f.start)
             end = min(wall_to_utc(wall + size, f.tz), f.end)
             out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
-        out.update((c, row.pop(c)) for c in self.group_by)
+        out.update((c, row.pop(_name(c))) for c in self.group_by)
         requests, successful = row["requests"], row["successful"] or 0
         out.update(requests=requests, successful=successful, failed=requests - successful,
                    success_rate=successful / requests if requests else None)
@@ -154,6 +163,19 @@ class UsageQuery:
         out["fee_usd"] = round(out["fee_usd"] or 0.0, 10)
         out["qps"] = requests / (end - start) if end > start else None
         return out
+
+
+def _name(group: str) -> str:
+    """A group's column in the SQL's result: user is end_user (PostgreSQL keeps the word
+    for itself), tag:feature is tag_feature."""
+    return "end_user" if group == "user" else group.replace(":", "_")
+
+
+def _group_sql(group: str, dialect) -> str:
+    """What a group_by value groups by: a column, or a tag's value in the JSON."""
+    if group.startswith("tag:"):
+        return dialect.tag(group[4:])  # a key of TAG_KEY's letters: safe in the SQL
+    return _name(group)
 
 
 def _successful(requests: str) -> str:

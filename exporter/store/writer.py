@@ -19,7 +19,7 @@ import uuid
 from zoneinfo import ZoneInfo
 
 from ..record import RequestRecord
-from ..telemetry.metrics import HistoryMetrics
+from ..telemetry.background import HistoryMetrics
 from .batches import write_batch
 from .database import Database, reason
 from .rows import Event, row

@@ -80,13 +80,18 @@ class Metrics:
     worker process of --workers, the latency histograms' exemplars go to `exemplars`."""
 
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 200,
-                 max_api_keys: int = 1000, api_key_names=(),
-                 exemplars: ExemplarFile | None = None):
+                 max_api_keys: int = 1000, api_key_names=(), max_projects: int = 100,
+                 projects=(), tag_labels=(), exemplars: ExemplarFile | None = None):
         self._children = {}
-        self._seen: set[tuple] = set()  # (service, provider, model, api_key, operation)
+        self._seen: set[tuple] = set()  # who (below) and operation
         self.model_label = LabelLimiter(max_models, always=("unknown",))
         self.api_key_label = LabelLimiter(max_api_keys, always=("none", *api_key_names))
-        who = ["service", "provider", "model", "api_key"]
+        self.project_label = LabelLimiter(max_projects, always=("none", "other", *projects))
+        # Tag keys made labels (attribution.tag_labels): each bounded like project.
+        self.tag_labels = tuple((key, LabelLimiter(max_projects, always=("none", "other")))
+                                for key in tag_labels)
+        who = ["service", "provider", "model", "api_key", "project",
+               *(f"tag_{key}" for key in tag_labels)]
         self.requests = Counter(
             "llm_requests", "Requests handled, by outcome. code is the HTTP status sent to "
             "the client (499: the client went away); error_type is none on success.",
@@ -146,6 +151,12 @@ class Metrics:
             "through the gateway, counted once each has succeeded; their fee is "
             "llm_cost_usd_total{token_type=\"training\"}.", ["service", "model"],
             registry=registry)
+        self.attribution = Counter(
+            "llm_attribution_rejected", "Attribution values left out or cut to their bounds "
+            "(field=project: not an allowed project, counted as other; user; tags); the "
+            "request is served all the same.", ["field"], registry=registry)
+        for field in ("project", "user", "tags"):
+            self.attribution.labels(field)
         self.record_errors = Counter(
             "llm_record_errors", "Failures to account for a finished request (stage="
             "accounting: it is recorded with error_type accounting_error) or to hand its "
@@ -166,8 +177,8 @@ class Metrics:
 
     def observe(self, r: RequestRecord) -> None:
         """Count one finished request."""
-        model, api_key = self.model_label(r.model), self.api_key_label(r.api_key)
-        who = (r.service, r.provider, model, api_key)
+        model = self.model_label(r.model)
+        who = self._who(r, model)
         child = self._child
         seen = (*who, r.operation)
         if seen not in self._seen:
@@ -208,6 +219,18 @@ class Metrics:
                     (r.duration - r.ttft) / (output - 1))
         child(self.overhead, r.service).observe(r.overhead)
 
+    def _who(self, r: RequestRecord, model: str) -> tuple[str, ...]:
+        """The labels saying whose a request's counts are, each bounded."""
+        who = (r.service, r.provider, model, self.api_key_label(r.api_key),
+               self.project_label(r.project))
+        if self.tag_labels:
+            tags = r.tags or {}
+            who += tuple(bound(tags.get(key, "none")) for key, bound in self.tag_labels)
+        return who
+
+    def attribution_rejected(self, field: str) -> None:
+        self.attribution.labels(field).inc()
+
     def fine_tuning_services(self, services) -> None:
         """Make each service's job states at 0: increase() sees the first job's."""
         for service in services:
@@ -218,8 +241,7 @@ class Metrics:
         """Make a new job's trained tokens and training fee at 0, before they count."""
         model = self.model_label(model)
         self.trained_tokens.labels(r.service, model)
-        self._child(self.cost, r.service, r.provider, model, self.api_key_label(r.api_key),
-                    "input", "training")
+        self._child(self.cost, *self._who(r, model), "input", "training")
 
     def fine_tuning_state(self, service: str, state: str) -> None:
         self.fine_tuning_jobs.labels(service, state).inc()
@@ -235,65 +257,3 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
-
-
-class HistoryMetrics:
-    """The request history's own health, in every worker process alike."""
-
-    def __init__(self, registry: CollectorRegistry):
-        self.dropped = Counter(
-            "llm_history_dropped", "History rows dropped: the write queue was full, or the "
-            "database never took them back before the gateway stopped.", registry=registry)
-        self.write_errors = Counter(
-            "llm_history_write_errors", "Failed attempts to write to the history database: a "
-            "batch is tried again until the database takes it; a row it refuses is lost.",
-            registry=registry)
-        self.queue_size = Gauge(
-            "llm_history_queue_size", "History rows waiting to be written.",
-            registry=registry, multiprocess_mode="livesum")
-
-
-class DeploymentMetrics:
-    """The models the team serves itself: health, GPUs allocated, their time and cost.
-
-    Set by the prober only (one process at a time): `livemostrecent` shows its values
-    while it lives, and a replacement's as soon as it probes."""
-
-    def __init__(self, registry: CollectorRegistry):
-        gauge = {"registry": registry, "multiprocess_mode": "livemostrecent"}
-        self.info = Gauge(
-            "llm_deployment_info", "Always 1: what each deployment serves, and on what.",
-            ["deployment", "model", "type", "gpu_type"], **gauge)
-        self.up = Gauge(
-            "llm_deployment_up", "1 when the deployment's last health probe (/health, else "
-            "/v1/models) answered 2xx in time, else 0.", ["deployment"], **gauge)
-        self.gpus = Gauge("llm_deployment_gpus", "GPUs allocated to the deployment.",
-                          ["deployment"], **gauge)
-        self.idle_after = Gauge(
-            "llm_deployment_idle_alert_seconds", "Time up without a request after which "
-            "LLMDeploymentIdle fires (idle_alert_minutes).", ["deployment"], **gauge)
-        self.gpu_seconds = Counter(
-            "llm_deployment_gpu_seconds", "GPU-seconds allocated while the deployment was "
-            "up: GPUs times the time between two probes that both found it up.",
-            ["deployment"], registry=registry)
-        self.cost = Counter(
-            "llm_deployment_cost_usd", "GPU-seconds times the hourly GPU price / 3600: what "
-            "the deployment's time up cost.", ["deployment"], registry=registry)
-        self.hosted = Counter(
-            "llm_deployment_hosted_equivalent_usd", "What the deployment's traffic would "
-            "have cost at the list price of the hosted model it is compared to (compare_to).",
-            ["deployment", "model"], registry=registry)
-        self.last_request = Gauge(
-            "llm_deployment_last_request_timestamp_seconds", "Unix time the deployment's "
-            "last request ended (its start-up time until one does).", ["deployment"],
-            registry=registry, multiprocess_mode="max")
-
-
-class ReportMetrics:
-    """Scheduled reports, in the one process that makes them."""
-
-    def __init__(self, registry: CollectorRegistry):
-        self.reports = Counter(
-            "llm_reports", "Scheduled reports delivered (outcome=delivered), and attempts "
-            "that failed (outcome=failed: tried again after a backoff).",
-            ["report", "outcome"], registry=registry)
