@@ -15,9 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from time import perf_counter
-from typing import Any, Protocol
-
-from prometheus_client import Gauge
+from typing import Any
 
 from ..accounting.operations import (
     CONVERSE,
@@ -27,22 +25,16 @@ from ..accounting.operations import (
     gemini_call,
     operation_for,
 )
-from ..accounting.pricing import Pricing
 from ..accounting.reading import Meter
-from ..config.table import Service
 from ..record import ErrorType as E
 from ..record import RequestRecord
 from ..telemetry.logs import log_request
 from ..wire.request import BodyTooLarge, Request
-from ..wire.upstream import ConnectError, Connection, Origin, Pool, UpstreamError
-from .attribution import Attributor
-from .aws import Signer
+from ..wire.upstream import ConnectError, Connection, UpstreamError
 from .errors import GatewayError, error_body, error_type_for, failure
 from .finish import (
     READS_LEDGER,
     Ended,
-    Failures,
-    Sink,
     account,
     account_job,
     accounting_failed,
@@ -50,38 +42,16 @@ from .finish import (
     through_cancel,
 )
 from .headers import client_headers, upstream_headers
-from .jobs import JOB_OPERATIONS, Job, Jobs, job_request
-from .keys import Keys
+from .jobs import JOB_OPERATIONS, Job, job_request
 from .meters import meter_for
 from .relay import Relay
 from .request_body import inspect
+from .shared import Gateway
 
 log = logging.getLogger(__name__)
 _ids = random.Random()
 # The API a client speaks (the format of the gateway's own errors), where its path says.
 _FORMATS = {MESSAGES: "anthropic", CONVERSE: "bedrock", INVOKE: "bedrock"}
-
-
-class Gateway(Protocol):
-    """What an exchange uses of the proxy it came through (proxy.py's Proxy)."""
-
-    keys: Keys  # and prices: as they are now (SIGHUP replaces both)
-    pricing: Pricing
-    max_body: int
-    client_timeout: float
-    pool: Pool
-    origins: dict[str, Origin]
-    signers: dict[str, Signer]  # by service: those the gateway signs for (Bedrock)
-    attribution: Attributor
-    not_up: frozenset[bytes]  # the client's headers that never go upstream
-    in_flight: dict[str, Gauge]  # by service
-    jobs: Jobs
-    failed: Failures
-    sinks: list[Sink]
-
-    def route(self, request: Request) -> tuple[Service, str]: ...
-
-    def name_model(self, rec: RequestRecord, requested: str) -> None: ...
 
 
 class Exchange:
