@@ -51,6 +51,9 @@ def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
     (("export", "--db", "mysql://gateway@db/llm"),
      "--db: must be a postgresql:// URL, e.g. postgresql://gateway@db:5432/llm_usage (a "
      "SQLite file goes in history.path)"),
+    (("serve", "--upstream", "api.openai.com"), "--upstream: must be an http:// or https:// URL"),
+    (("serve", "--upstream", "https://api.openai.com", "--listen", "27083"),
+     "--listen: must be HOST:PORT, for example 127.0.0.1:8080"),
     (("export", "--db", "postgresql://gateway:s3cret@db:5432/llm"),
      "--db: must not hold the password: set it in PGPASSWORD or in the variable "
      "history.password_env names"),
@@ -259,3 +262,32 @@ def test_reading_commands_upgrade_an_older_history_and_name_an_unwritable_output
     done = run("report", "--db", str(db), "--output", str(tmp_path / "no" / "r.pdf"))
     assert (done.returncode, done.stderr) == (
         1, f"{tmp_path / 'no' / 'r.pdf'}: No such file or directory\n")
+
+
+def test_prices_finds_the_models_own_provider_and_says_how_to_name_one():
+    done = run("prices", "claude-sonnet-4-5")
+    assert done.returncode == 0 and done.stdout.splitlines()[0] == (
+        "claude-sonnet-4-5 (provider openai-compatible, service tier default): priced as "
+        "claude-sonnet-4-5 by table provider anthropic (provider 'openai-compatible' is a "
+        "guess: priced by the model's own name)")
+    done = run("prices", "house-model-7b")
+    assert done.returncode == 1 and done.stderr.rstrip().endswith(
+        "If a provider sells it under this name, pass --provider NAME.")
+
+
+def test_check_config_warns_of_a_base_url_that_doubles_v1(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("services:\n  - name: openai\n    base_url: https://api.openai.com/v1\n")
+    done = run("check-config", str(config))
+    assert done.stderr == (
+        f"{config}: warning: services[0].base_url: https://api.openai.com/v1 ends in /v1, and "
+        "clients send /v1/... themselves, so requests would go to "
+        "https://api.openai.com/v1/v1/...: drop the /v1\n")
+
+
+def test_a_negative_budget_is_one_problem_in_dollars(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("services:\n  - {name: x, base_url: 'http://x'}\n"
+                      "budgets:\n  - {api_key: a, daily: -5}\n")
+    done = run("check-config", str(config))
+    assert done.stderr == f"{config}: budgets[0].daily: must be 0 or more (USD)\n"

@@ -113,12 +113,18 @@ async def test_a_spent_budget_is_refused_with_429_until_it_renews(gateway, repla
     assert " of $0.001; it renews in " in message
     assert e.value.response.headers["x-should-retry"] == "false"
     assert 0 < int(e.value.response.headers["retry-after"]) <= 86400
+    # A model the key may not use is refused as such, spent or not: a 403 does not go away
+    # tomorrow, as the 429 does.
+    with pytest.raises(openai.PermissionDeniedError) as forbidden:
+        await alice.chat.completions.create(model="o3", messages=ASK)
+    assert forbidden.value.body["code"] == "key_forbidden"
     # Written to the history meanwhile, and read back: still refused, counted once.
     await asyncio.to_thread(history.close)
     with pytest.raises(openai.RateLimitError):
         await alice.chat.completions.create(model="gpt-4o", messages=ASK)
     assert len(replay.seen) == 1
     assert gw.total("llm_requests_total", error_type="budget_exceeded") == 2
+    assert gw.total("llm_requests_total", error_type="key_forbidden") == 1
     replay.routes[MESSAGES] = json_file("anthropic_message.json")
     bob = anthropic.AsyncAnthropic(base_url=gw.url + "/anthropic", api_key=BOB)
     for _ in range(2):  # over the "*" budget too, which only alerts

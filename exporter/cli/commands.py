@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from ..accounting.pricing import Pricing, describe, pricing_for, warnings
+from ..accounting.providers import GUESSED
 from ..accounting.table import Table, TableError
 from ..api.encode import encode
 from ..config.checks import check_database_url, check_hostport
@@ -100,7 +101,8 @@ def show_prices(args) -> int:
         if loaded is None:
             return 2
         config, pricing = loaded
-    service, provider = "-", args.provider
+    # Without a provider, as the gateway prices a guessed label: by the model's own name.
+    service, provider = "-", args.provider or GUESSED
     if args.service:
         match = [s for s in config.services if s.name == args.service] if config else []
         if not match:
@@ -129,9 +131,11 @@ def show_prices(args) -> int:
     sheet = pricing.sheet(service, provider, args.model, args.service_tier, at=at,
                           batch=args.batch)
     if sheet is None:
+        hint = "" if args.provider or args.service else \
+            " If a provider sells it under this name, pass --provider NAME."
         print(f"no price for {args.model} (provider {provider}: {mode.reason}): its requests "
               "are counted in llm_unpriced_requests_total and cost nothing. Add it under "
-              "`pricing:` in the config.", file=sys.stderr)
+              f"`pricing:` in the config.{hint}", file=sys.stderr)
         return 1
     source = f"table provider {sheet.provider}" if sheet.provider else "the config"
     print(f"{args.model} (provider {provider}, service tier {args.service_tier or 'default'}"

@@ -79,6 +79,20 @@ def _run(parser, args, argv) -> int:
     return serve(args, argv)
 
 
+# Config keys a flag sets: a problem with one names the flag the user wrote.
+_FLAGS = {"services[0].base_url": "--upstream", "services[0].provider": "--provider",
+          "listen": "--listen", "admin_listen": "--admin-listen"}
+
+
+def _flag_named(problem: str, args) -> str:
+    """A config problem, named by the flag that set the key where one did."""
+    path, _, message = problem.partition(": ")
+    flag = _FLAGS.get(path)
+    given = flag and (args.upstream if flag == "--upstream" else
+                      getattr(args, flag[2:].replace("-", "_"), None))
+    return f"{flag}: {message}" if given else f"config: {problem}"
+
+
 def serve(args, argv) -> int:
     load = None
     try:
@@ -96,7 +110,7 @@ def serve(args, argv) -> int:
                                      admin_listen=args.admin_listen)
     except ConfigError as e:
         for problem in e.problems:
-            print(f"config: {problem}", file=sys.stderr)
+            print(_flag_named(problem, args), file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
     try:

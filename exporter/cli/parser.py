@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     prices = sub.add_parser("prices", help="print the price that would be applied to a model, "
                             "and where it comes from")
     prices.add_argument("model", nargs="?", help="model name as the upstream reports it")
-    prices.add_argument("--provider", default="openai", help="provider (default openai)")
+    prices.add_argument("--provider", help="the service's provider label, e.g. anthropic "
+                        "(default: the model's own provider, found by its name)")
     prices.add_argument("--service", help="with --config: price as this service does")
     prices.add_argument("--service-tier", help="the service tier the response reports, "
                         "e.g. priority or flex")

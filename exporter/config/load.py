@@ -65,7 +65,9 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
             problems.append(f"pricing[{i}]: set input and output (or, for a fine-tuning "
                             "price alone, only training)")
     for i, b in enumerate(config.budgets):
-        if b.daily is None and b.monthly is None:
+        said = any(p.startswith((f"budgets[{i}].daily", f"budgets[{i}].monthly"))
+                   for p in problems)  # a value refused already: not missing as well
+        if b.daily is None and b.monthly is None and not said:
             problems.append(f"budgets[{i}]: set daily, monthly or both")
         if b.enforce and not config.history.enabled:
             problems.append(f"budgets[{i}].enforce: needs the history (history.enabled), "
@@ -120,8 +122,8 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
 
 
 def key_warnings(config: Config) -> list[str]:
-    """What would let a client's gateway key reach an upstream, or a client escape an
-    enforced budget, without being an error."""
+    """Mistakes that are no errors: what would let a client's gateway key reach an
+    upstream, or a client escape an enforced budget; a base URL that would double /v1."""
     out = []
     if config.require_api_key:
         out += [f"services[{i}]: require_api_key is on and the service has no api_key_env: "
@@ -131,6 +133,10 @@ def key_warnings(config: Config) -> list[str]:
         out += [f"budgets[{i}]: an enforced budget for every key (*) without require_api_key "
                 "holds each key a client presents to its own budget: a new key is a new one"
                 for i, b in enumerate(config.budgets) if b.api_key == "*" and b.enforce]
+    # The form SDK docs give (https://api.openai.com/v1): the client's path has /v1 already.
+    out += [f"services[{i}].base_url: {s.base_url} ends in /v1, and clients send /v1/... "
+            f"themselves, so requests would go to {s.base_url.rstrip('/')}/v1/...: drop the /v1"
+            for i, s in enumerate(config.services) if s.base_url.rstrip("/").endswith("/v1")]
     return out
 
 

@@ -130,6 +130,11 @@ def _usd(doc, default=None):
     return setting(default, doc, check=_price)
 
 
+def _amount(v):
+    if v < 0:
+        return "must be 0 or more (USD)"
+
+
 @dataclass(frozen=True)
 class PriceOverride:
     """Prices in USD per million tokens that win over the genai-prices table."""
@@ -186,8 +191,9 @@ class Budget:
     """A spending limit for one API key name, exported as llm_budget_usd for the alerts."""
 
     api_key: str = setting(doc="the `api_key` label value, or * for every key not listed")
-    daily: float | None = _usd("USD per calendar day in `timezone`")
-    monthly: float | None = _usd("USD per calendar month in `timezone`")
+    daily: float | None = setting(None, "USD per calendar day in `timezone`", check=_amount)
+    monthly: float | None = setting(None, "USD per calendar month in `timezone`",
+                                    check=_amount)
     enforce: bool = setting(False, "refuse the key's requests with 429 once a limit is "
                             "spent, until the day or month ends (default: alert only)")
 

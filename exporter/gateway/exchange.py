@@ -113,7 +113,9 @@ class Exchange:
         """Check the key, read the body where it is metered; return what goes upstream."""
         request, rec, key = self.request, self.rec, self.key
         max_body = self.proxy.max_body
-        refusal = self.keys.refuse(self.label, key, self.service.name)
+        model_later = key is not None and bool(key.models) and request.body_exists \
+            and rec.operation != OTHER
+        refusal = self.keys.refuse(self.label, key, self.service.name, model_later)
         if refusal is not None:
             raise GatewayError(*refusal)
         length = request.content_length
@@ -134,8 +136,9 @@ class Exchange:
         self.request_body, data, self.strip_usage = inspect(rec.operation, data, self.service,
                                                             rec, request.raw_path)
         self.proxy.attribution.from_body(rec, self.request_body)
-        if key is not None and key.models and (refusal := self.keys.refuse_model(
-                self.label, key, rec.model if rec.model != "unknown" else None)):
+        if model_later and ((refusal := self.keys.refuse_model(
+                self.label, key, rec.model if rec.model != "unknown" else None))
+                or self.keys.enforcing and (refusal := self.keys.spent(self.label))):
             raise GatewayError(*refusal)
         return data
 

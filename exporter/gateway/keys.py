@@ -55,8 +55,11 @@ class Keys:
         entry = self.by_digest.get(digest)
         return (entry.name, entry) if entry is not None else ("key-" + digest[:8], None)
 
-    def refuse(self, label: str, entry: ApiKey | None, service: str) -> Refusal | None:
-        """Why the request may not go on, before its body is read; None if it may."""
+    def refuse(self, label: str, entry: ApiKey | None, service: str,
+               model_later: bool = False) -> Refusal | None:
+        """Why the request may not go on, before its body is read; None if it may.
+        `model_later`: the model is checked once the body is read, and the budget after it
+        (spent() then): a forbidden model's 403 does not go away tomorrow, a 429 does."""
         if entry is None and self.required:
             return Refusal(401, ErrorType.KEY_UNKNOWN, "the gateway requires an API key, and "
                            "none was given" if label == "none" else "this API key is not one "
@@ -64,8 +67,8 @@ class Keys:
         if entry is not None and entry.services and service not in entry.services:
             return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the service "
                            f"{service} (it may use: {', '.join(entry.services)})")
-        if self.enforcing:
-            return self._budget(label)
+        if self.enforcing and not model_later:
+            return self.spent(label)
         return None
 
     @staticmethod
@@ -78,7 +81,8 @@ class Keys:
         return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the model "
                        f"{model} (it may use: {', '.join(entry.models)})")
 
-    def _budget(self, label: str) -> Refusal | None:
+    def spent(self, label: str) -> Refusal | None:
+        """The 429 of a key whose enforced budget is spent, else None."""
         budget = self.budgets.get(label) or self.budgets.get("*")
         if budget is None or not budget.enforce or self.spend is None:  # no history
             return None
