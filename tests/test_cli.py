@@ -32,7 +32,7 @@ def run(*args, cwd=ROOT, **kw) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args,line", [
     (("serve", "--upstrem", "https://api.openai.com"),
      f"{PROG}: unrecognized arguments: --upstrem https://api.openai.com "
-     f"(see {PROG} --help)"),
+     f"(see {PROG} serve --help)"),
     (("serve",), f"{PROG} serve: give --config FILE (several services) or --upstream URL "
                  f"(one) (see {PROG} serve --help)"),
     (("demo", "--rate", "0"),

@@ -222,6 +222,8 @@ def export_history(args) -> int:
         finally:
             if args.output:
                 out.close()
+        if args.output:  # standard output holds the rows themselves: nothing said there
+            print(f"wrote {rows.count:,} row{'s' if rows.count != 1 else ''} to {args.output}")
         return 0
 
     return reading(db, write)

@@ -6,6 +6,7 @@ A mistake in them is argparse's: one line naming the flag, exit status 2.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import __version__
 
@@ -36,17 +37,35 @@ def history_flags(parser, filters) -> None:
                         help="start: ISO 8601 or Unix seconds (default: 24 hours before --to)")
     parser.add_argument("--to", metavar="TIME", help="end, excluded (default: now)")
     parser.add_argument("--tz", help="IANA time zone for days and times (default UTC)")
+    helps = {"tag": "only requests with this tag, KEY:VALUE (or several, comma-separated, "
+             "each to hold)", "request-id": "only this request id (one value: a client's "
+             "own id may hold a comma)"}
     for label in filters:
-        parser.add_argument(f"--{label}", help="only requests with this tag, KEY:VALUE (or "
-                            "several, comma-separated)" if label == "tag" else
-                            f"only this {label.replace('-', '_')} (or a comma-separated list)")
+        parser.add_argument(f"--{label}", help=helps.get(label) or f"only this "
+                            f"{label.replace('-', '_')} (or a comma-separated list)")
 
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser, but a mistake is one line: what is wrong, and where help is."""
 
+    argv: list[str] = []
+
+    def parse_args(self, args=None, namespace=None):
+        self.argv = list(sys.argv[1:] if args is None else args)  # for error()
+        return super().parse_args(args, namespace)
+
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        # argparse reports an unknown flag of a command from the top parser: its help, the
+        # command's, is the one that lists the flags.
+        prog = self.prog
+        if self._subparsers is not None and message.startswith("unrecognized arguments"):
+            command = next((a for a in self.argv if a in self._commands()), None)
+            prog = f"{prog} {command}" if command else prog
+        self.exit(2, f"{self.prog}: {message} (see {prog} --help)\n")
+
+    def _commands(self) -> set[str]:
+        return {name for action in self._subparsers._group_actions
+                for name in getattr(action, "choices", None) or ()}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,7 @@ class Rows:
         self.db, self.sql, self.args, self.convert = db, sql, args, convert
         self.limit = limit
         self.cursor: str | None = None
+        self.count = 0  # rows read so far
 
     def batches(self):
         seen, last = 0, None
@@ -51,6 +52,7 @@ class Rows:
             names = next(stream)
             for raw in stream:
                 seen += len(raw)
+                self.count = seen
                 batch = [self.convert(dict(zip(names, r, strict=True))) for r in raw]
                 last = batch[-1]
                 yield batch
