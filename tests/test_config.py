@@ -153,6 +153,11 @@ def test_serve_with_only_an_upstream_then_sigterm(unused_tcp_port_factory, tmp_p
                 'service="default"} 1.0') in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        # The guess is said at start, and how to change it.
+        first = proc.stderr.readline().decode()
+        assert first.endswith(" INFO exporter.config: --upstream http://127.0.0.1:9: provider "
+                              "self-hosted guessed from the host (provider 'self-hosted' is "
+                              "self-hosted: no cloud price); --provider NAME sets it\n"), first
         # The history file sits in the working directory, and holds the request's row.
         with sqlite3.connect(tmp_path / "llm-usage-history.db") as db:
             assert db.execute("SELECT status, error_type FROM requests").fetchall() == [

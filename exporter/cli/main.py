@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from ..accounting.pricing import pricing_for
 from ..accounting.table import Table, TableError
 from ..config.load import load_config, single_upstream
 from ..config.schema import ConfigError
@@ -113,6 +114,12 @@ def serve(args, argv) -> int:
             print(_flag_named(problem, args), file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
+    if not args.config and not args.provider and not args.worker:
+        # A guess prices the traffic (self-hosted: nothing; a cloud's: its table): say it.
+        mode = pricing_for(config).mode(config.services[0].name, config.services[0].provider)
+        logging.getLogger("exporter.config").info(
+            "--upstream %s: provider %s guessed from the host (%s); --provider NAME sets it",
+            args.upstream, config.services[0].provider, mode.reason)
     try:
         for warning in config_warnings(config):
             logging.getLogger("exporter.config").warning("config: %s", warning)
