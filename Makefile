@@ -16,7 +16,7 @@ DEBIAN_TOOLS := prometheus promtool prometheus-alertmanager amtool pdftotext pdf
 .DELETE_ON_ERROR:
 
 demo: $(VENV)/installed
-	$(VENV)/bin/llm-usage-exporter demo
+	$(VENV)/bin/llm-usage-exporter demo $(DEMO_ARGS)
 
 # Lint and types first: seconds, where the suite takes minutes (pyproject.toml: [tool.ruff],
 # [tool.mypy]).

@@ -32,7 +32,8 @@ class ListenError(OSError):
 
     def __init__(self, host: str, port: int, error: OSError):
         hints = {errno.EADDRINUSE: ": another process holds it; stop it, or choose another "
-                                   "port (--listen, --admin-listen or the config's)",
+                                   "port (--listen, --admin-listen or the config's; with make "
+                                   "demo, DEMO_ARGS=\"--listen ...\")",
                  errno.EACCES: ": ports below 1024 need privileges; choose a higher one",
                  errno.EADDRNOTAVAIL: ": that address is not one of this machine's"}
         code = error.errno
