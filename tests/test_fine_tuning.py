@@ -65,6 +65,8 @@ async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, db)
     await other.fine_tuning.jobs.retrieve("ftjob-abc")  # succeeded, seen again
     await other.fine_tuning.jobs.retrieve("ftjob-other")  # not created through the gateway
     await gw.records.wait(7)  # six requests and the training's own record
+    # Each request about one job names its model, as the answer does: none is `unknown`.
+    assert {r.model for r in gw.records if not r.share} == {BASE}
     assert samples(gw, "llm_fine_tuning_jobs_total") == {
         (("service", "openai"), ("status", state)): 1.0
         for state in ("created", "validating_files", "running", "succeeded")}

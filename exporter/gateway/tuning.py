@@ -28,6 +28,9 @@ async def follow(rec: RequestRecord, whole: dict[str, Any] | None, kind: str, pr
     records = [rec]
     found = whole.get("data") if isinstance(whole, dict) and whole.get("object") == "list" \
         else [whole]
+    named = whole.get("model") if whole is not None and found == [whole] else None
+    if isinstance(named, str) and named and rec.model == "unknown":
+        rec.model = named  # one job's request: its model, not `unknown` in every ranking
     for job in found if isinstance(found, list) else ():
         if not (isinstance(job, dict) and job.get("object") == "fine_tuning.job"
                 and isinstance(job.get("id"), str)):
