@@ -201,3 +201,11 @@ async def test_request_rows_name_their_project_user_and_tags(api):
     [row] = (await r.json())["data"]
     assert (row["request_id"], row["project"], row["user"], row["tags"]) == (
         "r2", "search", "bob", '{"env":"prod","feature":"autocomplete"}')
+
+
+async def test_the_top_users_by_the_hour_keep_the_requests_of_no_user(api):
+    """The top N by a granularity keeps the group of requests with no user, or no tag."""
+    top = await get(api, group_by="user", order="fee", limit="2", granularity="hour")
+    assert [(r["user"], r["requests"]) for r in top] == [(None, 1), ("alice", 2)]
+    top = await get(api, group_by="tag:feature", order="fee", limit="2", granularity="hour")
+    assert [(r["tag:feature"], r["requests"]) for r in top] == [(None, 1), ("digest", 1)]

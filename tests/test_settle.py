@@ -175,3 +175,29 @@ def test_a_gemini_stream_whose_counts_go_down_or_never_come_ends_in_one_bill():
                  {"contents": [{"parts": [{"text": "1234"}]}]}, meter.reading(), PRICING)
     # No usage at all: estimated both ways from the text, four characters a token.
     assert (rec.usage.estimated_input, rec.usage.estimated_output) == (1, 2)
+
+
+def test_a_thinking_gemini_stream_cut_before_its_last_chunk_estimates_its_text():
+    # Thinking models count their thoughts in every chunk, the answer only in the last.
+    chunk = (b'data: {"candidates":[{"content":{"parts":[{"text":"' + b"x" * 400 + b'"}]}}],'
+             b'"usageMetadata":{"promptTokenCount":10,"thoughtsTokenCount":300}}\r\n\r\n')
+    meter = StreamMeter("generate_content")
+    read(meter, chunk * 2)
+    rec = settle(record("gemini", "generate_content"), True, None, meter.reading(), PRICING)
+    # 800 characters delivered, four a token: 200 estimated, beside the 300 thoughts.
+    assert (rec.usage.input_text, rec.usage.output_reasoning, rec.usage.output_text,
+            rec.usage.estimated_output) == (10, 300, 200, 200)
+
+
+def test_gemini_array_stream_ending_in_an_error_is_a_failure_billed_for_its_text():
+    body = ResponseBody("generate_content")
+    read(body, b'[{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 40 + b'"}]}}],'
+               b'"usageMetadata":{"promptTokenCount":10}},\r\n'
+               b'{"error":{"code":500,"message":"Internal error","status":"INTERNAL"}}]')
+    rec = record("gemini", "generate_content")
+    rec.code = 200
+    settle(rec, True, None, body.reading(), PRICING)
+    assert (rec.error_type, rec.error_message) == (ErrorType.UPSTREAM_ERROR,
+                                                  "INTERNAL: Internal error")
+    assert (rec.usage.input_text, rec.usage.output_text, rec.usage.estimated_output) == (
+        10, 10, 10)

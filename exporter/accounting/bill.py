@@ -56,9 +56,12 @@ def count_usage(rec: RequestRecord, request_body: Any, reading: Reading | None) 
         usage.estimated_input = estimate_tokens(request_text_chars(request_body))
         usage.input_text += usage.estimated_input
     if not reading.output_known and rec.operation != EMBEDDINGS:
+        # The text that passed against the output reported so far, but thinking reported
+        # apart (Gemini's thoughts, in every chunk): never streamed as text, so never in it.
         guess = estimate_tokens(reading.output_chars)
-        if guess > usage.output_total:
-            usage.estimated_output = guess - usage.output_total
+        shown = usage.output_total - usage.output_reasoning
+        if guess > shown:
+            usage.estimated_output = guess - shown
             usage.output_text += usage.estimated_output
     rec.usage = usage
 

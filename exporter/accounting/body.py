@@ -71,7 +71,8 @@ def response_text_chars(operation: str, body: object) -> int:
         return sum(_text_chars(part.get("text"))
                    for candidate in _list(body.get("candidates")) if isinstance(candidate, dict)
                    for content in [candidate.get("content")] if isinstance(content, dict)
-                   for part in _list(content.get("parts")) if isinstance(part, dict))
+                   for part in _list(content.get("parts"))
+                   if isinstance(part, dict) and part.get("thought") is not True)
     if operation in (CHAT, COMPLETION):
         total = 0
         for choice in _list(body.get("choices")):
@@ -145,11 +146,17 @@ class ResponseBody:
             if not isinstance(reported, dict) or "input_tokens" not in reported:
                 reported = self.reported or reported  # its headers', not another maker's
         known = isinstance(reported, dict)
+        # Gemini's answer counts its output last: a usage without it (a stream that broke
+        # off, as a JSON array) reports the input alone.
+        output = known and (self.operation != GENERATE or "candidatesTokenCount" in reported)
         tier = whole.get("service_tier") if whole is not None else None
-        return Reading(model, reported if known else None, known, known,
-                       0 if known else response_text_chars(self.operation, whole), whole,
+        error = whole.get("error") if self.operation == GENERATE and whole is not None \
+            else None  # an error chunk ending Gemini's array stream, after a 200
+        return Reading(model, reported if known else None, known, output,
+                       0 if output else response_text_chars(self.operation, whole), whole,
                        tier if isinstance(tier, str) else None,
                        web_search_calls(whole) if self.operation == RESPONSES else 0,
+                       error_type=_gemini_error(error) if error is not None else None,
                        error_message=_error_message(whole))
 
     def parse(self) -> tuple[str | None, Any, dict[str, Any] | None]:
@@ -183,6 +190,13 @@ def _chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
         whole.update((k, chunk[k]) for k in ("modelVersion", "usageMetadata", "error")
                      if k in chunk)
     return whole
+
+
+def _gemini_error(error: object) -> str:
+    """The kind of a Gemini error object: its status (RESOURCE_EXHAUSTED, ...) or code."""
+    if isinstance(error, dict):
+        return str(error.get("status") or error.get("code") or "error")[:64]
+    return "error"
 
 
 def _error_message(whole: dict[str, Any] | None) -> str:

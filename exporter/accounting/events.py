@@ -167,8 +167,9 @@ class EventReader:
             self.model = obj["modelVersion"]
         usage = obj.get("usageMetadata")
         if isinstance(usage, dict):
-            self.usage, self.final = usage, "candidatesTokenCount" in usage or \
-                "thoughtsTokenCount" in usage
+            # Thinking models report thoughtsTokenCount in every chunk; the answer's own
+            # count comes with the last: till then, a cut stream's text is estimated.
+            self.usage, self.final = usage, "candidatesTokenCount" in usage
         if "error" in obj:
             self._error(obj["error"])
         content = False
@@ -176,7 +177,8 @@ class EventReader:
             found = candidate.get("content") if isinstance(candidate, dict) else None
             for part in (found.get("parts") or ()) if isinstance(found, dict) else ():
                 if isinstance(part, dict):
-                    self.chars += _chars(part.get("text"))
+                    if part.get("thought") is not True:  # thoughts: thoughtsTokenCount's
+                        self.chars += _chars(part.get("text"))
                     content = content or bool(part.get("text") or part.get("functionCall")
                                               or part.get("inlineData"))
         return content

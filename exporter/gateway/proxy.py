@@ -68,6 +68,7 @@ class Proxy:
         if self.spend is not None:  # the writer reads the spend back only while needed
             self.spend.active = keys.enforcing
         self.metrics.api_key_label.seen.update(k.name for k in config.api_keys)
+        self.metrics.project_label.seen.update(k.project for k in config.api_keys if k.project)
 
     def route(self, request: Request) -> tuple[Service, str]:
         """Pick the service from the first path segment; return it and the upstream path."""

@@ -155,7 +155,8 @@ class UsageQuery:
             start = max(wall_to_utc(wall, f.tz), f.start)
             end = min(wall_to_utc(wall + size, f.tz), f.end)
             out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
-        out.update((c, row.pop(_name(c))) for c in self.group_by)
+        out.update((c, row.pop(_name(c)) if c in GROUP_COLUMNS and c != "user"
+                    else row.pop(_name(c)) or None) for c in self.group_by)
         requests, successful = row["requests"], row["successful"] or 0
         out.update(requests=requests, successful=successful, failed=requests - successful,
                    success_rate=successful / requests if requests else None)
@@ -172,10 +173,14 @@ def _name(group: str) -> str:
 
 
 def _group_sql(group: str, dialect) -> str:
-    """What a group_by value groups by: a column, or a tag's value in the JSON."""
+    """What a group_by value groups by: a column, or a tag's value in the JSON. A request
+    with no user or no such tag is the group '' (None in the answer): NULL would never be
+    IN the top N, and the engines sort it apart."""
     if group.startswith("tag:"):
-        return dialect.tag(group[4:])  # a key of TAG_KEY's letters: safe in the SQL
-    return _name(group)
+        return f"coalesce({dialect.tag(group[4:])}, '')"  # TAG_KEY's letters: safe in SQL
+    if group == "user":
+        return "coalesce(end_user, '')"
+    return group
 
 
 def _successful(requests: str) -> str:

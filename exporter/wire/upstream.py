@@ -29,10 +29,14 @@ class Origin:
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.tls else 80)
-        self.host_header = parts.netloc.rpartition("@")[2].encode("idna")
+        netloc = parts.netloc.rpartition("@")[2]
+        default = ":443" if self.tls else ":80"
+        if netloc.endswith(default):  # as clients send it, and as a SigV4 signature covers it
+            netloc = netloc[:-len(default)]
+        self.host_header = netloc.encode("idna")
         self.path = parts.path.rstrip("/")
         self.key = (self.host, self.port, self.tls)
-        self.base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        self.base = f"{parts.scheme}://{netloc}"
 
     def url(self, target: bytes) -> str:
         """The whole URL of a request target sent to this origin (what a signature covers)."""

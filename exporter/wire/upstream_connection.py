@@ -90,6 +90,7 @@ class Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
             self.error = UpstreamError(f"invalid HTTP from the upstream: {e}")
+            self.keep_alive = False
             self.transport.abort()
         sink = self._sink
         if sink is None:
@@ -245,7 +246,10 @@ class Connection(asyncio.Protocol):
                 self._deliver(sink)
             while self.error is None and not self.complete:
                 await self._wait(timeout)
-            if self.error is not None:
+            # Bytes that are no HTTP after a complete answer spoil the connection, not the
+            # answer, which the client has whole: the connection is closed, not kept.
+            if self.error is not None and not (self.complete
+                                               and isinstance(self.error, UpstreamError)):
                 raise self.error
         finally:
             self._sink = None
