@@ -209,3 +209,16 @@ async def test_the_top_users_by_the_hour_keep_the_requests_of_no_user(api):
     assert [(r["user"], r["requests"]) for r in top] == [(None, 1), ("alice", 2)]
     top = await get(api, group_by="tag:feature", order="fee", limit="2", granularity="hour")
     assert [(r["tag:feature"], r["requests"]) for r in top] == [(None, 1), ("digest", 1)]
+
+
+def test_a_keys_project_added_by_a_reload_is_a_label_value_however_full():
+    from exporter.config.load import parse_config
+    from exporter.gateway.proxy import Proxy
+    services = [{"name": "openai", "base_url": "http://127.0.0.1:9"}]
+    metrics = Metrics(CollectorRegistry(), max_projects=3)  # none, other and one more
+    proxy = Proxy(parse_config({"services": services}, {}), metrics, {})
+    assert metrics.project_label("from-a-header") == "from-a-header"  # the cap is reached
+    proxy.reload(parse_config({"services": services, "api_keys": [
+        {"name": "late", "sha256": "0" * 64, "project": "added"}]}, {}), {})
+    assert metrics.project_label("added") == "added"
+    assert metrics.project_label("another-header") == "other"
