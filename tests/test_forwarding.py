@@ -41,16 +41,27 @@ async def test_headers_forwarded_minus_hop_by_hop(gateway, replay):
     assert (await gw.records.wait(1)).request_id == rid
 
 
-async def test_client_request_id_is_kept_and_upstream_id_moved_aside(gateway, replay):
+async def test_the_upstreams_request_id_reaches_the_client_unchanged(gateway, replay):
+    """OpenAI's id is what its SDK shows as _request_id and its support asks for: it passes
+    as it came; the gateway's own (the client's, here) comes in X-LLM-Request-ID."""
     replay.routes[CHAT] = json_file("openai_chat_cached.json",
                                     headers={"X-Request-ID": "req_openai_123"})
+    replay.routes["/v1/messages"] = json_file("anthropic_message.json",
+                                              headers={"request-id": "req_011anthropic"})
     gw = await gateway()
     async with aiohttp.ClientSession() as s:
         async with s.post(gw.url + CHAT, json=BODY, headers={"X-Request-ID": "mine-42"}) as r:
-            assert r.headers["X-Request-ID"] == "mine-42"
-            assert r.headers["X-Upstream-Request-ID"] == "req_openai_123"
-    assert replay.seen[-1].headers["X-Request-ID"] == "mine-42"
-    assert (await gw.records.wait(1)).upstream_request_id == "req_openai_123"
+            assert r.headers.getall("X-Request-ID") == ["req_openai_123"]
+            assert r.headers["X-LLM-Request-ID"] == "mine-42"
+        async with s.post(gw.url + "/anthropic/v1/messages", json=BODY,
+                          headers={"X-Request-ID": "mine-43"}) as r:
+            assert r.headers["request-id"] == "req_011anthropic"
+            # No X-Request-ID of the upstream's: the gateway's is given under that name too.
+            assert r.headers["X-Request-ID"] == r.headers["X-LLM-Request-ID"] == "mine-43"
+    assert replay.seen[0].headers["X-Request-ID"] == "mine-42"
+    first, second = await gw.records.wait(1), await gw.records.wait(2)
+    assert (first.request_id, first.upstream_request_id) == ("mine-42", "req_openai_123")
+    assert (second.request_id, second.upstream_request_id) == ("mine-43", "req_011anthropic")
 
 
 async def test_routing_by_service_prefix_and_default(gateway, replay):

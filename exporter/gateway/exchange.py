@@ -241,10 +241,11 @@ class Exchange:
             log_request(log, logging.WARNING, rec.request_id, "to service %s: %s: %s",
                         rec.service, e.error_type, e.message)
         request.head = None  # a head prepared for the upstream's answer: not sent
+        rid = rec.request_id.encode("utf-8", "surrogateescape")
         request.respond(e.status, HTTPStatus(e.status).phrase.encode(),
                         error_body(self.api_format, e.status, e.error_type, e.message),
-                        b"Content-Type: application/json\r\nX-Request-ID: %s\r\n%s"
-                        % (rec.request_id.encode("utf-8", "surrogateescape"), e.headers))
+                        b"Content-Type: application/json\r\nX-Request-ID: %s\r\n"
+                        b"X-LLM-Request-ID: %s\r\n%s" % (rid, rid, e.headers))
 
     async def _record(self) -> None:
         """End the request in its records: bill it, name its model, hand them to the sinks."""

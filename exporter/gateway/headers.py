@@ -1,7 +1,8 @@
 """The headers the gateway passes on, both ways, and the name of the client's key.
 
 Hop-by-hop headers stay behind (RFC 9110 7.6.1, and those the `Connection` header names);
-the gateway's X-Request-ID goes both ways; with a service key, it replaces the client's.
+the gateway's X-Request-ID goes up; the upstream's comes back unchanged, the gateway's in
+X-LLM-Request-ID; with a service key, it replaces the client's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ _HOP_BY_HOP = frozenset((
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
     b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
 _NOT_UP = _HOP_BY_HOP | {b"host", b"content-length", b"x-request-id"}
-_NOT_DOWN = _HOP_BY_HOP | {b"content-length", b"x-request-id"}
+_NOT_DOWN = _HOP_BY_HOP | {b"content-length"}
+# Where upstreams name their own id of a request: OpenAI's x-request-id (which its SDK
+# shows as _request_id, what its support asks for), Anthropic's request-id.
+_UPSTREAM_IDS = frozenset((b"x-request-id", b"request-id"))
 _KEY_LINES = {"anthropic": b"x-api-key: %s\r\n", "gemini": b"x-goog-api-key: %s\r\n"}
 _KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key"))
 # The gateway reads usage out of response bodies, so it only lets the upstream pick an
@@ -109,22 +113,29 @@ def upstream_headers(request: Request, service: Service, rid: str, parsed: bool,
 def client_headers(upstream: Connection, rec: RequestRecord) -> tuple[bytes, int | None]:
     """The upstream's header lines for the client, less hop-by-hop ones; and the length.
 
-    The upstream's own X-Request-ID moves to X-Upstream-Request-ID: the client gets the
-    gateway's, which is in the history.
+    The upstream's own request id passes unchanged (and is kept in the history beside the
+    gateway's); the gateway's id comes in X-LLM-Request-ID, and as X-Request-ID too when
+    the upstream sent none.
     """
     lines, length = [], None
     drop = _NOT_DOWN
     connection = upstream.header(b"connection")
     if connection:  # RFC 9110 7.6.1: the headers it names are hop-by-hop too
         drop = drop | {t.strip().lower() for t in connection.split(b",")}
+    named = False
     for name, value in upstream.headers:
         lowered = name.lower()
-        if lowered not in drop:
-            lines.append(b"%s: %s\r\n" % (name, value))
-        elif lowered == b"content-length":
-            length = int(value)
-        elif lowered == b"x-request-id" and value.decode("latin-1") != rec.request_id:
-            rec.upstream_request_id = value.decode("latin-1")
-            lines.append(b"X-Upstream-Request-ID: %s\r\n" % value)
-    lines.append(b"X-Request-ID: %s\r\n" % rec.request_id.encode("utf-8", "surrogateescape"))
+        if lowered in drop:
+            if lowered == b"content-length":
+                length = int(value)
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+        if lowered in _UPSTREAM_IDS:
+            named = named or lowered == b"x-request-id"
+            if value.decode("latin-1") != rec.request_id and not rec.upstream_request_id:
+                rec.upstream_request_id = value.decode("latin-1")
+    rid = rec.request_id.encode("utf-8", "surrogateescape")
+    lines.append(b"X-LLM-Request-ID: %s\r\n" % rid)
+    if not named:
+        lines.append(b"X-Request-ID: %s\r\n" % rid)
     return b"".join(lines), length
