@@ -273,3 +273,25 @@ async def test_gemini_and_bedrock_in_the_history_the_usage_api_and_metrics(
                      ("gemini", "gemini-2.5-flash"): (1, 0.000971)}
     assert gw.total("llm_cost_usd_total", provider="bedrock") == pytest.approx(0.000352)
     assert gw.total("llm_requests_total", operation="generate_content", code="200") == 1
+
+
+async def test_credentials_due_for_refresh_are_refreshed_off_the_event_loop():
+    import threading
+
+    from exporter.gateway.aws import Signer
+
+    class Expiring:  # botocore's RefreshableCredentials, near the end of their hour
+        threads: list = []
+
+        def refresh_needed(self):
+            return True
+
+        def get_frozen_credentials(self):
+            self.threads.append(threading.current_thread())
+            return Credentials("AKIDFRESH", "fresh-secret", "token-1").get_frozen_credentials()
+
+    signer = Signer("us-east-1", Expiring())
+    lines = await signer.headers("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/x",
+                                 b"{}", "application/json")
+    assert b"Credential=AKIDFRESH/" in lines and b"x-amz-security-token: token-1\r\n" in lines
+    assert Expiring.threads and Expiring.threads[0] is not threading.main_thread()

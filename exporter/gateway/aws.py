@@ -9,6 +9,7 @@ client is then named by its managed key, or by the access key id it signed with.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -17,6 +18,10 @@ SIGNATURE_HEADERS = frozenset((b"authorization", b"x-amz-date", b"x-amz-security
                                b"x-amz-content-sha256"))
 _REGION = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
 _SIGNED = ("authorization", "x-amz-date", "x-amz-security-token")
+
+
+def _never() -> bool:
+    return False
 
 
 class NoCredentials(Exception):
@@ -44,12 +49,18 @@ class Signer:
             raise NoCredentials("no AWS credentials found (environment, shared profile or "
                                 "web identity)")
 
-    def headers(self, method: str, url: str, body: bytes, content_type: str | None) -> bytes:
+    async def headers(self, method: str, url: str, body: bytes,
+                      content_type: str | None) -> bytes:
         """The header lines that sign this request (Authorization, X-Amz-Date and, for
         temporary credentials, X-Amz-Security-Token)."""
         request = self._request(method=method, url=url, data=body,
                                 headers={"Content-Type": content_type} if content_type else {})
-        frozen = self.credentials.get_frozen_credentials()  # refreshed when they expire
+        if getattr(self.credentials, "refresh_needed", _never)():
+            # Temporary credentials near their end (web identity, assumed roles, about
+            # hourly): refreshed by a call to AWS, which must not stall the event loop.
+            frozen = await asyncio.to_thread(self.credentials.get_frozen_credentials)
+        else:
+            frozen = self.credentials.get_frozen_credentials()
         self._auth(frozen, "bedrock", self.region).add_auth(request)
         return b"".join(b"%s: %s\r\n" % (name.encode(), request.headers[name].encode())
                         for name in _SIGNED if name in request.headers)

@@ -156,8 +156,8 @@ class Exchange:
         if signer is not None:
             if not isinstance(data, bytes):  # signed whole: the signature covers its hash
                 data = await self._whole(data)
-            headers += signer.headers(request.method, origin.url(target), data,
-                                      request.header(b"content-type"))
+            headers += await signer.headers(request.method, origin.url(target), data,
+                                            request.header(b"content-type"))
         t = perf_counter()
         try:
             self.upstream = upstream = await proxy.pool.request(
