@@ -4,6 +4,7 @@ README's commands and URLs work as written."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -155,6 +156,24 @@ async def test_simulator_answers_a_body_that_is_not_json_as_the_apis_do(aiohttp_
     assert r.status == 400 and (await r.json())["error"]["type"] == "invalid_request_error"
     r = await client.post("/v1/messages", data=b"[1, 2]")
     assert r.status == 400 and (await r.json())["type"] == "error"
+
+
+async def test_the_simulators_anthropic_usage_counts_as_anthropic_does(aiohttp_client):
+    """input_tokens exclude the cache's reads and writes; message_delta repeats the input."""
+    client = await aiohttp_client(Simulator(seed=3, first_token_delay=0, token_delay=0,
+                                            error_rate=0).app())
+    ask = {"model": "claude-haiku-4-5", "max_tokens": 16,
+           "messages": [{"role": "user", "content": "x" * 400}]}  # 100 tokens, by 4 chars
+    for _ in range(12):
+        u = (await (await client.post("/v1/messages", json=ask)).json())["usage"]
+        assert u["input_tokens"] + u["cache_read_input_tokens"] + \
+            u["cache_creation_input_tokens"] == 100, u
+    r = await client.post("/v1/messages", json={**ask, "stream": True})
+    events = [json.loads(line[6:]) for line in (await r.text()).splitlines()
+              if line.startswith("data: ")]
+    start = events[0]["message"]["usage"]
+    delta = next(e for e in events if e["type"] == "message_delta")["usage"]
+    assert delta["input_tokens"] == start["input_tokens"] and delta["output_tokens"] == 16
 
 
 async def test_admin_index_lists_the_endpoints(admin, tmp_path):

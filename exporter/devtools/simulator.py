@@ -248,7 +248,9 @@ class Simulator:
         words = self._words(plan["out"])
         write_5m = plan["prompt"] // 4 if self.rng.random() < 0.3 else 0
         write_1h = plan["prompt"] // 8 if self.rng.random() < 0.1 else 0
-        usage = {"input_tokens": plan["prompt"], "cache_read_input_tokens": plan["cached"],
+        # As Anthropic counts: input_tokens exclude the cache's reads and writes.
+        uncached = plan["prompt"] - plan["cached"] - write_5m - write_1h
+        usage = {"input_tokens": uncached, "cache_read_input_tokens": plan["cached"],
                  "cache_creation_input_tokens": write_5m + write_1h,
                  "cache_creation": {"ephemeral_5m_input_tokens": write_5m,
                                     "ephemeral_1h_input_tokens": write_1h},
@@ -268,8 +270,10 @@ class Simulator:
                                             "delta": {"type": "text_delta", "text": w}})
                    for w in words]
         events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        # Its counts cumulative, the input's too, as the API sends them.
         events.append(("message_delta", {"type": "message_delta", "delta": {
             "stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": plan["out"]}}))
+            "usage": {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
+                                             "cache_read_input_tokens", "output_tokens")}}))
         events.append(("message_stop", {"type": "message_stop"}))
         return await self._sse(request, events, True)
