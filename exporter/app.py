@@ -59,6 +59,7 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
                       projects=[*config.attribution.projects,
                                 *(k.project for k in config.api_keys if k.project)],
                       tag_labels=config.attribution.tag_labels,
+                      max_label_sets=config.limits.max_label_sets,
                       exemplars=worker_exemplars(env))
     sinks: list[Sink] = []
     jobs = []

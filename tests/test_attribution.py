@@ -222,3 +222,19 @@ def test_a_keys_project_added_by_a_reload_is_a_label_value_however_full():
         {"name": "late", "sha256": "0" * 64, "project": "added"}]}, {}), {})
     assert metrics.project_label("added") == "added"
     assert metrics.project_label("another-header") == "other"
+
+
+def test_label_combinations_are_capped_as_well_as_each_label():
+    """1,000 keys and 100 projects are within their own caps, and would multiply."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_label_sets=10)
+    for i in range(1000):
+        metrics.observe(RequestRecord(f"r{i}", 1.0, "openai", "openai", f"key-{i:08x}",
+                                      "chat", model="gpt-4o", code=200,
+                                      usage=Usage(input_text=1), project=f"p{i % 100}"))
+    sets = {(s.labels["api_key"], s.labels["project"]) for m in registry.collect()
+            for s in m.samples if m.name == "llm_requests" and s.labels.get("code") == "200"}
+    assert len(sets) == 11 and ("other", "other") in sets  # ten, then one for the rest
+    total = sum(s.value for m in registry.collect() for s in m.samples
+                if m.name == "llm_requests" and s.labels.get("code") == "200")
+    assert total == 1000  # every request still counted

@@ -105,6 +105,9 @@ class Limits:
                                 "`other`", check=check_positive)
     max_projects: int = setting(100, "distinct `project` (and each tag_KEY) label values; "
                                 "later ones become `other`", check=check_positive)
+    max_label_sets: int = setting(
+        20_000, "distinct combinations of service, provider, model, api_key, project and "
+        "tags; later ones count as api_key, project and tags `other`", check=check_positive)
     # Every wait has a limit, generous enough for a phone on a slow network.
     head_timeout_seconds: float = setting(
         60.0, "time a client has to send a request's line and headers; then 408 and the "

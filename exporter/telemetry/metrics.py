@@ -15,7 +15,7 @@ from .. import __version__
 from ..record import ErrorType, RequestRecord
 from .exemplars import MAX_EXEMPLAR_ID as MAX_EXEMPLAR_ID  # bench.py reads it here
 from .exemplars import ExemplarFile, ExemplarHistogram, exemplar_for
-from .labels import LabelLimiter
+from .labels import OTHER, LabelLimiter
 
 # No `*_created` series: in the text format Prometheus stores each as a series of its own,
 # which nearly doubled the series of every counter and histogram and the time to render
@@ -81,8 +81,11 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 200,
                  max_api_keys: int = 1000, api_key_names=(), max_projects: int = 100,
-                 projects=(), tag_labels=(), exemplars: ExemplarFile | None = None):
+                 projects=(), tag_labels=(), max_label_sets: int = 20_000,
+                 exemplars: ExemplarFile | None = None):
         self._children = {}
+        self._whos: set[tuple[str, ...]] = set()  # the label sets (`who`) seen so far
+        self.max_label_sets = max_label_sets
         self._seen: set[tuple] = set()  # who (below) and operation
         self.model_label = LabelLimiter(max_models, always=("unknown",))
         self.api_key_label = LabelLimiter(max_api_keys, always=("none", *api_key_names))
@@ -226,6 +229,13 @@ class Metrics:
         if self.tag_labels:
             tags = r.tags or {}
             who += tuple(bound(tags.get(key, "none")) for key, bound in self.tag_labels)
+        if who not in self._whos:
+            # Each label is capped, not their combinations: keys, models and projects a
+            # client chooses could multiply. Past the cap, a new combination is `other`
+            # but for its service, provider and model.
+            if len(self._whos) >= self.max_label_sets:
+                who = (*who[:3], *(OTHER,) * (len(who) - 3))
+            self._whos.add(who)
         return who
 
     def attribution_rejected(self, field: str) -> None:
