@@ -174,6 +174,8 @@ async def test_the_simulators_anthropic_usage_counts_as_anthropic_does(aiohttp_c
     start = events[0]["message"]["usage"]
     delta = next(e for e in events if e["type"] == "message_delta")["usage"]
     assert delta["input_tokens"] == start["input_tokens"] and delta["output_tokens"] == 16
+    counted = await client.post("/v1/messages/count_tokens", json=ask)  # as the SDK asks
+    assert (counted.status, await counted.json()) == (200, {"input_tokens": 100})
 
 
 async def test_admin_index_lists_the_endpoints(admin, tmp_path):

@@ -42,6 +42,7 @@ class Simulator:
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/fine_tuning/jobs", self.fine_tune)
         app.router.add_get("/v1/fine_tuning/jobs/{id}", self.fine_tuning_job)
@@ -238,6 +239,13 @@ class Simulator:
             else None, "trained_tokens": 48_000 if state == "succeeded" else None})
 
     # --- Anthropic ----------------------------------------------------------------------
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """The prompt's tokens, as the simulator would count them in an answer (free)."""
+        body = await self._request(request, anthropic=True)
+        if isinstance(body, web.Response):
+            return body
+        return web.json_response({"input_tokens": self._plan(body)["prompt"]})
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await self._request(request, anthropic=True)
         if isinstance(body, web.Response):
