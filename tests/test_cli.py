@@ -314,3 +314,18 @@ def test_a_negative_budget_is_one_problem_in_dollars(tmp_path):
                       "budgets:\n  - {api_key: a, daily: -5}\n")
     done = run("check-config", str(config))
     assert done.stderr == f"{config}: budgets[0].daily: must be 0 or more (USD)\n"
+
+
+def test_prices_with_a_config_needs_none_of_its_secrets_and_names_a_services_override():
+    # config.example.yaml names variables set only where the gateway runs: no problem here.
+    done = run("prices", "gpt-4o-audio-preview", "--config", "config.example.yaml",
+               env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
+    assert done.returncode == 0, done.stderr
+    assert "pricing[0] prices gpt-4o-audio-preview* for the service openai only: pass " \
+           "--service openai to see its prices" in done.stdout.splitlines()
+    done = run("prices", "gpt-4o-audio-preview", "--config", "config.example.yaml",
+               "--service", "openai")
+    assert done.stdout.splitlines()[0] == (
+        "gpt-4o-audio-preview (provider openai, service tier default): priced as "
+        "gpt-4o-audio-preview* by the config (pricing_provider: openai)")
+    assert "only: pass" not in done.stdout

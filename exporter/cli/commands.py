@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import sys
 import time
@@ -97,7 +98,9 @@ def config_warnings(config) -> list[str]:
 def show_prices(args) -> int:
     config, pricing = None, Pricing()
     if args.config:
-        loaded = load_with_pricing(args.config)
+        # Prices need none of the config's secrets: variables set only where the gateway
+        # runs are no problem here, as for check-config.
+        loaded = load_with_pricing(args.config, unset=[])
         if loaded is None:
             return 2
         config, pricing = loaded
@@ -130,7 +133,13 @@ def show_prices(args) -> int:
     mode = pricing.mode(service, provider)
     sheet = pricing.sheet(service, provider, args.model, args.service_tier, at=at,
                           batch=args.batch)
+    # Overrides of one service's prices that did not apply without --service: said.
+    scoped = [f"pricing[{i}] prices {o.model} for the service {o.service} only: pass "
+              f"--service {o.service} to see its prices" for i, o in enumerate(pricing.overrides)
+              if o.service and not args.service and fnmatch.fnmatchcase(args.model, o.model)]
     if sheet is None:
+        for line in scoped:
+            print(line, file=sys.stderr)
         hint = "" if args.provider or args.service else \
             " If a provider sells it under this name, pass --provider NAME."
         print(f"no price for {args.model} (provider {provider}: {mode.reason}): its requests "
@@ -142,6 +151,8 @@ def show_prices(args) -> int:
           f"{', batch' if args.batch else ''}): priced as {sheet.model} by {source} "
           f"({mode.reason})")
     print("\n".join(describe(sheet)))
+    for line in scoped:
+        print(line)
     return 0
 
 
