@@ -329,3 +329,15 @@ def test_prices_with_a_config_needs_none_of_its_secrets_and_names_a_services_ove
         "gpt-4o-audio-preview (provider openai, service tier default): priced as "
         "gpt-4o-audio-preview* by the config (pricing_provider: openai)")
     assert "only: pass" not in done.stdout
+
+
+async def test_the_simulators_responses_stream_works_with_the_sdks_stream_helper(aiohttp_server):
+    import openai
+    server = await aiohttp_server(Simulator(seed=2, first_token_delay=0, token_delay=0,
+                                            error_rate=0).app())
+    client = openai.AsyncOpenAI(api_key="sk-demo", base_url=str(server.make_url("/v1")))
+    async with client.responses.stream(model="gpt-5-mini", input="Tell me a story.") as s:
+        text = "".join([e.delta async for e in s if e.type == "response.output_text.delta"])
+        final = await s.get_final_response()
+    assert text and final.output_text == text and final.usage.output_tokens > 0
+    await client.close()

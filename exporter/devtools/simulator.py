@@ -177,18 +177,31 @@ class Simulator:
                  "output_tokens_details": {"reasoning_tokens": plan["reasoning"]},
                  "total_tokens": plan["prompt"] + plan["out"] + plan["reasoning"]}
         ident = "resp_" + uuid.uuid4().hex[:24]
+        part = {"type": "output_text", "text": "".join(words), "annotations": []}
+        item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+                "content": [part]}
         done = {"id": ident, "object": "response", "created_at": int(time.time()),
-                "status": "completed", "model": plan["model"],
-                "output": [{"type": "message", "role": "assistant", "content": [
-                    {"type": "output_text", "text": "".join(words)}]}], "usage": usage}
+                "status": "completed", "model": plan["model"], "output": [item],
+                "usage": usage}
         if not body.get("stream"):
             await self._wait_whole(plan)
             return web.json_response(done)
+        # Every event the API sends, in order: SDK stream helpers read the item events too.
         start = {**done, "status": "in_progress", "output": [], "usage": None}
-        events = [("", {"type": "response.created", "response": start})]
-        events += [("", {"type": "response.output_text.delta", "item_id": "msg_1",
-                         "output_index": 0, "content_index": 0, "delta": w}) for w in words]
-        events.append(("", {"type": "response.completed", "response": done}))
+        at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+        kinds = [("response.created", {"response": start}),
+                 ("response.in_progress", {"response": start}),
+                 ("response.output_item.added", {"output_index": 0, "item": {
+                     **item, "status": "in_progress", "content": []}}),
+                 ("response.content_part.added", {**at, "part": {**part, "text": ""}}),
+                 *(("response.output_text.delta", {**at, "delta": w, "logprobs": []})
+                   for w in words),
+                 ("response.output_text.done", {**at, "text": part["text"], "logprobs": []}),
+                 ("response.content_part.done", {**at, "part": part}),
+                 ("response.output_item.done", {"output_index": 0, "item": item}),
+                 ("response.completed", {"response": done})]
+        events = [("", {"type": kind, "sequence_number": n, **fields})
+                  for n, (kind, fields) in enumerate(kinds)]
         return await self._sse(request, events, False)
 
     async def embeddings(self, request: web.Request) -> web.Response:
