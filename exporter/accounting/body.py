@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -67,12 +68,9 @@ def response_text_chars(operation: str, body: object) -> int:
         return _text_chars([b for b in _list(body.get("content")) if isinstance(b, dict)])
     if operation == RESPONSES:
         return _text_chars(body.get("output"))
-    if operation == GENERATE:  # Gemini's: candidates[].content.parts[].text
-        return sum(_text_chars(part.get("text"))
-                   for candidate in _list(body.get("candidates")) if isinstance(candidate, dict)
-                   for content in [candidate.get("content")] if isinstance(content, dict)
-                   for part in _list(content.get("parts"))
-                   if isinstance(part, dict) and part.get("thought") is not True)
+    if operation == GENERATE:  # thoughts are thoughtsTokenCount's, not text
+        return sum(_text_chars(part.get("text")) for part in gemini_parts(body)
+                   if part.get("thought") is not True)
     if operation in (CHAT, COMPLETION):
         total = 0
         for choice in _list(body.get("choices")):
@@ -80,6 +78,15 @@ def response_text_chars(operation: str, body: object) -> int:
                 total += _text_chars(choice.get("message")) + _text_chars(choice.get("text"))
         return total
     return 0
+
+
+def gemini_parts(answer: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The parts of a Gemini answer (or stream chunk): candidates[].content.parts[]."""
+    for candidate in _list(answer.get("candidates")):
+        content = candidate.get("content") if isinstance(candidate, dict) else None
+        for part in _list(content.get("parts")) if isinstance(content, dict) else ():
+            if isinstance(part, dict):
+                yield part
 
 
 def _list(value: object) -> list[Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .body import gemini_parts
 from .operations import COMPLETION, GENERATE, IMAGES, MESSAGES, RESPONSES, SPEECH, TRANSCRIPTION
 from .oversized import Oversized
 from .usage import web_search_calls
@@ -173,14 +174,11 @@ class EventReader:
         if "error" in obj:
             self._error(obj["error"])
         content = False
-        for candidate in obj.get("candidates") or ():
-            found = candidate.get("content") if isinstance(candidate, dict) else None
-            for part in (found.get("parts") or ()) if isinstance(found, dict) else ():
-                if isinstance(part, dict):
-                    if part.get("thought") is not True:  # thoughts: thoughtsTokenCount's
-                        self.chars += _chars(part.get("text"))
-                    content = content or bool(part.get("text") or part.get("functionCall")
-                                              or part.get("inlineData"))
+        for part in gemini_parts(obj):
+            if part.get("thought") is not True:  # thoughts are thoughtsTokenCount's
+                self.chars += _chars(part.get("text"))
+            content = content or bool(part.get("text") or part.get("functionCall")
+                                      or part.get("inlineData"))
         return content
 
     def _oversized(self, event: Oversized) -> None:

@@ -54,7 +54,7 @@ def headers_of(data: bytes) -> dict[str, Any]:
     return found
 
 
-def bedrock_usage(metrics: dict[str, Any]) -> dict[str, Any]:
+def metrics_usage(metrics: dict[str, Any]) -> dict[str, Any]:
     """InvokeModel's invocation metrics, named as Converse names its usage."""
     return {"inputTokens": metrics.get("inputTokenCount"),
             "outputTokens": metrics.get("outputTokenCount"),
@@ -125,7 +125,7 @@ class EventStreamMeter:
             return False
         metrics = inner.get("amazon-bedrock-invocationMetrics")
         if isinstance(metrics, dict):
-            self.usage, self.final = bedrock_usage(metrics), True
+            self.usage, self.final = metrics_usage(metrics), True
         if isinstance(inner.get("type"), str):  # Claude's events, Anthropic's semantics
             if inner["type"] == "error":
                 self.maker._error(inner.get("error"))

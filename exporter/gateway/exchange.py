@@ -126,13 +126,7 @@ class Exchange:
             return None
         if rec.operation == OTHER:
             return request.iter_body()  # passed on as it comes
-        t = perf_counter()
-        try:
-            data = await request.read(max_body)
-        except BodyTooLarge:
-            raise GatewayError(413, E.TOO_LARGE, f"request body is over the gateway's "
-                               f"limit of {max_body} bytes") from None
-        self.waited += perf_counter() - t
+        data = await self._body()
         self.request_body, data, self.strip_usage = inspect(rec.operation, data, self.service,
                                                             rec, request.raw_path)
         self.proxy.attribution.from_body(rec, self.request_body)
@@ -155,7 +149,7 @@ class Exchange:
         target = (origin.path + self.upstream_path).encode("utf-8", "surrogateescape")
         if signer is not None:
             if not isinstance(data, bytes):  # signed whole: the signature covers its hash
-                data = await self._whole(data)
+                data = await self._body() if data is not None else b""
             headers += await signer.headers(request.method, origin.url(target), data,
                                             request.header(b"content-type"))
         t = perf_counter()
@@ -207,18 +201,16 @@ class Exchange:
         if rec.stream and not upstream.body_arrived:
             request.flush()  # the client learns the status before the first event
 
-    async def _whole(self, data: AsyncIterator[bytes] | None) -> bytes:
-        """A body read whole that would have passed as it came (a request to sign)."""
-        if data is None:
-            return b""
+    async def _body(self) -> bytes:
+        """The request's body, read whole (the time it takes is the client's)."""
         t = perf_counter()
         try:
-            whole = await self.request.read(self.proxy.max_body)
+            data = await self.request.read(self.proxy.max_body)
         except BodyTooLarge:
             raise GatewayError(413, E.TOO_LARGE, f"request body is over the gateway's limit "
                                f"of {self.proxy.max_body} bytes") from None
         self.waited += perf_counter() - t
-        return whole
+        return data
 
     @property
     def unsent(self) -> bool:

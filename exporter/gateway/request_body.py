@@ -44,21 +44,18 @@ def inspect(operation: str, data: bytes, service: Service, rec: RequestRecord,
     if named is not None:
         rec.model = named[0]
         rec.stream = named[1] in STREAMING_METHODS
-        try:
-            body = loads(data)
-        except ValueError:
-            return None, data, False
-        return (body if isinstance(body, dict) else None), data, False
     try:
         body = loads(data)
     except ValueError:
-        if data[:2] == b"--":  # multipart/form-data: image edits, transcriptions
+        if named is None and data[:2] == b"--":  # multipart: image edits, transcriptions
             model = form_field(data, "model")
             if model:
                 rec.model = model
         return None, data, False  # forwarded unchanged: the upstream answers the client
     if not isinstance(body, dict):
         return None, data, False
+    if named is not None:  # nothing more to read, nothing to ask
+        return body, data, False
     model = body.get("model")
     if isinstance(model, str) and model:
         rec.model = model

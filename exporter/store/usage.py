@@ -155,8 +155,9 @@ class UsageQuery:
             start = max(wall_to_utc(wall, f.tz), f.start)
             end = min(wall_to_utc(wall + size, f.tz), f.end)
             out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
-        out.update((c, row.pop(_name(c)) if c in GROUP_COLUMNS and c != "user"
-                    else row.pop(_name(c)) or None) for c in self.group_by)
+        for c in self.group_by:
+            value = row.pop(_name(c))
+            out[c] = None if value == "" and _coalesced(c) else value
         requests, successful = row["requests"], row["successful"] or 0
         out.update(requests=requests, successful=successful, failed=requests - successful,
                    success_rate=successful / requests if requests else None)
@@ -170,6 +171,11 @@ def _name(group: str) -> str:
     """A group's column in the SQL's result: user is end_user (PostgreSQL keeps the word
     for itself), tag:feature is tag_feature."""
     return "end_user" if group == "user" else group.replace(":", "_")
+
+
+def _coalesced(group: str) -> bool:
+    """Whether a group's missing value is '' in the SQL (_group_sql), None in answers."""
+    return group == "user" or group.startswith("tag:")
 
 
 def _group_sql(group: str, dialect) -> str:
