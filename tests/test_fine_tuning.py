@@ -157,3 +157,19 @@ async def test_results_fetched_before_the_fleet_knows_their_batch_are_claimed_on
     with db.connect(write=True) as conn:  # an older release claimed batch_xyz by its id
         conn.execute("INSERT INTO jobs (job_id, metered_at) VALUES ('batch_xyz', 3.0)")
     assert not await c.claim("file-xyz", 4.0, ("batch_xyz",))
+
+
+def test_a_state_seen_is_not_pruned_by_the_retention_run_after_it(db):
+    """The ledger's rows carry a time: a retention run right after a state was seen (the
+    demo's first upkeep, here) pruned a row without one, and the state counted again."""
+    import time
+    from zoneinfo import ZoneInfo
+
+    from exporter.store.batches import prune
+    from exporter.store.ledger import JobLedger
+    db.migrate()
+    ledger = JobLedger(db)
+    assert ledger.reached("ftjob-1", "created")
+    with db.connect(write=True) as conn:
+        prune(conn, time.time(), 90, ZoneInfo("UTC"))
+    assert not ledger.reached("ftjob-1", "created")  # counted once

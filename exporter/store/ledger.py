@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 
 from .database import Database
@@ -24,9 +25,12 @@ class JobLedger:
         self.db = db
 
     @staticmethod
-    def _row(conn, job_id: str) -> None:
-        conn.execute("INSERT INTO jobs (job_id) VALUES (?) ON CONFLICT (job_id) DO NOTHING",
-                     [job_id])
+    def _row(conn, job_id: str, at: float) -> None:
+        # With a time, as every row of the ledger: the retention prunes rows by their
+        # times, and took a row without one for as old as 1970, deleting it between its
+        # making and its reading (a state counted twice; a claim's read that failed).
+        conn.execute("INSERT INTO jobs (job_id, created_at) VALUES (?, ?) "
+                     "ON CONFLICT (job_id) DO NOTHING", [job_id, at])
 
     def claim(self, job_id: str, at: float, also=()) -> bool:
         """True for the one process that marks the job metered. The claim is decided on
@@ -34,7 +38,7 @@ class JobLedger:
         (a batch's own, where its output file's is known), marked with it, and refused if
         one of them was metered already."""
         with self.db.connect(write=True) as conn, conn.transaction():
-            self._row(conn, job_id)
+            self._row(conn, job_id, at)
             if also and conn.one(
                     f"SELECT count(*) FROM jobs WHERE job_id IN ({', '.join('?' * len(also))})"
                     " AND metered_at IS NOT NULL", list(also))[0]:
@@ -43,7 +47,7 @@ class JobLedger:
                             "metered_at IS NULL", [at, job_id]) != 1:
                 return False
             for other in also:
-                self._row(conn, other)
+                self._row(conn, other, at)
                 conn.execute("UPDATE jobs SET metered_at = ? WHERE job_id = ? AND "
                              "metered_at IS NULL", [at, other])
             return True
@@ -52,7 +56,7 @@ class JobLedger:
         """True for the one process that adds `state` to the states the job was seen in."""
         with self.db.connect(write=True) as conn:
             with conn.transaction():
-                self._row(conn, job_id)
+                self._row(conn, job_id, time.time())
             for _ in range(CAS_TRIES):
                 seen = conn.one("SELECT coalesce(states, '') FROM jobs WHERE job_id = ?",
                                 [job_id])[0]
