@@ -8,6 +8,7 @@ burst loses no row of what it answered.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -40,10 +41,10 @@ class Replica:
         self.proc, self.port, self.admin = proc, port, admin
         self.url, self.api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
 
-    async def ask(self, session, request_id: str) -> int:
+    async def ask(self, session, request_id: str, **headers: str) -> int:
         async with session.post(self.url + CHAT, json={"model": "gpt-4o", "messages": []},
                                 headers={"Authorization": f"Bearer {TEAM_KEY}",
-                                         "X-Request-ID": request_id}) as r:
+                                         "X-Request-ID": request_id, **headers}) as r:
             await r.read()
             return r.status
 
@@ -77,7 +78,7 @@ async def fleet(postgres_server, aiohttp_server, replay, tmp_path, unused_tcp_po
     env = {**os.environ, "FLEET_DB_PASSWORD": PASSWORD, "TEAM_KEY": TEAM_KEY}
     started = []
 
-    async def replica(budget: float = 1000.0) -> Replica:
+    async def replica(budget: float = 1000.0, others=()) -> Replica:
         port, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
         config = tmp_path / f"replica{len(started)}.yaml"
         config.write_text(json.dumps({
@@ -85,7 +86,7 @@ async def fleet(postgres_server, aiohttp_server, replay, tmp_path, unused_tcp_po
             "history": {"url": url, "password_env": "FLEET_DB_PASSWORD"},
             "services": [{"name": "openai", "base_url": upstream, "provider": "openai"}],
             "api_keys": [{"name": "team", "key_env": "TEAM_KEY"}],
-            "budgets": [{"api_key": "team", "daily": budget, "enforce": True}],
+            "budgets": [{"api_key": "team", "daily": budget, "enforce": True}, *others],
             "deployments": [{"name": "llama", "model": "llama-3.1-8b", "base_url": upstream,
                              "probe_interval_seconds": 0.1}]}))
         proc = await start(sys.executable, "-m", "exporter", "serve", "--config", str(config),
@@ -155,6 +156,35 @@ async def test_an_enforced_budget_holds_across_replicas_within_a_second(fleet):
     assert spent_at is not None
     for name, at in refused.items():
         assert at - spent_at <= 1.0, (name, at - spent_at, accepted)
+
+
+async def test_project_and_end_user_budgets_hold_across_replicas(fleet):
+    """A project's budget is read like a key's, every half second; an end user's after each
+    of their rows is written. Either way each replica refuses within a second of the
+    request that spent it, and from then on."""
+    budgets = [{"project": "growth", "daily": float(D("5.5") * FEE), "enforce": True},
+               {"user": "*", "daily": float(D("2.5") * FEE), "enforce": True}]
+    a, b = await fleet(others=budgets), await fleet(others=budgets)
+    for headers, spent_by in (({"X-LLM-Project": "growth"}, 6), ({"X-LLM-User": "ann"}, 3)):
+        accepted, refused, spent_at = 0, {}, None
+        async with aiohttp.ClientSession() as s, asyncio.timeout(30):
+            for i in itertools.count():
+                if len(refused) == 2:
+                    break
+                name, r = (("a", a), ("b", b))[i % 2]
+                status = await r.ask(s, f"{headers}-{i}", **headers)
+                if status == 200:
+                    accepted += 1
+                    assert name not in refused, "a replica let a request through again"
+                    spent_at = spent_at or (time.monotonic() if accepted == spent_by else None)
+                else:
+                    assert status == 429
+                    refused.setdefault(name, time.monotonic())
+                await asyncio.sleep(0.02)
+        assert spent_at is not None and max(refused.values()) - spent_at <= 1.0, headers
+    # Another user is not held by ann's budget.
+    async with aiohttp.ClientSession() as s:
+        assert await a.ask(s, "bo-1", **{"X-LLM-User": "bo"}) == 200
 
 
 async def test_one_replica_probes_and_the_other_takes_over(fleet):

@@ -144,14 +144,14 @@ async def test_spend_counts_each_fee_once_while_written_and_sees_other_gateways(
     history.put(record("alice", "0.25"))
     history.put(record("alice", "0.5"))
     history.put(record("bob", "1"))
-    now = time.time()
-    assert history.spend.of("alice", now) == (0.75, 0.75)  # queued, not written: counted
+    now, alice = time.time(), ("api_key", "alice")
+    assert history.spend.of(alice, now) == (0.75, 0.75)  # queued, not written: counted
     history.start()
-    await until(lambda: history.spend.written.get("alice") == (0.75, 0.75))
-    assert history.spend.of("alice", now) == (0.75, 0.75) and history.spend.unwritten == {}
+    await until(lambda: history.spend.written.get(("api_key", "alice")) == (0.75, 0.75))
+    assert history.spend.of(alice, now) == (0.75, 0.75) and history.spend.unwritten == {}
     with db.connect(write=True) as conn:  # another gateway's commit
         conn.execute("UPDATE spend_daily SET fee_usd = fee_usd + 2 WHERE api_key = 'bob'")
-    await until(lambda: history.spend.of("bob", time.time()) == (3.0, 3.0))
+    await until(lambda: history.spend.of(("api_key", "bob"), time.time()) == (3.0, 3.0))
     await asyncio.to_thread(history.close)
 
 
@@ -160,7 +160,7 @@ class FixedSpend(Spend):
 
     def __init__(self, day, month):
         super().__init__(ZoneInfo("Europe/Paris"))
-        self.written, self.period = {"alice": (day, month)}, ("2026-12-04", "2026-12")
+        self.written, self.read_on = {("api_key", "alice"): (day, month)}, "2026-12-04"
 
 
 @pytest.mark.parametrize("day,month,expected", [
@@ -178,7 +178,7 @@ def test_a_budget_refusal_names_its_period_and_when_it_renews(day, month, expect
                                {"api_key": "alice", "daily": 1, "monthly": 30, "enforce": True}]})
     now = datetime.fromisoformat("2026-12-04T12:00:00+00:00").timestamp()
     keys = Keys(config, {}, FixedSpend(day, month), clock=lambda: now)
-    refusal = keys.refuse("alice", None, "a")
+    refusal = keys.spent(record("alice", "0"))
     if expected is None:
         assert refusal is None
         return
@@ -191,11 +191,12 @@ def test_a_budget_refusal_names_its_period_and_when_it_renews(day, month, expect
 
 def test_sums_of_a_day_or_month_that_has_ended_count_nothing():
     spend = FixedSpend(5.0, 40.0)
-    spend.unwritten["alice"] = 0.25
+    alice = ("api_key", "alice")
+    spend.unwritten[alice] = 0.25
     at = datetime.fromisoformat  # Paris: 23:30 on the 4th, then 00:30 on the 5th
-    assert spend.of("alice", at("2026-12-04T22:30:00+00:00").timestamp()) == (5.25, 40.25)
-    assert spend.of("alice", at("2026-12-04T23:30:00+00:00").timestamp()) == (0.25, 40.25)
-    assert spend.of("alice", at("2027-01-01T00:30:00+00:00").timestamp()) == (0.25, 0.25)
+    assert spend.of(alice, at("2026-12-04T22:30:00+00:00").timestamp()) == (5.25, 40.25)
+    assert spend.of(alice, at("2026-12-04T23:30:00+00:00").timestamp()) == (0.25, 40.25)
+    assert spend.of(alice, at("2027-01-01T00:30:00+00:00").timestamp()) == (0.25, 0.25)
 
 
 async def test_the_month_spend_outlives_a_short_retention(db):
@@ -207,7 +208,7 @@ async def test_the_month_spend_outlives_a_short_retention(db):
         r.started = datetime.fromisoformat(f"2026-12-{day:02d}T09:00:00+00:00").timestamp()
         history.put(r)
     history.start()
-    await until(lambda: history.spend.written.get("alice") == (1.0, 3.0))
+    await until(lambda: history.spend.written.get(("api_key", "alice")) == (1.0, 3.0))
     await asyncio.to_thread(history.close)
     Upkeep(db, 1, ZoneInfo("UTC"), clock=lambda: now).once()
     with db.connect() as conn:  # the rows are pruned, the spend rollup is not

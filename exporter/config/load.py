@@ -11,6 +11,7 @@ import os
 
 import yaml
 
+from .budgets import PAYERS
 from .schema import ConfigError, build
 from .table import Config, PriceOverride, Service
 
@@ -64,7 +65,18 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
                 o.training is None or o.input is not None or o.output is not None):
             problems.append(f"pricing[{i}]: set input and output (or, for a fine-tuning "
                             "price alone, only training)")
+    held: dict[tuple[str, str], int] = {}
     for i, b in enumerate(config.budgets):
+        named = [kind for kind in PAYERS if getattr(b, kind) is not None]
+        if len(named) != 1:
+            problems.append(f"budgets[{i}]: set one of api_key, project or user (what the "
+                            "budget holds to its limit)" + (", not " + " and ".join(named)
+                                                            if named else ""))
+        elif b.payer in held:
+            problems.append(f"budgets[{i}]: {b.payer[0]} {b.payer[1]} has a budget already "
+                            f"(budgets[{held[b.payer]}]): one budget, with daily and monthly")
+        else:
+            held[b.payer] = i
         said = any(p.startswith((f"budgets[{i}].daily", f"budgets[{i}].monthly"))
                    for p in problems)  # a value refused already: not missing as well
         if b.daily is None and b.monthly is None and not said:
@@ -133,6 +145,10 @@ def key_warnings(config: Config) -> list[str]:
         out += [f"budgets[{i}]: an enforced budget for every key (*) without require_api_key "
                 "holds each key a client presents to its own budget: a new key is a new one"
                 for i, b in enumerate(config.budgets) if b.api_key == "*" and b.enforce]
+        out += [f"budgets[{i}]: an enforced project budget without require_api_key holds "
+                "only the clients that name the project (X-LLM-Project): another name, or "
+                "none, escapes it" for i, b in enumerate(config.budgets)
+                if b.project is not None and b.enforce]
     # The form SDK docs give (https://api.openai.com/v1): the client's path has /v1 already.
     out += [f"services[{i}].base_url: {s.base_url} ends in /v1, and clients send /v1/... "
             f"themselves, so requests would go to {s.base_url.rstrip('/')}/v1/...: drop the /v1"

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from .attribution import Attribution
+from .budgets import Budget
 from .checks import (
     check_database_url,
     check_env_var,
@@ -133,11 +134,6 @@ def _usd(doc, default=None):
     return setting(default, doc, check=_price)
 
 
-def _amount(v):
-    if v < 0:
-        return "must be 0 or more (USD)"
-
-
 @dataclass(frozen=True)
 class PriceOverride:
     """Prices in USD per million tokens that win over the genai-prices table."""
@@ -190,18 +186,6 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
-class Budget:
-    """A spending limit for one API key name, exported as llm_budget_usd for the alerts."""
-
-    api_key: str = setting(doc="the `api_key` label value, or * for every key not listed")
-    daily: float | None = setting(None, "USD per calendar day in `timezone`", check=_amount)
-    monthly: float | None = setting(None, "USD per calendar month in `timezone`",
-                                    check=_amount)
-    enforce: bool = setting(False, "refuse the key's requests with 429 once a limit is "
-                            "spent, until the day or month ends (default: alert only)")
-
-
-@dataclass(frozen=True)
 class Deployment:
     """A model the team serves itself on reserved GPUs: a service costed by its GPU time."""
 
@@ -250,7 +234,8 @@ class Config:
     history: HistoryConfig = setting(HistoryConfig(), "the request history")
     pricing: tuple[PriceOverride, ...] = setting((), "price overrides and additions, tried in "
                                                  "order before the genai-prices table")
-    budgets: tuple[Budget, ...] = setting((), "spending limits per API key")
+    budgets: tuple[Budget, ...] = setting((), "spending limits per API key, project or "
+                                           "end user")
     deployments: tuple[Deployment, ...] = setting((), "models served on the team's own GPUs, "
                                                   "each also a service")
     reports: tuple[ScheduledReport, ...] = setting((), "reports made on a schedule and "

@@ -115,8 +115,9 @@ class Exchange:
         max_body = self.proxy.max_body
         model_later = key is not None and bool(key.models) and request.body_exists \
             and rec.operation != OTHER
-        refusal = self.keys.refuse(self.label, key, self.service.name, model_later)
-        if refusal is not None:
+        keys = self.keys
+        if (refusal := keys.refuse(self.label, key, self.service.name)) is not None or (
+                keys.enforcing and not model_later and (refusal := keys.spent(rec))):
             raise GatewayError(*refusal)
         length = request.content_length
         if length is not None and length > max_body:
@@ -129,10 +130,12 @@ class Exchange:
         data = await self._body()
         self.request_body, data, self.strip_usage = inspect(rec.operation, data, self.service,
                                                             rec, request.raw_path)
+        user = rec.end_user
         self.proxy.attribution.from_body(rec, self.request_body)
-        if model_later and ((refusal := self.keys.refuse_model(
-                self.label, key, rec.model if rec.model != "unknown" else None))
-                or self.keys.enforcing and (refusal := self.keys.spent(self.label))):
+        if model_later and (refusal := keys.refuse_model(
+                self.label, key, rec.model if rec.model != "unknown" else None)) or (
+                keys.enforcing and (model_later or keys.users and rec.end_user != user)
+                and (refusal := keys.spent(rec))):
             raise GatewayError(*refusal)
         return data
 

@@ -3,7 +3,8 @@
 Without `require_api_key` every key passes and is only named (its `api_key` label). With it,
 a request whose key is not in `api_keys` is refused with 401 before anything reaches an
 upstream. Either way a configured key is held to its services and models (403), and a key
-whose enforced budget is spent is refused with 429 until its day or month ends.
+whose enforced budget is spent, or whose project's or end user's is, is refused with 429
+until its day or month ends.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from ..config.table import ApiKey, Config
-from ..record import ErrorType
-from ..store.spend import Spend
+from ..record import ErrorType, RequestRecord
+from ..store.spend import Spend, payers
 from ..store.zones import periods
 from .headers import key_digest
 
 # The official SDKs retry a 429 (twice, by default) unless told not to: a spent budget does
 # not come back in seconds.
 NO_RETRY = b"x-should-retry: false\r\n"
+WHO = {"api_key": "API key", "project": "project", "user": "end user"}
 
 
 class Refusal(NamedTuple):
@@ -40,8 +42,9 @@ class Keys:
                  clock: Callable[[], float] = time.time):
         self.by_digest = config.keys_by_digest(env)
         self.required = config.require_api_key
-        self.budgets = {b.api_key: b for b in config.budgets}
-        self.enforcing = spend is not None and any(b.enforce for b in config.budgets)
+        self.budgets = {b.payer: b for b in config.budgets if b.enforce}
+        self.enforcing = spend is not None and bool(self.budgets)
+        self.users = any(kind == "user" for kind, _ in self.budgets)  # an end user's held
         self.spend, self.clock = spend, clock
         self.tz = ZoneInfo(config.timezone)
 
@@ -55,11 +58,10 @@ class Keys:
         entry = self.by_digest.get(digest)
         return (entry.name, entry) if entry is not None else ("key-" + digest[:8], None)
 
-    def refuse(self, label: str, entry: ApiKey | None, service: str,
-               model_later: bool = False) -> Refusal | None:
-        """Why the request may not go on, before its body is read; None if it may.
-        `model_later`: the model is checked once the body is read, and the budget after it
-        (spent() then): a forbidden model's 403 does not go away tomorrow, a 429 does."""
+    def refuse(self, label: str, entry: ApiKey | None, service: str) -> Refusal | None:
+        """Why the key may not call the service; None if it may. The model is checked once
+        the body is read (refuse_model), and then the budgets (spent): a forbidden model's
+        403 does not go away tomorrow, a 429 does."""
         if entry is None and self.required:
             return Refusal(401, ErrorType.KEY_UNKNOWN, "the gateway requires an API key, and "
                            "none was given" if label == "none" else "this API key is not one "
@@ -67,8 +69,6 @@ class Keys:
         if entry is not None and entry.services and service not in entry.services:
             return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the service "
                            f"{service} (it may use: {', '.join(entry.services)})")
-        if self.enforcing and not model_later:
-            return self.spent(label)
         return None
 
     @staticmethod
@@ -81,24 +81,29 @@ class Keys:
         return Refusal(403, ErrorType.KEY_FORBIDDEN, f"API key {label} may not use the model "
                        f"{model} (it may use: {', '.join(entry.models)})")
 
-    def spent(self, label: str) -> Refusal | None:
-        """The 429 of a key whose enforced budget is spent, else None."""
-        budget = self.budgets.get(label) or self.budgets.get("*")
-        if budget is None or not budget.enforce or self.spend is None:  # no history
+    def spent(self, rec: RequestRecord) -> Refusal | None:
+        """The 429 of a request whose key, project or end user has spent an enforced
+        budget, else None."""
+        if self.spend is None:  # no history
             return None
         now = self.clock()
-        spent = [(period, used, limit) for period, used, limit in zip(
-            ("day", "month"), self.spend.of(label, now), (budget.daily, budget.monthly),
-            strict=True) if limit is not None and used >= limit]
-        if not spent:  # the common case: no calendar arithmetic (10 us) on the way
-            return None
-        period, used, limit = spent[-1]  # both spent: refused until the month ends
-        end = periods(now, self.tz)[period][1]
-        wait = max(math.ceil(end - now), 1)
-        return Refusal(429, ErrorType.BUDGET_EXCEEDED, f"API key {label} has spent its "
-                       f"{'daily' if period == 'day' else 'monthly'} budget: "
-                       f"{_usd(used)} of {_usd(limit)}; it renews in {_span(wait)}",
-                       NO_RETRY + b"retry-after: %d\r\n" % wait)
+        for payer in payers(rec.api_key, rec.project, rec.end_user):
+            budget = self.budgets.get(payer) or self.budgets.get((payer[0], "*"))
+            if budget is None:
+                continue
+            spent = [(period, used, limit) for period, used, limit in zip(
+                ("day", "month"), self.spend.of(payer, now), (budget.daily, budget.monthly),
+                strict=True) if limit is not None and used >= limit]
+            if not spent:  # the common case: no calendar arithmetic (10 us) on the way
+                continue
+            period, used, limit = spent[-1]  # both spent: refused until the month ends
+            end = periods(now, self.tz)[period][1]
+            wait = max(math.ceil(end - now), 1)
+            return Refusal(429, ErrorType.BUDGET_EXCEEDED, f"{WHO[payer[0]]} {payer[1]} has "
+                           f"spent its {'daily' if period == 'day' else 'monthly'} budget: "
+                           f"{_usd(used)} of {_usd(limit)}; it renews in {_span(wait)}",
+                           NO_RETRY + b"retry-after: %d\r\n" % wait)
+        return None
 
 
 def _usd(amount: float) -> str:

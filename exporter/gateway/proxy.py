@@ -66,7 +66,7 @@ class Proxy:
         pricing, keys = pricing or pricing_for(config), Keys(config, env, self.spend)
         self.pricing, self.keys = pricing, keys  # together, between two requests
         if self.spend is not None:  # the writer reads the spend back only while needed
-            self.spend.active = keys.enforcing
+            self.spend.active, self.spend.users_active = keys.enforcing, keys.users
         self.metrics.api_key_label.seen.update(k.name for k in config.api_keys)
         self.metrics.project_label.seen.update(k.project for k in config.api_keys if k.project)
 

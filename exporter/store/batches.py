@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from .rollup import BUCKET, UPSERT_SQL, rollup
 from .rows import Event, RequestRow
-from .spend import ADD_SPEND_SQL
+from .spend import ADD_ATTRIBUTED_SQL, ADD_SPEND_SQL, payers
 
 BATCH_IDS_KEPT = 86400  # a batch's id outlives any commit that can go unanswered
 ROWS_COUNTER = "UPDATE counters SET value = value + ? WHERE name = 'requests'"
@@ -29,7 +29,9 @@ def write_batch(conn, batch_id: str, rows: list[RequestRow], events: list[Event]
                                                       for r in rows})
                 conn.dialect.insert_rows(conn, rows)
                 conn.executemany(UPSERT_SQL, rollup(rows))
-                conn.executemany(ADD_SPEND_SQL, spend_by_day(rows, tz))
+                by_key, attributed = spend_by_day(rows, tz)
+                conn.executemany(ADD_SPEND_SQL, by_key)
+                conn.executemany(ADD_ATTRIBUTED_SQL, attributed)
                 conn.execute(ROWS_COUNTER, [len(rows)])
             for event in events:
                 conn.execute(event.sql, event.args())
@@ -38,15 +40,19 @@ def write_batch(conn, batch_id: str, rows: list[RequestRow], events: list[Event]
         raise
 
 
-def spend_by_day(rows: list[RequestRow], tz: ZoneInfo) -> list[tuple]:
-    """Rows' fees summed by key and local calendar day: (api_key, day, usd)."""
-    totals: dict[tuple[str, str], float] = {}
+def spend_by_day(rows: list[RequestRow], tz: ZoneInfo) -> tuple[list[tuple], list[tuple]]:
+    """Rows' fees summed by local calendar day: by key, (api_key, day, usd), and by project
+    and end user, (kind, name, day, usd)."""
+    totals: dict[tuple[str, str, str], float] = {}
     for r in rows:
         if r.fee_usd:
             day = datetime.fromtimestamp(r.started_at, tz).date().isoformat()
-            totals[r.api_key, day] = totals.get((r.api_key, day), 0.0) + r.fee_usd
+            for kind, name in payers(r.api_key, r.project, r.end_user):
+                totals[kind, name, day] = totals.get((kind, name, day), 0.0) + r.fee_usd
     # In key order, as the rollup's: two replicas' batches then lock rows in one order.
-    return [(k, d, usd) for (k, d), usd in sorted(totals.items())]
+    ordered = sorted(totals.items())
+    return ([(name, day, usd) for (kind, name, day), usd in ordered if kind == "api_key"],
+            [(*k, usd) for k, usd in ordered if k[0] != "api_key"])
 
 
 def prune(conn, now: float, retention_days: float, tz: ZoneInfo) -> None:
@@ -65,6 +71,7 @@ def prune(conn, now: float, retention_days: float, tz: ZoneInfo) -> None:
             conn.execute(ROWS_COUNTER, [-removed])
         conn.execute("DELETE FROM usage_rollup WHERE bucket < ?", [gone_before])
         conn.execute("DELETE FROM spend_daily WHERE day < ?", [oldest_day])
+        conn.execute("DELETE FROM spend_attributed WHERE day < ?", [oldest_day])
         conn.execute("DELETE FROM jobs WHERE coalesce(metered_at, created_at, 0) < ?",
                      [cutoff])
         conn.execute("DELETE FROM deployment_uptime WHERE ended_at < ?", [cutoff])

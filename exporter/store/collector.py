@@ -15,6 +15,8 @@ from ..telemetry.metrics import (
     HISTORY_ROWS,
     PERIOD_END,
     PERIOD_START,
+    PROJECT_BUDGET,
+    PROJECT_SPEND,
     SPEND,
 )
 from .database import Database
@@ -25,10 +27,13 @@ log = logging.getLogger(__name__)
 # A scrape waits at most this long for the database: with it down, the rest of /metrics is
 # still answered well within Prometheus's scrape timeout.
 SCRAPE_WAIT = 1.0
+# Whose spend is exported, and as what. End users are not: a label per user is unbounded.
+KINDS = (("api_key", SPEND, BUDGET), ("project", PROJECT_SPEND, PROJECT_BUDGET))
 
 
 class HistoryCollector:
-    """llm_history_rows, llm_spend_usd and llm_budget_usd, read from the history at scrape.
+    """llm_history_rows, and the spend and budgets of keys and projects, read from the
+    history at scrape.
 
     Read from the database rather than kept in memory, so the figures are right after a
     restart and agree across worker processes and every replica of a fleet.
@@ -43,38 +48,45 @@ class HistoryCollector:
 
     def reload(self, budgets) -> None:
         """Take the budgets of the config (again, on SIGHUP)."""
-        self.budgets = {b.api_key: b for b in budgets}
+        self.budgets = {b.payer: b for b in budgets}
 
     def collect(self):
-        spend, budget, rows = (GaugeMetricFamily(f.name, f.documentation, labels=f.labels)
-                               for f in (SPEND, BUDGET, HISTORY_ROWS))
-        keys = []
+        rows = GaugeMetricFamily(HISTORY_ROWS.name, HISTORY_ROWS.documentation)
+        spent: dict[str, list] = {}
         try:
             with self.db.connect(wait=SCRAPE_WAIT) as conn:
                 found = conn.one("SELECT value FROM counters WHERE name = 'requests'")
                 rows.add_metric([], found[0] if found else 0)
-                for api_key, month, day in conn.all(
-                        *spend_sql(self.tz, self.clock(), self.max_keys)):
-                    # Sums of floats in SQLite: 0.0021238999999999997 is 0.0021239.
-                    spend.add_metric([api_key, "day"], round(day or 0.0, 10))
-                    spend.add_metric([api_key, "month"], round(month or 0.0, 10))
-                    keys.append(api_key)
+                for kind, _, _ in KINDS:
+                    spent[kind] = conn.all(*spend_sql(self.tz, self.clock(), self.max_keys,
+                                                      kind))
         except self.db.Error as e:  # no history yet, or unreachable: no spend to show
             log.debug("spend: %s", e)
-        for api_key in dict.fromkeys([k for k in self.budgets if k != "*"] + keys):
-            b = self.budgets.get(api_key) or self.budgets.get("*")
-            if b is None:
-                continue
-            for period, limit in (("day", b.daily), ("month", b.monthly)):
-                if limit is not None:
-                    budget.add_metric([api_key, period], limit)
         yield rows
-        yield spend
-        yield budget
+        for kind, spend_family, budget_family in KINDS:
+            yield from self._spend(kind, spent.get(kind, []), spend_family, budget_family)
         yield from self._periods()
         lag = GaugeMetricFamily(HISTORY_LAG.name, HISTORY_LAG.documentation)
         lag.add_metric([], round(self.writer.lag(), 3) if self.writer is not None else 0.0)
         yield lag
+
+    def _spend(self, kind: str, spent: list, spend_family, budget_family) -> list:
+        """A kind of payer's spend this day and month, and its budgets."""
+        spend, budget = (GaugeMetricFamily(f.name, f.documentation, labels=f.labels)
+                         for f in (spend_family, budget_family))
+        names = []
+        for name, month, day in spent:
+            # Sums of floats in SQLite: 0.0021238999999999997 is 0.0021239.
+            spend.add_metric([name, "day"], round(day or 0.0, 10))
+            spend.add_metric([name, "month"], round(month or 0.0, 10))
+            names.append(name)
+        listed = [n for k, n in self.budgets if k == kind and n != "*"]
+        for name in dict.fromkeys(listed + names):
+            b = self.budgets.get((kind, name)) or self.budgets.get((kind, "*"))
+            for period, limit in (("day", b.daily), ("month", b.monthly)) if b else ():
+                if limit is not None:
+                    budget.add_metric([name, period], limit)
+        return [spend, budget]
 
     def _periods(self):
         start, end = (GaugeMetricFamily(f.name, f.documentation, labels=f.labels)

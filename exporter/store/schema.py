@@ -145,6 +145,15 @@ def m014_attribution(db: sqlite_utils.Database) -> None:
     _rollup(db, KEY)
 
 
+@migrations()
+def m015_spend_attributed(db: sqlite_utils.Database) -> None:
+    # Fees per project and end user and local calendar day, for their budgets; made from
+    # the requests at the next start (the stored zone forgotten: spend.rebuild_spend).
+    db["spend_attributed"].create({"kind": str, "name": str, "day": str, "fee_usd": float},
+                                  pk=("kind", "name", "day"))
+    db.execute("DELETE FROM meta WHERE key = 'timezone'")
+
+
 def _rollup(db: sqlite_utils.Database, key: tuple[str, ...]) -> None:
     real = {"audio_seconds", "fee_usd", "duration_ms", "ttft_ms"}
     columns = {"bucket": float, **{c: str for c in key[1:]}, "status": int,
@@ -235,6 +244,11 @@ POSTGRESQL_MIGRATIONS = (
         "CREATE INDEX ON requests (end_user, started_at)",
         "DROP TABLE usage_rollup",
         _pg_rollup(KEY), backfill_sql(_pg_floor, KEY),
+    )),
+    ("004_spend_attributed", (
+        "CREATE TABLE spend_attributed (kind text, name text, day text, "
+        "fee_usd double precision, PRIMARY KEY (kind, name, day))",
+        "DELETE FROM meta WHERE key = 'timezone'",
     )),
 )
 

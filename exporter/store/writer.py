@@ -23,7 +23,7 @@ from ..telemetry.background import HistoryMetrics
 from .batches import write_batch
 from .database import Database, reason
 from .rows import Event, row
-from .spend import REFRESH_SECONDS, Spend
+from .spend import REFRESH_SECONDS, Payer, Spend, payers
 
 log = logging.getLogger(__name__)
 UTC_ZONE = ZoneInfo("UTC")
@@ -66,9 +66,10 @@ class History:
         """Queue one record; never blocks (a full queue drops it, counted)."""
         fee = float(record.fee)
         if fee:  # counted before the writer can see the row, so it is never settled first
-            self.spend.queued(record.api_key, fee)
+            charged = payers(record.api_key, record.project, record.end_user)
+            self.spend.queued(charged, fee)
         if not self._enqueue(record) and fee:
-            self.spend.settle({record.api_key: fee}, None)  # dropped: never written
+            self.spend.settle(dict.fromkeys(charged, fee), None)  # dropped: never written
 
     def put_event(self, event: Event) -> None:
         """Queue a change of a ledger; never blocks."""
@@ -158,11 +159,14 @@ class History:
         if conn is not None:
             _close(conn)
 
-    def _read_spend(self, conn, written: dict[str, float]) -> dict[str, float]:
-        """Read the fleet's spend back, taking out of the unwritten sums the fees just
-        written; return those fees if it could not (a failing read costs no write)."""
+    def _read_spend(self, conn, written: dict[Payer, float]) -> dict[Payer, float]:
+        """Read the fleet's spend back (and the end users' of the rows just written), taking
+        out of the unwritten sums the fees just written; return those fees if it could not
+        (a failing read costs no write)."""
+        users = [name for kind, name in written if kind == "user"] \
+            if self.spend.users_active else ()
         try:
-            self.spend.settle(written, self.spend.read(conn, self.clock()))
+            self.spend.settle(written, self.spend.read(conn, self.clock(), users))
             return {}
         except Exception as e:
             log.debug("history: the spend cannot be read back: %s", reason(e))
@@ -242,7 +246,7 @@ class History:
         return ([row(item) for _, item in batch if isinstance(item, RequestRecord)],
                 [item for _, item in batch if isinstance(item, Event)])
 
-    def _lose(self, batch: list, fees: dict[str, float]) -> None:
+    def _lose(self, batch: list, fees: dict[Payer, float]) -> None:
         """Give up on rows the database never took back (at shutdown): counted as dropped."""
         self.metrics.dropped.inc(len(batch))
         self.metrics.queue_size.dec(len(batch))
@@ -251,12 +255,13 @@ class History:
                   "they are lost", len(batch), self.db)
 
     @staticmethod
-    def _fees(batch) -> dict[str, float]:
-        """Sum a batch's fees by key."""
-        fees: dict[str, float] = {}
+    def _fees(batch) -> dict[Payer, float]:
+        """Sum a batch's fees by key, project and end user."""
+        fees: dict[Payer, float] = {}
         for _, r in batch:
             if isinstance(r, RequestRecord) and r.fee:
-                fees[r.api_key] = fees.get(r.api_key, 0.0) + float(r.fee)
+                for payer in payers(r.api_key, r.project, r.end_user):
+                    fees[payer] = fees.get(payer, 0.0) + float(r.fee)
         return fees
 
 

@@ -52,6 +52,11 @@ SPEND = Family("llm_spend_usd", "Fees of the current calendar day or month, in t
                "configured time zone, from the request history.", ("api_key", "period"))
 BUDGET = Family("llm_budget_usd", "Configured spending limit for the period.",
                 ("api_key", "period"))
+PROJECT_SPEND = Family("llm_project_spend_usd", "Fees of the current calendar day or month "
+                       "by project, in the configured time zone, from the request history.",
+                       ("project", "period"))
+PROJECT_BUDGET = Family("llm_project_budget_usd", "Configured spending limit of a project "
+                        "for the period.", ("project", "period"))
 HISTORY_ROWS = Family("llm_history_rows", "Rows in the history database.")
 HISTORY_LAG = Family("llm_history_write_lag_seconds", "How long the oldest history row not yet "
                      "written has waited, in this process (0 when none waits).")
