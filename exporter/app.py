@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import signal
 from zoneinfo import ZoneInfo
@@ -41,6 +42,7 @@ from .telemetry.admin import Admin
 from .telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
 from .telemetry.exemplars import WorkersCollector, worker_exemplars
 from .telemetry.metrics import Metrics
+from .telemetry.scrapes import Scrapes
 from .wire.server import Server
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
                                 *(k.project for k in config.api_keys if k.project)],
                       tag_labels=config.attribution.tag_labels,
                       max_label_sets=config.limits.max_label_sets,
-                      exemplars=worker_exemplars(env))
+                      exemplars=worker_exemplars(env),
+                      scrapes=Scrapes(env.get("PROMETHEUS_MULTIPROC_DIR")))
     sinks: list[Sink] = []
     jobs = []
     if history is not None:
@@ -122,6 +125,7 @@ class ProxyListener(Listener):
             await asyncio.to_thread(self.history.start)
         port = await super().start(host, port, reuse_port=reuse_port)
         self.tasks = [asyncio.create_task(job.run()) for job in self.background]
+        self.tasks.append(asyncio.create_task(self.proxy.metrics.holds.releasing()))
         return port
 
     async def cleanup(self, timeout: float = 30) -> None:
@@ -131,16 +135,18 @@ class ProxyListener(Listener):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await super().cleanup(timeout)
+        self.proxy.metrics.holds.release(math.inf)  # the last counts: no scrape may come
         self.proxy.pool.close()
         if self.history is not None:
             await asyncio.to_thread(self.history.close)
 
 
 def create_admin(registry: CollectorRegistry, *, db: Database | None = None,
-                 token: str | None = None) -> Listener:
-    """Build the admin listener: /metrics, /healthz and, with a history, /api/*."""
+                 token: str | None = None, scrapes: Scrapes | None = None) -> Listener:
+    """Build the admin listener: /metrics, /healthz and, with a history, /api/*;
+    `scrapes`: where the scrapes it answers are noted (the proxy's metrics read it)."""
     routes = UsageApi(db).routes() if db is not None else None
-    return Listener(Admin(registry, routes=routes, token=token).handle)
+    return Listener(Admin(registry, routes=routes, token=token, scrapes=scrapes).handle)
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -179,7 +185,7 @@ async def start(config: Config, registry: CollectorRegistry, *, history: History
     proxy = create_proxy(config, registry=registry, history=history, env=env, probe=probe)
     await proxy.start(*split_hostport(config.listen), reuse_port=reuse_port)
     admin = create_admin(exposition or registry, db=history.db if history else None,
-                         token=config.admin_token(env))
+                         token=config.admin_token(env), scrapes=proxy.proxy.metrics.holds.scrapes)
     await admin.start(*split_hostport(config.admin_listen), reuse_port=reuse_port)
     return [proxy, admin]
 

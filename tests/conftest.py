@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import shutil
 
@@ -114,6 +115,13 @@ async def until(condition, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def until_async(condition, timeout: float = 30.0) -> None:
+    """Poll an async `condition()` until it holds, under a deadline."""
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.05)
+
+
 async def start(*args, cwd=None, log=None, env=None):
     """Start a process of the test's; its standard error goes to the file `log`, if given
     (a pipe nobody reads would fill up and stall a chatty process)."""
@@ -169,10 +177,15 @@ class Gateway:
         tag labels the test does not care about)."""
         return self.total(name, **labels)
 
+    def collect(self):
+        """The registry's metrics, as a scrape reads them: held increments counted."""
+        self.listener.proxy.metrics.holds.release(math.inf)
+        return self.registry.collect()
+
     def by_category(self, name: str, **match) -> dict:
         """{(direction, token_type): value} of a metric, over the samples matching `match`."""
         out = {}
-        for metric in self.registry.collect():
+        for metric in self.collect():
             for s in metric.samples:
                 if s.name == name and all(s.labels.get(k) == v for k, v in match.items()):
                     key = (s.labels["direction"], s.labels["token_type"])
@@ -182,7 +195,7 @@ class Gateway:
     def total(self, name: str, **match) -> float:
         """Sum every sample of a metric whose labels include `match`."""
         total = 0.0
-        for metric in self.registry.collect():
+        for metric in self.collect():
             for s in metric.samples:
                 if s.name == name and all(s.labels.get(k) == v for k, v in match.items()):
                     total += s.value

@@ -46,7 +46,7 @@ class Upstream:
 
 
 def samples(gw, name: str) -> dict:
-    return {tuple(sorted(s.labels.items())): s.value for m in gw.registry.collect()
+    return {tuple(sorted(s.labels.items())): s.value for m in gw.collect()
             for s in m.samples if s.name == name and s.value}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import database_name, read_rows, start, stop, until, wait_ok
+from conftest import database_name, read_rows, start, stop, until, until_async, wait_ok
 from prometheus_client.parser import text_string_to_metric_families
 from upstream import json_file
 
@@ -334,10 +334,3 @@ def test_replicas_started_together_on_one_history_both_start(new_db, tmp_path,
                 p.terminate()
                 p.wait(30)
                 p.stderr.close()
-
-
-async def until_async(condition, timeout: float = 30.0) -> None:
-    """Poll an async `condition()` until it holds, under a deadline."""
-    async with asyncio.timeout(timeout):
-        while not await condition():
-            await asyncio.sleep(0.05)

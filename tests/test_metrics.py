@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,6 +14,7 @@ from exporter.record import RequestRecord, Usage
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
 from exporter.telemetry.metrics import Metrics
+from exporter.telemetry.scrapes import Scrapes
 
 
 def record(rid="0123456789abcdef0123456789abcdef", code=200, error_type="none", model="gpt-4o",
@@ -37,12 +40,42 @@ def test_failure_series_exist_at_zero_once_a_model_is_seen():
                              ("500", "upstream_error")):
         assert requests(registry, code=code, error_type=error_type) == 0
     assert requests(registry, code="503", error_type="upstream_error") is None
+    assert requests(registry, code="200", error_type="none") == 0  # until a scrape reads it
+    metrics.holds.release(math.inf)
     assert requests(registry, code="200", error_type="none") == 1
     metrics.observe(record(code=504, error_type="timeout"))
-    assert requests(registry, code="504", error_type="timeout") == 1
+    assert requests(registry, code="504", error_type="timeout") == 1  # read at 0 already
     # Per model and key: another key gets its own.
     metrics.observe(record(key="team-b"))
     assert requests(registry, api_key="team-b", code="500", error_type="upstream_error") == 0
+
+
+def test_a_new_series_counts_once_a_scrape_begun_after_it_has_read_it():
+    registry = CollectorRegistry()
+    scrapes = Scrapes()
+    metrics = Metrics(registry, scrapes=scrapes)
+    before = time.monotonic()  # a scrape under way when the series is made
+    metrics.observe(record())
+    metrics.observe(record())
+    scrapes.answered(before)
+    metrics.holds.release()
+    assert requests(registry, code="200", error_type="none") == 0  # read at 0, by chance
+    scrapes.answered(time.monotonic())  # a scrape that began after: it has read the 0
+    metrics.holds.release()
+    assert requests(registry, code="200", error_type="none") == 2
+    metrics.observe(record())  # a series read already: counted at once
+    assert requests(registry, code="200", error_type="none") == 3
+    metrics.observe(record(model="gpt-4o-mini"))  # a new one: held again
+    assert requests(registry, code="200", error_type="none", model="gpt-4o-mini") == 0
+
+
+def test_workers_release_by_the_latest_scrape_any_of_them_answered(tmp_path):
+    mine, other = Scrapes(str(tmp_path)), Scrapes(str(tmp_path))
+    other.latest = 0.0
+    mine.answered(5.0)
+    assert other.last() == 5.0  # read from the file the other wrote
+    (tmp_path / "scraped_1.bin").write_bytes(b"\x00")  # half made: left out
+    assert other.last() == 5.0
 
 
 def exemplars(registry, name):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from conftest import until
+from conftest import until, until_async
 from test_workers import children
 from upstream import json_file
 
@@ -50,9 +50,12 @@ async def metrics(admin: int) -> str:
             return await r.text()
 
 
-async def cost(admin: int) -> float:
+async def cost_is(admin: int, expected: float) -> bool:
+    """Whether /metrics shows this cost: a new series' counts come a scrape after it."""
     text = await metrics(admin)
-    return sum(float(v) for v in re.findall(r"(?m)^llm_cost_usd_total\{[^}]*\} (\S+)$", text))
+    found = sum(float(v) for v in re.findall(r"(?m)^llm_cost_usd_total\{[^}]*\} (\S+)$",
+                                             text))
+    return round(found, 9) == round(expected, 9)
 
 
 async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_running_config(
@@ -77,7 +80,7 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_running_conf
         assert await ask(listen, ALICE) == 200
         assert await ask(listen, BOB) == 401
         # 1,117 prompt tokens (1,024 cached, at the input price) and 46 output at $1/M.
-        assert round(await cost(admin), 9) == 0.001163
+        await until_async(lambda: cost_is(admin, 0.001163))
 
         config["api_keys"].append({"name": "bob", "sha256": sha(BOB)})
         config["pricing"] = [{"model": "gpt-4o*", "input": 2, "output": 4}]
@@ -94,7 +97,7 @@ async def test_sighup_reloads_every_worker_and_a_bad_file_keeps_the_running_conf
         for _ in range(4):  # whichever worker answers the scrape
             assert 'llm_budget_usd{api_key="bob",period="day"} 5.0' in await metrics(admin)
         # Six more at 1,117 x $2/M + 46 x $4/M = $0.002418 each.
-        assert round(await cost(admin), 9) == round(0.001163 + 6 * 0.002418, 9)
+        await until_async(lambda: cost_is(admin, 0.001163 + 6 * 0.002418))
 
         path.write_text("services: [\n")  # a bad file: refused, the running config stays
         os.kill(proc.pid, signal.SIGHUP)

@@ -93,7 +93,9 @@ async def test_two_workers_one_consistent_metrics(aiohttp_server, replay, tmp_pa
                 assert pids <= workers  # only this gateway's workers answer its port
 
         await send(listen, 60)
-        # Whichever worker answers, /metrics holds every worker's requests; gateway b none.
+        # Whichever worker answers, /metrics holds every worker's requests (once a scrape
+        # has read the new series at 0: metrics.py); gateway b none.
+        await until_async(lambda: requests_total(admin), 60)
         assert [await requests_total(admin) for _ in range(10)] == [60] * 10
         assert await requests_total(admin_b) == 0
 
@@ -108,7 +110,7 @@ async def test_two_workers_one_consistent_metrics(aiohttp_server, replay, tmp_pa
         await until(lambda: len(children(a.pid)) == 2 and victim not in children(a.pid))
         assert [await requests_total(admin) for _ in range(10)] == [60] * 10
         await send(listen, 10)
-        assert await requests_total(admin) == 70
+        await until_async(lambda: requests_total(admin), 70)  # the new worker's series too
 
         for proc in (a, b):
             proc.send_signal(signal.SIGTERM)

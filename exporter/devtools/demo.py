@@ -180,9 +180,9 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
                 pass
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-    print(summary(registry), flush=True)
-    for runner in runners:
+    for runner in runners:  # first: the counts of series no scrape has read yet are let in
         await runner.cleanup()
+    print(summary(registry), flush=True)
     runners[0].history.db.close()
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import time
 from urllib.parse import parse_qsl
 
 from .. import __version__
@@ -22,6 +23,7 @@ from .exposition import (
     render_openmetrics,
     wants_openmetrics,
 )
+from .scrapes import Scrapes
 
 OPEN = frozenset(("/", "/healthz"))  # no token needed: they tell nothing of the traffic
 
@@ -33,8 +35,9 @@ class Admin:
     query parameter.
     """
 
-    def __init__(self, registry, *, routes=None, token: str | None = None):
-        self.registry = registry
+    def __init__(self, registry, *, routes=None, token: str | None = None,
+                 scrapes: Scrapes | None = None):
+        self.registry, self.scrapes = registry, scrapes or Scrapes()
         self.expected = f"Bearer {token}".encode() if token else None
         self.routes = {"/": self.index, "/metrics": self.metrics, "/healthz": self.healthz,
                        **(routes or {})}
@@ -71,7 +74,9 @@ class Admin:
             renderer, content_type = render_openmetrics, OPENMETRICS_TYPE
         else:
             renderer, content_type = render, CONTENT_TYPE
+        started = time.monotonic()
         body = await asyncio.to_thread(renderer, self.registry)  # collectors read SQLite
+        self.scrapes.answered(started)  # new series read at 0: their increments may count
         request.respond(200, b"OK", body, b"Content-Type: %s\r\n" % content_type.encode())
 
     async def healthz(self, request: Request, params) -> None:

@@ -6,7 +6,7 @@ change them only with a deprecation period.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -16,6 +16,7 @@ from ..record import ErrorType, RequestRecord
 from .exemplars import MAX_EXEMPLAR_ID as MAX_EXEMPLAR_ID  # bench.py reads it here
 from .exemplars import ExemplarFile, ExemplarHistogram, exemplar_for
 from .labels import OTHER, LabelLimiter
+from .scrapes import Holds, Scrapes
 
 # No `*_created` series: in the text format Prometheus stores each as a series of its own,
 # which nearly doubled the series of every counter and histogram and the time to render
@@ -87,8 +88,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 200,
                  max_api_keys: int = 1000, api_key_names=(), max_projects: int = 100,
                  projects=(), tag_labels=(), max_label_sets: int = 20_000,
-                 exemplars: ExemplarFile | None = None):
-        self._children = {}
+                 exemplars: ExemplarFile | None = None, scrapes: Scrapes | None = None):
+        self._children: dict[tuple, Any] = {}
+        # New series of the counters totals are summed from, read at 0 before they count.
+        self.holds = Holds(scrapes or Scrapes(), self._children)
         self._whos: set[tuple[str, ...]] = set()  # the label sets (`who`) seen so far
         self.max_label_sets = max_label_sets
         self._seen: set[tuple] = set()  # who (below) and operation
@@ -182,6 +185,8 @@ class Metrics:
             "llm_build_info", "Always 1; the version label names the running release.",
             ["version"], registry=registry, multiprocess_mode="max")
         self.build_info.labels(__version__).set(1)
+        self._held = {self.requests, self.tokens, self.estimated_tokens, self.cost,
+                      self.unpriced, self.assumed, self.units, self.tool_calls}
 
     def observe(self, r: RequestRecord) -> None:
         """Count one finished request."""
@@ -270,5 +275,8 @@ class Metrics:
         key = (metric, labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = metric.labels(*labels)  # at 0, from the next scrape on
+            if metric in self._held:
+                found = self.holds.hold(key, found)
+            self._children[key] = found
         return found
