@@ -41,10 +41,11 @@ ALERTS_API = cm.DataSourceRef(type_val=INFINITY_TYPE, uid="${alerts}")
 PROMETHEUS_UID, API_UID = "llm-prometheus", "llm-usage-api"
 ALERTMANAGER_UID, ALERTS_API_UID = "llm-alertmanager", "llm-alertmanager-api"
 
-# Label matchers of the dashboard variables. Histograms carry no api_key label, and the
-# gateway's overhead and in-flight gauge only the service: each metric gets the matchers
-# its labels allow.
-BY_KEY = 'service=~"$service",provider=~"$provider",model=~"$model",api_key=~"$api_key"'
+# Label matchers of the dashboard variables. Histograms carry no api_key or project label,
+# and the gateway's overhead and in-flight gauge only the service: each metric gets the
+# matchers its labels allow.
+BY_KEY = ('service=~"$service",provider=~"$provider",model=~"$model",api_key=~"$api_key",'
+          'project=~"$project"')
 BY_MODEL = 'service=~"$service",provider=~"$provider",model=~"$model"'
 BY_SERVICE = 'service=~"$service"'
 # A success is what the client got as one (record.SUCCESSES: an answer whose bill failed
@@ -54,7 +55,8 @@ SUCCEEDED = f'error_type=~"{"|".join(SUCCESSES)}"'
 # Usage API parameters that narrow it as the variables narrow PromQL. A variable's All is
 # its all value .*, which the API reads as no filter; ${var:csv} lists several values.
 API_FILTERS = (("service", "${service:csv}"), ("provider", "${provider:csv}"),
-               ("model", "${model:csv}"), ("api_key", "${api_key:csv}"))
+               ("model", "${model:csv}"), ("api_key", "${api_key:csv}"),
+               ("project", "${project:csv}"))
 API_RANGE = (("from", "${__from}"), ("to", "${__to}"), ("tz", "${__timezone}"))
 
 
@@ -76,7 +78,7 @@ def filter_variable(name: str, label: str, matchers: str, metric: str = "llm_req
 
 
 def common_variables() -> list:
-    """datasource, service, provider, model and api_key: on every dashboard."""
+    """datasource, service, provider, model, api_key and project: on every dashboard."""
     return [
         dash.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
         .current(dm.VariableOption(text="Prometheus", value=PROMETHEUS_UID)),
@@ -84,6 +86,7 @@ def common_variables() -> list:
         filter_variable("provider", "Provider", 'service=~"$service"'),
         filter_variable("model", "Model", 'service=~"$service",provider=~"$provider"'),
         filter_variable("api_key", "API key", BY_MODEL),
+        filter_variable("project", "Project", BY_MODEL + ',api_key=~"$api_key"'),
     ]
 
 
@@ -125,6 +128,11 @@ def gateway_url_variable() -> dash.TextBoxVariable:
     # address as the browser reaches it (docker-compose.yml publishes it on 9464).
     return (dash.TextBoxVariable("gateway_url").label("Usage API URL (downloads)")
             .default_value("http://localhost:9464"))
+
+
+def tag_variable() -> dash.TextBoxVariable:
+    # A tag key (attribution: X-LLM-Tags), for the breakdowns by its values.
+    return dash.TextBoxVariable("tag_key").label("Tag").default_value("feature")
 
 
 # --- panels -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ PROVISIONING = ROOT / "grafana" / "provisioning"
 SUBSTITUTES = {"__rate_interval": "1m", "__range": "3600s", "__range_s": "3600",
                "__to": "1800000000",
                "__interval": "1m", "granularity": "5m", "topn": "10", "tokens": ".*",
-               "service": ".*", "provider": ".*", "model": ".*", "api_key": ".*",
+               "service": ".*", "provider": ".*", "model": ".*", "api_key": ".*", "project": ".*",
                "deployment": ".*"}
 
 

@@ -56,13 +56,13 @@ def seconds(duration: str) -> float:
 
 def grafana_values(started: float, now: float, admin: str) -> dict:
     window = f"{int(now - started) + 60}s"  # the dashboard's range: the whole run
-    every = dict.fromkeys(("service", "provider", "model", "api_key", "tokens"), ".*")
+    every = dict.fromkeys(("service", "provider", "model", "api_key", "project", "tokens"), ".*")
     every["deployment"] = "llama-70b"  # its All: every value found (the demo's one)
     return {**every, "__range": window, "__range_s": window[:-1], "__rate_interval":
             f"{4 * SCRAPE}s", "granularity": "1m", "topn": "10",
             "__from": str(int((started - 60) * 1000)), "__to": str(int(now * 1000)),
             "__timezone": "utc", "request_id": "", "status": "*", "limit": "100",
-            "gateway_url": admin}
+            "tag_key": "feature", "gateway_url": admin}
 
 
 async def run_panel(s, prom: str, panel: dict, values: dict, now: float) -> tuple[int, list]:
@@ -192,7 +192,7 @@ async def check_without_dcgm(s, prom: str, dashboard: dict, values: dict, now: f
 async def check_variables(s, prom: str, dashboards: dict) -> None:
     """Each filter variable's label_values() query finds values, as its dropdown would."""
     variables = {v["name"]: v for v in dashboards["llm-overview.json"]["templating"]["list"]}
-    for name in ("service", "provider", "model", "api_key"):
+    for name in ("service", "provider", "model", "api_key", "project"):
         query = substitute(variables[name]["query"], {n: ".*" for n in variables})
         selector = query.split("(", 1)[1].rsplit(",", 1)[0]
         async with s.get(f"{prom}/api/v1/label/{name}/values",
@@ -220,8 +220,9 @@ async def check_usage_api(s, bases: dict, dashboards: dict, values: dict) -> Non
     column it declares. (Alertmanager's alerts fire with the shipped rules, `for:` cut to
     1 s: the demo's local model is unpriced.)"""
     targets = list(infinity_targets(dashboards))
-    assert {name for name, _, _ in targets} == {"llm-overview.json", "llm-details.json",
-                                                "llm-requests.json", "llm-deployments.json"}
+    assert {name for name, _, _ in targets} == {
+        "llm-overview.json", "llm-details.json", "llm-requests.json", "llm-deployments.json",
+        "llm-rankings.json"}
     for name, panel, t in targets:
         params = {p["key"]: substitute(p["value"], values) for p in t["url_options"]["params"]}
         url = bases[substitute(t["datasource"]["uid"], DATASOURCE_DEFAULTS)] + t["url"]
@@ -234,6 +235,9 @@ async def check_usage_api(s, bases: dict, dashboards: dict, values: dict) -> Non
                 if rows:
                     break
                 await asyncio.sleep(1)
+        if group := params.get("group_by"):  # the demo names users, projects and tags
+            assert any(row[g] is not None for row in rows for g in group.split(",")), (
+                name, panel["title"])
         for c in t["columns"]:
             if c["selector"].startswith("labels.") and c["selector"] != "labels.alertname":
                 continue  # a label only some alerts have: empty in a row without it
@@ -245,8 +249,9 @@ async def check_downloads(s, dashboards: dict, values: dict) -> None:
     """Each panel's CSV and Excel link downloads a file from the usage API."""
     links = [(p["title"], link["url"]) for d in dashboards.values() for p in d["panels"]
              for link in p.get("links", [])]
-    # Six rankings, two details tables, the history, the deployments.
-    assert len(links) == 2 * (6 + 2 + 1 + 1)
+    # Eight rankings from Prometheus and two from the ledger, two details tables, the
+    # history, the deployments.
+    assert len(links) == 2 * (8 + 2 + 2 + 1 + 1)
     for title, url in links:
         async with s.get(substitute(url, values)) as r:
             assert r.status == 200, (title, url, await r.text())

@@ -23,6 +23,9 @@ from .simulator import Simulator
 # Fake client keys: two are given names in the config, the third shows the hashed label.
 DEMO_KEYS = {"sk-demo-search-team": "search-team", "sk-demo-chat-team": "chat-team",
              "sk-demo-unnamed": None}
+# Attribution: the named keys' projects; the unnamed key's clients name theirs by header.
+PROJECTS = {"search-team": "search", "chat-team": "support"}
+FEATURES = ("autocomplete", "summarise", "chat")
 OPENAI_CALLS = (
     ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "stream": True}),
     ("/openai/v1/chat/completions", {"model": "gpt-4o-mini"}),
@@ -46,7 +49,8 @@ ANTHROPIC_CALLS = (
 # rate (it spends about $0.006 a minute), so the budget gauges, panels and alerts are seen
 # working: LLMBudgetExceeded fires about 7 minutes after the start.
 BUDGETS = [{"api_key": "search-team", "daily": 0.01, "monthly": 0.5},
-           {"api_key": "chat-team", "daily": 5.0, "monthly": 100.0}]
+           {"api_key": "chat-team", "daily": 5.0, "monthly": 100.0},
+           {"project": "growth", "daily": 1.0, "monthly": 20.0}]
 PROMPT = "Summarise why counting every token of every request matters to a finance team. " * 6
 
 
@@ -59,6 +63,15 @@ def _body(template: dict) -> dict:
     else:
         body["messages"] = [{"role": "user", "content": PROMPT}]
     return body
+
+
+def attribution(rng, key: str) -> dict:
+    """A demo request's end user and tags, and the unnamed key's project."""
+    headers = {"X-LLM-User": f"user-{rng.randint(1, 12)}",
+               "X-LLM-Tags": f"feature={rng.choice(FEATURES)}, env=prod"}
+    if DEMO_KEYS[key] is None:
+        headers["X-LLM-Project"] = "growth"
+    return headers
 
 
 async def run_demo(listen: str, admin_listen: str, rate: float, requests: int | None,
@@ -98,8 +111,8 @@ async def _traffic(sim, listen, admin_listen, rate, requests, history_path, temp
         "history": {"url" if is_url(history_path) else "path": history_path},
         "services": [{"name": "openai", "base_url": sim_url, "provider": "openai"},
                      {"name": "anthropic", "base_url": sim_url, "provider": "anthropic"}],
-        "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
-                     for key, name in DEMO_KEYS.items() if name],
+        "api_keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest(),
+                      "project": PROJECTS[name]} for key, name in DEMO_KEYS.items() if name],
         "budgets": BUDGETS,
         # OpenAI's training price for gpt-4o-mini; the price table has none.
         "pricing": [{"model": TUNED, "training": 3.0}],
@@ -146,9 +159,10 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
     tasks = set()
     async with aiohttp.ClientSession() as session:
 
-        async def call(path, template, key):
+        async def call(path, template, key, attributed=None):
             headers = ({"x-api-key": key, "anthropic-version": "2023-06-01"}
                        if "anthropic" in path else {"Authorization": f"Bearer {key}"})
+            headers.update(attributed or {})
             if template is None:  # a GET
                 async with session.get(proxy + path, headers=headers) as r:
                     await r.read()
@@ -169,7 +183,8 @@ Try: curl -s {proxy}/openai/v1/chat/completions -H 'Authorization: Bearer sk-dem
                 call_ = call(f"/openai/v1/fine_tuning/jobs/{tuning}", None, "sk-demo-chat-team")
             else:
                 path, template = rng.choice(OPENAI_CALLS + ANTHROPIC_CALLS + DEPLOYMENT_CALLS)
-                call_ = call(path, template, rng.choice(list(DEMO_KEYS)))
+                key = rng.choice(list(DEMO_KEYS))
+                call_ = call(path, template, key, attribution(rng, key))
             task = asyncio.create_task(call_)
             tasks.add(task)
             task.add_done_callback(tasks.discard)
