@@ -100,6 +100,14 @@ async def test_converse_is_billed_at_the_profiles_price_with_its_cache(gateway, 
         == D("0.000352")
 
 
+async def test_converses_request_metadata_names_the_end_user(gateway, replay):
+    replay.routes[f"/model/{HAIKU}/converse"] = answered(CONVERSE)
+    gw = await bedrock(gateway)
+    await asyncio.to_thread(client(gw).converse, modelId=HAIKU, messages=ASK,
+                            requestMetadata={"user_id": "user-42", "team": "search"})
+    assert (await gw.records.wait(1)).end_user == "user-42"
+
+
 async def test_converse_stream_frames_pass_untouched_and_bill_from_metadata(gateway, replay):
     frames = [event("messageStart", {"role": "assistant"}),
               event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hello"}}),

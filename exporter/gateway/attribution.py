@@ -4,7 +4,8 @@ The project is a label (bounded): the managed key's own (`api_keys[].project`), 
 client's header (`X-LLM-Project`), else `none`; a header never overrides a key's project,
 the key's owner's claim. The end user and the tags are history columns only (unbounded):
 the user from `X-LLM-User`, else the body's own field (OpenAI's `user` or
-`safety_identifier`, Anthropic's `metadata.user_id`); the tags from `X-LLM-Tags:
+`safety_identifier`, Anthropic's `metadata.user_id`, Bedrock Converse's
+`requestMetadata.user_id`; Gemini's API has none); the tags from `X-LLM-Tags:
 feature=search, env=prod`. Bad values are cut to their bounds or left out, and counted in
 llm_attribution_rejected_total{field}: a request is never refused for them.
 """
@@ -52,9 +53,11 @@ class Attributor:
         """The end user the body names, where no header did."""
         if rec.end_user is not None or body is None:
             return
-        metadata = body.get("metadata")
+        metadata = body.get("metadata")  # Anthropic's
+        tagged = body.get("requestMetadata")  # Bedrock Converse's: string pairs
         for found in (body.get("user"), body.get("safety_identifier"),
-                      metadata.get("user_id") if isinstance(metadata, dict) else None):
+                      metadata.get("user_id") if isinstance(metadata, dict) else None,
+                      tagged.get("user_id") if isinstance(tagged, dict) else None):
             if found is None:
                 continue
             if isinstance(found, str) and found:
