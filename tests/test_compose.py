@@ -13,6 +13,7 @@ import yaml
 from conftest import need_binary
 
 from exporter.config.load import load_config
+from exporter.config.table import HistoryConfig
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -46,6 +47,15 @@ def test_images_are_pinned():
         assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), name
     assert SERVICES["grafana"]["image"] == "grafana/grafana:12.4.11"  # as README.md says
     assert "grafana/grafana:12.4.11" in (ROOT / "README.md").read_text()
+
+
+def test_prometheus_3_keeps_what_the_history_keeps():
+    image = SERVICES["prometheus"]["image"]
+    assert image.startswith("prom/prometheus:v3.")
+    [retention] = [a for a in SERVICES["prometheus"]["command"]
+                   if a.startswith("--storage.tsdb.retention.time=")]
+    days = retention.split("=")[1]
+    assert days.endswith("d") and int(days[:-1]) >= HistoryConfig().retention_days
 
 
 def test_one_gateway_per_profile_each_named_gateway():
