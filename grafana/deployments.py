@@ -35,7 +35,7 @@ COLUMNS = [
     Column("type", "Type", kind="string"),
     Column("model", "Model", kind="string"),
     Column("requests", "Requests", "short"),
-    Column("duration", "Duration", kind="string"),
+    Column("duration_seconds", "Time up", "dtdurations"),  # seconds: sorts as a number
     Column("total_tokens", "Tokens", "short"),
     Column("estimated_tokens", "Of which estimated", "short"),
     Column("gpu_hours", "GPU hours", "short"),
@@ -56,11 +56,11 @@ def build():
     totals = [
         stat_panel("Requests", "Requests to the deployments over the range: "
                    "increase(llm_requests_total) of their services (a deployment's service "
-                   "is its name).", "short",
+                   "is its name).", "locale",
                    f"sum(increase(llm_requests_total{{{SERVICE}}}[$__range])) or vector(0)",
                    decimals=0),
         stat_panel("Active deployments", "Deployments whose last health probe answered "
-                   "(llm_deployment_up = 1), now.", "short",
+                   "(llm_deployment_up = 1), now.", "locale",
                    f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) == 1) "
                    "or vector(0)", decimals=0),
         stat_panel("Allocated GPU hours", "GPU hours allocated while up over the range: "
@@ -69,28 +69,28 @@ def build():
                    decimals=2),
         stat_panel("GPU cost", "What the GPU time over the range cost at each deployment's "
                    "hourly GPU price: increase(llm_deployment_cost_usd_total).", "currencyUSD",
-                   f"sum(increase({cost}[$__range])) or vector(0)", decimals=2),
+                   f"sum(increase({cost}[$__range])) or vector(0)"),
         stat_panel("Fine-tuned models served", "Deployments of type fine-tuning (fine-tuned "
-                   "models served on the team's GPUs), from llm_deployment_info.", "short",
+                   "models served on the team's GPUs), from llm_deployment_info.", "locale",
                    f'count(max by (deployment) (llm_deployment_info{{{DEPLOYMENT},'
                    'type="fine-tuning"})) or vector(0)', decimals=0),
         stat_panel("Fine-tuning jobs", "Fine-tuning jobs created through the gateway over "
                    'the range: increase(llm_fine_tuning_jobs_total{status="created"}), on '
-                   "every service (hosted APIs' jobs included).", "short",
+                   "every service (hosted APIs' jobs included).", "locale",
                    'sum(increase(llm_fine_tuning_jobs_total{status="created"}[$__range])) '
                    "or vector(0)", decimals=0),
         stat_panel("Trained tokens", "Tokens trained by fine-tuning jobs created through "
                    "the gateway that succeeded over the range "
                    "(llm_fine_tuning_trained_tokens_total); their fee is in the spend as "
-                   'token_type "training".', "short",
+                   'token_type "training".', "locale",
                    "sum(increase(llm_fine_tuning_trained_tokens_total[$__range])) "
                    "or vector(0)", decimals=0),
         stat_panel("Down now", "Deployments whose last health probe failed "
                    "(llm_deployment_up = 0): LLMDeploymentDown fires after 5 minutes.",
-                   "short", f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) "
+                   "locale", f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) "
                    "== 0) or vector(0)", decimals=0),
     ]
-    totals = [p.span(3) for p in totals]  # eight across the row
+    totals = [p.span(6) for p in totals]  # four across a row: whole titles, whole numbers
     query = InfinityQuery("/api/deployments", [
         *API_RANGE, ("service", "${deployment:csv}"), ("format", "json")], COLUMNS)
     table = api_table(
@@ -128,7 +128,7 @@ def build():
                    "million generated tokens cost on the team's own GPUs. Empty for a "
                    "deployment that served none.", "currencyUSD",
                    f"sum by (deployment) (increase({cost}[$__range])) / on (deployment) "
-                   f"({output} / 1e6 > 0)", w=6, h=6, decimals=2),
+                   f"({output} / 1e6 > 0)", w=6, h=6),
         stat_panel("At a hosted list price", "The same traffic costed at the list price of "
                    "the hosted model each deployment is compared to (its compare_to: "
                    "llm_deployment_hosted_equivalent_usd_total, every token category at that "
@@ -137,7 +137,7 @@ def build():
                    "currencyUSD",
                    f"sum by (deployment) (increase(llm_deployment_hosted_equivalent_usd_total"
                    f"{{{DEPLOYMENT}}}[$__range])) / on (deployment) ({output} / 1e6 > 0)",
-                   w=6, h=6, decimals=2),
+                   w=6, h=6),
         stat_panel("GPU utilisation (DCGM)", "Needs NVIDIA's DCGM exporter scraped by the "
                    "same Prometheus, its series labelled with `deployment` (README: "
                    "Deployments); shows nothing without it. The average of "

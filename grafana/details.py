@@ -21,6 +21,7 @@ from .kit import (
     download_links,
     gateway_url_variable,
     granularity_variable,
+    ledger_stat,
     stat_panel,
 )
 
@@ -60,22 +61,18 @@ def build():
     variables = common_variables() + [api_variable(), granularity_variable(),
                                       gateway_url_variable()]
     whole, bucketed = usage(None), usage("$granularity")
-    tokens = f"sum(increase(llm_tokens_total{{{BY_KEY}}}[$__range]))"
+    ledger = ("From the request history (the usage API's total for the range and "
+              "filters), to the request and the cent: ")
     summary = [
-        stat_panel("Requests", "Requests over the range: sum(increase(llm_requests_total"
-                   "[$__range])).", "short",
-                   f"sum(increase(llm_requests_total{{{BY_KEY}}}[$__range]))", w=6,
-                   decimals=0),
-        stat_panel("Total tokens", "Tokens of every category over the range: "
-                   "sum(increase(llm_tokens_total[$__range])).", "short", tokens, w=6),
+        ledger_stat("Requests", ledger + "requests, every outcome.", "locale", ["requests"],
+                    w=6, decimals=0),
+        ledger_stat("Total tokens", ledger + "tokens of every category.", "locale",
+                    ["total_tokens"], w=6, decimals=0),
         stat_panel("Models used", "Models that used tokens over the range: the number of "
-                   "model label values whose tokens increased.", "short",
+                   "model label values whose tokens increased (Prometheus).", "locale",
                    f"count(sum by (model) (increase(llm_tokens_total{{{BY_KEY}}}[$__range]))"
                    " > 0)", w=6, decimals=0),
-        stat_panel("Fee", "US dollars over the range: sum(increase(llm_cost_usd_total"
-                   "[$__range])).", "currencyUSD",
-                   f"sum(increase(llm_cost_usd_total{{{BY_KEY}}}[$__range]))", w=6,
-                   decimals=4),
+        ledger_stat("Fee", ledger + "US dollars.", "currencyUSD", ["fee_usd"], w=6),
     ]
     per_pair = api_table(
         "Usage by model and API key",

@@ -51,6 +51,7 @@ BY_SERVICE = 'service=~"$service"'
 # A success is what the client got as one (record.SUCCESSES: an answer whose bill failed
 # is one), as the alerts' recording rules judge it too.
 SUCCEEDED = f'error_type=~"{"|".join(SUCCESSES)}"'
+FAILED = f'error_type!~"{"|".join(SUCCESSES)}"'
 
 # Usage API parameters that narrow it as the variables narrow PromQL. A variable's All is
 # its all value .*, which the API reads as no filter; ${var:csv} lists several values.
@@ -81,7 +82,8 @@ def common_variables() -> list:
     """datasource, service, provider, model, api_key and project: on every dashboard."""
     return [
         dash.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
-        .current(dm.VariableOption(text="Prometheus", value=PROMETHEUS_UID)),
+        .current(dm.VariableOption(text="Prometheus", value=PROMETHEUS_UID))
+        .hide(dm.VariableHide.HIDE_VARIABLE),  # provisioned: nothing to choose
         filter_variable("service", "Service", ""),
         filter_variable("provider", "Provider", 'service=~"$service"'),
         filter_variable("model", "Model", 'service=~"$service",provider=~"$provider"'),
@@ -93,13 +95,15 @@ def common_variables() -> list:
 def api_variable() -> dash.DatasourceVariable:
     """The Infinity datasource that reads the gateway's usage API."""
     return (dash.DatasourceVariable("api").label("Usage API").type(INFINITY_TYPE)
-            .current(dm.VariableOption(text="LLM usage API", value=API_UID)))
+            .current(dm.VariableOption(text="LLM usage API", value=API_UID))
+            .hide(dm.VariableHide.HIDE_VARIABLE))
 
 
 def alerts_variable() -> dash.DatasourceVariable:
     """The Infinity datasource that reads Alertmanager's API."""
     return (dash.DatasourceVariable("alerts").label("Alertmanager API").type(INFINITY_TYPE)
-            .current(dm.VariableOption(text="Alertmanager API", value=ALERTS_API_UID)))
+            .current(dm.VariableOption(text="Alertmanager API", value=ALERTS_API_UID))
+            .hide(dm.VariableHide.HIDE_VARIABLE))
 
 
 def custom_variable(name: str, label: str, options: list[tuple[str, str]],
@@ -154,14 +158,34 @@ def _common(panel, title: str, description: str, unit: str, w: int, h: int):
     return panel.title(title).description(description).unit(unit).span(w).height(h)
 
 
+def _stat(p: stat.Panel, decimals: int | None) -> stat.Panel:
+    # "-", not "No data", where nothing was counted (an idle model's success rate).
+    p = (p.reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+         .graph_mode(cm.BigValueGraphMode.NONE).color_mode(cm.BigValueColorMode.NONE)
+         .no_value("-"))
+    return p.decimals(decimals) if decimals is not None else p
+
+
 def stat_panel(title: str, description: str, unit: str, expr: str, *, w: int = 4,
                h: int = 4, decimals: int | None = None) -> stat.Panel:
-    """One number over the dashboard's range."""
+    """One number over the dashboard's range, from Prometheus."""
     p = _common(stat.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
-    p = (p.with_target(promql(expr, instant=True))
-         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-         .graph_mode(cm.BigValueGraphMode.NONE).color_mode(cm.BigValueColorMode.NONE))
-    return p.decimals(decimals) if decimals is not None else p
+    return _stat(p.with_target(promql(expr, instant=True)), decimals)
+
+
+def ledger_stat(title: str, description: str, unit: str, fields: list[str], *, w: int = 4,
+                h: int = 4, decimals: int | None = None) -> stat.Panel:
+    """One total over the dashboard's range and filters from the request history (the
+    usage API's one row): a field of it, or the sum of several (input tokens)."""
+    query = InfinityQuery("/api/usage", [*API_RANGE, *API_FILTERS, ("format", "json")],
+                          [Column(f, f) for f in fields])
+    p = _common(stat.Panel(), title, description, unit, w, h).datasource(API)
+    p = p.with_target(query)
+    if len(fields) > 1:
+        p = p.with_transformation(dm.DataTransformerConfig(id_val="calculateField", options={
+            "mode": "reduceRow", "reduce": {"reducer": "sum", "include": fields},
+            "alias": title, "replaceFields": True}))
+    return _stat(p, decimals)
 
 
 def trend_panel(title: str, description: str, unit: str, targets, *, w: int = 12,
@@ -193,19 +217,13 @@ def previous_period(p: timeseries.Panel, ref: str) -> timeseries.Panel:
                                                              "fixedColor": "gray"})])
 
 
-def ranking_panel(title: str, description: str, unit: str, expr: str, *, w: int = 6,
-                  h: int = 8) -> bargauge.Panel:
-    """Horizontal bars, one per label value, longest first."""
-    p = _common(bargauge.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
-    # One table, a row per label value, so that sortBy orders the rows (it sorts within a
-    # frame, and an instant query's series would be a frame each); each bar is named by
-    # the row's label.
-    return (p.with_target(promql(expr, instant=True, table_format=True))
-            .orientation(cm.VizOrientation.HORIZONTAL)
+def ledger_bars(title: str, description: str, unit: str, query: InfinityQuery, *,
+                w: int = 6, h: int = 8) -> bargauge.Panel:
+    """Horizontal bars of a usage API ranking, one per row, in the API's order."""
+    p = _common(bargauge.Panel(), title, description, unit, w, h).datasource(API)
+    return (p.with_target(query).orientation(cm.VizOrientation.HORIZONTAL)
             .display_mode(cm.BarGaugeDisplayMode.BASIC)
-            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True))
-            .with_transformation(dm.DataTransformerConfig(
-                id_val="sortBy", options={"sort": [{"field": "Value", "desc": True}]})))
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True)))
 
 
 def gauge_panel(title: str, description: str, unit: str, expr: str, legend: str, *,

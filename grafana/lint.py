@@ -20,7 +20,7 @@ from exporter.telemetry.background import DeploymentMetrics, HistoryMetrics, Rep
 from exporter.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
-FILTERS = ("service", "provider", "model", "api_key")
+FILTERS = ("service", "provider", "model", "api_key", "project")
 DATASOURCES = {"prometheus": {"${datasource}"},
                "yesoreyeram-infinity-datasource": {"${api}", "${alerts}"}}
 # Grafana's own variables (global, and those of data links).
@@ -94,6 +94,9 @@ def check(d: dict, metrics: set[str] | None = None) -> list[str]:
         v = variables.get(name)
         if not (v and v.get("multi") and v.get("includeAll") and v.get("allValue") == ".*"):
             problems.append(f"variable {name}: missing, or not multi-value with All as .*")
+    for v in d["templating"]["list"]:
+        if v.get("type") == "datasource" and v.get("hide") != 2:
+            problems.append(f"variable {v['name']}: a provisioned datasource, to hide")
     if len(names) != len(set(names)):
         problems.append("a variable is defined twice")
     if not d.get("uid") or not d.get("title") or not d.get("description"):
@@ -117,6 +120,7 @@ def check(d: dict, metrics: set[str] | None = None) -> list[str]:
             problems.append(f"{where}: no unit")
         if kind in NO_UNIT:
             continue
+        problems += _numbers(where, kind, p.get("fieldConfig", {}).get("defaults", {}))
         ds = p.get("datasource") or {}
         if ds.get("uid") not in DATASOURCES.get(ds.get("type"), ()):
             problems.append(f"{where}: datasource must be a dashboard variable, not {ds}")
@@ -138,6 +142,9 @@ def check(d: dict, metrics: set[str] | None = None) -> list[str]:
                 problems.append(f"{where}: rate() over anything but $__rate_interval")
             for name in set(METRIC.findall(expr)) - metrics:
                 problems.append(f"{where}: {name} is neither exported nor recorded")
+            if re.search(r'error_type\s*!=\s*"none"', expr):
+                problems.append(f"{where}: error_type!=\"none\" counts accounting_error "
+                                "as a failure, as the success rates do not: !~ every success")
             for values in ERROR_TYPE.findall(expr):
                 for value in set(values.split("|")) - set(ErrorType):
                     problems.append(f"{where}: error_type {value!r} is none the exporter "
@@ -149,6 +156,20 @@ def check(d: dict, metrics: set[str] | None = None) -> list[str]:
             if name not in names and name not in BUILTINS and not name.startswith("__"):
                 problems.append(f"${name} is used but not defined")
     return sorted(set(problems))
+
+
+def _numbers(where: str, kind: str, defaults: dict) -> list[str]:
+    """How Grafana 12 renders a number: what would hide or round it away."""
+    problems = []
+    unit, decimals = defaults.get("unit"), defaults.get("decimals")
+    if unit == "short" and decimals == 0:
+        problems.append(f"{where}: unit short with 0 decimals shows 1,500 as 2 K: use locale")
+    if unit == "currencyUSD" and decimals is not None:
+        problems.append(f"{where}: fixed decimals show $0.000444 as $0.0004: leave them "
+                        "automatic")
+    if kind == "stat" and not defaults.get("noValue"):
+        problems.append(f"{where}: a stat needs a noValue (-), not NaN or No data")
+    return problems
 
 
 def _grid(d: dict) -> list[str]:

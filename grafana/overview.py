@@ -7,21 +7,23 @@ cache read and write, max/min/avg, granularity).
 
 from __future__ import annotations
 
+from exporter.record import TOKEN_FIELDS
+
 from .kit import (
     ALERTS_API,
     BUCKET,
     BY_KEY,
-    BY_MODEL,
-    SUCCEEDED,
     AlertList,
     Column,
     InfinityQuery,
     alerts_variable,
     api_table,
+    api_variable,
     common_variables,
     custom_variable,
     dashboard,
     granularity_variable,
+    ledger_stat,
     previous_period,
     promql,
     stat_panel,
@@ -31,61 +33,55 @@ from .kit import (
 UID = "llm-overview"
 
 
-def _increase(metric: str, extra: str = "", window: str = "$__range") -> str:
-    return f"sum(increase({metric}{{{BY_KEY}{extra}}}[{window}]))"
-
-
 TOKENS = "llm_tokens_total"
 REQUESTS = "llm_requests_total"
 
 
+# The usage API's token columns (record.TOKEN_FIELDS) by direction.
+INPUT = [f for f in TOKEN_FIELDS if f.startswith("input_")]
+OUTPUT = [f for f in TOKEN_FIELDS if f.startswith("output_")]
+LEDGER = ("From the request history (the usage API's total for the dashboard's range and "
+          "filters): the same figure, to the request and the cent, as its exports, reports "
+          "and the bill it reconciles with. ")
+
+
 def totals() -> list:
-    tokens = "Tokens of every category counted by the gateway over the dashboard's range: " \
-        "sum(increase(llm_tokens_total[$__range]))"
     return [
-        stat_panel("Total tokens", tokens + ".", "short", _increase(TOKENS)),
-        stat_panel("Input tokens", tokens + ', direction="input" (text, cache read and '
-                   "write, audio, image).", "short", _increase(TOKENS, ',direction="input"')),
-        stat_panel("Output tokens", tokens + ', direction="output" (text, reasoning, audio, '
-                   "image).", "short", _increase(TOKENS, ',direction="output"')),
-        stat_panel("Cache-read tokens", tokens + ', token_type="cache_read": input served '
-                   "from the provider's prompt cache, billed at a fraction of the input price.",
-                   "short", _increase(TOKENS, ',token_type="cache_read"')),
-        stat_panel("Requests", "Requests the gateway handled over the range, every outcome: "
-                   "sum(increase(llm_requests_total[$__range])).", "short",
-                   _increase(REQUESTS), decimals=0),
-        stat_panel("Fee", "What the range's requests cost in US dollars, priced per token "
-                   "category by the gateway: sum(increase(llm_cost_usd_total[$__range])).",
-                   "currencyUSD", _increase("llm_cost_usd_total"), decimals=4),
-        stat_panel("Success rate", "Share of the range's requests that succeeded "
-                   '(error_type="none", or "accounting_error": the client got its answer, '
-                   "only its bill failed) among all requests, client errors included.",
-                   "percentunit", "(" + _increase(REQUESTS, f",{SUCCEEDED}")
-                   + " or vector(0)) / " + _increase(REQUESTS), decimals=2),
-        stat_panel("Average latency", "Mean request duration over the range, arrival to last "
-                   "byte: the duration histogram's sum over its count. Histograms have no "
-                   "api_key label: this follows every filter but the API key.", "s",
-                   f"sum(increase(llm_request_duration_seconds_sum{{{BY_MODEL}}}[$__range]))"
-                   f" / sum(increase(llm_request_duration_seconds_count{{{BY_MODEL}}}"
-                   "[$__range]))"),
-        stat_panel("QPS", "Requests per second, averaged over the range: the requests' "
-                   "increase divided by the range in seconds.", "reqps",
-                   f"{_increase(REQUESTS)} / $__range_s"),
-        stat_panel("Tokens per minute", "Tokens per minute, averaged over the range: the "
-                   "tokens' increase divided by the range in minutes.", "short",
-                   f"{_increase(TOKENS)} / $__range_s * 60"),
+        ledger_stat("Total tokens", LEDGER + "Tokens of every category.", "locale",
+                    ["total_tokens"], decimals=0),
+        ledger_stat("Input tokens", LEDGER + "Input tokens: text, cache read and write, "
+                    "audio, image.", "locale", INPUT, decimals=0),
+        ledger_stat("Output tokens", LEDGER + "Output tokens: text, reasoning, audio, "
+                    "image.", "locale", OUTPUT, decimals=0),
+        ledger_stat("Cache-read tokens", LEDGER + "Input served from the provider's prompt "
+                    "cache, billed at a fraction of the input price.", "locale",
+                    ["input_cache_read"], decimals=0),
+        ledger_stat("Requests", LEDGER + "Requests the gateway handled, every outcome.",
+                    "locale", ["requests"], decimals=0),
+        ledger_stat("Fee", LEDGER + "What the requests cost in US dollars, priced per "
+                    "token category by the gateway.", "currencyUSD", ["fee_usd"]),
+        ledger_stat("Success rate", LEDGER + "Share of the requests that succeeded (or "
+                    "whose answer the client got and only the bill failed: "
+                    "accounting_error), client errors included; - without requests.",
+                    "percentunit", ["success_rate"]),
+        ledger_stat("Average latency", LEDGER + "Mean request duration, arrival to last "
+                    "byte; - without requests.", "ms", ["avg_latency_ms"]),
+        ledger_stat("QPS", LEDGER + "Requests per second, averaged over the range.",
+                    "reqps", ["qps"]),
+        stat_panel("Tokens per minute", "Token throughput now, per minute: the rate of "
+                   "llm_tokens_total over the last few scrapes, from Prometheus.", "locale",
+                   f"sum(rate({TOKENS}{{{BY_KEY}}}[$__rate_interval])) * 60", decimals=0),
         stat_panel("Month-end spend forecast", "The month's spend so far, extended at its "
                    "pace to the end of the month in the gateway's time zone (the recording "
                    "rule api_key:llm_spend_usd:month_forecast; on the month's first day, "
-                   "the spend so far), summed over the API keys chosen. Needs the request "
+                   "the spend so far), summed over the API keys chosen (the spend is per "
+                   "key: every filter but the key's is left aside). Needs the request "
                    "history.", "currencyUSD",
-                   'sum(api_key:llm_spend_usd:month_forecast{api_key=~"$api_key"})',
-                   decimals=2),
+                   'sum(api_key:llm_spend_usd:month_forecast{api_key=~"$api_key"})'),
         stat_panel("Spend today", "Today's spend so far, the calendar day in the gateway's "
                    "time zone, from its request history (llm_spend_usd), summed over the API "
-                   "keys chosen: right after a restart, unlike increase().", "currencyUSD",
-                   'sum(max by (api_key) (llm_spend_usd{period="day",api_key=~"$api_key"}))',
-                   decimals=4),
+                   "keys chosen (every other filter left aside).", "currencyUSD",
+                   'sum(max by (api_key) (llm_spend_usd{period="day",api_key=~"$api_key"}))'),
     ]
 
 
@@ -129,7 +125,7 @@ def trends() -> list:
 
 def build():
     variables = common_variables() + [
-        granularity_variable(), alerts_variable(),
+        granularity_variable(), api_variable(), alerts_variable(),
         custom_variable("tokens", "Tokens", [("total", ".*"), ("input", "input"),
                                              ("output", "output")], ".*"),
     ]

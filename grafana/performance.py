@@ -11,6 +11,7 @@ from .kit import (
     BY_KEY,
     BY_MODEL,
     BY_SERVICE,
+    FAILED,
     SUCCEEDED,
     common_variables,
     dashboard,
@@ -37,7 +38,8 @@ def quantiles(title: str, metric: str, what: str, *, exemplar: bool) -> object:
 
 def build():
     requests = f"llm_requests_total{{{BY_KEY}}}"
-    failed = f'llm_requests_total{{{BY_KEY},error_type!="none"}}'
+    # A failure is what the client did not get as a success: the success rates' rule.
+    failed = f"llm_requests_total{{{BY_KEY},{FAILED}}}"
     succeeded = f"llm_requests_total{{{BY_KEY},{SUCCEEDED}}}"
     tokens = f"sum by (model) (rate(llm_tokens_total{{{BY_KEY}}}[$__rate_interval]))"
     every = f"sum by (model) (rate({requests}[$__rate_interval]))"
@@ -68,7 +70,9 @@ def build():
                             "{{service}}")], w=8),
         trend_panel("Errors by status code", "Failed requests per second by the HTTP status "
                     "the client got (499: it went away): rate(llm_requests_total"
-                    '{error_type!="none"}[$__rate_interval]).', "reqps",
+                    "[$__rate_interval]) of every error_type but none and accounting_error "
+                    "(the client got its answer; only its bill failed), as the success rates "
+                    "judge.", "reqps",
                     [promql(f"sum by (code) (rate({failed}[$__rate_interval]))", "{{code}}")], w=8),
         trend_panel("Errors by type", "Failed requests per second by error_type: the "
                     "upstream's answer (bad_request, auth, not_found, rate_limited, "
@@ -81,9 +85,10 @@ def build():
                     'rate(llm_requests_total{error_type=~"none|accounting_error"}) (the '
                     "client got its answer) over every request's rate.",
                     "percentunit",
-                    # `or ... * 0`: a model failing everything shows 0%, not a gap.
+                    # `or ... * 0`: a model failing everything shows 0%, not a gap;
+                    # `> 0`: an idle one shows a gap, not NaN.
                     [promql(f"(sum by (model) (rate({succeeded}[$__rate_interval])) or "
-                            f"{every} * 0) / {every}", "{{model}}")]),
+                            f"{every} * 0) / ({every} > 0)", "{{model}}")]),
         trend_panel("Estimated-token share", "Share of tokens estimated from text (4 "
                     "characters a token) because the upstream reported no usage: "
                     "llm_estimated_tokens_total over llm_tokens_total. High means the bill is "

@@ -25,8 +25,8 @@ from .kit import (
     download_links,
     gateway_url_variable,
     granularity_variable,
+    ledger_bars,
     promql,
-    ranking_panel,
     tag_variable,
     trend_panel,
 )
@@ -39,37 +39,39 @@ MEASURES = (("tokens", "llm_tokens_total", "short", "tokens"),
             ("fee", "llm_cost_usd_total", "currencyUSD", "US dollars"))
 
 
-def download(label: str, order: str) -> InfinityQuery:
-    """The usage API's ranking that the panel shows, for its CSV and Excel links."""
+def ranking(label: str, order: str, unit: str) -> InfinityQuery:
+    """The usage API's ranking: the top $topn values of `label` by `order`."""
+    value = {"tokens": Column("total_tokens", "Tokens", unit),
+             "fee": Column("fee_usd", "Fee", unit)}[order]
     return InfinityQuery("/api/usage", [
         ("group_by", label), ("order", order), ("limit", "$topn"), *API_RANGE,
-        *API_FILTERS, ("format", "json")], [Column(label, label, kind="string")])
+        *API_FILTERS, ("format", "json")], [Column(label, label, kind="string"), value])
 
 
 def pair(label: str, names: str, order: str, metric: str, unit: str,
          words: str) -> list:
-    over_range = f"sum by ({label}) (increase({metric}{{{BY_KEY}}}[$__range]))"
-    ranking = ranking_panel(
+    query = ranking(label, order, unit)
+    bars_of = ledger_bars(
         f"Top $topn {names.lower() if label != 'api_key' else names} by {order}",
         f"The $topn {names if label == 'api_key' else names.lower()} with the most {words} "
-        f"over the dashboard's range: topk($topn, {over_range}). The panel's links download "
-        "the same ranking from the usage API as CSV or Excel (read from the request "
-        "history, which can differ slightly from Prometheus's extrapolated increase).",
-        unit, f"topk($topn, {over_range})")
-    ranking = ranking.links(download_links(download(label, order)))
-    # The same top N as the ranking beside it, over the range up to its end (`@`), so the
-    # bars show the same set throughout.
+        "over the dashboard's range, from the request history (the usage API), to the "
+        "request and the cent. The panel's links download the same ranking as CSV or "
+        "Excel.", unit, query)
+    ranked = bars_of.links(download_links(query))
+    # The top N by Prometheus's count over the range up to its end (`@`), so the bars show
+    # the same set throughout.
     top = (f"topk($topn, sum by ({label}) (increase({metric}{{{BY_KEY}}}[$__range] "
            "@ ${__to:date:seconds})))")
     bars = trend_panel(
         f"{names} by {order} per bucket",
         f"{words.capitalize()} per bucket of the granularity chosen (wider over a range "
         f"with more buckets than the panel can draw) for each of the top $topn: "
-        f"increase({metric}[$__interval]) summed by {label}, stacked.", unit,
+        f"increase({metric}[$__interval]) summed by {label}, stacked (Prometheus: a trend, "
+        "not a total).", unit,
         [promql(f"sum by ({label}) (increase({metric}{{{BY_KEY}}}{BUCKET})) "
                 f"and on ({label}) {top}", "{{" + label + "}}", interval="$granularity")],
         w=6, bars=True, stacked=True)
-    return [ranking, bars]
+    return [ranked, bars]
 
 
 # The ledger's figures of a ranking by end user or tag value.

@@ -93,22 +93,22 @@ def build():
                    "at their model's input text price (its average over the range: input "
                    "text fees over input text tokens) less what they cost, summed over "
                    "models. An estimate: long-context tiers and models without text input in "
-                   "the range are left out.", "currencyUSD", saved, w=4, h=8, decimals=4),
+                   "the range are left out.", "currencyUSD", saved, w=4, h=8),
         stat_panel("Tokens at an assumed price", "Tokens over the range billed at an assumed "
                    "price: their category (audio, image, cache) has no price of its own, so "
                    "its direction's text price was applied "
                    "(llm_assumed_price_tokens_total). Zero when the bill rests on no "
-                   "assumption.", "short",
+                   "assumption.", "locale",
                    f"sum(increase(llm_assumed_price_tokens_total{{{BY_KEY}}}[$__range])) "
                    "or vector(0)", w=4, h=8, decimals=0),
         stat_panel("Web searches", "Server-side web searches over the range, billed per "
                    "thousand by the provider (llm_tool_calls_total), and their fee is in "
-                   'the fee by token category as direction "tool".', "short",
+                   'the fee by token category as direction "tool".', "locale",
                    f"sum(increase(llm_tool_calls_total{{{BY_KEY}}}[$__range])) or vector(0)",
                    w=4, h=8, decimals=0),
         stat_panel("Unpriced requests", "Requests over the range that used tokens of a model "
                    "with no known price: they cost nothing in llm_cost_usd_total, so the "
-                   "bill is too low (LLMUnpricedRequests). Zero when there are none.", "short",
+                   "bill is too low (LLMUnpricedRequests). Zero when there are none.", "locale",
                    f"sum(increase(llm_unpriced_requests_total{{{BY_MODEL}}}[$__range])) "
                    "or vector(0)", w=4, h=8, decimals=0),
     ]

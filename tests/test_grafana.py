@@ -75,6 +75,12 @@ def broken(d: dict) -> dict:
     stats[6]["gridPos"] = dict(stats[7]["gridPos"])
     stats[8]["gridPos"] = {**stats[8]["gridPos"], "x": 22}
     stats[9]["targets"][0]["expr"] = 'sum(llm_requests_total{error_type=~"none|succes"})'
+    stats[10]["targets"][0]["expr"] = 'sum(llm_requests_total{error_type!="none"})'
+    stats[0]["fieldConfig"]["defaults"]["decimals"] = 4  # its unit gone: no unit rule
+    stats[4]["fieldConfig"]["defaults"].update(unit="short", decimals=0)
+    stats[5]["fieldConfig"]["defaults"].update(unit="currencyUSD", decimals=4)
+    del stats[6]["fieldConfig"]["defaults"]["noValue"]
+    d["templating"]["list"][0]["hide"] = 0
     d["templating"]["list"] = [v for v in d["templating"]["list"] if v["name"] != "api_key"]
     return d
 
@@ -86,7 +92,10 @@ def test_lint_catches_each_fault():
                      "window [5m]", "$modle is used but not defined",
                      "datasource must be a dashboard variable", "overlaps",
                      "off the 24-column grid", "variable api_key: missing",
-                     "error_type 'succes' is none the exporter gives"):
+                     "error_type 'succes' is none the exporter gives",
+                     'error_type!="none" counts accounting_error', "shows 1,500 as 2 K",
+                     "show $0.000444 as $0.0004", "a stat needs a noValue",
+                     "variable datasource: a provisioned datasource, to hide"):
         assert expected in problems
 
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import re
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,9 @@ import pytest
 import yaml
 from conftest import need_binary, start, stop, wait_ok
 
+from exporter.record import TOKEN_FIELDS
 from grafana import __main__ as generator
+from grafana.kit import API_UID
 
 pytestmark = pytest.mark.e2e
 
@@ -131,8 +134,9 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path, aiohttp
     bases = {s["uid"]: s.get("url", "").replace("http://gateway:9464", admin)
              .replace("http://alertmanager:9093", am)
              for s in yaml.safe_load(PROVISIONED.read_text())["datasources"]}
+    history = tmp_path / "history.db"
     procs = [await start(sys.executable, "-m", "exporter", "demo", "--rate", "25",
-                         "--listen", f"127.0.0.1:{listen}",
+                         "--history", str(history), "--listen", f"127.0.0.1:{listen}",
                          "--admin-listen", f"127.0.0.1:{admin_port}",
                          log=tmp_path / "demo.log"),
              await start(prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
@@ -171,6 +175,7 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path, aiohttp
             values = grafana_values(started, now, admin)
             await check_variables(s, prom, dashboards)
             await check_usage_api(s, bases, dashboards, values)
+            await check_ledger_totals(s, bases, dashboards, values, history, started)
             await check_downloads(s, dashboards, values)
             await check_exemplars(s, prom, admin, started, now)
             await check_without_dcgm(s, prom, dashboards["llm-deployments.json"], values, now)
@@ -243,6 +248,49 @@ async def check_usage_api(s, bases: dict, dashboards: dict, values: dict) -> Non
                 continue  # a label only some alerts have: empty in a row without it
             for row in rows:  # every row has it (its value may be null: TTFT of a non-stream)
                 select(row, c["selector"])
+
+
+# The request history's own totals, from its rows, as the ledger stats' fields name them.
+LEDGER_SQL = {"requests": "sum(1 - share)", "fee_usd": "sum(fee_usd)",
+              **{f: f"sum({f})" for f in TOKEN_FIELDS},
+              "total_tokens": " + ".join(f"sum({f})" for f in TOKEN_FIELDS)}
+
+
+async def check_ledger_totals(s, bases: dict, dashboards: dict, values: dict, history,
+                              started: float) -> None:
+    """Every total stat, as Grafana computes it (its fields of the usage API's row, summed),
+    equals the sum over the history's rows for the same range and filters: the requests
+    exactly, the fee within a millionth of a dollar. Over a range that ended 10 s ago, whose
+    rows are all written, unfiltered and for one project."""
+    end = time.time() - 10
+    window = {**values, "__from": str(int((started - 60) * 1000)), "__to": str(int(end * 1000))}
+    stats = [(name, p) for name in ("llm-overview.json", "llm-details.json")
+             for p in dashboards[name]["panels"]
+             if p["type"] == "stat" and p["datasource"]["uid"] == "${api}"]
+    assert len(stats) >= 9
+    checked = 0
+    for project in (".*", "search"):
+        where, args = "started_at >= ? AND started_at < ?", [started - 60, end]
+        if project != ".*":
+            where, args = where + " AND project = ?", [*args, project]
+        with sqlite3.connect(history) as db:
+            for name, panel in stats:
+                [t] = panel["targets"]
+                fields = [c["selector"] for c in t["columns"]]
+                if not all(f in LEDGER_SQL for f in fields):
+                    continue  # a ratio or a mean (success rate, latency, QPS)
+                params = {p["key"]: substitute(p["value"], {**window, "project": project})
+                          for p in t["url_options"]["params"]}
+                async with s.get(bases[API_UID] + t["url"], params=params) as r:
+                    [row] = (await r.json())["data"]
+                shown = sum(row[f] or 0 for f in fields)
+                sql = " + ".join(f"coalesce({LEDGER_SQL[f]}, 0)" for f in fields)
+                [(expected,)] = db.execute(f"SELECT {sql} FROM requests WHERE {where}",
+                                           args).fetchall()
+                assert expected > 0 and shown == pytest.approx(expected, abs=1e-6), (
+                    name, panel["title"], project, shown, expected)
+                checked += 1
+    assert checked >= 2 * 8
 
 
 async def check_downloads(s, dashboards: dict, values: dict) -> None:
