@@ -22,6 +22,7 @@ from .kit import (
     filter_variable,
     gateway_url_variable,
     granularity_variable,
+    history_link,
     promql,
     stat_panel,
     trend_panel,
@@ -30,6 +31,9 @@ from .kit import (
 UID = "llm-deployments"
 DEPLOYMENT = 'deployment=~"$deployment"'
 SERVICE = 'service=~"$deployment"'  # a deployment's traffic is its service's
+# Its requests and tokens also follow the model, key and project chosen; GPU time and cost
+# are the deployment's whatever the traffic, so they follow only the deployment.
+TRAFFIC = SERVICE + ',model=~"$model",api_key=~"$api_key",project=~"$project"'
 COLUMNS = [
     Column("deployment", "Name", kind="string"),
     Column("type", "Type", kind="string"),
@@ -56,8 +60,8 @@ def build():
     totals = [
         stat_panel("Requests", "Requests to the deployments over the range: "
                    "increase(llm_requests_total) of their services (a deployment's service "
-                   "is its name).", "locale",
-                   f"sum(increase(llm_requests_total{{{SERVICE}}}[$__range])) or vector(0)",
+                   "is its name), of the models, API keys and projects chosen.", "locale",
+                   f"sum(increase(llm_requests_total{{{TRAFFIC}}}[$__range])) or vector(0)",
                    decimals=0),
         stat_panel("Active deployments", "Deployments whose last health probe answered "
                    "(llm_deployment_up = 1), now.", "locale",
@@ -75,16 +79,18 @@ def build():
                    f'count(max by (deployment) (llm_deployment_info{{{DEPLOYMENT},'
                    'type="fine-tuning"})) or vector(0)', decimals=0),
         stat_panel("Fine-tuning jobs", "Fine-tuning jobs created through the gateway over "
-                   'the range: increase(llm_fine_tuning_jobs_total{status="created"}), on '
-                   "every service (hosted APIs' jobs included).", "locale",
-                   'sum(increase(llm_fine_tuning_jobs_total{status="created"}[$__range])) '
-                   "or vector(0)", decimals=0),
+                   'the range: increase(llm_fine_tuning_jobs_total{status="created"}) of the '
+                   "services chosen (the Service variable: jobs run on hosted APIs, not on "
+                   "a deployment).", "locale",
+                   'sum(increase(llm_fine_tuning_jobs_total{service=~"$service",'
+                   'status="created"}[$__range])) or vector(0)', decimals=0),
         stat_panel("Trained tokens", "Tokens trained by fine-tuning jobs created through "
                    "the gateway that succeeded over the range "
-                   "(llm_fine_tuning_trained_tokens_total); their fee is in the spend as "
+                   "(llm_fine_tuning_trained_tokens_total), of the services and models chosen; "
+                   "their fee is in the spend as "
                    'token_type "training".', "locale",
-                   "sum(increase(llm_fine_tuning_trained_tokens_total[$__range])) "
-                   "or vector(0)", decimals=0),
+                   'sum(increase(llm_fine_tuning_trained_tokens_total{service=~"$service",'
+                   'model=~"$model"}[$__range])) or vector(0)', decimals=0),
         stat_panel("Down now", "Deployments whose last health probe failed "
                    "(llm_deployment_up = 0): LLMDeploymentDown fires after 5 minutes.",
                    "locale", f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) "
@@ -99,7 +105,8 @@ def build():
         "of uptime between health probes, exact across restarts), tokens (of which estimated "
         "where its server reports no usage), GPU hours (time up x GPUs), cost at its hourly "
         "GPU price, and that cost per million tokens and per million output tokens. The "
-        "links download it as CSV or Excel.", query, h=8)
+        "links download it as CSV or Excel; a row opens its requests in the request "
+        "history.", query, h=8)
     output = per_deployment(f'increase(llm_tokens_total{{{SERVICE},direction="output"}}'
                             "[$__range])")
     over_time = [
@@ -118,7 +125,7 @@ def build():
                             "{{deployment}}")]),
         trend_panel("Output tokens per second", "Output tokens the deployments served: "
                     "rate(llm_tokens_total{direction=\"output\"}) of their services.", "short",
-                    [promql(per_deployment(f'rate(llm_tokens_total{{{SERVICE},'
+                    [promql(per_deployment(f'rate(llm_tokens_total{{{TRAFFIC},'
                                            'direction="output"}[$__rate_interval])'),
                             "{{deployment}}")]),
     ]
@@ -160,6 +167,9 @@ def build():
     return dashboard(
         UID, "LLM deployments",
         "The models the team serves on its own GPUs: which are up, the GPU hours they hold "
-        "and their cost, their traffic, and what a million tokens costs on them.",
-        variables, [("Deployments", totals + [table.links(download_links(query))]),
+        "and their cost, their traffic, and what a million tokens costs on them. GPU time "
+        "and cost follow the Deployment variable; traffic also the Model, API key and "
+        "Project; fine-tuning jobs (run on hosted APIs) the Service.",
+        variables, [("Deployments", totals + [table.links(download_links(query)).data_links(
+            history_link(service="Name"))]),
                     ("Over time", over_time), ("Value for money", value)])

@@ -21,6 +21,7 @@ from .kit import (
     download_links,
     gateway_url_variable,
     granularity_variable,
+    history_link,
     ledger_stat,
     stat_panel,
 )
@@ -80,7 +81,8 @@ def build():
         "(/api/usage?group_by=model,api_key): requests, tokens by category (input: text, "
         "cache read, 5-minute and 1-hour cache writes, audio, image; output: text, "
         "reasoning, audio, image), mean latency, success rate, failed requests, fee and "
-        "requests per second. The links download exactly this as CSV or Excel.", whole, h=10)
+        "requests per second. The links download exactly this as CSV or Excel; a row opens "
+        "its requests in the request history.", whole, h=10)
     per_bucket = api_table(
         "Usage by model and API key per $granularity",
         "The same per bucket of the granularity chosen, bucketed in the dashboard's time "
@@ -92,5 +94,7 @@ def build():
         "fee and QPS, over the range and per time bucket, with CSV and Excel downloads.",
         variables,
         [("Summary", summary),
-         ("By model and API key", [per_pair.links(download_links(whole)),
-                                   per_bucket.links(download_links(bucketed))])])
+         ("By model and API key", [
+             table.links(download_links(query)).data_links(history_link(
+                 model="Model", api_key="API key"))
+             for table, query in ((per_pair, whole), (per_bucket, bucketed))])])

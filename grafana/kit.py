@@ -131,7 +131,11 @@ def gateway_url_variable() -> dash.TextBoxVariable:
     # Download links are opened by the viewer's browser, so they need the admin listener's
     # address as the browser reaches it (docker-compose.yml publishes it on 9464).
     return (dash.TextBoxVariable("gateway_url").label("Usage API URL (downloads)")
-            .default_value("http://localhost:9464"))
+            .default_value("http://localhost:9464")
+            .description("The gateway's admin address as your browser reaches it, for the "
+                         "panels' CSV and Excel links. They cannot pass an admin token and "
+                         "need the admin port reachable from your browser; a panel's menu, "
+                         "Inspect > Data > Download CSV, always works, through Grafana."))
 
 
 def tag_variable() -> dash.TextBoxVariable:
@@ -189,14 +193,21 @@ def ledger_stat(title: str, description: str, unit: str, fields: list[str], *, w
 
 
 def trend_panel(title: str, description: str, unit: str, targets, *, w: int = 12,
-                h: int = 8, bars: bool = False, stacked: bool = False) -> timeseries.Panel:
-    """A time series with max, min and mean in a table legend."""
+                h: int = 8, bars: bool = False, stacked: bool = False,
+                many: bool = False) -> timeseries.Panel:
+    """A time series with max, min and mean in a table legend; `many` series (a top N of
+    up to 50): names only, in a list on the right, so the plot keeps its height."""
     p = _common(timeseries.Panel(), title, description, unit, w, h).datasource(PROMETHEUS)
     for t in targets:
         p = p.with_target(t)
-    p = (p.legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
-                  .placement(cm.LegendPlacement.BOTTOM).show_legend(True)
-                  .calcs(["max", "min", "mean"]))
+    legend = cb.VizLegendOptions().show_legend(True)
+    if many:
+        legend = legend.display_mode(cm.LegendDisplayMode.LIST) \
+            .placement(cm.LegendPlacement.RIGHT)
+    else:
+        legend = legend.display_mode(cm.LegendDisplayMode.TABLE) \
+            .placement(cm.LegendPlacement.BOTTOM).calcs(["max", "min", "mean"])
+    p = (p.legend(legend)
          .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI)
                   .sort(cm.SortOrder.DESCENDING))
          .fill_opacity(10).line_width(1))
@@ -352,6 +363,19 @@ def download_links(query: InfinityQuery) -> list:
                                                                     f"format={fmt}"))
             .target_blank(True).placement(None)
             for name, fmt in (("CSV", "csv"), ("Excel", "xlsx"))]
+
+
+HISTORY_UID = "llm-requests"  # the request history dashboard (requests.py)
+
+
+def history_link(**fields: str) -> list:
+    """A data link from a row or bar to the request history of what it shows: each
+    variable of it (model=...) set from a field of the row, the time range kept."""
+    values = "&".join(f'var-{var}=${{__data.fields["{field}"]}}'
+                      for var, field in fields.items())
+    return [dash.DashboardLink("Requests of this row in the request history")
+            .url(f"/d/{HISTORY_UID}?${{__url_time_range}}&{values}")
+            .target_blank(False).placement(None)]
 
 
 def dashboard(uid: str, title: str, description: str, variables: list,

@@ -23,6 +23,7 @@ from .kit import (
     custom_variable,
     dashboard,
     granularity_variable,
+    history_link,
     ledger_stat,
     previous_period,
     promql,
@@ -90,14 +91,14 @@ BUCKETS = ("Per bucket of the granularity chosen (wider over a range with more b
 
 
 def trend(title: str, what: str, unit: str, selector: str, by: str, *, w: int = 12) -> object:
-    """A per-bucket trend by one label, with each value's previous period dashed."""
+    """A per-bucket trend by one label, and the previous period's total dashed."""
     return previous_period(trend_panel(
-        title, BUCKETS + what + " Dashed grey: each over the previous period of equal length "
-        "(offset $__range), to compare periods.", unit,
+        title, BUCKETS + what + " Dashed grey: the total of all of them over the previous "
+        "period of equal length (offset $__range), to compare periods.", unit,
         [promql(f"sum by ({by}) (increase({selector}{BUCKET}))", "{{" + by + "}}",
                 interval="$granularity"),
-         promql(f"sum by ({by}) (increase({selector}{BUCKET} offset $__range))",
-                "{{" + by + "}} previous period", "B", interval="$granularity")],
+         promql(f"sum(increase({selector}{BUCKET} offset $__range))",
+                "all, previous period", "B", interval="$granularity")],
         w=w, h=9), "B")
 
 
@@ -155,4 +156,7 @@ def alerts_table():
                           datasource=ALERTS_API)
     return api_table("Firing alerts", "The alerts Alertmanager holds now, silenced and "
                      "inhibited ones left out: what it notifies (GET /api/v2/alerts, through "
-                     "the Alertmanager API datasource).", query, w=16, h=8)
+                     "the Alertmanager API datasource). A row opens the requests of its "
+                     "service, model and API key (those it names) in the request history.",
+                     query, w=16, h=8).data_links(history_link(
+                         service="Service", model="Model", api_key="API key"))

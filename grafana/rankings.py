@@ -25,6 +25,7 @@ from .kit import (
     download_links,
     gateway_url_variable,
     granularity_variable,
+    history_link,
     ledger_bars,
     promql,
     tag_variable,
@@ -56,8 +57,8 @@ def pair(label: str, names: str, order: str, metric: str, unit: str,
         f"The $topn {names if label == 'api_key' else names.lower()} with the most {words} "
         "over the dashboard's range, from the request history (the usage API), to the "
         "request and the cent. The panel's links download the same ranking as CSV or "
-        "Excel.", unit, query)
-    ranked = bars_of.links(download_links(query))
+        "Excel; a bar opens its requests in the request history.", unit, query)
+    ranked = bars_of.links(download_links(query)).data_links(history_link(**{label: label}))
     # The top N by Prometheus's count over the range up to its end (`@`), so the bars show
     # the same set throughout.
     top = (f"topk($topn, sum by ({label}) (increase({metric}{{{BY_KEY}}}[$__range] "
@@ -70,7 +71,7 @@ def pair(label: str, names: str, order: str, metric: str, unit: str,
         "not a total).", unit,
         [promql(f"sum by ({label}) (increase({metric}{{{BY_KEY}}}{BUCKET})) "
                 f"and on ({label}) {top}", "{{" + label + "}}", interval="$granularity")],
-        w=6, bars=True, stacked=True)
+        w=6, bars=True, stacked=True, many=True)
     return [ranked, bars]
 
 

@@ -134,8 +134,8 @@ async def test_what_grafana_sends_is_understood(api):
     found = await get_json(api, "/api/requests", request_id=ROWS[1].request_id, **RANGE)
     assert [(r["model"], r["api_key"]) for r in found["data"]] == [("claude", "team-b")]
     # The 500 this used to be: minute buckets from a time in milliseconds.
-    minutes = await get_json(api, "/api/usage", granularity="minute",
-                             **{"from": str(int(at(RANGE["from"]) * 1000))})
+    minutes = await get_json(api, "/api/usage", granularity="minute", **{
+        "from": str(int(at(RANGE["from"]) * 1000)), "to": str(int(at(RANGE["to"]) * 1000))})
     assert [r["requests"] for r in minutes["data"]] == [1, 1, 1, 1]
 
 
@@ -220,6 +220,9 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
     ("/api/usage", {"from": "-5"}, "from"),
     ("/api/usage", {"from": "2201-01-01", "granularity": "minute"}, "from"),
     ("/api/usage", {"granularity": "week"}, "granularity"),
+    # 30 days of minutes: 43,200 buckets per group, past the 10,080 (a week) a table shows.
+    ("/api/usage", {"from": "2026-10-01", "to": "2026-10-31", "granularity": "1m"},
+     "granularity"),
     ("/api/usage", {"group_by": "model,colour"}, "group_by"),
     ("/api/usage", {"order": "latency"}, "order"),
     ("/api/usage", {"limit": "-1"}, "limit"),
@@ -233,6 +236,16 @@ async def test_bad_parameters_are_400_naming_the_parameter(api, path, params, na
     r = await api.get(path, params=params)
     assert r.status == 400
     assert (await r.json())["error"]["parameter"] == name
+
+
+async def test_a_granularity_too_fine_for_the_range_says_what_to_do(api):
+    r = await api.get("/api/usage", params={"from": "2026-10-01", "to": "2026-10-31",
+                                            "granularity": "1m"})
+    assert (await r.json())["error"]["message"] == (
+        "granularity: 1m over this range is 43,200 buckets, past the 10,080 a table can show: "
+        "choose a coarser granularity or a shorter range")
+    week = {"from": "2026-10-01", "to": "2026-10-08", "granularity": "1m"}  # 10,080: shown
+    assert (await api.get("/api/usage", params=week)).status == 200
 
 
 @pytest.mark.parametrize("where", ["no such file", "a server that does not answer"])

@@ -99,6 +99,20 @@ def test_lint_catches_each_fault():
         assert expected in problems
 
 
+def test_data_links_open_a_dashboard_with_the_variables_they_set():
+    boards = {d["uid"]: {v["name"] for v in d["templating"]["list"]}
+              for d in dashboards().values()}
+    links = [(p["title"], link["url"]) for d in dashboards().values() for p in d["panels"]
+             for link in p.get("fieldConfig", {}).get("defaults", {}).get("links", [])]
+    assert len(links) >= 12  # details (2), rankings (8), deployments, alerts
+    for title, url in links:
+        uid, _, query = url.removeprefix("/d/").partition("?")
+        assert uid in boards, (title, url)
+        assert "${__url_time_range}" in query, title  # the same time range
+        for var in re.findall(r"var-([a-z_]+)=", query):
+            assert var in boards[uid], (title, var)
+
+
 def test_every_query_parses(tmp_path):
     promtool = need_binary("promtool")
     exprs = [t["expr"] for d in dashboards().values() for p in d["panels"]

@@ -31,6 +31,9 @@ ROWS_ONLY = frozenset(("request_id", "end_user"))  # columns the rollup does not
 # 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
 GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
                  "1m": 60, "1h": 3600, "1d": 86400}
+# Buckets of one group a query may ask for: 1m over a week is 10,080; over 30 days 43,200
+# per model and key, millions of rows a table cannot show.
+MAX_BUCKETS = 10_080
 # Sums of integers as bigint: PostgreSQL's sum of bigint is numeric (a Decimal).
 TOTAL_TOKENS = " + ".join(f"CAST(sum({c}) AS BIGINT)" for c in TOKEN_COLUMNS)
 # order= name -> (the output column, the aggregate that computes it)
@@ -68,6 +71,11 @@ class UsageQuery:
         granularity = params.get("granularity", "none")
         if granularity not in GRANULARITIES:
             raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
+        size = GRANULARITIES[granularity]
+        if size and (buckets := math.ceil((filters.end - filters.start) / size)) > MAX_BUCKETS:
+            raise BadParameter("granularity", f"{granularity} over this range is {buckets:,} "
+                               f"buckets, past the {MAX_BUCKETS:,} a table can show: choose a "
+                               "coarser granularity or a shorter range")
         order = params.get("order", "tokens")
         if order not in ORDERS:
             raise BadParameter("order", f"must be one of {', '.join(ORDERS)}")
