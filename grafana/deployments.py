@@ -78,12 +78,29 @@ def build():
                    "models served on the team's GPUs), from llm_deployment_info.", "locale",
                    f'count(max by (deployment) (llm_deployment_info{{{DEPLOYMENT},'
                    'type="fine-tuning"})) or vector(0)', decimals=0),
+        stat_panel("Down now", "Deployments whose last health probe failed "
+                   "(llm_deployment_up = 0): LLMDeploymentDown fires after 5 minutes.",
+                   "locale", f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) "
+                   "== 0) or vector(0)", decimals=0),
+    ]
+    totals = [p.span(4) for p in totals]  # six across a row: whole titles, whole numbers
+    fine_tuning = [
         stat_panel("Fine-tuning jobs", "Fine-tuning jobs created through the gateway over "
                    'the range: increase(llm_fine_tuning_jobs_total{status="created"}) of the '
                    "services chosen (the Service variable: jobs run on hosted APIs, not on "
                    "a deployment).", "locale",
                    'sum(increase(llm_fine_tuning_jobs_total{service=~"$service",'
                    'status="created"}[$__range])) or vector(0)', decimals=0),
+        stat_panel("Fine-tunings succeeded", "Fine-tuning jobs created through the gateway "
+                   "seen to succeed over the range: increase(llm_fine_tuning_jobs_total"
+                   '{status="succeeded"}) of the services chosen (seen when a client polls '
+                   "the job through the gateway).", "locale",
+                   'sum(increase(llm_fine_tuning_jobs_total{service=~"$service",'
+                   'status="succeeded"}[$__range])) or vector(0)', decimals=0),
+        stat_panel("Fine-tunings failed or cancelled", "Fine-tuning jobs created through the "
+                   "gateway seen to fail or be cancelled over the range.", "locale",
+                   'sum(increase(llm_fine_tuning_jobs_total{service=~"$service",'
+                   'status=~"failed|cancelled"}[$__range])) or vector(0)', decimals=0),
         stat_panel("Trained tokens", "Tokens trained by fine-tuning jobs created through "
                    "the gateway that succeeded over the range "
                    "(llm_fine_tuning_trained_tokens_total), of the services and models chosen; "
@@ -91,12 +108,8 @@ def build():
                    'token_type "training".', "locale",
                    'sum(increase(llm_fine_tuning_trained_tokens_total{service=~"$service",'
                    'model=~"$model"}[$__range])) or vector(0)', decimals=0),
-        stat_panel("Down now", "Deployments whose last health probe failed "
-                   "(llm_deployment_up = 0): LLMDeploymentDown fires after 5 minutes.",
-                   "locale", f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) "
-                   "== 0) or vector(0)", decimals=0),
     ]
-    totals = [p.span(6) for p in totals]  # four across a row: whole titles, whole numbers
+    fine_tuning = [p.span(6) for p in fine_tuning]
     query = InfinityQuery("/api/deployments", [
         *API_RANGE, ("service", "${deployment:csv}"), ("format", "json")], COLUMNS)
     table = api_table(
@@ -172,4 +185,5 @@ def build():
         "Project; fine-tuning jobs (run on hosted APIs) the Service.",
         variables, [("Deployments", totals + [table.links(download_links(query)).data_links(
             history_link(service="Name"))]),
+                    ("Fine-tuning (hosted APIs)", fine_tuning),
                     ("Over time", over_time), ("Value for money", value)])

@@ -23,6 +23,8 @@ from .kit import (
     granularity_variable,
     history_link,
     ledger_stat,
+    month_by_day_link,
+    report_links,
     stat_panel,
 )
 
@@ -46,6 +48,8 @@ FIGURES = [
     Column("failed", "Errors"),
     Column("fee_usd", "Fee", "currencyUSD"),
     Column("qps", "QPS", "reqps"),
+    Column("tokens_per_request", "Tokens per request", "locale"),
+    Column("fee_per_request", "Cost per request", "currencyUSD"),
 ]
 KEYS = [Column("model", "Model", kind="string"), Column("api_key", "API key", kind="string")]
 
@@ -66,14 +70,25 @@ def build():
               "filters), to the request and the cent: ")
     summary = [
         ledger_stat("Requests", ledger + "requests, every outcome.", "locale", ["requests"],
-                    w=6, decimals=0),
+                    decimals=0),
+        ledger_stat("Successful", ledger + "requests that succeeded (the client got its "
+                    "answer: error_type none or accounting_error).", "locale",
+                    ["successful"], decimals=0),
+        ledger_stat("Failed", ledger + "requests that failed, client errors included.",
+                    "locale", ["failed"], decimals=0),
         ledger_stat("Total tokens", ledger + "tokens of every category.", "locale",
-                    ["total_tokens"], w=6, decimals=0),
+                    ["total_tokens"], decimals=0),
+        ledger_stat("Fee", ledger + "US dollars.", "currencyUSD", ["fee_usd"]),
         stat_panel("Models used", "Models that used tokens over the range: the number of "
                    "model label values whose tokens increased (Prometheus).", "locale",
                    f"count(sum by (model) (increase(llm_tokens_total{{{BY_KEY}}}[$__range]))"
-                   " > 0)", w=6, decimals=0),
-        ledger_stat("Fee", ledger + "US dollars.", "currencyUSD", ["fee_usd"], w=6),
+                   " > 0)", decimals=0),
+        ledger_stat("Average latency", ledger + "mean request duration, arrival to last "
+                    "byte; - without requests.", "ms", ["avg_latency_ms"]),
+        ledger_stat("Tokens per request", ledger + "tokens over requests; - without "
+                    "requests.", "locale", ["tokens_per_request"], decimals=0),
+        ledger_stat("Cost per request", ledger + "fee over requests; - without requests.",
+                    "currencyUSD", ["fee_per_request"]),
     ]
     per_pair = api_table(
         "Usage by model and API key",
@@ -97,4 +112,5 @@ def build():
          ("By model and API key", [
              table.links(download_links(query)).data_links(history_link(
                  model="Model", api_key="API key"))
-             for table, query in ((per_pair, whole), (per_bucket, bucketed))])])
+             for table, query in ((per_pair, whole), (per_bucket, bucketed))])],
+        links=[month_by_day_link(UID), *report_links()])

@@ -378,9 +378,37 @@ def history_link(**fields: str) -> list:
             .target_blank(False).placement(None)]
 
 
+REPORTS = (("summary", "pdf", "Summary report (PDF)"), ("cost", "pdf", "Cost report (PDF)"),
+           ("trend", "pdf", "Trend report (PDF)"),
+           ("detailed", "xlsx", "Detailed report (Excel)"))
+
+
+def report_links() -> list:
+    """The reports of the dashboard's range and filters (/api/report), drawn on demand."""
+    query = InfinityQuery("/api/report", [("type", "TYPE"), ("format", "FORMAT"),
+                                          *API_RANGE, *API_FILTERS], [])
+    url = "${gateway_url}" + query.url().replace("${__timezone}",
+                                                 "${__timezone:percentencode}")
+    return [dash.DashboardLink(title).type(dm.DashboardLinkType.LINK)
+            .url(url.replace("TYPE", kind).replace("FORMAT", fmt)).target_blank(True)
+            .icon("doc").placement(None)
+            .tooltip("Drawn by the gateway for the range and filters shown: a year's "
+                     "detailed report takes half a minute")
+            for kind, fmt, title in REPORTS]
+
+
+def month_by_day_link(uid: str) -> dash.DashboardLink:
+    """One click to the current month so far, a bar per day."""
+    return (dash.DashboardLink("This month by day").type(dm.DashboardLinkType.LINK)
+            .url(f"/d/{uid}?from=now%2FM&to=now&var-granularity=1d").icon("dashboard")
+            .placement(None)
+            .tooltip("The calendar month so far, in days"))
+
+
 def dashboard(uid: str, title: str, description: str, variables: list,
-              rows: list[tuple[str, list]]) -> dash.Dashboard:
-    """A dashboard of titled rows, linked to the others by their shared tag."""
+              rows: list[tuple[str, list]], links=()) -> dash.Dashboard:
+    """A dashboard of titled rows, linked to the others by their shared tag, and to
+    `links` of its own."""
     d = (dash.Dashboard(title).uid(uid).description(description).tags([TAG])
          .time("now-24h", "now").refresh("1m").timezone(cm.TimeZoneBrowser)
          .tooltip(dm.DashboardCursorSync.CROSSHAIR).editable()
@@ -392,6 +420,8 @@ def dashboard(uid: str, title: str, description: str, variables: list,
                      .type("dashboard").placement(None)
                      .datasource(cm.DataSourceRef(type_val="grafana", uid="-- Grafana --")))
          .variables(variables))
+    for link in links:
+        d = d.link(link)
     for title_, panels in rows:
         d = d.with_row(dash.Row(title_))
         for panel in panels:

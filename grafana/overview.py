@@ -22,11 +22,14 @@ from .kit import (
     common_variables,
     custom_variable,
     dashboard,
+    gateway_url_variable,
     granularity_variable,
     history_link,
     ledger_stat,
+    month_by_day_link,
     previous_period,
     promql,
+    report_links,
     stat_panel,
     trend_panel,
 )
@@ -116,17 +119,25 @@ def trends() -> list:
                   '{token_type=~"cache_read|cache_write"}[$__interval]).', "short",
                   f'{TOKENS}{{{BY_KEY},token_type=~"cache_read|cache_write"}}', "token_type")
     per_minute = trend_panel(
-        "Tokens per minute by direction",
-        "Token throughput in tokens per minute, input and output: rate(llm_tokens_total"
-        "[$__rate_interval]) times 60.", "short",
-        [promql(f"sum by (direction) (rate({TOKENS}{{{BY_KEY}}}[$__rate_interval])) * 60",
-                "{{direction}}")], w=24)
-    return [tokens, fee, cache, per_minute]
+        "Tokens per minute by model, ${tokens:text}",
+        "Token throughput in tokens per minute by model: rate(llm_tokens_total"
+        "[$__rate_interval]) times 60; the Tokens switch picks total, input or output.",
+        "short", [promql(f'sum by (model) (rate({TOKENS}{{{BY_KEY},direction=~"$tokens"}}'
+                         "[$__rate_interval])) * 60", "{{model}}")])
+    requests = trend("Requests by model", "requests of every outcome, "
+                     "increase(llm_requests_total[$__interval]) summed by model.", "short",
+                     f"{REQUESTS}{{{BY_KEY}}}", "model")
+    qps = trend_panel(
+        "QPS by model", "Requests per second by model: rate(llm_requests_total"
+        "[$__rate_interval]).", "reqps",
+        [promql(f"sum by (model) (rate({REQUESTS}{{{BY_KEY}}}[$__rate_interval]))",
+                "{{model}}")])
+    return [tokens, fee, cache, requests, per_minute, qps]
 
 
 def build():
     variables = common_variables() + [
-        granularity_variable(), api_variable(), alerts_variable(),
+        granularity_variable(), api_variable(), alerts_variable(), gateway_url_variable(),
         custom_variable("tokens", "Tokens", [("total", ".*"), ("input", "input"),
                                              ("output", "output")], ".*"),
     ]
@@ -140,7 +151,7 @@ def build():
          ("Alerts", [alerts_table(), AlertList(
              "Alert rules firing or pending", "The llm-usage-exporter alert rules that are "
              "firing or pending (waiting out their for:), from the Prometheus datasource's "
-             "rules.", w=8)])])
+             "rules.", w=8)])], links=[month_by_day_link(UID), *report_links()])
 
 
 def alerts_table():

@@ -27,6 +27,7 @@ from .kit import (
     granularity_variable,
     history_link,
     ledger_bars,
+    month_by_day_link,
     promql,
     tag_variable,
     trend_panel,
@@ -36,13 +37,15 @@ UID = "llm-rankings"
 # (label, one, many)
 DIMENSIONS = (("service", "service", "Services"), ("model", "model", "Models"),
               ("api_key", "API key", "API keys"), ("project", "project", "Projects"))
-MEASURES = (("tokens", "llm_tokens_total", "short", "tokens"),
+MEASURES = (("requests", "llm_requests_total", "locale", "requests"),
+            ("tokens", "llm_tokens_total", "short", "tokens"),
             ("fee", "llm_cost_usd_total", "currencyUSD", "US dollars"))
 
 
 def ranking(label: str, order: str, unit: str) -> InfinityQuery:
     """The usage API's ranking: the top $topn values of `label` by `order`."""
-    value = {"tokens": Column("total_tokens", "Tokens", unit),
+    value = {"requests": Column("requests", "Requests", unit),
+             "tokens": Column("total_tokens", "Tokens", unit),
              "fee": Column("fee_usd", "Fee", unit)}[order]
     return InfinityQuery("/api/usage", [
         ("group_by", label), ("order", order), ("limit", "$topn"), *API_RANGE,
@@ -140,4 +143,5 @@ def build():
     return dashboard(
         UID, "LLM usage rankings",
         "Which services, models, API keys, projects, end users and tag values use the most "
-        "tokens and cost the most over the range, and when.", variables, rows)
+        "tokens and cost the most over the range, and when.", variables, rows,
+        links=[month_by_day_link(UID)])

@@ -34,6 +34,7 @@ COLUMNS = [
     Column("operation", "Operation", kind="string"),
     Column("input_tokens", "Tokens in", "short"),
     Column("output_tokens", "Tokens out", "short"),
+    Column("total_tokens", "Tokens", "short"),
     Column("fee_usd", "Fee", "currencyUSD"),
     Column("ttft_ms", "TTFT", "ms"),
     Column("duration_ms", "Duration", "ms"),

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import need_binary
 
+from exporter.reports.data import TYPES as REPORT_TYPES
+from exporter.store.query import FILTER_PARAMS
 from grafana import __main__ as generator
 from grafana import kit, lint
 
@@ -111,6 +113,16 @@ def test_data_links_open_a_dashboard_with_the_variables_they_set():
         assert "${__url_time_range}" in query, title  # the same time range
         for var in re.findall(r"var-([a-z_]+)=", query):
             assert var in boards[uid], (title, var)
+
+
+def test_report_links_ask_the_api_for_what_it_draws():
+    links = [link["url"] for d in dashboards().values() for link in d.get("links", [])
+             if "/api/report?" in link.get("url", "")]
+    assert len(links) == 2 * 4  # the overview's and the details'
+    for url in links:
+        params = dict(p.split("=", 1) for p in url.split("?", 1)[1].split("&"))
+        assert params["type"] in REPORT_TYPES and params["format"] in ("pdf", "xlsx"), url
+        assert set(params) <= FILTER_PARAMS | {"type", "format"}, url
 
 
 def test_every_query_parses(tmp_path):

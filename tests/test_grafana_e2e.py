@@ -297,9 +297,17 @@ async def check_downloads(s, dashboards: dict, values: dict) -> None:
     """Each panel's CSV and Excel link downloads a file from the usage API."""
     links = [(p["title"], link["url"]) for d in dashboards.values() for p in d["panels"]
              for link in p.get("links", [])]
-    # Eight rankings from Prometheus and two from the ledger, two details tables, the
-    # history, the deployments.
-    assert len(links) == 2 * (8 + 2 + 2 + 1 + 1)
+    # Twelve rankings (four dimensions by three measures) and the end users' and tags',
+    # two details tables, the history, the deployments.
+    assert len(links) == 2 * (12 + 2 + 2 + 1 + 1)
+    # And a report of the range, as the overview's link asks for it (the others differ
+    # only in type and format: test_grafana checks the API knows them).
+    [report] = [link["url"] for link in dashboards["llm-overview.json"]["links"]
+                if link["title"] == "Summary report (PDF)"]
+    async with s.get(substitute(report, values)) as r:
+        assert r.status == 200, await r.text()
+        assert r.headers["Content-Type"] == "application/pdf"
+        assert (await r.read()).startswith(b"%PDF")
     for title, url in links:
         async with s.get(substitute(url, values)) as r:
             assert r.status == 200, (title, url, await r.text())

@@ -32,7 +32,8 @@ def usage_columns(q: UsageQuery) -> tuple[str, ...]:
             + ("requests", "successful", "failed", "success_rate", *TOKEN_COLUMNS,
                "total_tokens", "estimated_tokens", "web_search_calls", "audio_seconds",
                "input_characters", "fee_usd",
-               "avg_latency_ms", "avg_ttft_ms", "qps"))
+               "avg_latency_ms", "avg_ttft_ms", "qps", "tokens_per_request",
+               "fee_per_request"))
 
 
 class Rows:

@@ -172,6 +172,9 @@ class UsageQuery:
         out.update(row)
         out["fee_usd"] = round(out["fee_usd"] or 0.0, 10)
         out["qps"] = requests / (end - start) if end > start else None
+        # Per request: none without requests (a fine-tuning's training fee has none).
+        out["tokens_per_request"] = out["total_tokens"] / requests if requests else None
+        out["fee_per_request"] = round(out["fee_usd"] / requests, 10) if requests else None
         return out
 
 
