@@ -117,8 +117,17 @@ def custom_variable(name: str, label: str, options: list[tuple[str, str]],
 
 # A trend's bucket: the step of its queries, whose minimum interval is the granularity
 # chosen, and the window of increase(). Over a range with more buckets than the panel can
-# draw, Grafana widens the step, and the window follows it: no sample is left out.
-BUCKET = "[$__interval]"
+# draw, Grafana widens the step, and the window follows it: no sample is left out. The
+# negative offset labels a bucket by its start, as the usage API's tables do: the point at
+# 10:00 holds 10:00 to 11:00, not 09:00 to 10:00.
+BUCKET = "[$__interval] offset -$__interval"
+
+
+def previous(expr: str) -> str:
+    """`expr` (of BUCKET windows) over the previous period of the range's length, each
+    bucket still labelled by its start: evaluated one range earlier by a subquery of one
+    step (an offset of its own would be a second offset)."""
+    return f"last_over_time(({expr})[$__interval:$__interval] offset $__range)"
 
 
 def granularity_variable() -> dash.CustomVariable:
@@ -235,6 +244,28 @@ def ledger_bars(title: str, description: str, unit: str, query: InfinityQuery, *
     return (p.with_target(query).orientation(cm.VizOrientation.HORIZONTAL)
             .display_mode(cm.BarGaugeDisplayMode.BASIC)
             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True)))
+
+
+def ledger_trend(title: str, description: str, unit: str, field: str, by: str, *,
+                 w: int = 8, h: int = 8) -> timeseries.Panel:
+    """Bars per calendar day of the viewer's time zone from the request history (the usage
+    API by day and `by`, one series per value), stacked."""
+    query = InfinityQuery("/api/usage", [
+        ("group_by", by), ("granularity", "day"), ("order", "fee"), *API_RANGE,
+        *API_FILTERS, ("format", "json")],
+        [Column("time", "Time", kind="timestamp"), Column(by, by, kind="string"),
+         Column(field, title, unit)])
+    p = _common(timeseries.Panel(), title, description, unit, w, h).datasource(API)
+    # The API's rows are long (a day, a value, a figure): a series per value to stack.
+    p = p.with_target(query).with_transformation(dm.DataTransformerConfig(
+        id_val="prepareTimeSeries", options={"format": "multi"}))
+    return (p.legend(cb.VizLegendOptions().show_legend(True)
+                     .display_mode(cm.LegendDisplayMode.LIST)
+                     .placement(cm.LegendPlacement.BOTTOM))
+            .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI)
+                     .sort(cm.SortOrder.DESCENDING))
+            .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80).line_width(1)
+            .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL)))
 
 
 def gauge_panel(title: str, description: str, unit: str, expr: str, legend: str, *,

@@ -26,7 +26,9 @@ from .kit import (
     granularity_variable,
     history_link,
     ledger_stat,
+    ledger_trend,
     month_by_day_link,
+    previous,
     previous_period,
     promql,
     report_links,
@@ -90,7 +92,9 @@ def totals() -> list:
 
 
 BUCKETS = ("Per bucket of the granularity chosen (wider over a range with more buckets than "
-           "the panel can draw): ")
+           "the panel can draw), each shown at its start as in the usage tables (the bar at "
+           "10:00 holds 10:00 to 11:00); from Prometheus, whose counts over a bucket are "
+           "estimates (whole days, exact: the ledger's row below): ")
 
 
 def trend(title: str, what: str, unit: str, selector: str, by: str, *, w: int = 12) -> object:
@@ -100,7 +104,7 @@ def trend(title: str, what: str, unit: str, selector: str, by: str, *, w: int = 
         "period of equal length (offset $__range), to compare periods.", unit,
         [promql(f"sum by ({by}) (increase({selector}{BUCKET}))", "{{" + by + "}}",
                 interval="$granularity"),
-         promql(f"sum(increase({selector}{BUCKET} offset $__range))",
+         promql(previous(f"sum(increase({selector}{BUCKET}))"),
                 "all, previous period", "B", interval="$granularity")],
         w=w, h=9), "B")
 
@@ -135,6 +139,20 @@ def trends() -> list:
     return [tokens, fee, cache, requests, per_minute, qps]
 
 
+DAYS = ("From the request history (the usage API by day), a bar per calendar day of the "
+        "dashboard's time zone (${__timezone}: the viewer's midnight, or UTC's), stacked by "
+        "model, to the request and the cent; the last day so far. ")
+
+
+def days() -> list:
+    return [ledger_trend("Fee per day", DAYS + "US dollars.", "currencyUSD", "fee_usd",
+                         "model"),
+            ledger_trend("Tokens per day", DAYS + "Tokens of every category.", "short",
+                         "total_tokens", "model"),
+            ledger_trend("Requests per day", DAYS + "Requests of every outcome.", "short",
+                         "requests", "model")]
+
+
 def build():
     variables = common_variables() + [
         granularity_variable(), api_variable(), alerts_variable(), gateway_url_variable(),
@@ -148,6 +166,7 @@ def build():
         variables,
         [("Totals for the range", totals()),
          ("Trends", trends()),
+         ("Day by day, from the ledger", days()),
          ("Alerts", [alerts_table(), AlertList(
              "Alert rules firing or pending", "The llm-usage-exporter alert rules that are "
              "firing or pending (waiting out their for:), from the Prometheus datasource's "
