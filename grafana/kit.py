@@ -186,12 +186,19 @@ def stat_panel(title: str, description: str, unit: str, expr: str, *, w: int = 4
     return _stat(p.with_target(promql(expr, instant=True)), decimals)
 
 
+# The current month so far and its month-end forecast (/api/forecast): the viewer's
+# calendar month, whatever the dashboard's range.
+FORECAST = ("/api/forecast", (("tz", "${__timezone}"), *API_FILTERS))
+
+
 def ledger_stat(title: str, description: str, unit: str, fields: list[str], *, w: int = 4,
-                h: int = 4, decimals: int | None = None) -> stat.Panel:
+                h: int = 4, decimals: int | None = None,
+                source: tuple = ("/api/usage", (*API_RANGE, *API_FILTERS, ("format", "json")))
+                ) -> stat.Panel:
     """One total over the dashboard's range and filters from the request history (the
-    usage API's one row): a field of it, or the sum of several (input tokens)."""
-    query = InfinityQuery("/api/usage", [*API_RANGE, *API_FILTERS, ("format", "json")],
-                          [Column(f, f) for f in fields])
+    usage API's one row, or `source`'s): a field of it, or the sum of several."""
+    path, params = source
+    query = InfinityQuery(path, params, [Column(f, f) for f in fields])
     p = _common(stat.Panel(), title, description, unit, w, h).datasource(API)
     p = p.with_target(query)
     if len(fields) > 1:

@@ -13,6 +13,7 @@ from .kit import (
     ALERTS_API,
     BUCKET,
     BY_KEY,
+    FORECAST,
     AlertList,
     Column,
     InfinityQuery,
@@ -51,6 +52,12 @@ LEDGER = ("From the request history (the usage API's total for the dashboard's r
           "and the bill it reconciles with. ")
 
 
+FORECAST_TEXT = ("The current calendar month so far (in the dashboard's time zone, whatever "
+                 "its range), extended at its pace to the month's end: so far x the month's "
+                 "length / the part elapsed (on its first day, the month so far). From the "
+                 "request history (/api/forecast), for the filters chosen. ")
+
+
 def totals() -> list:
     return [
         ledger_stat("Total tokens", LEDGER + "Tokens of every category.", "locale",
@@ -77,13 +84,13 @@ def totals() -> list:
         stat_panel("Tokens per minute", "Token throughput now, per minute: the rate of "
                    "llm_tokens_total over the last few scrapes, from Prometheus.", "locale",
                    f"sum(rate({TOKENS}{{{BY_KEY}}}[$__rate_interval])) * 60", decimals=0),
-        stat_panel("Month-end spend forecast", "The month's spend so far, extended at its "
-                   "pace to the end of the month in the gateway's time zone (the recording "
-                   "rule api_key:llm_spend_usd:month_forecast; on the month's first day, "
-                   "the spend so far), summed over the API keys chosen (the spend is per "
-                   "key: every filter but the key's is left aside). Needs the request "
-                   "history.", "currencyUSD",
-                   'sum(api_key:llm_spend_usd:month_forecast{api_key=~"$api_key"})'),
+        ledger_stat("Month-end spend forecast", FORECAST_TEXT + "US dollars.",
+                    "currencyUSD", ["forecast_fee_usd"], source=FORECAST),
+        ledger_stat("Month-end requests forecast", FORECAST_TEXT + "Requests.", "locale",
+                    ["forecast_requests"], decimals=0, source=FORECAST),
+        ledger_stat("Month-end tokens forecast", FORECAST_TEXT + "Tokens of every "
+                    "category.", "locale", ["forecast_total_tokens"], decimals=0,
+                    source=FORECAST),
         stat_panel("Spend today", "Today's spend so far, the calendar day in the gateway's "
                    "time zone, from its request history (llm_spend_usd), summed over the API "
                    "keys chosen (every other filter left aside).", "currencyUSD",

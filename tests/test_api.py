@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 import subprocess
 import sys
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -398,3 +400,29 @@ def test_an_answer_whose_bill_failed_is_a_success(db):
     ok = dataclasses.replace(window, status="success")
     assert sorted(r["request_id"] for b in request_rows(db, ok, None, None).batches()
                   for r in b) == ["a", "b"]
+
+
+async def test_forecast_extends_the_month_so_far_at_its_pace(admin, db):
+    now = time.time()
+    tz = ZoneInfo("Asia/Shanghai")
+    local = datetime.fromtimestamp(now, tz)
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(first.year, first.month)[1]
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat()
+    third = (now - first.timestamp()) / 3  # whatever the day: within the month so far
+    write_history(db, [rec(iso(first.timestamp() - 3600), fee="9"),  # last month
+                       rec(iso(first.timestamp() + third), fee="0.25"),
+                       rec(iso(now - third), fee="0.5", tokens=(100, 20)),
+                       rec(iso(now - third), model="claude", fee="1")], tz)
+    api = await admin(CollectorRegistry(), db=db)
+    [row] = (await get_json(api, "/api/forecast", tz="Asia/Shanghai", model="gpt-4o"))["data"]
+    assert (row["month_start"], row["requests"], row["total_tokens"], row["fee_usd"]) == (
+        first.isoformat(), 2, 15 + 120, 0.75)
+    elapsed = (now - first.timestamp()) / 86400  # days: the month's first day, none
+    pace = days / elapsed if elapsed >= 1 else 1
+    assert row["forecast_fee_usd"] == pytest.approx(0.75 * pace, rel=1e-3)
+    assert row["forecast_requests"] == pytest.approx(2 * pace, rel=1e-3)
+    r = await api.get("/api/forecast", params={"from": "2026-11-01"})
+    assert r.status == 400 and (await r.json())["error"]["parameter"] == "from"

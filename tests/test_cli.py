@@ -187,7 +187,8 @@ async def test_admin_index_lists_the_endpoints(admin, tmp_path):
     assert r.status == 200  # open, like /healthz: it tells nothing of the traffic
     assert set((await r.json())["endpoints"]) == {"/", "/metrics", "/healthz",
                                                   "/api/requests", "/api/usage",
-                                                  "/api/deployments", "/api/report"}
+                                                  "/api/deployments", "/api/report",
+                                                  "/api/forecast"}
 
 
 # --- the README as written --------------------------------------------------------------

@@ -15,6 +15,7 @@ from ..reports.data import TYPES as REPORT_TYPES
 from ..reports.make import MEDIA_TYPES, file_name, render_apart
 from ..store.database import Database, reason
 from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
+from ..store.forecast import month_forecast
 from ..store.query import BadParameter, Filters, parse_int
 from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_rows
 from ..store.usage import UsageQuery
@@ -34,7 +35,22 @@ class UsageApi:
     def routes(self) -> dict:
         """The admin listener's routes this API adds."""
         return {"/api/requests": self.requests, "/api/usage": self.usage,
-                "/api/deployments": self.deployments, "/api/report": self.report}
+                "/api/deployments": self.deployments, "/api/report": self.report,
+                "/api/forecast": self.forecast}
+
+    async def forecast(self, request: Request, params) -> None:
+        """The calendar month so far and its month-end forecast (requests, tokens, fee)."""
+        await _answering(request, self._forecast(request, params), self.db)
+
+    async def _forecast(self, request: Request, params) -> None:
+        for name in ("from", "to"):  # the range is the month's
+            if name in params:
+                raise BadParameter(name, "the forecast is of the current calendar month in "
+                                   "`tz`: give no range")
+        now = time.time()
+        filters = Filters.parse(params, now)
+        row = await asyncio.to_thread(month_forecast, self.db, filters, now)
+        respond_json(request, 200, {"data": [row]})
 
     async def report(self, request: Request, params) -> None:
         """A summary, cost, trend or detailed report as PDF or Excel (type, format)."""
