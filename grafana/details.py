@@ -12,6 +12,7 @@ from .kit import (
     API_FILTERS,
     API_RANGE,
     BY_KEY,
+    OPERATION,
     Column,
     InfinityQuery,
     api_table,
@@ -24,6 +25,7 @@ from .kit import (
     history_link,
     ledger_stat,
     month_by_day_link,
+    operation_variable,
     report_links,
     stat_panel,
 )
@@ -59,36 +61,41 @@ def usage(granularity: str | None) -> InfinityQuery:
     columns = ([Column("time", "Time", kind="timestamp")] if granularity else []) + KEYS + FIGURES
     return InfinityQuery("/api/usage", [
         ("group_by", "model,api_key"), *bucket, ("order", "fee"), *API_RANGE, *API_FILTERS,
-        ("format", "json")], columns)
+        OPERATION, ("format", "json")], columns)
+
+
+# The summary's totals: of the operations chosen too.
+TOTALS = ("/api/usage", (*API_RANGE, *API_FILTERS, OPERATION, ("format", "json")))
 
 
 def build():
-    variables = common_variables() + [api_variable(), granularity_variable(),
-                                      gateway_url_variable()]
+    variables = common_variables() + [operation_variable(), api_variable(),
+                                      granularity_variable(), gateway_url_variable()]
     whole, bucketed = usage(None), usage("$granularity")
     ledger = ("From the request history (the usage API's total for the range and "
               "filters), to the request and the cent: ")
     summary = [
         ledger_stat("Requests", ledger + "requests, every outcome.", "locale", ["requests"],
-                    decimals=0),
+                    decimals=0, source=TOTALS),
         ledger_stat("Successful", ledger + "requests that succeeded (the client got its "
                     "answer: error_type none or accounting_error).", "locale",
-                    ["successful"], decimals=0),
+                    ["successful"], decimals=0, source=TOTALS),
         ledger_stat("Failed", ledger + "requests that failed, client errors included.",
-                    "locale", ["failed"], decimals=0),
+                    "locale", ["failed"], decimals=0, source=TOTALS),
         ledger_stat("Total tokens", ledger + "tokens of every category.", "locale",
-                    ["total_tokens"], decimals=0),
-        ledger_stat("Fee", ledger + "US dollars.", "currencyUSD", ["fee_usd"]),
+                    ["total_tokens"], decimals=0, source=TOTALS),
+        ledger_stat("Fee", ledger + "US dollars.", "currencyUSD", ["fee_usd"], source=TOTALS),
         stat_panel("Models used", "Models that used tokens over the range: the number of "
-                   "model label values whose tokens increased (Prometheus).", "locale",
+                   "model label values whose tokens increased (Prometheus, whose tokens have "
+                   "no operation: every filter but the operation).", "locale",
                    f"count(sum by (model) (increase(llm_tokens_total{{{BY_KEY}}}[$__range]))"
                    " > 0)", decimals=0),
         ledger_stat("Average latency", ledger + "mean request duration, arrival to last "
-                    "byte; - without requests.", "ms", ["avg_latency_ms"]),
+                    "byte; - without requests.", "ms", ["avg_latency_ms"], source=TOTALS),
         ledger_stat("Tokens per request", ledger + "tokens over requests; - without "
-                    "requests.", "locale", ["tokens_per_request"], decimals=0),
+                    "requests.", "locale", ["tokens_per_request"], decimals=0, source=TOTALS),
         ledger_stat("Cost per request", ledger + "fee over requests; - without requests.",
-                    "currencyUSD", ["fee_per_request"]),
+                    "currencyUSD", ["fee_per_request"], source=TOTALS),
     ]
     per_pair = api_table(
         "Usage by model and API key",

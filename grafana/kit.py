@@ -92,6 +92,16 @@ def common_variables() -> list:
     ]
 
 
+# The operation (the kind of model: chat, embeddings, images, audio, ...): a filter of the
+# dashboards read from the ledger only, as llm_tokens_total and llm_cost_usd_total carry
+# no operation label.
+OPERATION = ("operation", "${operation:csv}")
+
+
+def operation_variable() -> dash.QueryVariable:
+    return filter_variable("operation", "Operation", BY_MODEL + ',api_key=~"$api_key"')
+
+
 def api_variable() -> dash.DatasourceVariable:
     """The Infinity datasource that reads the gateway's usage API."""
     return (dash.DatasourceVariable("api").label("Usage API").type(INFINITY_TYPE)

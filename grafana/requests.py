@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from .kit import (
     API_FILTERS,
     API_RANGE,
+    OPERATION,
     Column,
     InfinityQuery,
     api_table,
@@ -21,6 +22,7 @@ from .kit import (
     dashboard,
     download_links,
     gateway_url_variable,
+    operation_variable,
 )
 
 UID = "llm-requests"
@@ -47,7 +49,7 @@ COLUMNS = [
 
 def build():
     variables = common_variables() + [
-        api_variable(),
+        operation_variable(), api_variable(),
         dash.TextBoxVariable("request_id").label("Request ID").default_value(""),
         custom_variable("status", "Status", [("all", "*"), ("success", "success"),
                                              ("error", "error")], "*"),
@@ -55,7 +57,8 @@ def build():
         gateway_url_variable(),
     ]
     query = InfinityQuery("/api/requests", [
-        *API_RANGE, *API_FILTERS, ("request_id", "${request_id}"), ("status", "$status"),
+        *API_RANGE, *API_FILTERS, OPERATION, ("request_id", "${request_id}"),
+        ("status", "$status"),
         ("limit", "$limit"), ("format", "json")], COLUMNS)
     latest = api_table(
         "Latest requests",

@@ -59,7 +59,8 @@ def seconds(duration: str) -> float:
 
 def grafana_values(started: float, now: float, admin: str) -> dict:
     window = f"{int(now - started) + 60}s"  # the dashboard's range: the whole run
-    every = dict.fromkeys(("service", "provider", "model", "api_key", "project", "tokens"), ".*")
+    every = dict.fromkeys(("service", "provider", "model", "api_key", "project", "operation",
+                           "tokens"), ".*")
     every["deployment"] = "llama-70b"  # its All: every value found (the demo's one)
     return {**every, "__range": window, "__range_s": window[:-1], "__rate_interval":
             f"{4 * SCRAPE}s", "granularity": "1m", "topn": "10",
