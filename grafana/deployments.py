@@ -10,6 +10,7 @@ scrapes it, its series given a `deployment` label by relabelling (README: Deploy
 from __future__ import annotations
 
 from .kit import (
+    API_FILTERS,
     API_RANGE,
     BUCKET,
     Column,
@@ -23,6 +24,7 @@ from .kit import (
     gateway_url_variable,
     granularity_variable,
     history_link,
+    ledger_stat,
     promql,
     stat_panel,
     trend_panel,
@@ -54,26 +56,29 @@ def per_deployment(expr: str) -> str:
     return f'label_replace(sum by (service) ({expr}), "deployment", "$1", "service", "(.*)")'
 
 
+LEDGER = "From the request history (the deployments' runs of uptime and traffic), exact: "
+DEPLOYMENTS = ("/api/deployments", (*API_RANGE, ("service", "${deployment:csv}"),
+                                    ("format", "json")))
+
+
 def build():
     gpu_seconds = f"llm_deployment_gpu_seconds_total{{{DEPLOYMENT}}}"
     cost = f"llm_deployment_cost_usd_total{{{DEPLOYMENT}}}"
     totals = [
-        stat_panel("Requests", "Requests to the deployments over the range: "
-                   "increase(llm_requests_total) of their services (a deployment's service "
-                   "is its name), of the models, API keys and projects chosen.", "locale",
-                   f"sum(increase(llm_requests_total{{{TRAFFIC}}}[$__range])) or vector(0)",
-                   decimals=0),
+        ledger_stat("Requests", LEDGER + "requests to the deployments (a deployment's "
+                    "service is its name), of the models, API keys and projects chosen.",
+                    "locale", ["requests"], decimals=0, source=("/api/usage", (
+                        *API_RANGE, ("service", "${deployment:csv}"), *API_FILTERS[2:],
+                        ("format", "json")))),
         stat_panel("Active deployments", "Deployments whose last health probe answered "
                    "(llm_deployment_up = 1), now.", "locale",
                    f"count(max by (deployment) (llm_deployment_up{{{DEPLOYMENT}}}) == 1) "
                    "or vector(0)", decimals=0),
-        stat_panel("Allocated GPU hours", "GPU hours allocated while up over the range: "
-                   "increase(llm_deployment_gpu_seconds_total) / 3600.", "short",
-                   f"sum(increase({gpu_seconds}[$__range])) / 3600 or vector(0)",
-                   decimals=2),
-        stat_panel("GPU cost", "What the GPU time over the range cost at each deployment's "
-                   "hourly GPU price: increase(llm_deployment_cost_usd_total).", "currencyUSD",
-                   f"sum(increase({cost}[$__range])) or vector(0)"),
+        ledger_stat("Allocated GPU hours", LEDGER + "GPU hours allocated while up (time "
+                    "up within the range x GPUs), summed over the deployments chosen.",
+                    "short", ["gpu_hours"], source=DEPLOYMENTS),
+        ledger_stat("GPU cost", LEDGER + "what that GPU time cost at each deployment's "
+                    "hourly GPU price.", "currencyUSD", ["cost_usd"], source=DEPLOYMENTS),
         stat_panel("Fine-tuned models served", "Deployments of type fine-tuning (fine-tuned "
                    "models served on the team's GPUs), from llm_deployment_info.", "locale",
                    f'count(max by (deployment) (llm_deployment_info{{{DEPLOYMENT},'
@@ -91,6 +96,11 @@ def build():
                    "a deployment).", "locale",
                    'sum(increase(llm_fine_tuning_jobs_total{service=~"$service",'
                    'status="created"}[$__range])) or vector(0)', decimals=0),
+        stat_panel("Fine-tunings in progress", "Fine-tuning jobs created through the "
+                   "gateway not yet seen to succeed, fail or be cancelled, now, from the "
+                   "request history (llm_fine_tuning_jobs_in_progress; a job is seen when a "
+                   "client polls it through the gateway), on every service.", "locale",
+                   "max(llm_fine_tuning_jobs_in_progress) or vector(0)", decimals=0),
         stat_panel("Fine-tunings succeeded", "Fine-tuning jobs created through the gateway "
                    "seen to succeed over the range: increase(llm_fine_tuning_jobs_total"
                    '{status="succeeded"}) of the services chosen (seen when a client polls '
@@ -109,7 +119,7 @@ def build():
                    'sum(increase(llm_fine_tuning_trained_tokens_total{service=~"$service",'
                    'model=~"$model"}[$__range])) or vector(0)', decimals=0),
     ]
-    fine_tuning = [p.span(6) for p in fine_tuning]
+    fine_tuning = [p.span(4) for p in fine_tuning]
     query = InfinityQuery("/api/deployments", [
         *API_RANGE, ("service", "${deployment:csv}"), ("format", "json")], COLUMNS)
     table = api_table(

@@ -181,9 +181,9 @@ def _common(panel, title: str, description: str, unit: str, w: int, h: int):
     return panel.title(title).description(description).unit(unit).span(w).height(h)
 
 
-def _stat(p: stat.Panel, decimals: int | None) -> stat.Panel:
+def _stat(p: stat.Panel, decimals: int | None, calc: str = "lastNotNull") -> stat.Panel:
     # "-", not "No data", where nothing was counted (an idle model's success rate).
-    p = (p.reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    p = (p.reduce_options(cb.ReduceDataOptions().calcs([calc]).values(False))
          .graph_mode(cm.BigValueGraphMode.NONE).color_mode(cm.BigValueColorMode.NONE)
          .no_value("-"))
     return p.decimals(decimals) if decimals is not None else p
@@ -206,7 +206,8 @@ def ledger_stat(title: str, description: str, unit: str, fields: list[str], *, w
                 source: tuple = ("/api/usage", (*API_RANGE, *API_FILTERS, ("format", "json")))
                 ) -> stat.Panel:
     """One total over the dashboard's range and filters from the request history (the
-    usage API's one row, or `source`'s): a field of it, or the sum of several."""
+    usage API's one row, or the sum of the rows of `source`): a field of it, or the sum
+    of several."""
     path, params = source
     query = InfinityQuery(path, params, [Column(f, f) for f in fields])
     p = _common(stat.Panel(), title, description, unit, w, h).datasource(API)
@@ -215,7 +216,7 @@ def ledger_stat(title: str, description: str, unit: str, fields: list[str], *, w
         p = p.with_transformation(dm.DataTransformerConfig(id_val="calculateField", options={
             "mode": "reduceRow", "reduce": {"reducer": "sum", "include": fields},
             "alias": title, "replaceFields": True}))
-    return _stat(p, decimals)
+    return _stat(p, decimals, "sum")
 
 
 def trend_panel(title: str, description: str, unit: str, targets, *, w: int = 12,

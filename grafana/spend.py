@@ -12,9 +12,11 @@ from .kit import (
     BY_MODEL,
     DASHED,
     Column,
+    api_variable,
     common_variables,
     dashboard,
     gauge_panel,
+    ledger_stat,
     promql,
     stat_panel,
     table_panel,
@@ -101,11 +103,10 @@ def build():
                    "assumption.", "locale",
                    f"sum(increase(llm_assumed_price_tokens_total{{{BY_KEY}}}[$__range])) "
                    "or vector(0)", w=4, h=8, decimals=0),
-        stat_panel("Web searches", "Server-side web searches over the range, billed per "
-                   "thousand by the provider (llm_tool_calls_total), and their fee is in "
-                   'the fee by token category as direction "tool".', "locale",
-                   f"sum(increase(llm_tool_calls_total{{{BY_KEY}}}[$__range])) or vector(0)",
-                   w=4, h=8, decimals=0),
+        ledger_stat("Web searches", "Server-side web searches over the range, billed per "
+                    "thousand by the provider, from the request history (the usage API); "
+                    'their fee is in the fee by token category as direction "tool".',
+                    "locale", ["web_search_calls"], w=4, h=8, decimals=0),
         stat_panel("Unpriced requests", "Requests over the range that used tokens of a model "
                    "with no known price: they cost nothing in llm_cost_usd_total, so the "
                    "bill is too low (LLMUnpricedRequests). Zero when there are none.", "locale",
@@ -129,6 +130,6 @@ def build():
         UID, "LLM spend and budgets",
         "What each API key has spent today and this month against its budget, where the "
         "month is heading, which token categories cost what, and what caching saved.",
-        common_variables(),
+        common_variables() + [api_variable()],
         [("Budgets", against + [per_key]), ("Where the money goes", breakdown),
          ("Over time", trend)])

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal as D
+from zoneinfo import ZoneInfo
 
 import openai
 from aiohttp import web
+from conftest import until
 from prometheus_client import CollectorRegistry
 
+from exporter.store.collector import HistoryCollector
 from exporter.store.writer import History
 from exporter.telemetry.background import HistoryMetrics
 
@@ -59,9 +62,16 @@ async def test_a_job_is_followed_to_its_trained_tokens_once(gateway, replay, db)
     other = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key="sk-someone")
     created = await tuner.fine_tuning.jobs.create(model=BASE, training_file="file-train")
     assert created.id == "ftjob-abc" and created.status == "validating_files"
+    exported = CollectorRegistry()  # what /metrics reads from the history at a scrape
+    HistoryCollector(exported, db, ZoneInfo("UTC"))
+
+    def in_progress() -> float | None:
+        return exported.get_sample_value("llm_fine_tuning_jobs_in_progress")
+    await until(lambda: in_progress() == 1)
     for state in ("running", "running", "succeeded"):
         upstream.state, upstream.trained = state, 5768 if state == "succeeded" else None
         await other.fine_tuning.jobs.retrieve("ftjob-abc")  # polled by another key
+    await until(lambda: in_progress() == 0)  # seen to succeed (once it is accounted)
     await other.fine_tuning.jobs.retrieve("ftjob-abc")  # succeeded, seen again
     await other.fine_tuning.jobs.retrieve("ftjob-other")  # not created through the gateway
     await gw.records.wait(7)  # six requests and the training's own record

@@ -228,7 +228,7 @@ async def check_usage_api(s, bases: dict, dashboards: dict, values: dict) -> Non
     targets = list(infinity_targets(dashboards))
     assert {name for name, _, _ in targets} == {
         "llm-overview.json", "llm-details.json", "llm-requests.json", "llm-deployments.json",
-        "llm-rankings.json"}
+        "llm-rankings.json", "llm-spend.json"}
     for name, panel, t in targets:
         params = {p["key"]: substitute(p["value"], values) for p in t["url_options"]["params"]}
         url = bases[substitute(t["datasource"]["uid"], DATASOURCE_DEFAULTS)] + t["url"]

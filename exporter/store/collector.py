@@ -18,6 +18,7 @@ from ..telemetry.metrics import (
     PROJECT_BUDGET,
     PROJECT_SPEND,
     SPEND,
+    TUNING_IN_PROGRESS,
 )
 from .database import Database
 from .spend import spend_sql
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 # A scrape waits at most this long for the database: with it down, the rest of /metrics is
 # still answered well within Prometheus's scrape timeout.
 SCRAPE_WAIT = 1.0
+# Fine-tuning jobs created through the gateway (the states the ledger saw them in, comma
+# separated) that have not been seen to end.
+IN_PROGRESS_SQL = ("SELECT count(*) FROM jobs WHERE ',' || states || ',' LIKE '%,created,%' "
+                   + "".join(f"AND ',' || states || ',' NOT LIKE '%,{end},%' "
+                             for end in ("succeeded", "failed", "cancelled")))
 # Whose spend is exported, and as what. End users are not: a label per user is unbounded.
 KINDS = (("api_key", SPEND, BUDGET), ("project", PROJECT_SPEND, PROJECT_BUDGET))
 
@@ -52,17 +58,20 @@ class HistoryCollector:
 
     def collect(self):
         rows = GaugeMetricFamily(HISTORY_ROWS.name, HISTORY_ROWS.documentation)
+        tuning = GaugeMetricFamily(TUNING_IN_PROGRESS.name, TUNING_IN_PROGRESS.documentation)
         spent: dict[str, list] = {}
         try:
             with self.db.connect(wait=SCRAPE_WAIT) as conn:
                 found = conn.one("SELECT value FROM counters WHERE name = 'requests'")
                 rows.add_metric([], found[0] if found else 0)
+                tuning.add_metric([], conn.one(IN_PROGRESS_SQL)[0])
                 for kind, _, _ in KINDS:
                     spent[kind] = conn.all(*spend_sql(self.tz, self.clock(), self.max_keys,
                                                       kind))
         except self.db.Error as e:  # no history yet, or unreachable: no spend to show
             log.debug("spend: %s", e)
         yield rows
+        yield tuning
         for kind, spend_family, budget_family in KINDS:
             yield from self._spend(kind, spent.get(kind, []), spend_family, budget_family)
         yield from self._periods()

@@ -58,6 +58,9 @@ PROJECT_SPEND = Family("llm_project_spend_usd", "Fees of the current calendar da
                        ("project", "period"))
 PROJECT_BUDGET = Family("llm_project_budget_usd", "Configured spending limit of a project "
                         "for the period.", ("project", "period"))
+TUNING_IN_PROGRESS = Family("llm_fine_tuning_jobs_in_progress", "Fine-tuning jobs created "
+                            "through the gateway and not yet seen to succeed, fail or be "
+                            "cancelled, from the request history.")
 HISTORY_ROWS = Family("llm_history_rows", "Rows in the history database.")
 HISTORY_LAG = Family("llm_history_write_lag_seconds", "How long the oldest history row not yet "
                      "written has waited, in this process (0 when none waits).")
