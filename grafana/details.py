@@ -94,7 +94,8 @@ def build():
                     "byte; - without requests.", "ms", ["avg_latency_ms"], source=TOTALS),
         ledger_stat("Tokens per request", ledger + "tokens over requests; - without "
                     "requests.", "locale", ["tokens_per_request"], decimals=0, source=TOTALS),
-        ledger_stat("Cost per request", ledger + "fee over requests; - without requests.",
+        ledger_stat("Cost per request", ledger + "fees over requests (a fine-tuning's "
+                    "training fee, which is no request, included); - without requests.",
                     "currencyUSD", ["fee_per_request"], source=TOTALS),
     ]
     per_pair = api_table(

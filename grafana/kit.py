@@ -133,11 +133,15 @@ def custom_variable(name: str, label: str, options: list[tuple[str, str]],
 BUCKET = "[$__interval] offset -$__interval"
 
 
-def previous(expr: str) -> str:
-    """`expr` (of BUCKET windows) over the previous period of the range's length, each
-    bucket still labelled by its start: evaluated one range earlier by a subquery of one
-    step (an offset of its own would be a second offset)."""
-    return f"last_over_time(({expr})[$__interval:$__interval] offset $__range)"
+def previous(selector: str) -> str:
+    """The total increase of `selector` in the bucket one range earlier, labelled by its
+    start as BUCKET is: (t - range, t - range + interval]. An offset of range - interval
+    cannot be written, and a subquery's steps fall on UTC multiples where Grafana's fall on
+    the dashboard zone's: so it is (t - range, t] less (t - range + interval, t + interval]
+    plus (t, t + interval], windows Grafana's own steps bound."""
+    return (f"clamp_min(sum(increase({selector}[$__range])) "
+            f"- sum(increase({selector}[$__range] offset -$__interval)) "
+            f"+ sum(increase({selector}{BUCKET})), 0)")
 
 
 def granularity_variable() -> dash.CustomVariable:

@@ -111,7 +111,7 @@ def trend(title: str, what: str, unit: str, selector: str, by: str, *, w: int = 
         "period of equal length (offset $__range), to compare periods.", unit,
         [promql(f"sum by ({by}) (increase({selector}{BUCKET}))", "{{" + by + "}}",
                 interval="$granularity"),
-         promql(previous(f"sum(increase({selector}{BUCKET}))"),
+         promql(previous(selector),
                 "all, previous period", "B", interval="$granularity")],
         w=w, h=9), "B")
 

@@ -222,7 +222,7 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
     ("/api/usage", {"from": "-5"}, "from"),
     ("/api/usage", {"from": "2201-01-01", "granularity": "minute"}, "from"),
     ("/api/usage", {"granularity": "week"}, "granularity"),
-    # 30 days of minutes: 43,200 buckets per group, past the 10,080 (a week) a table shows.
+    # 30 days of minutes: 43,200 buckets per group, past the 10,140 (a week) a table shows.
     ("/api/usage", {"from": "2026-10-01", "to": "2026-10-31", "granularity": "1m"},
      "granularity"),
     ("/api/usage", {"group_by": "model,colour"}, "group_by"),
@@ -244,10 +244,14 @@ async def test_a_granularity_too_fine_for_the_range_says_what_to_do(api):
     r = await api.get("/api/usage", params={"from": "2026-10-01", "to": "2026-10-31",
                                             "granularity": "1m"})
     assert (await r.json())["error"]["message"] == (
-        "granularity: 1m over this range is 43,200 buckets, past the 10,080 a table can show: "
+        "granularity: 1m over this range is 43,200 buckets, past the 10,140 a table can show: "
         "choose a coarser granularity or a shorter range")
-    week = {"from": "2026-10-01", "to": "2026-10-08", "granularity": "1m"}  # 10,080: shown
+    # A week with the hour a clock change adds (10,140) is shown; a download of any length.
+    week = {"from": "2026-10-24T00:00:00+00:00", "to": "2026-10-31T01:00:00+00:00",
+            "granularity": "1m"}
     assert (await api.get("/api/usage", params=week)).status == 200
+    month = {"from": "2026-10-01", "to": "2026-10-31", "granularity": "1m", "format": "csv"}
+    assert (await api.get("/api/usage", params=month)).status == 200
 
 
 @pytest.mark.parametrize("where", ["no such file", "a server that does not answer"])

@@ -11,6 +11,8 @@ and $15 per million: $0.01845."""
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
@@ -26,8 +28,11 @@ from upstream import json_file
 from exporter.config.budgets import Budget
 from exporter.config.load import key_warnings, parse_config
 from exporter.config.schema import ConfigError
+from exporter.gateway.keys import Keys
+from exporter.record import RequestRecord
 from exporter.store.collector import HistoryCollector
-from exporter.store.spend import rebuild_spend
+from exporter.store.schema import REBUILD_ATTRIBUTED
+from exporter.store.spend import Spend, rebuild_spend
 from exporter.store.writer import History
 from exporter.telemetry.background import HistoryMetrics
 
@@ -162,3 +167,38 @@ def test_an_enforced_project_budget_without_managed_keys_is_warned_of():
     assert key_warnings(config) == [
         "budgets[0]: an enforced project budget without require_api_key holds only the "
         "clients that name the project (X-LLM-Project): another name, or none, escapes it"]
+
+
+def test_a_listed_alert_only_budget_keeps_its_payer_out_of_the_enforced_star():
+    config = parse_config({"services": [{"name": "a", "base_url": "http://x"}], "budgets": [
+        {"project": "ci", "monthly": 50},  # alerts only
+        {"project": "*", "daily": 1, "enforce": True}]})
+    now = time.time()
+    spend = Spend(ZoneInfo("UTC"))
+    spend.read_on = datetime.fromtimestamp(now, ZoneInfo("UTC")).date().isoformat()
+    spend.written = {("project", "ci"): (10.0, 10.0), ("project", "ads"): (10.0, 10.0)}
+    keys = Keys(config, {}, spend, clock=lambda: now)
+
+    def of(project: str):
+        r = RequestRecord("r", now, "a", "openai", "team", "chat")
+        r.project = project
+        return keys.spent(r)
+    assert of("ci") is None  # its own budget, not the enforced "*"
+    assert of("ads").message.startswith("project ads has spent its daily budget: $10 of $1")
+
+
+def test_the_upgrade_makes_projects_spend_and_keeps_the_keys_month(db):
+    """The migration that adds the projects' and users' spend asks for it to be made from
+    the requests, and leaves the keys' spend alone: it holds the month's fees of rows a
+    short retention has already deleted."""
+    write_history(db, [record(1, "search", "alice", fee="0.01")])
+    with db.connect(write=True) as conn:
+        conn.execute("UPDATE spend_daily SET fee_usd = 5")  # rows since pruned
+        conn.execute("DELETE FROM spend_attributed")
+        conn.execute(REBUILD_ATTRIBUTED)  # as the migration leaves it
+    db.migrate(ZoneInfo("UTC"))
+    assert [(r["api_key"], r["fee_usd"]) for r in read_rows(db, "spend_daily", "api_key")] \
+        == [("team", 5.0)]
+    assert [(r["name"], r["fee_usd"]) for r in read_rows(db, "spend_attributed", "name")] \
+        == [("alice", 0.01), ("search", 0.01)]
+    assert read_rows(db, "meta", "key") == [{"key": "timezone", "value": "UTC"}]

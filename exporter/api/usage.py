@@ -104,6 +104,8 @@ class UsageApi:
     async def _usage(self, request: Request, params) -> None:
         fmt = parse_format(params)
         q = UsageQuery.parse(params, time.time())
+        if fmt == "json":
+            q.check_buckets()
         rows = usage_rows(self.db, q)
         await send(request, fmt, rows, usage_columns(q), "usage")
 

@@ -42,9 +42,12 @@ class Keys:
                  clock: Callable[[], float] = time.time):
         self.by_digest = config.keys_by_digest(env)
         self.required = config.require_api_key
-        self.budgets = {b.payer: b for b in config.budgets if b.enforce}
-        self.enforcing = spend is not None and bool(self.budgets)
-        self.users = any(kind == "user" for kind, _ in self.budgets)  # an end user's held
+        # Every budget, enforced or not: a listed key's alert-only budget is its own, and
+        # holds it out of the enforced "*" one.
+        self.budgets = {b.payer: b for b in config.budgets}
+        enforced = [b.payer[0] for b in config.budgets if b.enforce]
+        self.enforcing = spend is not None and bool(enforced)
+        self.users = "user" in enforced  # an end user's budget is enforced
         self.spend, self.clock = spend, clock
         self.tz = ZoneInfo(config.timezone)
 
@@ -89,7 +92,7 @@ class Keys:
         now = self.clock()
         for payer in payers(rec.api_key, rec.project, rec.end_user):
             budget = self.budgets.get(payer) or self.budgets.get((payer[0], "*"))
-            if budget is None:
+            if budget is None or not budget.enforce:
                 continue
             spent = [(period, used, limit) for period, used, limit in zip(
                 ("day", "month"), self.spend.of(payer, now), (budget.daily, budget.monthly),

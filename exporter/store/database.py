@@ -150,6 +150,8 @@ class Database:
                     stored = conn.one("SELECT value FROM meta WHERE key = 'timezone'")
                     if stored is None or stored[0] != tz.key:
                         rebuild_spend(conn, tz)
+                    elif conn.one("SELECT value FROM meta WHERE key = 'rebuild'"):
+                        rebuild_spend(conn, tz, keys=False)  # a migration's new rollup
 
     def close(self) -> None:
         """Close the pool's connections (PostgreSQL)."""

@@ -14,6 +14,9 @@ from ..record import TOKEN_FIELDS
 from .rollup import FIRST_KEY, KEY, SUMS, backfill_sql
 
 migrations = Migrations("llm_usage_exporter")
+# Asks Database.migrate to make the projects' and users' spend from the requests.
+REBUILD_ATTRIBUTED = ("INSERT INTO meta (key, value) VALUES ('rebuild', 'spend_attributed') "
+                      "ON CONFLICT (key) DO NOTHING")
 TOKEN_COLUMNS = TOKEN_FIELDS  # one column per token category of Usage
 
 
@@ -148,10 +151,11 @@ def m014_attribution(db: sqlite_utils.Database) -> None:
 @migrations()
 def m015_spend_attributed(db: sqlite_utils.Database) -> None:
     # Fees per project and end user and local calendar day, for their budgets; made from
-    # the requests at the next start (the stored zone forgotten: spend.rebuild_spend).
+    # the requests at the next start, in the gateway's zone (spend.rebuild_spend), the
+    # keys' spend left as it is.
     db["spend_attributed"].create({"kind": str, "name": str, "day": str, "fee_usd": float},
                                   pk=("kind", "name", "day"))
-    db.execute("DELETE FROM meta WHERE key = 'timezone'")
+    db.execute(REBUILD_ATTRIBUTED)
 
 
 def _rollup(db: sqlite_utils.Database, key: tuple[str, ...]) -> None:
@@ -248,7 +252,7 @@ POSTGRESQL_MIGRATIONS = (
     ("004_spend_attributed", (
         "CREATE TABLE spend_attributed (kind text, name text, day text, "
         "fee_usd double precision, PRIMARY KEY (kind, name, day))",
-        "DELETE FROM meta WHERE key = 'timezone'",
+        REBUILD_ATTRIBUTED,
     )),
 )
 

@@ -16,6 +16,7 @@ an end user's, by each replica once a row of theirs it wrote is read back.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -55,23 +56,29 @@ def spend_sql(tz: ZoneInfo, now: float, limit: int, kind: str = "api_key",
             [today.isoformat(), *args, *names, today.replace(day=1).isoformat()])
 
 
-def rebuild_spend(conn, tz: ZoneInfo) -> None:
-    """Recompute the spend rollups in zone `tz` from every stored request."""
+def rebuild_spend(conn, tz: ZoneInfo, keys: bool = True) -> None:
+    """Recompute the spend rollups in zone `tz` from every stored request: the keys' too,
+    or (`keys` false: a new history version's projects and users, whose keys' spend is
+    kept) only the projects' and users'. The keys' spend of the current month outlives
+    a short retention (batches.prune): a rebuild of it from the rows left loses that."""
     low, high = conn.one("SELECT min(started_at), max(started_at) FROM requests")
     with conn.transaction():
-        conn.execute("DELETE FROM spend_daily")
+        if keys:
+            conn.execute("DELETE FROM spend_daily")
         conn.execute("DELETE FROM spend_attributed")
         if low is not None:
             local, args = local_time_sql(offset_segments(tz, low, high + 1))
             day = conn.dialect.day(local)
-            conn.execute(f"INSERT INTO spend_daily (api_key, day, fee_usd) SELECT api_key, "
-                         f"{day}, sum(fee_usd) FROM requests GROUP BY 1, 2", args)
+            if keys:
+                conn.execute(f"INSERT INTO spend_daily (api_key, day, fee_usd) SELECT "
+                             f"api_key, {day}, sum(fee_usd) FROM requests GROUP BY 1, 2", args)
             for kind, column in (("project", "project"), ("user", "end_user")):
                 conn.execute(f"INSERT INTO spend_attributed (kind, name, day, fee_usd) "
                              f"SELECT '{kind}', {column}, {day}, sum(fee_usd) FROM requests "
                              f"WHERE {column} IS NOT NULL GROUP BY 2, 3", args)
         conn.execute("INSERT INTO meta (key, value) VALUES ('timezone', ?) ON CONFLICT (key) "
                      "DO UPDATE SET value = excluded.value", [tz.key])
+        conn.execute("DELETE FROM meta WHERE key = 'rebuild'")
 
 
 def payers(api_key: str, project: str, user: str | None) -> tuple[Payer, ...]:
@@ -91,7 +98,8 @@ class Spend:
         self.tz = tz
         self.written: dict[Payer, tuple[float, float]] = {}  # keys' and projects'
         self.read_on = ""  # the local day the written sums are of
-        self.users: dict[str, tuple[str, float, float]] = {}  # (read on, day, month)
+        # (read on, day, month), the longest unread first
+        self.users: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
         self.unwritten: dict[Payer, float] = {}
         self.lock = threading.Lock()
         self.active = False  # a budget is enforced: the writer reads the rollup back
@@ -136,10 +144,11 @@ class Spend:
             if read is not None:
                 self.read_on, self.written, users = read
                 for user, sums in users.items():
-                    self.users.pop(user, None)  # to the end: the most recently read
+                    # Replaced in one step, then moved: of() never sees it missing.
                     self.users[user] = sums
+                    self.users.move_to_end(user)
                 while len(self.users) > MAX_USERS:
-                    del self.users[next(iter(self.users))]
+                    self.users.popitem(last=False)
             for payer, fee in handled.items():
                 left = self.unwritten.get(payer, 0.0) - fee
                 if left > 1e-9:

@@ -31,9 +31,9 @@ ROWS_ONLY = frozenset(("request_id", "end_user"))  # columns the rollup does not
 # 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
 GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
                  "1m": 60, "1h": 3600, "1d": 86400}
-# Buckets of one group a query may ask for: 1m over a week is 10,080; over 30 days 43,200
-# per model and key, millions of rows a table cannot show.
-MAX_BUCKETS = 10_080
+# Buckets of one group a table may ask for: 1m over a week is 10,080 (10,140 with the hour
+# a clock change adds); over 30 days 43,200 per model and key, rows no table can show.
+MAX_BUCKETS = 7 * 24 * 60 + 60
 # Sums of integers as bigint: PostgreSQL's sum of bigint is numeric (a Decimal).
 TOTAL_TOKENS = " + ".join(f"CAST(sum({c}) AS BIGINT)" for c in TOKEN_COLUMNS)
 # order= name -> (the output column, the aggregate that computes it)
@@ -71,17 +71,21 @@ class UsageQuery:
         granularity = params.get("granularity", "none")
         if granularity not in GRANULARITIES:
             raise BadParameter("granularity", f"must be one of {', '.join(GRANULARITIES)}")
-        size = GRANULARITIES[granularity]
-        if size and (buckets := math.ceil((filters.end - filters.start) / size)) > MAX_BUCKETS:
-            raise BadParameter("granularity", f"{granularity} over this range is {buckets:,} "
-                               f"buckets, past the {MAX_BUCKETS:,} a table can show: choose a "
-                               "coarser granularity or a shorter range")
         order = params.get("order", "tokens")
         if order not in ORDERS:
             raise BadParameter("order", f"must be one of {', '.join(ORDERS)}")
         # 0 is refused as /api/requests refuses it: no limit is no `limit`.
         limit = parse_int(params, "limit", 0, 1, 1_000_000) if "limit" in params else None
         return cls(filters, group_by, granularity, order, limit)
+
+    def check_buckets(self) -> None:
+        """Refuse more buckets than a table can show (JSON, for dashboards; a download
+        streams what it is asked for)."""
+        f, size = self.filters, GRANULARITIES[self.granularity]
+        if size and (buckets := math.ceil((f.end - f.start) / size)) > MAX_BUCKETS:
+            raise BadParameter("granularity", f"{self.granularity} over this range is "
+                               f"{buckets:,} buckets, past the {MAX_BUCKETS:,} a table can "
+                               "show: choose a coarser granularity or a shorter range")
 
     def rolled(self) -> tuple[float, float] | None:
         """The whole quarter hours of the range the rollup can answer for, if any."""
