@@ -170,6 +170,36 @@ def test_report_from_the_command_line(history, tmp_path):
     assert done.stderr.startswith("--tz: ")
 
 
+def test_the_outputs_extension_decides_the_format_and_a_contradiction_is_refused(
+        history, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "exporter", "report", "--db", history.target,
+                               "--from", "2026-11-01", "--to", "2026-11-03", *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+    done = run("--output", "x.xlsx")
+    assert (done.returncode, done.stdout) == (0, "x.xlsx\n"), done.stderr
+    assert (tmp_path / "x.xlsx").read_bytes().startswith(b"PK")  # a workbook, not a PDF
+    done = run("--format", "xlsx", "--output", "x.pdf")
+    assert (done.returncode, done.stderr) == (2, "--output: x.pdf ends in .pdf and --format "
+                                                 "is xlsx: make them agree, or leave --format "
+                                                 "out\n")
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_a_report_of_nothing_says_so_and_shows_no_false_zero(history, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "exporter", "report", "--db", history.target,
+                           "--from", "2026-11-01", "--to", "2026-11-03", "--model", "nothing",
+                           "--output", "empty.pdf"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "empty.pdf\n")
+    assert done.stderr == ("report: no request matched the period and filters; empty.pdf "
+                           "says so\n")
+    text = pdf_text((tmp_path / "empty.pdf").read_bytes())
+    assert "Nothing matched" in text and "No request matched this period" in text
+    assert "0.0%" not in text  # a success rate of no requests is -, not 0.0%
+
+
 async def test_the_admin_api_serves_reports(history, admin):
     client = await admin(CollectorRegistry(), db=history)
     period = {"from": "2026-11-01", "to": "2026-11-03", "tz": "UTC"}

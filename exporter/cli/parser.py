@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "user", "tag"))
     report.add_argument("--type", choices=("summary", "cost", "trend", "detailed"),
                         default="summary", help="what the report holds (default summary)")
-    report.add_argument("--format", choices=("pdf", "xlsx"), default="pdf")
+    report.add_argument("--format", choices=("pdf", "xlsx"),
+                        help="pdf or xlsx (default: the --output's extension, else pdf)")
     report.add_argument("--output", metavar="FILE", help="default: llm-TYPE-report-FROM-to-"
                         "TO.FORMAT in this folder")
 

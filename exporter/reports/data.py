@@ -84,7 +84,22 @@ def build(db: Database, kind: str, filters: Filters, now: float) -> Report:
     """The report of `kind` over the filters' range."""
     sections = {"summary": summary, "cost": cost, "trend": trend, "detailed": detailed}[kind](
         db, filters, now)
+    if not matched(db, filters):
+        sections.insert(0, Section(NOTHING, notes=[
+            "No request matched this period and these filters: every table below is empty. "
+            "Check the period, the time zone and the filters (a model or key's name as the "
+            "gateway labels it)."]))
     return Report(kind, filters, sections)
+
+
+NOTHING = "Nothing matched"  # the first section of a report of no request
+
+
+def matched(db: Database, filters: Filters) -> bool:
+    """Whether any request (or fee: a fine-tuning's training) is in the period and
+    filters."""
+    [total] = fetch(db, UsageQuery(filters)) or [{}]
+    return bool(total.get("requests") or total.get("fee_usd"))
 
 
 # --- summary ------------------------------------------------------------------------------
@@ -106,8 +121,8 @@ def summary(db: Database, filters: Filters, now: float) -> list[Section]:
     table = Table("Totals, against the previous period of equal length",
                   [("metric", "", "text"), ("this", "This period", "row"),
                    ("previous", "Previous period", "row"), ("change", "Change", "pct")],
-                  [{"metric": header, "kind": kind, "this": this.get(key) or 0,
-                    "previous": last.get(key) or 0,
+                  [{"metric": header, "kind": kind, "this": _figure(this, key),
+                    "previous": _figure(last, key),
                     "change": _change(this.get(key), last.get(key))}
                    for key, header, kind in TOTALS])
     tops = Section("Top 10")
@@ -126,6 +141,11 @@ def summary(db: Database, filters: Filters, now: float) -> list[Section]:
         forecast = this["fee_usd"] * (month[1] - month[0]) / max(now - month[0], 3600)
         totals.notes.append(f"Month-end forecast at the pace so far: ${forecast:,.2f}.")
     return [totals, tops]
+
+
+def _figure(total: dict, key: str):
+    """A total's figure: 0 of a count or fee without requests, none of a rate."""
+    return total.get(key) if key == "success_rate" else total.get(key) or 0
 
 
 def _change(now, before):

@@ -68,9 +68,10 @@ def _page_number(canvas, doc) -> None:
 
 
 def text(value, kind: str) -> str:
-    """A table value as the PDF shows it."""
+    """A table value as the PDF shows it: - for a figure with nothing to compute it from
+    (a success rate without requests), never 0."""
     if value is None:
-        return ""
+        return "" if kind == "text" else "-"
     if kind == "int":
         return f"{value:,.0f}"
     if kind == "usd":

@@ -72,7 +72,9 @@ def _table(sheet, row: int, table: Table, bold, formats) -> int:
         for c, (key, _, kind) in enumerate(table.columns):
             kind = table.kind(r, kind)
             value = cell(r.get(key), kind)
-            if value is None:
+            if value is None:  # nothing to compute it from: -, never 0
+                if kind != "text":
+                    sheet.write(row, c, "-")
                 continue
             sheet.write(row, c, value, formats.get(kind))
     return row + 1
