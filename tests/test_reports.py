@@ -19,7 +19,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from exporter.record import RequestRecord, Usage
-from exporter.reports.data import build
+from exporter.reports.data import build, usd
 from exporter.reports.pdf import pdf
 from exporter.reports.workbook import workbook
 from exporter.store.database import Database
@@ -99,7 +99,9 @@ def test_summary_totals_against_the_previous_period(history):
     [api] = usage_rows(history, UsageQuery(PERIOD)).all()
     assert totals["Fee"]["this"] == api["fee_usd"] and totals["Requests"]["this"] == 3
     text = pdf_text(pdf(report))
-    for shown in ("$0.008000", "$0.003500", "128.6%", "66.7%", "2,800"):
+    # One money format: two significant digits under a cent; a rate's change in points.
+    assert totals["Success rate"]["change_kind"] == "pp"
+    for shown in ("$0.0080", "$0.0035", "128.6%", "66.7%", "2,800", " pp"):
         assert shown in text, shown
     assert "2026-11-01 00:00+00:00 to 2026-11-03 00:00+00:00" in text
 
@@ -108,8 +110,8 @@ def test_cost_by_category_and_what_caching_saved(history):
     report = build(history, "cost", PERIOD, NOW)
     categories = {r["category"]: round(r["fee_usd"], 10)
                   for r in report.sections[1].tables[0].rows}
-    assert categories == {"input text": 0.00375, "output text": 0.003,
-                          "input cache_read": 0.00125}
+    assert categories == {"Input, text": 0.00375, "Output, text": 0.003,
+                          "Input, cache read": 0.00125}
     # gpt-4o's input text cost $0.00375 for 1,500 tokens ($2.50/M): its 1,000 cache reads
     # would have cost $0.0025 and cost $0.00125, so caching saved $0.00125.
     assert "What cache reads saved against the model's input text price: $0.0013" in \
@@ -118,7 +120,7 @@ def test_cost_by_category_and_what_caching_saved(history):
     assert book.sheetnames == ["Report", "Chart data", "Fees by model, API key and serv",
                                "Fees by token category"]
     cells = [[c.value for c in row] for row in book["Fees by token category"].iter_rows()]
-    assert ["input text", 0.00375] in [[a, round(b, 10) if isinstance(b, float) else b]
+    assert ["Input, text", 0.00375] in [[a, round(b, 10) if isinstance(b, float) else b]
                                        for a, b, *_ in cells]
 
 
@@ -233,3 +235,10 @@ async def test_a_report_that_fails_is_answered_503_with_its_reason(admin, tmp_pa
         assert r.status == 503
         message = (await r.json())["error"]["message"]
     assert message.startswith("the report failed: ") and "not a database" in message
+
+
+@pytest.mark.parametrize("amount,shown", [
+    (0, "$0.00"), (0.5, "$0.50"), (1234.5, "$1,234.50"), (0.0527, "$0.053"),
+    (0.000444, "$0.00044"), (0.0019725, "$0.0020"), (-0.25, "$-0.25")])
+def test_one_money_format_keeps_two_significant_digits_under_a_cent(amount, shown):
+    assert usd(amount) == shown

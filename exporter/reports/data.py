@@ -8,6 +8,7 @@ latency, what caching saved) comes from store/breakdowns.py, over the same rows.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +23,24 @@ from ..store.zones import periods
 
 TYPES = ("summary", "cost", "trend", "detailed")
 TOP = 10
+# What a reader calls each column and category, not its name in the database.
+LABELS = {"input_text": "Input text", "input_cache_read": "Cache read",
+          "input_cache_write_5m": "Cache write (5 min)",
+          "input_cache_write_1h": "Cache write (1 h)", "input_audio": "Input audio",
+          "input_image": "Input image", "output_text": "Output text",
+          "output_reasoning": "Reasoning", "output_audio": "Output audio",
+          "output_image": "Output image", "model": "Model", "api_key": "API key",
+          "service": "Service"}
+CATEGORIES = {"text": "text", "cache_read": "cache read", "cache_write": "cache write",
+              "cache_write_5m": "cache write (5 min)", "cache_write_1h": "cache write (1 h)",
+              "audio": "audio", "image": "image", "reasoning": "reasoning",
+              "training": "training", "web_search": "web search"}
+
+
+def category(name: str) -> str:
+    """input_cache_read as a reader says it: "Input, cache read"."""
+    direction, _, kind = name.partition("_")
+    return f"{direction.capitalize()}, {CATEGORIES.get(kind, kind.replace('_', ' '))}"
 
 
 @dataclass
@@ -32,9 +51,12 @@ class Table:
     rows: list[dict]
 
     @staticmethod
-    def kind(row: dict, kind: str) -> str:
-        """A cell's kind: its column's, or, in a column of kind row, its row's."""
-        return row.get("kind", "text") if kind == "row" else kind
+    def kind(row: dict, kind: str, key: str = "") -> str:
+        """A cell's kind: its column's, or, in a column of kind row, the row's own for that
+        column (KEY_kind), else the row's."""
+        if kind != "row":
+            return kind
+        return row.get(f"{key}_kind") or row.get("kind", "text")
 
 
 @dataclass
@@ -76,6 +98,15 @@ class Report:
                 ("Made by", f"llm-usage-exporter {self.version}")]
 
 
+def usd(amount: float) -> str:
+    """One money format: thousands separated, cents at least, and two significant digits
+    of an amount under a cent ($0.00044, not $0.0004 or $0.000444)."""
+    if amount == 0:
+        return "$0.00"
+    places = max(2, 1 - math.floor(math.log10(abs(amount))))
+    return f"${amount:,.{places}f}"
+
+
 def fetch(db: Database, q: UsageQuery) -> list[dict]:
     return usage_rows(db, q).all()
 
@@ -105,7 +136,7 @@ def matched(db: Database, filters: Filters) -> bool:
 # --- summary ------------------------------------------------------------------------------
 
 TOTALS = [("requests", "Requests", "int"), ("success_rate", "Success rate", "pct"),
-          *((c, c.replace("_", " ").capitalize() + " tokens", "int") for c in TOKEN_COLUMNS),
+          *((c, LABELS[c] + " tokens", "int") for c in TOKEN_COLUMNS),
           ("total_tokens", "Total tokens", "int"), ("fee_usd", "Fee", "usd")]
 
 
@@ -120,10 +151,14 @@ def summary(db: Database, filters: Filters, now: float) -> list[Section]:
     this, last = _total(db, filters), _total(db, before)
     table = Table("Totals, against the previous period of equal length",
                   [("metric", "", "text"), ("this", "This period", "row"),
-                   ("previous", "Previous period", "row"), ("change", "Change", "pct")],
+                   ("previous", "Previous period", "row"), ("change", "Change", "row")],
                   [{"metric": header, "kind": kind, "this": _figure(this, key),
                     "previous": _figure(last, key),
-                    "change": _change(this.get(key), last.get(key))}
+                    # A rate changes by points: 90% to 95% is +5 points, not +5.6%.
+                    **({"change": _points(this.get(key), last.get(key)), "change_kind": "pp"}
+                       if kind == "pct" else
+                       {"change": _change(this.get(key), last.get(key)),
+                        "change_kind": "pct"})}
                    for key, header, kind in TOTALS])
     tops = Section("Top 10")
     for group in ("model", "api_key", "service"):
@@ -131,7 +166,7 @@ def summary(db: Database, filters: Filters, now: float) -> list[Section]:
             q = UsageQuery(filters, (group,), order=order, limit=TOP)
             tops.tables.append(Table(
                 f"By {order}, per {group.replace('_', ' ')}",
-                [(group, group.replace("_", " ").capitalize(), "text"),
+                [(group, LABELS[group], "text"),
                  (key, "Fee" if order == "fee" else "Tokens", kind),
                  ("requests", "Requests", "int")], fetch(db, q)))
     totals = Section("Totals", [table])
@@ -148,6 +183,10 @@ def _figure(total: dict, key: str):
     return total.get(key) if key == "success_rate" else total.get(key) or 0
 
 
+def _points(now, before):
+    return now - before if now is not None and before is not None else None
+
+
 def _change(now, before):
     return (now - before) / before if now is not None and before else None
 
@@ -158,8 +197,8 @@ def cost(db: Database, filters: Filters, now: float) -> list[Section]:
     by = Section("Fees by model, API key and service")
     for group in ("model", "api_key", "service"):
         by.tables.append(Table(
-            f"Per {group.replace('_', ' ')}",
-            [(group, group.replace("_", " ").capitalize(), "text"), ("fee_usd", "Fee", "usd"),
+            f"Per {LABELS[group]}",
+            [(group, LABELS[group], "text"), ("fee_usd", "Fee", "usd"),
              ("total_tokens", "Tokens", "int"), ("requests", "Requests", "int")],
             fetch(db, UsageQuery(filters, (group,), order="fee"))))
     categories = fee_categories(db, filters)
@@ -168,16 +207,16 @@ def cost(db: Database, filters: Filters, now: float) -> list[Section]:
     kinds = Section("Fees by token category", [Table(
         "Per direction and category", [("category", "Category", "text"),
                                        ("fee_usd", "Fee", "usd")],
-        [{"category": k.replace("_", " ", 1), "fee_usd": v} for k, v in categories])])
+        [{"category": category(k), "fee_usd": v} for k, v in categories])])
     if bare:
         kinds.notes.append(f"{bare} requests were recorded before fees were kept by category "
                            "and are not in this table.")
     kinds.notes.append(f"What cache reads saved against the model's input text price: "
-                       f"${saved:,.4f} (an estimate: the average input text price of each "
+                       f"{usd(saved or 0)} (an estimate: the average input text price of each "
                        "model over the period).")
     kinds.notes.append(f"Unpriced requests (a model with no known price: they cost nothing "
-                       f"here): {unpriced or 0}. Estimated tokens (the upstream reported no "
-                       f"usage): {estimated or 0}.")
+                       f"here): {unpriced or 0:,}. Estimated tokens (the upstream reported no "
+                       f"usage): {estimated or 0:,}.")
     return [by, kinds]
 
 
@@ -217,6 +256,6 @@ def detailed(db: Database, filters: Filters, now: float) -> list[Section]:
     return [Section("Per day, model and API key", [Table("Usage", [
         ("time", "Day", "time"), ("model", "Model", "text"), ("api_key", "API key", "text"),
         ("requests", "Requests", "int"), ("success_rate", "Success rate", "pct"),
-        *((c, c.replace("_", " ").capitalize(), "int") for c in TOKEN_COLUMNS),
+        *((c, LABELS[c], "int") for c in TOKEN_COLUMNS),
         ("total_tokens", "Total tokens", "int"), ("fee_usd", "Fee", "usd"),
         ("avg_latency_ms", "Average latency", "ms")], found)])]

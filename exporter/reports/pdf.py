@@ -26,7 +26,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as Grid
 
-from .data import Chart, Report, Table
+from .data import Chart, Report, Table, usd
 
 PALETTE = [colors.HexColor(c) for c in ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
                                          "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")]
@@ -75,9 +75,11 @@ def text(value, kind: str) -> str:
     if kind == "int":
         return f"{value:,.0f}"
     if kind == "usd":
-        return f"${value:,.2f}" if abs(value) >= 1 else f"${value:,.6f}"
+        return usd(value)
     if kind == "pct":
         return f"{value:.1%}"
+    if kind == "pp":  # a change of a rate, in percentage points
+        return f"{value * 100:+.1f} pp"
     if kind == "ms":
         return f"{value:,.1f} ms"
     if kind == "time":
@@ -87,7 +89,7 @@ def text(value, kind: str) -> str:
 
 def _grid(table: Table) -> Grid:
     header = [c[1] for c in table.columns]
-    body = [[text(r.get(key), table.kind(r, kind))
+    body = [[text(r.get(key), table.kind(r, kind, key))
              for key, _, kind in table.columns] for r in table.rows]
     grid = Grid([header] + (body or [["(none)"] + [""] * (len(header) - 1)]), repeatRows=1)
     grid.setStyle(TableStyle([

@@ -13,7 +13,8 @@ import xlsxwriter
 
 from .data import Chart, Report, Table
 
-FORMATS = {"int": "#,##0", "usd": "$#,##0.00####", "pct": "0.0%", "ms": "#,##0.0 \"ms\"",
+FORMATS = {"int": "#,##0", "usd": "$#,##0.00####", "pct": "0.0%", "pp": "+0.0\" pp\";-0.0\" pp\"",
+           "ms": "#,##0.0 \"ms\"",
            "time": "yyyy-mm-dd hh:mm"}
 
 
@@ -70,7 +71,7 @@ def _table(sheet, row: int, table: Table, bold, formats) -> int:
     for r in table.rows:
         row += 1
         for c, (key, _, kind) in enumerate(table.columns):
-            kind = table.kind(r, kind)
+            kind = table.kind(r, kind, key)
             value = cell(r.get(key), kind)
             if value is None:  # nothing to compute it from: -, never 0
                 if kind != "text":
