@@ -320,7 +320,9 @@ def test_export_command_writes_xlsx(history, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"wrote 4 rows to {out}\n"  # where, and how much
-    rows = list(openpyxl.load_workbook(out, read_only=True).active.iter_rows(values_only=True))
+    book = openpyxl.load_workbook(out, read_only=True)
+    assert book.sheetnames == ["Usage"]  # named for what it holds, not Sheet1
+    rows = list(book.active.iter_rows(values_only=True))
     header = rows[0]
     got = sorted((r[header.index("time")], r[header.index("model")], r[header.index("requests")])
                  for r in rows[1:])

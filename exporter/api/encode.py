@@ -13,14 +13,15 @@ from .xlsx import xlsx
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "xlsx": XLSX_TYPE}
 
 
-def encode(fmt: str, rows: Rows, columns, tmpdir: str | None = None):
-    """Yield the export as byte chunks of at most one batch each."""
+def encode(fmt: str, rows: Rows, columns, tmpdir: str | None = None, name: str = "usage"):
+    """Yield the export as byte chunks of at most one batch each; `name` (usage, requests,
+    deployments) names a workbook's sheets."""
     if fmt == "csv":
         yield from _csv(rows, columns)
     elif fmt == "json":
         yield from _json(rows, columns)
     else:
-        yield from xlsx(rows, columns, tmpdir)
+        yield from xlsx(rows, columns, tmpdir, name.capitalize())
 
 
 def _csv(rows: Rows, columns):

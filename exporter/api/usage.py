@@ -139,7 +139,7 @@ async def send(request: Request, fmt: str, rows, columns, name: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers += b'Content-Disposition: attachment; filename="llm-%s-%s.%s"\r\n' % (
             name.encode(), stamp.encode(), fmt.encode())
-    chunks = encode(fmt, rows, columns)
+    chunks = encode(fmt, rows, columns, name=name)
     try:
         first = await asyncio.to_thread(next, chunks, None)  # errors still become a 4xx/5xx
         request.start(200, b"OK", headers, None)

@@ -115,8 +115,9 @@ def _sheet_head(columns) -> str:
             + "<row>" + "".join(_cell(c, HEADER) for c in columns) + "</row>")
 
 
-def xlsx(rows, columns, tmpdir):
-    """Yield the workbook's bytes: `rows` (store.reads.Rows) under a header of `columns`."""
+def xlsx(rows, columns, tmpdir, title: str = "Usage"):
+    """Yield the workbook's bytes: `rows` (store.reads.Rows) under a header of `columns`,
+    on sheets named `title` (then "title 2", ... past Excel's million rows a sheet)."""
     fd, path = tempfile.mkstemp(suffix=".xlsx", dir=tmpdir)
     os.close(fd)
     styles = [_STYLE_OF.get(c, 0) for c in columns]
@@ -154,7 +155,8 @@ def xlsx(rows, columns, tmpdir):
                     for i in numbers),
                 "_rels/.rels": "",
                 "xl/workbook.xml": "".join(
-                    f'<sheet name="Sheet{i}" sheetId="{i}" r:id="rId{i}"/>' for i in numbers),
+                    f'<sheet name="{title}{f" {i}" if i > 1 else ""}" sheetId="{i}" '
+                    f'r:id="rId{i}"/>' for i in numbers),
                 "xl/_rels/workbook.xml.rels": "".join(
                     f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/'
                     f'officeDocument/2006/relationships/worksheet" '

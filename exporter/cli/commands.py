@@ -228,7 +228,7 @@ def export_history(args) -> int:
             columns = REQUEST_COLUMNS
         out = open(args.output, "wb") if args.output else sys.stdout.buffer
         try:
-            for chunk in encode(args.format, rows, columns):
+            for chunk in encode(args.format, rows, columns, name=args.kind):
                 out.write(chunk)
         finally:
             if args.output:

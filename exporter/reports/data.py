@@ -194,7 +194,7 @@ def _change(now, before):
 # --- cost ---------------------------------------------------------------------------------
 
 def cost(db: Database, filters: Filters, now: float) -> list[Section]:
-    by = Section("Fees by model, API key and service")
+    by = Section("Fees by model, key and service")  # a sheet's name: 31 characters
     for group in ("model", "api_key", "service"):
         by.tables.append(Table(
             f"Per {LABELS[group]}",

@@ -31,7 +31,10 @@ def workbook(report: Report) -> bytes:
     for i, (name, value) in enumerate(report.describe(), start=2):
         about.write(i, 0, name, bold)
         about.write(i, 1, value)
-    data = book.add_worksheet("Chart data")  # what the charts draw, as numbers
+    # What the charts draw, as numbers: only in a report that has charts (an empty sheet
+    # in the others was a question for every reader).
+    data = book.add_worksheet("Chart data") \
+        if any(s.charts for s in report.sections) else None
     used = [0]  # next free column of the chart data
     for section in report.sections:
         sheet = book.add_worksheet(_sheet_name(section.title, book))
@@ -50,7 +53,13 @@ def workbook(report: Report) -> bytes:
 
 
 def _sheet_name(title: str, book) -> str:
-    name = title.replace(":", "").replace("/", " ")[:31]
+    """A section's title within Excel's 31 characters, cut between words, never within."""
+    words, name = title.replace(":", "").replace("/", " ").split(), ""
+    for word in words:
+        if len(f"{name} {word}".strip()) > 31:
+            break
+        name = f"{name} {word}".strip()
+    name = name.rstrip(",;") or title[:31]
     taken = {s.name for s in book.worksheets()}
     return name if name not in taken else f"{name[:28]} {len(taken)}"
 
