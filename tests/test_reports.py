@@ -110,8 +110,14 @@ def test_cost_by_category_and_what_caching_saved(history):
     report = build(history, "cost", PERIOD, NOW)
     categories = {r["category"]: round(r["fee_usd"], 10)
                   for r in report.sections[1].tables[0].rows}
+    # And their grand total: 0.00375 + 0.003 + 0.00125.
     assert categories == {"Input, text": 0.00375, "Output, text": 0.003,
-                          "Input, cache read": 0.00125}
+                          "Input, cache read": 0.00125, "Total": 0.008}
+    # Every table of amounts ends in its total: the period's three requests, $0.008.
+    for table in report.sections[0].tables:
+        total = table.rows[-1]
+        assert (total[table.columns[0][0]], total["requests"], round(total["fee_usd"], 10)) \
+            == ("Total", 3, 0.008), table.title
     # gpt-4o's input text cost $0.00375 for 1,500 tokens ($2.50/M): its 1,000 cache reads
     # would have cost $0.0025 and cost $0.00125, so caching saved $0.00125.
     assert "What cache reads saved against the model's input text price: $0.0013" in \

@@ -107,6 +107,20 @@ def usd(amount: float) -> str:
     return f"${amount:,.{places}f}"
 
 
+def totalled(table: Table) -> Table:
+    """The table with a grand total row: counts and amounts summed, each rate or mean
+    left empty (a sum of them means nothing), named in its first column."""
+    if not table.rows:
+        return table
+    first = table.columns[0][0]
+    total: dict = {first: "Total"}
+    for key, _, kind in table.columns[1:]:
+        if kind in ("int", "usd"):
+            total[key] = sum(r.get(key) or 0 for r in table.rows)
+    table.rows = [*table.rows, total]
+    return table
+
+
 def fetch(db: Database, q: UsageQuery) -> list[dict]:
     return usage_rows(db, q).all()
 
@@ -196,18 +210,18 @@ def _change(now, before):
 def cost(db: Database, filters: Filters, now: float) -> list[Section]:
     by = Section("Fees by model, key and service")  # a sheet's name: 31 characters
     for group in ("model", "api_key", "service"):
-        by.tables.append(Table(
+        by.tables.append(totalled(Table(
             f"Per {LABELS[group]}",
             [(group, LABELS[group], "text"), ("fee_usd", "Fee", "usd"),
              ("total_tokens", "Tokens", "int"), ("requests", "Requests", "int")],
-            fetch(db, UsageQuery(filters, (group,), order="fee"))))
+            fetch(db, UsageQuery(filters, (group,), order="fee")))))
     categories = fee_categories(db, filters)
     bare, unpriced, estimated = cost_notes(db, filters)
     saved = cache_saved(db, filters)
-    kinds = Section("Fees by token category", [Table(
+    kinds = Section("Fees by token category", [totalled(Table(
         "Per direction and category", [("category", "Category", "text"),
                                        ("fee_usd", "Fee", "usd")],
-        [{"category": category(k), "fee_usd": v} for k, v in categories])])
+        [{"category": category(k), "fee_usd": v} for k, v in categories]))])
     if bare:
         kinds.notes.append(f"{bare} requests were recorded before fees were kept by category "
                            "and are not in this table.")
@@ -242,10 +256,10 @@ def trend(db: Database, filters: Filters, now: float) -> list[Section]:
               Chart(f"Requests per {per}", "line", "requests", x, series["requests"]),
               Chart("Error rate", "line", "share of requests", x, series["errors"]),
               Chart("p95 latency", "line", "ms", x, series["p95"])]
-    table = Table(f"Per {per} and model", [
+    table = totalled(Table(f"Per {per} and model", [
         ("time", per.capitalize(), "time"), ("model", "Model", "text"),
         ("requests", "Requests", "int"), ("total_tokens", "Tokens", "int"),
-        ("fee_usd", "Fee", "usd"), ("success_rate", "Success rate", "pct")], found)
+        ("fee_usd", "Fee", "usd"), ("success_rate", "Success rate", "pct")], found))
     return [Section(f"Trend per {per}, by model", [table], charts)]
 
 
@@ -253,9 +267,9 @@ def trend(db: Database, filters: Filters, now: float) -> list[Section]:
 
 def detailed(db: Database, filters: Filters, now: float) -> list[Section]:
     found = fetch(db, UsageQuery(filters, ("model", "api_key"), "day"))
-    return [Section("Per day, model and API key", [Table("Usage", [
+    return [Section("Per day, model and API key", [totalled(Table("Usage", [
         ("time", "Day", "time"), ("model", "Model", "text"), ("api_key", "API key", "text"),
         ("requests", "Requests", "int"), ("success_rate", "Success rate", "pct"),
         *((c, LABELS[c], "int") for c in TOKEN_COLUMNS),
         ("total_tokens", "Total tokens", "int"), ("fee_usd", "Fee", "usd"),
-        ("avg_latency_ms", "Average latency", "ms")], found)])]
+        ("avg_latency_ms", "Average latency", "ms")], found))])]

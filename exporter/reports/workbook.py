@@ -65,8 +65,9 @@ def _sheet_name(title: str, book) -> str:
 
 
 def cell(value, kind: str):
-    """A table's value as Excel stores it: dates from ISO text, naive in the report's zone."""
-    if kind == "time" and isinstance(value, str):
+    """A table's value as Excel stores it: dates from ISO text, naive in the report's zone
+    (a total row's label stays text)."""
+    if kind == "time" and isinstance(value, str) and value != "Total":
         return datetime.fromisoformat(value).replace(tzinfo=None)
     return value
 
