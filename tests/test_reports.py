@@ -250,3 +250,27 @@ async def test_a_report_that_fails_is_answered_503_with_its_reason(admin, tmp_pa
     (0.000444, "$0.00044"), (0.0019725, "$0.0020"), (-0.25, "$-0.25")])
 def test_one_money_format_keeps_two_significant_digits_under_a_cent(amount, shown):
     assert usd(amount) == shown
+
+
+def test_the_cost_report_explains_unpriced_requests_and_fees_with_no_tokens(db):
+    """By hand: two requests of a model with no price; a fine-tuning job's 5,768 trained
+    tokens of gpt-4o-mini at $3 per million, $0.017304, billed with no token of its own."""
+    h = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    for i in range(2):
+        r = record(f"2026-11-01T1{i}:00:00+00:00", "llama-local", "alice", text=40, output=9)
+        r.fees, r.fee, r.unpriced = [], D(0), True
+        h.put(r)
+    training = RequestRecord("t#training", at("2026-11-02T09:00:00+00:00"), "openai",
+                             "openai", "tuners", "fine_tuning",
+                             model="gpt-4o-mini-2024-07-18", code=200, share=True)
+    training.fees = [("input", "training", D(5768) * 3 / 1_000_000)]
+    training.fee = D("0.017304")
+    h.put(training)
+    h.start()
+    h.close()
+    notes = build(db, "cost", PERIOD, NOW).sections[1].notes
+    assert "Unpriced requests (a model with no known price: they cost nothing here): 2: " \
+           "llama-local 2." in notes[-2]
+    assert notes[-1] == ("A fee with no tokens: gpt-4o-mini-2024-07-18 (fine_tuning), "
+                         "$0.017: the training of fine-tuning jobs, billed by trained token "
+                         "when a job succeeds.")

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .. import __version__
-from ..store.breakdowns import cache_saved, cost_notes, fee_categories, p95_by_bucket
+from ..store.breakdowns import (
+    cache_saved,
+    cost_notes,
+    fee_categories,
+    p95_by_bucket,
+    unexplained,
+)
 from ..store.database import Database
 from ..store.query import Filters
 from ..store.reads import usage_rows
@@ -228,9 +234,17 @@ def cost(db: Database, filters: Filters, now: float) -> list[Section]:
     kinds.notes.append(f"What cache reads saved against the model's input text price: "
                        f"{usd(saved or 0)} (an estimate: the average input text price of each "
                        "model over the period).")
+    by_model, tokenless = unexplained(db, filters)
     kinds.notes.append(f"Unpriced requests (a model with no known price: they cost nothing "
-                       f"here): {unpriced or 0:,}. Estimated tokens (the upstream reported no "
-                       f"usage): {estimated or 0:,}.")
+                       f"here): {unpriced or 0:,}" + "".join(
+                           f"{'; ' if i else ': '}{model} {n:,}"
+                           for i, (model, n) in enumerate(by_model)) + ". Estimated tokens "
+                       f"(the upstream reported no usage): {estimated or 0:,}.")
+    for model, operation, fee in tokenless:
+        why = ("the training of fine-tuning jobs, billed by trained token when a job "
+               "succeeds" if operation == "fine_tuning" else
+               "what is billed by the call or the unit rather than the token")
+        kinds.notes.append(f"A fee with no tokens: {model} ({operation}), {usd(fee)}: {why}.")
     return [by, kinds]
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from .database import Database
 from .query import Filters
+from .schema import TOKEN_COLUMNS
 from .zones import local_time_sql, offset_segments, wall_to_utc
 
 
@@ -29,6 +30,21 @@ def cost_notes(db: Database, filters: Filters) -> tuple[int, int, int]:
             "SELECT count(*) FILTER (WHERE fees IS NULL AND fee_usd > 0), sum(unpriced), "
             f"sum(estimated_input + estimated_output) FROM requests WHERE {where}", args)
     return bare or 0, unpriced or 0, estimated or 0
+
+
+def unexplained(db: Database, filters: Filters) -> tuple[list, list]:
+    """The unpriced requests by model, (model, count), most first; and the fees billed with
+    no token, (model, operation, fee), biggest first: a fine-tuning's training, billed when
+    its job succeeds, or what is billed by the call or the unit."""
+    where, args = filters.where()
+    tokens = " + ".join(TOKEN_COLUMNS)
+    with db.connect() as conn:
+        unpriced = conn.all(f"SELECT model, sum(unpriced) FROM requests WHERE {where} AND "
+                            "unpriced > 0 GROUP BY model ORDER BY 2 DESC, 1", args)
+        tokenless = conn.all(f"SELECT model, operation, sum(fee_usd) FROM requests WHERE "
+                             f"{where} AND fee_usd > 0 AND {tokens} = 0 GROUP BY model, "
+                             "operation ORDER BY 3 DESC, 1, 2", args)
+    return [tuple(r) for r in unpriced], [tuple(r) for r in tokenless]
 
 
 def cache_saved(db: Database, filters: Filters) -> float:
