@@ -16,6 +16,11 @@ def _amount(v):
 PAYERS = ("api_key", "project", "user")  # what a budget can hold to a limit
 
 
+def budget_of(budgets: dict, payer: tuple[str, str]) -> Budget | None:
+    """A payer's budget among `budgets` (by payer): its own, else its kind's "*"."""
+    return budgets.get(payer) or budgets.get((payer[0], "*"))
+
+
 @dataclass(frozen=True)
 class Budget:
     """A spending limit for one API key, project or end user, exported as llm_budget_usd

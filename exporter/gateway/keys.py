@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from ..config.budgets import budget_of
 from ..config.table import ApiKey, Config
 from ..record import ErrorType, RequestRecord
 from ..store.spend import Spend, payers
@@ -91,7 +92,7 @@ class Keys:
             return None
         now = self.clock()
         for payer in payers(rec.api_key, rec.project, rec.end_user):
-            budget = self.budgets.get(payer) or self.budgets.get((payer[0], "*"))
+            budget = budget_of(self.budgets, payer)
             if budget is None or not budget.enforce:
                 continue
             spent = [(period, used, limit) for period, used, limit in zip(

@@ -9,6 +9,7 @@ import time
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
+from ..config.budgets import budget_of
 from ..telemetry.metrics import (
     BUDGET,
     HISTORY_LAG,
@@ -91,7 +92,7 @@ class HistoryCollector:
             names.append(name)
         listed = [n for k, n in self.budgets if k == kind and n != "*"]
         for name in dict.fromkeys(listed + names):
-            b = self.budgets.get((kind, name)) or self.budgets.get((kind, "*"))
+            b = budget_of(self.budgets, (kind, name))
             for period, limit in (("day", b.daily), ("month", b.monthly)) if b else ():
                 if limit is not None:
                     budget.add_metric([name, period], limit)
