@@ -403,15 +403,21 @@ class AlertList(cogbuilder.Builder[dm.Panel]):
 
 # --- dashboards ---------------------------------------------------------------------------
 
-def download_links(query: InfinityQuery) -> list:
-    """Links to the CSV and Excel export of exactly what a usage API panel shows.
+def browser_url(query: InfinityQuery) -> str:
+    """The query's URL as the viewer's browser opens it, at the gateway's admin address.
 
     Infinity encodes a query's parameters itself; a link's are written into the URL, so
     single values that may hold any character are percent-encoded. (Lists stay ${var:csv}:
     a multi-value variable percent-encoded would be its glob, {a,b}.)
     """
-    url = "${gateway_url}" + query.url().replace("${__timezone}", "${__timezone:percentencode}") \
-        .replace("${request_id}", "${request_id:percentencode}")
+    return "${gateway_url}" + query.url().replace(
+        "${__timezone}", "${__timezone:percentencode}").replace(
+        "${request_id}", "${request_id:percentencode}")
+
+
+def download_links(query: InfinityQuery) -> list:
+    """Links to the CSV and Excel export of exactly what a usage API panel shows."""
+    url = browser_url(query)
     return [dash.DashboardLink(f"Download {name}").url(url.replace("format=json",
                                                                     f"format={fmt}"))
             .target_blank(True).placement(None)
@@ -438,12 +444,10 @@ REPORTS = (("summary", "pdf", "Summary report (PDF)"), ("cost", "pdf", "Cost rep
 
 def report_links() -> list:
     """The reports of the dashboard's range and filters (/api/report), drawn on demand."""
-    query = InfinityQuery("/api/report", [("type", "TYPE"), ("format", "FORMAT"),
-                                          *API_RANGE, *API_FILTERS], [])
-    url = "${gateway_url}" + query.url().replace("${__timezone}",
-                                                 "${__timezone:percentencode}")
     return [dash.DashboardLink(title).type(dm.DashboardLinkType.LINK)
-            .url(url.replace("TYPE", kind).replace("FORMAT", fmt)).target_blank(True)
+            .url(browser_url(InfinityQuery("/api/report", [
+                ("type", kind), ("format", fmt), *API_RANGE, *API_FILTERS], [])))
+            .target_blank(True)
             .icon("doc").placement(None)
             .tooltip("Drawn by the gateway for the range and filters shown: a year's "
                      "detailed report takes half a minute")
