@@ -145,6 +145,10 @@ def exports(db: Database, tmp: str, start: float) -> None:
                                              "day", "--format", "xlsx"]))]
     runs += [(f"report {kind} {fmt}", ["report", "--type", kind, "--format", fmt])
              for kind in ("summary", "cost", "trend", "detailed") for fmt in ("pdf", "xlsx")]
+    # The default buckets a year by month; by day, the detailed report is the longest.
+    runs += [(f"report detailed {fmt} by day", ["report", "--type", "detailed", "--format",
+                                                fmt, "--granularity", "day"])
+             for fmt in ("pdf", "xlsx")]
     for label, args in runs:
         out = os.path.join(tmp, "out")
         t0 = time.perf_counter()

@@ -161,6 +161,29 @@ async def test_dst_day_bucket_and_qps(db, admin):
         "2026-10-25T00:00:00+02:00", 2, 2 / 90000)
 
 
+async def test_calendar_weeks_and_months_in_the_zone(db, admin):
+    write_history(db, [
+        rec("2026-10-25T22:30:00+00:00", rid="a"),  # Sunday 25 Oct, 23:30 in Paris
+        rec("2026-10-25T23:30:00+00:00", rid="b"),  # Monday 26 Oct, 00:30 in Paris
+        rec("2026-10-31T23:30:00+00:00", rid="c"),  # Sunday 1 Nov, 00:30 in Paris
+        rec("2026-11-03T10:00:00+00:00", rid="d")])
+    api = await admin(CollectorRegistry(), db=db)
+    period = {"from": "2026-10-20", "to": "2026-11-05", "tz": "Europe/Paris"}
+    weeks = await get_json(api, "/api/usage", granularity="week", **period)
+    # ISO weeks from Monday's local midnight; the first holds 20-25 October (summer time to
+    # winter time), from the range's start on Tuesday 20th: 5 days and 25 hours of it.
+    assert [(r["time"], r["requests"]) for r in weeks["data"]] == [
+        ("2026-10-19T00:00:00+02:00", 1), ("2026-10-26T00:00:00+01:00", 2),
+        ("2026-11-02T00:00:00+01:00", 1)]
+    assert weeks["data"][0]["qps"] == 1 / (6 * 86400 + 3600)
+    months = await get_json(api, "/api/usage", granularity="month", **period)
+    [november] = (await get_json(api, "/api/usage", granularity="month", **{
+        **period, "from": "2026-11-02"}))["data"]  # one bucket
+    assert (november["time"], november["requests"]) == ("2026-11-01T00:00:00+01:00", 1)
+    assert [(r["time"], r["requests"]) for r in months["data"]] == [
+        ("2026-10-01T00:00:00+02:00", 2), ("2026-11-01T00:00:00+01:00", 2)]
+
+
 async def test_requests_newest_first_filtered_and_paged(api):
     body = await get_json(api, "/api/requests", **RANGE)
     assert [r["time"] for r in body["data"]] == [
@@ -221,7 +244,7 @@ async def test_csv_and_xlsx_read_back_to_the_json(api, path, params):
     ("/api/usage", {"to": "nan"}, "to"),
     ("/api/usage", {"from": "-5"}, "from"),
     ("/api/usage", {"from": "2201-01-01", "granularity": "minute"}, "from"),
-    ("/api/usage", {"granularity": "week"}, "granularity"),
+    ("/api/usage", {"granularity": "fortnight"}, "granularity"),
     # 30 days of minutes: 43,200 buckets per group, past the 10,140 (a week) a table shows.
     ("/api/usage", {"from": "2026-10-01", "to": "2026-10-31", "granularity": "1m"},
      "granularity"),
@@ -332,7 +355,7 @@ def test_export_command_writes_xlsx(history, tmp_path):
     assert got == [(nov1, "claude", 1), (nov1, "gpt-4o", 1), (nov2, "claude", 1),
                    (nov2, "gpt-4o", 1)]
     bad = subprocess.run([sys.executable, "-m", "exporter", "export", "--db", history.target,
-                          "--granularity", "week"], cwd=ROOT, capture_output=True, text=True,
+                          "--granularity", "fortnight"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("--granularity: must be one of")
 

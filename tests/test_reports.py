@@ -5,6 +5,7 @@ line as typed."""
 from __future__ import annotations
 
 import io
+import itertools
 import subprocess
 import sys
 from datetime import datetime
@@ -19,8 +20,9 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from exporter.record import RequestRecord, Usage
-from exporter.reports.data import build, usd
+from exporter.reports.content import usd
 from exporter.reports.pdf import pdf
+from exporter.reports.sections import build
 from exporter.reports.workbook import workbook
 from exporter.store.database import Database
 from exporter.store.query import Filters
@@ -123,9 +125,10 @@ def test_cost_by_category_and_what_caching_saved(history):
     assert "What cache reads saved against the model's input text price: $0.0013" in \
         report.sections[1].notes[0]
     book = openpyxl.load_workbook(io.BytesIO(workbook(report)))
-    # No empty chart data sheet where there is no chart; whole words within 31 characters.
+    # Whole words within 31 characters; the numbers of page one's fee chart last.
     assert book.sheetnames == ["Report", "Fees by model, key and service",
-                               "Fees by token category"]
+                               "Fees by token category", "Chart data"]
+    assert len(book["Report"]._charts) == 1
     cells = [[c.value for c in row] for row in book["Fees by token category"].iter_rows()]
     assert ["Input, text", 0.00375] in [[a, round(b, 10) if isinstance(b, float) else b]
                                        for a, b, *_ in cells]
@@ -140,11 +143,11 @@ def test_trend_and_detailed_are_real_dates_and_charts(history, tmp_path):
     p95 = section.charts[4]
     assert p95.series["gpt-4o"].count(500.0) == 2  # each request's 0.5 s, in ms
     book = openpyxl.load_workbook(io.BytesIO(workbook(trend)))
-    sheet = book[book.sheetnames[2]]
+    sheet = book[book.sheetnames[1]]
     assert len(sheet._charts) == 5
     detailed = build(history, "detailed", PERIOD, NOW)
     book = openpyxl.load_workbook(io.BytesIO(workbook(detailed)))
-    assert book.sheetnames == ["Report", "Per day, model and API key"]
+    assert book.sheetnames == ["Report", "Per day, model and API key", "Chart data"]
     days = [row[0] for row in book[book.sheetnames[1]].iter_rows(min_row=5, values_only=True)]
     assert days[:3] == [datetime(2026, 11, 1), datetime(2026, 11, 2), datetime(2026, 11, 2)]
 
@@ -195,6 +198,44 @@ def test_the_outputs_extension_decides_the_format_and_a_contradiction_is_refused
                                                  "is xlsx: make them agree, or leave --format "
                                                  "out\n")
     assert not (tmp_path / "x.pdf").exists()
+
+
+def first_column(book) -> list:
+    """The first table's first column on the first section's sheet, to its total."""
+    rows = book[book.sheetnames[1]].iter_rows(min_row=5, values_only=True)
+    return list(itertools.takewhile(lambda v: v != "Total", (row[0] for row in rows)))
+
+
+def test_granularity_is_a_flag_and_too_many_buckets_a_one_line_error(history, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "exporter", "report", "--db", history.target,
+                               "--type", "trend", *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=60)
+
+    done = run("--from", "2026-11-01", "--to", "2026-11-03", "--granularity", "day",
+               "--output", "t.xlsx")
+    assert done.returncode == 0, done.stderr
+    book = openpyxl.load_workbook(tmp_path / "t.xlsx")
+    assert first_column(book) == [datetime(2026, 11, 1), datetime(2026, 11, 2)]  # not hours
+    # A year of hours: 8,760 buckets (2026 has no 29 February).
+    done = run("--from", "2026-01-01", "--to", "2027-01-01", "--granularity", "hour")
+    assert (done.returncode, done.stderr) == (2, "--granularity: hour over this period is "
+                                                 "8,760 buckets, past the 1,000 a report can "
+                                                 "show: choose a coarser one\n")
+
+
+async def test_the_admin_api_refuses_a_report_of_too_many_buckets(history, admin):
+    client = await admin(CollectorRegistry(), db=history)
+    async with client.get("/api/report", params={"from": "2026-01-01", "to": "2027-01-01",
+                                                 "granularity": "hour"}) as r:
+        assert r.status == 400 and (await r.json())["error"]["parameter"] == "granularity"
+    async with client.get("/api/report", params={"from": "2026-11-01", "to": "2026-11-03",
+                                                 "granularity": "week", "type": "trend",
+                                                 "format": "xlsx"}) as r:
+        assert r.status == 200
+        book = openpyxl.load_workbook(io.BytesIO(await r.read()))
+    # 2026-11-01 is a Sunday: its week began on Monday 26 October.
+    assert first_column(book) == [datetime(2026, 10, 26), datetime(2026, 11, 2)]
 
 
 def test_a_report_of_nothing_says_so_and_shows_no_false_zero(history, tmp_path):

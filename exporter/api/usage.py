@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 
 from ..reports.data import TYPES as REPORT_TYPES
+from ..reports.data import granularity
 from ..reports.make import MEDIA_TYPES, file_name, render_apart
 from ..store.database import Database, reason
 from ..store.deployments import DEPLOYMENT_COLUMNS, deployment_rows
@@ -63,9 +64,11 @@ class UsageApi:
             raise BadParameter("type", f"must be one of {', '.join(REPORT_TYPES)}")
         if fmt not in MEDIA_TYPES:
             raise BadParameter("format", "must be pdf or xlsx")
-        filters = Filters.parse(params, time.time(), frozenset(("type", "format")))
+        filters = Filters.parse(params, time.time(),
+                                frozenset(("type", "format", "granularity")))
+        step = granularity(kind, filters, params.get("granularity"))  # a 400 before drawing
         try:
-            body = await self.render(self.db, kind, fmt, filters)
+            body = await self.render(self.db, kind, fmt, filters, step)
         except RuntimeError as e:  # the report's process failed: it said why
             respond_json(request, 503, {"error": {"message": f"the report failed: {e}"}})
             return

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or the deployments' runtime, GPU hours and cost")
     export.add_argument("--group-by", help="comma-separated: model, api_key, service, "
                         "provider, project, user, tag:KEY")
-    export.add_argument("--granularity", help="minute, 5m, hour, day or none (default)")
+    export.add_argument("--granularity", help="minute, 5m, hour, day, week (from Monday), "
+                        "month or none (default)")
     export.add_argument("--order", help="tokens (default), fee or requests")
     export.add_argument("--limit", help="at most this many rows (usage: the top N groups)")
     export.add_argument("--status", help="success, error or an HTTP status code")
@@ -136,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pdf or xlsx (default: the --output's extension, else pdf)")
     report.add_argument("--output", metavar="FILE", help="default: llm-TYPE-report-FROM-to-"
                         "TO.FORMAT in this folder")
+    report.add_argument("--granularity", choices=("hour", "day", "week", "month"),
+                        help="the buckets of its charts and tables (default: by the period's "
+                        "length, hours up to 2 days, days up to 62, weeks up to 190, then "
+                        "months; days at least for detailed)")
 
     bench = sub.add_parser("bench", help="measure the gateway against a simulated upstream "
                            "hit directly, in the same run")

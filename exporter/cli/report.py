@@ -34,9 +34,10 @@ def make_report(args) -> int:
         return status
 
     def write() -> int:
-        from ..reports.data import matched
+        from ..reports.data import granularity, matched
         filters = Filters.parse(history_params(args, ("operation",)), time.time())
-        body = render(db, args.type, fmt, filters)
+        body = render(db, args.type, fmt, filters,
+                      granularity(args.type, filters, args.granularity))
         output = args.output or file_name(args.type, fmt, filters)
         with open(output, "wb") as f:
             f.write(body)

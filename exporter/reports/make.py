@@ -16,10 +16,11 @@ MEDIA_TYPES = {"pdf": "application/pdf", "xlsx": XLSX_TYPE}
 REPORT_SECONDS = 600  # a year's detailed PDF takes 34 s on 2 cores
 
 
-def render(db: Database, kind: str, fmt: str, filters: Filters) -> bytes:
+def render(db: Database, kind: str, fmt: str, filters: Filters,
+           granularity: str | None = None) -> bytes:
     """The report's file content (its libraries are loaded only when one is made)."""
-    from .data import build
-    report = build(db, kind, filters, time.time())
+    from .sections import build
+    report = build(db, kind, filters, time.time(), granularity)
     if fmt == "pdf":
         from .pdf import pdf
         return pdf(report)
@@ -27,7 +28,8 @@ def render(db: Database, kind: str, fmt: str, filters: Filters) -> bytes:
     return workbook(report)
 
 
-async def render_apart(db: Database, kind: str, fmt: str, filters: Filters) -> bytes:
+async def render_apart(db: Database, kind: str, fmt: str, filters: Filters,
+                       granularity: str | None = None) -> bytes:
     """The same, drawn in a process of its own (reports/worker.py), handed the filters
     themselves: a year's report takes half a minute of CPU and 250 MB (measured), which
     the gateway's process must not spend beside the requests it serves."""
@@ -36,7 +38,8 @@ async def render_apart(db: Database, kind: str, fmt: str, filters: Filters) -> b
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         body, err = await asyncio.wait_for(
-            proc.communicate(pickle.dumps((db, kind, fmt, filters))), REPORT_SECONDS)
+            proc.communicate(pickle.dumps((db, kind, fmt, filters, granularity))),
+            REPORT_SECONDS)
     except (TimeoutError, asyncio.CancelledError):
         proc.kill()
         await proc.wait()

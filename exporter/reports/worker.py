@@ -12,9 +12,9 @@ from .make import render
 
 
 def main() -> int:
-    db, kind, fmt, filters = pickle.load(sys.stdin.buffer)
+    db, kind, fmt, filters, granularity = pickle.load(sys.stdin.buffer)
     try:
-        body = render(db, kind, fmt, filters)
+        body = render(db, kind, fmt, filters, granularity)
     except db.Error as e:
         print(f"the history {db} cannot be read: {reason(e)}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ from datetime import datetime
 from .database import Database
 from .query import Filters
 from .schema import TOKEN_COLUMNS
-from .zones import local_time_sql, offset_segments, wall_to_utc
+from .zones import bucket_sql, wall_to_utc
 
 
 def fee_categories(db: Database, filters: Filters) -> list[tuple[str, float]]:
@@ -63,18 +63,20 @@ def cache_saved(db: Database, filters: Filters) -> float:
     return saved
 
 
-def p95_by_bucket(db: Database, filters: Filters, size: int) -> dict:
-    """p95 of the duration per (bucket time in the zone, model): nearest rank, in ms."""
+def p95_by_bucket(db: Database, filters: Filters, granularity: str,
+                  models: list[str]) -> dict:
+    """p95 of the duration per (bucket time in the zone, model), nearest rank, in ms: of
+    each of `models`, and of all the others together as "other"."""
     where, args = filters.where()
-    local, bucket_args = local_time_sql(offset_segments(filters.tz, filters.start,
-                                                        filters.end))
-    d = db.dialect
+    bucket, bucket_args = bucket_sql(granularity, filters.tz, filters.start, filters.end,
+                                     "started_at", db.dialect.floor)
+    marks = ", ".join("?" * len(models)) or "NULL"
     out: dict = {}
     with db.connect() as conn:
         for wall, model, p95 in conn.all(
-                f"SELECT {d.floor(f'{local} / {size}')} * {size}, model, "
-                f"{d.p95('duration_ms')} FROM requests WHERE {where} GROUP BY 1, 2",
-                bucket_args + args):
+                f"SELECT {bucket}, CASE WHEN model IN ({marks}) THEN model ELSE 'other' END, "
+                f"{db.dialect.p95('duration_ms')} FROM requests WHERE {where} GROUP BY 1, 2",
+                bucket_args + list(models) + args):
             time = datetime.fromtimestamp(wall_to_utc(wall, filters.tz), filters.tz)
             out[time.isoformat(), model] = p95
     return out

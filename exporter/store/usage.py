@@ -23,14 +23,15 @@ from .query import (
 )
 from .rollup import BUCKET, FROM_ROLLUP, FROM_ROWS
 from .schema import TOKEN_COLUMNS
-from .zones import local_time_sql, offset_segments, wall_to_utc
+from .zones import SIZES, bucket_end, bucket_sql, bucket_starts, offset_segments, wall_to_utc
 
 # The usage query's own parameters, beside the filters.
 PARAMS = frozenset(("group_by", "granularity", "order", "limit", "format"))
 ROWS_ONLY = frozenset(("request_id", "end_user"))  # columns the rollup does not keep
-# 1m, 1h and 1d as well: the values of the dashboards' granularity variable.
-GRANULARITIES = {"none": None, "minute": 60, "5m": 300, "hour": 3600, "day": 86400,
-                 "1m": 60, "1h": 3600, "1d": 86400}
+# Each granularity's bucket (zones.py); 1m, 1h and 1d as well: the values of the
+# dashboards' granularity variable.
+GRANULARITIES = {"none": None, "minute": "minute", "5m": "5m", "hour": "hour", "day": "day",
+                 "week": "week", "month": "month", "1m": "minute", "1h": "hour", "1d": "day"}
 # Buckets of one group a table may ask for: 1m over a week is 10,080 (10,140 with the hour
 # a clock change adds); over 30 days 43,200 per model and key, rows no table can show.
 MAX_BUCKETS = 7 * 24 * 60 + 60
@@ -81,8 +82,12 @@ class UsageQuery:
     def check_buckets(self) -> None:
         """Refuse more buckets than a table can show (JSON, for dashboards; a download
         streams what it is asked for)."""
-        f, size = self.filters, GRANULARITIES[self.granularity]
-        if size and (buckets := math.ceil((f.end - f.start) / size)) > MAX_BUCKETS:
+        f, bucket = self.filters, GRANULARITIES[self.granularity]
+        if bucket is None:
+            return
+        buckets = math.ceil((f.end - f.start) / SIZES[bucket]) if bucket in SIZES \
+            else len(bucket_starts(bucket, f.tz, f.start, f.end))
+        if buckets > MAX_BUCKETS:
             raise BadParameter("granularity", f"{self.granularity} over this range is "
                                f"{buckets:,} buckets, past the {MAX_BUCKETS:,} a table can "
                                "show: choose a coarser granularity or a shorter range")
@@ -90,7 +95,9 @@ class UsageQuery:
     def rolled(self) -> tuple[float, float] | None:
         """The whole quarter hours of the range the rollup can answer for, if any."""
         f = self.filters
-        size = GRANULARITIES[self.granularity]
+        bucket = GRANULARITIES[self.granularity]
+        # A calendar week or month starts at a local midnight, as a day does.
+        size = SIZES.get(bucket, 86400) if bucket else None
         if any(column in ROWS_ONLY for column, _ in f.equal) or size and size % BUCKET \
                 or f.tags or any(g == "user" or g.startswith("tag:") for g in self.group_by):
             return None  # what the rollup does not keep: a request id, a user, tags
@@ -129,19 +136,18 @@ class UsageQuery:
         cols = ", ".join(exprs)  # grouped by; named in the result as _name() says
         names = ", ".join(map(_name, self.group_by))
         select, group = [], []
-        size = GRANULARITIES[self.granularity]
+        f, bucket = self.filters, GRANULARITIES[self.granularity]
         bucket_args = []
-        if size:
-            local, bucket_args = local_time_sql(offset_segments(
-                self.filters.tz, self.filters.start, self.filters.end), "t")
-            select.append(f"{dialect.floor(f'{local} / {size}')} * {size} AS bucket")
+        if bucket:
+            wall, bucket_args = bucket_sql(bucket, f.tz, f.start, f.end, "t", dialect.floor)
+            select.append(f"{wall} AS bucket")
             group.append("bucket")
         if cols:
             select += [e if e == _name(g) else f"{e} AS {_name(g)}"
                        for g, e in zip(self.group_by, exprs, strict=True)]
             group.append(cols)
         top, top_args = "", []
-        if self.limit and cols and size:  # top N groups over the range, then their buckets
+        if self.limit and cols and bucket:  # top N groups over the range, then their buckets
             top = (f" WHERE ({cols}) IN (SELECT {cols} FROM ({source}) AS ranked "
                    f"GROUP BY {cols} ORDER BY {ORDERS[self.order][1]} DESC, {cols} "
                    f"LIMIT {self.limit})")  # ties go by name: the same on both engines
@@ -149,10 +155,10 @@ class UsageQuery:
         sql = f"SELECT {', '.join(select + [SUMMED])} FROM ({source}) AS s{top}"
         if group:
             sql += f" GROUP BY {', '.join(group)}"
-        order = (["bucket"] if size else []) + [f"{ORDERS[self.order][0]} DESC"] \
+        order = (["bucket"] if bucket else []) + [f"{ORDERS[self.order][0]} DESC"] \
             + ([names] if names else [])
         sql += f" ORDER BY {', '.join(order)}"
-        if self.limit and not (cols and size):
+        if self.limit and not (cols and bucket):
             sql += f" LIMIT {self.limit}"
         return sql, bucket_args + args + top_args
 
@@ -163,9 +169,9 @@ class UsageQuery:
         start, end = f.start, f.end
         if "bucket" in row:
             wall = row.pop("bucket")
-            size = GRANULARITIES[self.granularity]
+            bucket = GRANULARITIES[self.granularity]
             start = max(wall_to_utc(wall, f.tz), f.start)
-            end = min(wall_to_utc(wall + size, f.tz), f.end)
+            end = min(wall_to_utc(bucket_end(bucket, wall), f.tz), f.end)
             out["time"] = datetime.fromtimestamp(wall_to_utc(wall, f.tz), f.tz).isoformat()
         for c in self.group_by:
             value = row.pop(_name(c))
