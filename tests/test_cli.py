@@ -342,3 +342,56 @@ async def test_the_simulators_responses_stream_works_with_the_sdks_stream_helper
         final = await s.get_final_response()
     assert text and final.output_text == text and final.usage.output_tokens > 0
     await client.close()
+
+
+async def test_the_simulator_answers_structured_output_tools_and_n_as_the_apis_do(
+        aiohttp_server):
+    """What instructor and the SDKs' parse helpers need: JSON that fits the schema asked
+    for, a call of the tool forced, n choices (each billed), in streams too."""
+    import anthropic
+    import openai
+    from pydantic import BaseModel
+
+    class Invoice(BaseModel):
+        customer: str
+        total_usd: float
+        lines: list[int]
+        paid: bool
+
+    server = await aiohttp_server(Simulator(seed=3, first_token_delay=0, token_delay=0,
+                                            error_rate=0).app())
+    client = openai.AsyncOpenAI(api_key="sk-demo", base_url=str(server.make_url("/v1")))
+    ask = [{"role": "user", "content": "Read this invoice."}]
+    parsed = await client.chat.completions.parse(model="gpt-4o", messages=ask,
+                                                 response_format=Invoice)
+    assert isinstance(parsed.choices[0].message.parsed, Invoice)
+    tool = openai.pydantic_function_tool(Invoice)
+    called = await client.chat.completions.parse(
+        model="gpt-4o", messages=ask, tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "Invoice"}})
+    [call] = called.choices[0].message.tool_calls
+    assert isinstance(call.function.parsed_arguments, Invoice)
+    assert called.choices[0].finish_reason == "tool_calls"
+    async with client.chat.completions.stream(model="gpt-4o", messages=ask, tools=[tool],
+                                              tool_choice="required") as s:
+        final = await s.get_final_completion()
+    assert isinstance(final.choices[0].message.tool_calls[0].function.parsed_arguments, Invoice)
+    three = await client.chat.completions.create(model="gpt-4o", messages=ask, n=3,
+                                                 max_tokens=5)
+    # Three answers of 5 tokens: 15 completion tokens, as OpenAI bills every choice.
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert three.usage.completion_tokens == 15
+    await client.close()
+    claude = anthropic.AsyncAnthropic(api_key="sk-ant-demo", base_url=str(server.make_url("")))
+    schema = {"name": "invoice", "description": "an invoice",
+              "input_schema": Invoice.model_json_schema()}
+    message = await claude.messages.create(
+        model="claude-haiku-4-5", max_tokens=50, messages=ask, tools=[schema],
+        tool_choice={"type": "tool", "name": "invoice"})
+    assert message.stop_reason == "tool_use"
+    Invoice.model_validate(message.content[0].input)
+    async with claude.messages.stream(model="claude-haiku-4-5", max_tokens=50, messages=ask,
+                                      tools=[schema], tool_choice={"type": "any"}) as s:
+        streamed = await s.get_final_message()
+    Invoice.model_validate(streamed.content[0].input)
+    await claude.close()

@@ -94,10 +94,18 @@ def words(data: bytes, page: int | None = None) -> list[tuple[str, float, float]
 
 @pytest.mark.parametrize("kind", ["summary", "cost", "trend", "detailed"])
 @pytest.mark.parametrize("fixture", list(FIXTURES))
-def test_every_header_and_model_is_on_the_page(history, kind, fixture):
+def test_every_header_and_model_is_on_the_page(history, kind, fixture, tmp_path):
     filters = FIXTURES[fixture]
     report = build(history, kind, filters, NOW)
-    found = words(pdf(report))
+    data = pdf(report)
+    (tmp_path / "r.pdf").write_bytes(data)
+    subprocess.run([need_binary("pdftoppm"), "-r", "12", "-png", str(tmp_path / "r.pdf"),
+                    str(tmp_path / "page")], check=True)
+    pages = len(list(tmp_path.glob("page*.png")))
+    # Each page renders; a trend of two days was 14 pages: now page one, its two tables
+    # of 48 hours and its five charts two to a page. The detailed month is its 204 rows.
+    assert 2 <= pages <= {"summary": 4, "cost": 3, "trend": 6, "detailed": 8}[kind], pages
+    found = words(data)
     # Nothing past the margins (1.5 cm, 42.5 points), where the page cuts it off.
     outside = [(w, a, b) for w, a, b in found if a < 40 or b > PAGE[0] - 40]
     assert not outside, outside[:5]

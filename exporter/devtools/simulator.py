@@ -17,6 +17,7 @@ import uuid
 from aiohttp import web
 
 from ..accounting.body import estimate_tokens, request_text_chars
+from .answers import anthropic_content, chat_deltas, chat_message, response_events
 
 NO_USAGE = "local-"  # model names whose answers carry no usage
 WORDS = ("the quick brown fox jumps over a lazy dog while gateways count every token "
@@ -127,7 +128,9 @@ class Simulator:
             return err
         chat = request.path.endswith("/chat/completions")
         plan = self._plan(body)
-        completion = plan["out"] + plan["reasoning"]
+        n = body.get("n") if chat and isinstance(body.get("n"), int) else 1
+        n = max(1, min(n, 8))  # each choice's tokens are billed: n answers cost n times
+        completion = n * plan["out"] + plan["reasoning"]
         usage = {"prompt_tokens": plan["prompt"], "completion_tokens": completion,
                  "total_tokens": plan["prompt"] + completion,
                  "prompt_tokens_details": {"cached_tokens": plan["cached"], "audio_tokens": 0},
@@ -138,26 +141,29 @@ class Simulator:
                 "created": int(time.time()), "model": plan["model"]}
         words = self._words(plan["out"])
         reports = not plan["model"].startswith(NO_USAGE)
+        answers = [chat_message(body, "".join(self._words(plan["out"]) if i else words))
+                   for i in range(n)] if chat else []
         if not body.get("stream"):
             await self._wait_whole(plan)
-            text = "".join(words)
-            choice = ({"index": 0, "message": {"role": "assistant", "content": text},
-                       "finish_reason": "stop"} if chat
-                      else {"index": 0, "text": text, "finish_reason": "stop"})
+            choices = [{"index": i, "message": m, "logprobs": None, "finish_reason": f}
+                       for i, (m, f) in enumerate(answers)] if chat \
+                else [{"index": 0, "text": "".join(words), "finish_reason": "stop"}]
             return web.json_response({**base, "object": "chat.completion" if chat
-                                      else "text_completion", "choices": [choice],
+                                      else "text_completion", "choices": choices,
                                       **({"usage": usage} if reports else {})})
         with_usage = reports and (body.get("stream_options") or {}).get("include_usage") is True
         extra = {"usage": None} if with_usage else {}
 
-        def chunk(delta, finish=None):
-            choice = ({"index": 0, "delta": delta, "finish_reason": finish} if chat
+        def chunk(delta, finish=None, index=0):
+            choice = ({"index": index, "delta": delta, "finish_reason": finish} if chat
                       else {"index": 0, "text": delta.get("content", ""), "finish_reason": finish})
             return {**base, "choices": [choice], **extra}
 
-        events = [("", chunk({"role": "assistant", "content": ""}))]
-        events += [("", chunk({"content": w})) for w in words]
-        events.append(("", chunk({}, "stop")))
+        events = []
+        for i, (message, finish) in enumerate(answers or [({"content": "".join(words)},
+                                                            "stop")]):
+            events += [("", chunk(d, None, i)) for d in chat_deltas(message, plan["out"])]
+            events.append(("", chunk({}, finish, i)))
         if with_usage:
             events.append(("", {**base, "choices": [], "usage": usage}))
         events.append(("", "[DONE]"))
@@ -186,23 +192,7 @@ class Simulator:
         if not body.get("stream"):
             await self._wait_whole(plan)
             return web.json_response(done)
-        # Every event the API sends, in order: SDK stream helpers read the item events too.
-        start = {**done, "status": "in_progress", "output": [], "usage": None}
-        at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
-        kinds = [("response.created", {"response": start}),
-                 ("response.in_progress", {"response": start}),
-                 ("response.output_item.added", {"output_index": 0, "item": {
-                     **item, "status": "in_progress", "content": []}}),
-                 ("response.content_part.added", {**at, "part": {**part, "text": ""}}),
-                 *(("response.output_text.delta", {**at, "delta": w, "logprobs": []})
-                   for w in words),
-                 ("response.output_text.done", {**at, "text": part["text"], "logprobs": []}),
-                 ("response.content_part.done", {**at, "part": part}),
-                 ("response.output_item.done", {"output_index": 0, "item": item}),
-                 ("response.completed", {"response": done})]
-        events = [("", {"type": kind, "sequence_number": n, **fields})
-                  for n, (kind, fields) in enumerate(kinds)]
-        return await self._sse(request, events, False)
+        return await self._sse(request, [("", e) for e in response_events(done, words)], False)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._request(request, anthropic=False)
@@ -276,24 +266,28 @@ class Simulator:
                  "cache_creation": {"ephemeral_5m_input_tokens": write_5m,
                                     "ephemeral_1h_input_tokens": write_1h},
                  "output_tokens": plan["out"]}
+        content, stop = anthropic_content(body, "".join(words))
         message = {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant",
-                   "model": plan["model"], "stop_reason": "end_turn", "stop_sequence": None}
+                   "model": plan["model"], "stop_reason": stop, "stop_sequence": None}
         if not body.get("stream"):
             await self._wait_whole(plan)
-            return web.json_response({**message, "content": [
-                {"type": "text", "text": "".join(words)}], "usage": usage})
+            return web.json_response({**message, "content": content, "usage": usage})
         start_usage = {**usage, "output_tokens": 1}
         events = [("message_start", {"type": "message_start", "message": {
             **message, "content": [], "stop_reason": None, "usage": start_usage}})]
-        events.append(("content_block_start", {"type": "content_block_start", "index": 0,
-                                                "content_block": {"type": "text", "text": ""}}))
-        events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": w}})
-                   for w in words]
+        [block] = content
+        tool = block["type"] == "tool_use"
+        events.append(("content_block_start", {
+            "type": "content_block_start", "index": 0,
+            "content_block": {**block, "input": {}} if tool else {"type": "text", "text": ""}}))
+        pieces = [json.dumps(block["input"])] if tool else words
+        events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta":
+                    {"type": "input_json_delta", "partial_json": w} if tool else
+                    {"type": "text_delta", "text": w}}) for w in pieces]
         events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
         # Its counts cumulative, the input's too, as the API sends them.
         events.append(("message_delta", {"type": "message_delta", "delta": {
-            "stop_reason": "end_turn", "stop_sequence": None},
+            "stop_reason": stop, "stop_sequence": None},
             "usage": {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
                                              "cache_read_input_tokens", "output_tokens")}}))
         events.append(("message_stop", {"type": "message_stop"}))
