@@ -309,7 +309,12 @@ def test_the_cost_report_explains_unpriced_requests_and_fees_with_no_tokens(db):
     h.put(training)
     h.start()
     h.close()
-    notes = build(db, "cost", PERIOD, NOW).sections[1].notes
+    report = build(db, "cost", PERIOD, NOW)
+    notes = report.sections[1].notes
+    # Page one's fee holds the training's, billed to no request, alone on 2 November.
+    second = Filters(at("2026-11-02T00:00:00+00:00"), at("2026-11-03T00:00:00+00:00"), UTC)
+    fee, requests = build(db, "summary", second, NOW).headline.rows[:2]
+    assert (round(fee["this"], 10), requests["this"]) == (0.017304, 0)
     assert "Unpriced requests (a model with no known price: they cost nothing here): 2: " \
            "llama-local 2." in notes[-2]
     assert notes[-1] == ("A fee with no tokens: gpt-4o-mini-2024-07-18 (fine_tuning), "

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from ..store.database import Database
 from ..store.query import BadParameter, Filters
@@ -84,7 +86,8 @@ def comparison(db: Database, filters: Filters) -> Table:
 
 def _total(db: Database, filters: Filters) -> dict:
     found = fetch(db, UsageQuery(filters))
-    return found[0] if found and found[0]["requests"] else {}
+    # A fee with no request (a fine-tuning's training) is a total too.
+    return found[0] if found and (found[0]["requests"] or found[0]["fee_usd"]) else {}
 
 
 def _figure(total: dict, key: str):
@@ -100,14 +103,46 @@ def _change(now, before):
     return (now - before) / before if now is not None and before else None
 
 
-def forecast(db: Database, filters: Filters, now: float) -> float | None:
-    """The month-end fee at the pace so far, when the period is the current month so far
-    (or all of it)."""
+def forecast(fee: float, filters: Filters, now: float) -> float | None:
+    """The month-end fee at the pace so far (`fee` so far), when the period is the current
+    month so far (or all of it)."""
     start, end = periods(now, filters.tz)["month"]
     if abs(filters.start - start) >= 1 or filters.end < min(now, end) - 1 or now >= end:
         return None
-    total = _total(db, filters)
-    return total["fee_usd"] * (end - start) / max(now - start, 3600) if total else None
+    return fee * (end - start) / max(now - start, 3600)
+
+
+@dataclass
+class Basis:
+    """A report's period, filters and buckets, and what its parts read more than once
+    (page one and a section), read once."""
+    db: Database
+    filters: Filters
+    step: str  # the granularity
+
+    @cached_property
+    def totals(self) -> Table:
+        return comparison(self.db, self.filters)
+
+    @cached_property
+    def models(self) -> list[str]:
+        """The models charts draw apart (top())."""
+        return top(self.db, self.filters, "model")
+
+    @cached_property
+    def by_model(self) -> list[dict]:
+        """Per bucket and model, the models after `models` as one "other"."""
+        return merged(fetch(self.db, UsageQuery(self.filters, ("model",), self.step)),
+                      "model", self.models)
+
+    @cached_property
+    def x(self) -> list[datetime]:
+        return buckets(self.filters, self.step)
+
+    def series(self, value: Callable[[dict], float | None],
+               empty: float | None = 0.0) -> dict:
+        """Each model's `value` over every bucket (series())."""
+        return series(self.by_model, self.x, "model", self.models, value, empty)
 
 
 # --- series: every bucket of the period, the top groups and "other" -----------------------

@@ -4,6 +4,8 @@ detailed)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..store.breakdowns import (
     cache_saved,
     cost_notes,
@@ -16,27 +18,15 @@ from ..store.query import Filters
 from ..store.schema import TOKEN_COLUMNS
 from ..store.usage import UsageQuery
 from .content import LABELS, Chart, Report, Section, Table, category, totalled, usd
-from .data import (
-    HEADLINE,
-    NOTHING,
-    OTHER,
-    buckets,
-    comparison,
-    fetch,
-    forecast,
-    granularity,
-    matched,
-    merged,
-    series,
-    top,
-)
+from .data import HEADLINE, NOTHING, OTHER, Basis, fetch, forecast, granularity
 
 TOP = 10
 # What a bucket is called: "Fee per week"; its column's header.
 HEADERS = {"hour": "Hour", "day": "Day", "week": "Week (from Monday)", "month": "Month"}
 
 
-def summary(db: Database, filters: Filters, step: str) -> list[Section]:
+def summary(b: Basis) -> list[Section]:
+    db, filters = b.db, b.filters
     tops = Section("Top 10")
     for group in ("model", "api_key", "service"):
         for order, key, kind in (("fee", "fee_usd", "usd"), ("tokens", "total_tokens", "int")):
@@ -46,10 +36,11 @@ def summary(db: Database, filters: Filters, step: str) -> list[Section]:
                 [(group, LABELS[group], "text"),
                  (key, "Fee" if order == "fee" else "Tokens", kind),
                  ("requests", "Requests", "int")], fetch(db, q)))
-    return [Section("Totals", [comparison(db, filters)]), tops]
+    return [Section("Totals", [b.totals]), tops]
 
 
-def cost(db: Database, filters: Filters, step: str) -> list[Section]:
+def cost(b: Basis) -> list[Section]:
+    db, filters = b.db, b.filters
     by = Section("Fees by model, key and service")  # a sheet's name: 31 characters
     for group in ("model", "api_key", "service"):
         by.tables.append(totalled(Table(
@@ -84,16 +75,14 @@ def cost(db: Database, filters: Filters, step: str) -> list[Section]:
     return [by, kinds]
 
 
-def trend(db: Database, filters: Filters, step: str) -> list[Section]:
+def trend(b: Basis) -> list[Section]:
     """Per bucket and model (the eight biggest by fee, or seven and the rest as other):
     a table of the buckets with requests, and a chart of every figure over every bucket."""
-    models = top(db, filters, "model")
-    found = merged(fetch(db, UsageQuery(filters, ("model",), step)), "model", models)
-    x = buckets(filters, step)
+    db, filters, step, models, x = b.db, b.filters, b.step, b.models, b.x
     p95 = p95_by_bucket(db, filters, step, models)
 
     def chart(title: str, kind: str, unit: str, value, empty: float | None = 0.0) -> Chart:
-        return Chart(title, kind, unit, step, x, series(found, x, "model", models, value, empty))
+        return Chart(title, kind, unit, step, x, b.series(value, empty))
 
     charts = [
         chart(f"Tokens per {step}", "line", "tokens", lambda r: r["total_tokens"]),
@@ -109,7 +98,7 @@ def trend(db: Database, filters: Filters, step: str) -> list[Section]:
         ("total_tokens", "Tokens", "int"), ("fee_usd", "Fee", "usd"),
         ("success_rate", "Success rate", "pct")],
         [r for r in totals if r["requests"] or r["fee_usd"]]))
-    fees = series(found, x, "model", models, lambda r: r["fee_usd"])
+    fees = b.series(lambda r: r["fee_usd"])
     # The fee of each model (a column each) per bucket with a fee: who cost what, when.
     pivot = totalled(Table(f"Fee per {step}, by model", [
         ("time", HEADERS[step], step), *((name, name, "usd") for name in fees),
@@ -126,9 +115,10 @@ def trend(db: Database, filters: Filters, step: str) -> list[Section]:
     return [section]
 
 
-def detailed(db: Database, filters: Filters, step: str) -> list[Section]:
+def detailed(b: Basis) -> list[Section]:
     """Every bucket, model and key; the token categories the period used."""
-    found = fetch(db, UsageQuery(filters, ("model", "api_key"), step))
+    step = b.step
+    found = fetch(b.db, UsageQuery(b.filters, ("model", "api_key"), step))
     used = [c for c in TOKEN_COLUMNS if any(r[c] for r in found)]
     return [Section(f"Per {step}, model and API key", [totalled(Table("Usage", [
         ("time", HEADERS[step], step), ("model", "Model", "text"),
@@ -144,18 +134,16 @@ SECTIONS = {"summary": summary, "cost": cost, "trend": trend, "detailed": detail
 def build(db: Database, kind: str, filters: Filters, now: float,
           given: str | None = None) -> Report:
     """The report of `kind` over the filters' range, bucketed by `given` or its default."""
-    step = granularity(kind, filters, given)
-    headline = comparison(db, filters)
-    headline.rows = headline.rows[:HEADLINE]
-    sections = SECTIONS[kind](db, filters, step)
-    if not matched(db, filters):
+    b = Basis(db, filters, granularity(kind, filters, given))
+    headline = dataclasses.replace(b.totals, rows=b.totals.rows[:HEADLINE])
+    sections = SECTIONS[kind](b)
+    fee, requests = (r["this"] for r in headline.rows[:2])
+    if not (fee or requests):
         sections.insert(0, Section(NOTHING, notes=[
             "No request matched this period and these filters: every table below is empty. "
             "Check the period, the time zone and the filters (a model or key's name as the "
             "gateway labels it)."]))
-    models = top(db, filters, "model")
-    rows = merged(fetch(db, UsageQuery(filters, ("model",), step)), "model", models)
-    fee = Chart(f"Fee per {step}, by model", "bar", "USD", step, buckets(filters, step),
-                {})
-    fee.series = series(rows, fee.x, "model", models, lambda r: r["fee_usd"])
-    return Report(kind, filters, headline, fee, sections, forecast(db, filters, now))
+    chart = Chart(f"Fee per {b.step}, by model", "bar", "USD", b.step, b.x,
+                  b.series(lambda r: r["fee_usd"]))
+    return Report(kind, filters, headline, chart, sections,
+                  forecast(fee, filters, now) if fee or requests else None)
