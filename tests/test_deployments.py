@@ -1,5 +1,5 @@
 """Deployments: health followed, GPU time accrued only while up, exact across restarts, and
-the table of seed 001 with cost per million tokens worked out by hand."""
+the deployments table with cost per million tokens worked out by hand."""
 
 from __future__ import annotations
 

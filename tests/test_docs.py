@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.cli.main import main
-from exporter.config.schema import documented_keys
+from exporter.config.schema import REQUIRED, documented_keys
 from exporter.config.table import Config
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
@@ -61,7 +61,7 @@ def test_every_config_key_is_documented(path, default, doc):
     assert f"| `{path}` |" in README, path
     leaf = path.rsplit(".", 1)[-1].removesuffix("[]")
     assert re.search(rf"^\s*(- )?{leaf}:", EXAMPLE, re.M), f"{path} missing from example"
-    if default not in (None, "", ()):
+    if default not in (None, "", (), REQUIRED):
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         assert re.search(rf"^\s*(- )?{leaf}: \"?{re.escape(shown)}\b", EXAMPLE, re.M), \
             f"{path} default {shown} not shown in config.example.yaml"

@@ -88,6 +88,9 @@ def _join(path, key):
     return f"{path}.{key}" if path else str(key)
 
 
+REQUIRED = "(required)"  # documented_keys' default of a key that has none
+
+
 def documented_keys(cls, prefix="") -> list[tuple[str, object, str]]:
     """List (yaml path, default, doc) for every key, for the docs and their test."""
     rows = []
@@ -96,7 +99,9 @@ def documented_keys(cls, prefix="") -> list[tuple[str, object, str]]:
         if f.metadata.get("internal"):
             continue
         path = f"{prefix}{f.name}"
-        default = None if f.default is dataclasses.MISSING else f.default
+        default = REQUIRED if f.default is dataclasses.MISSING and \
+            f.default_factory is dataclasses.MISSING else f.default \
+            if f.default is not dataclasses.MISSING else None
         hint = hints[f.name]
         if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
             hint = next(a for a in typing.get_args(hint) if a is not type(None))

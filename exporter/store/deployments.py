@@ -1,4 +1,5 @@
-"""The deployments table of a time range (seed 001): runtime, GPU hours, cost, traffic.
+"""The deployments table of a time range, as cloud platforms show it: runtime, GPU hours,
+cost, traffic.
 
 A range's duration is its overlap with each run of uptime the prober wrote (the
 deployment_uptime ledger), so it is exact for any range and time zone, across restarts.
