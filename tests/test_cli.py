@@ -21,7 +21,9 @@ from exporter.cli.parser import build_parser
 from exporter.devtools.simulator import Simulator
 
 ROOT = Path(__file__).parent.parent
-README = (ROOT / "README.md").read_text()
+# The README and every page of the documentation site, as one text: its commands and URLs.
+README = "\n".join([(ROOT / "README.md").read_text(),
+                     *(p.read_text() for p in sorted((ROOT / "docs").rglob("*.md")))])
 PROG = "llm-usage-exporter"
 
 

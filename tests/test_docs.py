@@ -1,4 +1,5 @@
-"""Every metric, label, config key and CLI flag is documented."""
+"""Every metric, label, config key and CLI flag is documented: in the README or the pages of
+docs/ (the metrics' and keys' reference pages are made from the code: test_site.py)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from exporter.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
+# The README and every page of the documentation site, as one text.
+DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").rglob("*.md")))])
 EXAMPLE = (ROOT / "config.example.yaml").read_text()
 
 
 def readme_metric_rows():
     rows = {}
-    for line in README.splitlines():
+    for line in DOCS.splitlines():
         m = re.match(r"\| `(llm_\w+)` \| (\w+) \| ([\w, ]*) \|", line)
         if m:
             rows[m.group(1)] = (m.group(2), m.group(3).split(", ") if m.group(3) else [])
@@ -53,12 +56,12 @@ def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
 def test_every_label_is_explained():
     labels = {label for _, names in readme_metric_rows().values() for label in names}
     for label in labels:
-        assert f"| `{label}` |" in README, label
+        assert f"| `{label}` |" in DOCS, label
 
 
 @pytest.mark.parametrize("path,default,doc", documented_keys(Config))
 def test_every_config_key_is_documented(path, default, doc):
-    assert f"| `{path}` |" in README, path
+    assert f"| `{path}` |" in DOCS, path
     leaf = path.rsplit(".", 1)[-1].removesuffix("[]")
     assert re.search(rf"^\s*(- )?{leaf}:", EXAMPLE, re.M), f"{path} missing from example"
     if default not in (None, "", (), REQUIRED):
@@ -72,9 +75,9 @@ def test_every_cli_flag_and_command_is_documented(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
-        assert f"llm-usage-exporter {command}" in README
+        assert f"llm-usage-exporter {command}" in DOCS
         for flag in set(re.findall(r"(--[a-z-]+)", text)) - {"--help"}:
-            assert flag in README, f"{command} {flag}"
+            assert flag in DOCS, f"{command} {flag}"
 
 
 def test_readme_has_exactly_two_commands_in_quick_start():
@@ -87,7 +90,8 @@ def test_readme_has_exactly_two_commands_in_quick_start():
 
 def test_every_error_type_is_in_the_errors_table_and_nothing_else():
     from exporter.record import ErrorType
-    table = README.split("### Errors", 1)[1].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    table = re.split(r"^#+ Errors$", DOCS, maxsplit=1, flags=re.M)[1].split(
+        "\n\n|", 1)[1].split("\n\n", 1)[0]
     named = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
     assert named == set(ErrorType)
 

@@ -33,7 +33,7 @@ def configuration() -> str:
     rows = [f"| `{path}` | {_default(default)} | {_cell(doc)} |"
             for path, default, doc in documented_keys(Config)]
     return (f"{NOTE}# Configuration keys\n\nEvery key of the YAML file, as "
-            "`llm-usage-exporter check-config` reads it: its default, and what it does. "
+            "`check-config` reads it: its default, and what it does. "
             "A key under `name[]` belongs to each item of the list `name`. See "
             "[Configuration](../configuration.md) for how the file is read and reloaded.\n\n"
             "| key | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n")
