@@ -2,9 +2,10 @@
 
 Linted; rendered with the defaults and with every optional part on; every manifest
 validated against Kubernetes' schemas (kubernetes-validate, strict: an unknown field is an
-error); the PrometheusRule checked by promtool and equal to alerts/; the dashboards' ConfigMaps
-equal to grafana/dashboards/; the schema and the SQLite rule refusing what they must; and
-the rendered container's command and config started for real.
+error), the ServiceMonitor and PrometheusRule against the Prometheus Operator's (cloudcoil's
+models of its CRDs); the PrometheusRule checked by promtool and equal to alerts/; the
+dashboards' ConfigMaps equal to grafana/dashboards/; the schema and the SQLite rule refusing
+what they must; and the rendered container's command and config started for real.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from pathlib import Path
 import aiohttp
 import helm_python as helm
 import kubernetes_validate
+import pydantic
 import pytest
 import yaml
+from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
 from conftest import need_binary, start, stop, wait_ok
 from upstream import json_file
 
@@ -36,8 +39,9 @@ CHART = ROOT / "charts" / "llm-usage-exporter"
 # The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion: the preStop sleep
 # action is on by default from 1.30) and the newest kubernetes-validate knows.
 KUBE_VERSIONS = ("1.30", kubernetes_validate.latest_version())
-# Kinds of the Prometheus Operator's CRDs: Kubernetes' own schemas do not have them.
-OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# The Prometheus Operator's kinds, which Kubernetes' own schemas do not have: checked
+# against models generated from the operator's CRDs (v0.80.1).
+OPERATOR_KINDS = {"ServiceMonitor": ServiceMonitor, "PrometheusRule": PrometheusRule}
 
 # Every optional part on: a fleet on PostgreSQL, secrets by reference, the monitoring kit.
 EVERYTHING = {
@@ -142,13 +146,25 @@ VARIANTS = {
 def test_every_manifest_is_valid_kubernetes(variant):
     objects = render(VARIANTS[variant])
     assert {o["kind"] for o in objects} >= {"Deployment", "Service"}
-    for version in KUBE_VERSIONS:
-        for o in objects:
-            if o["kind"] in OPERATOR_KINDS:
-                with pytest.raises(kubernetes_validate.utils.SchemaNotFoundError):
-                    kubernetes_validate.validate(o, version, strict=True)
-                continue
+    for o in objects:
+        if o["kind"] in OPERATOR_KINDS:
+            # Strict: a field the CRD lacks would be dropped, so it must come back whole.
+            model = OPERATOR_KINDS[o["kind"]].model_validate(o)
+            assert model.model_dump(mode="json", by_alias=True, exclude_unset=True) == o
+            continue
+        for version in KUBE_VERSIONS:
             kubernetes_validate.validate(o, version, strict=True)
+
+
+def test_the_operator_check_refuses_what_the_crd_does_not_have():
+    monitor = one(render(EVERYTHING), "ServiceMonitor")
+    typo = {**monitor, "spec": {**monitor["spec"], "scrapeProtocol": ["OpenMetricsText1.0.0"]}}
+    dumped = ServiceMonitor.model_validate(typo).model_dump(
+        mode="json", by_alias=True, exclude_unset=True)
+    assert dumped != typo and "scrapeProtocol" not in dumped["spec"]
+    with pytest.raises(pydantic.ValidationError, match="OpenMetricsText1.0.0"):
+        ServiceMonitor.model_validate(
+            {**monitor, "spec": {**monitor["spec"], "scrapeProtocols": ["OpenMetrics"]}})
 
 
 def test_defaults_make_one_gateway_on_sqlite_with_its_claim():
