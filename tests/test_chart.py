@@ -91,7 +91,8 @@ EVERYTHING = {
                            {"sourceLabels": ["__meta_kubernetes_pod_node_name"],
                             "targetLabel": "node"}]},
     "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    "dashboards": {"enabled": True, "usageApiDatasource": True},
+    "dashboards": {"enabled": True, "usageApiDatasource": True,
+                   "alertmanagerUrl": "http://kps-alertmanager.monitoring.svc:9093"},
 }
 
 
@@ -366,10 +367,16 @@ def test_dashboards_are_the_committed_json_one_configmap_each():
         assert m["metadata"]["annotations"] == {"grafana_folder": "LLM usage"}
     source = one(objects, "ConfigMap", "gw-llm-usage-exporter-datasource")
     assert source["metadata"]["labels"]["grafana_datasource"] == "1"
-    [datasource] = yaml.safe_load(source["data"]["llm-usage-api.yaml"])["datasources"]
-    assert datasource["uid"] == "llm-usage-api"  # the uid the dashboards' tables read
-    assert datasource["url"] == "http://gw-llm-usage-exporter-admin.llm.svc:9464"
-    assert json.loads((ROOT / "grafana" / "dashboards" / "llm-overview.json").read_text())
+    datasources = yaml.safe_load(source["data"]["llm-usage-api.yaml"])["datasources"]
+    assert {d["uid"]: d["url"] for d in datasources} == {
+        "llm-usage-api": "http://gw-llm-usage-exporter-admin.llm.svc:9464",
+        "llm-alertmanager-api": "http://kps-alertmanager.monitoring.svc:9093"}
+    # The uids the dashboards' Infinity variables default to.
+    overview = json.loads((ROOT / "grafana" / "dashboards" / "llm-overview.json").read_text())
+    defaults = {v["current"]["value"] for v in overview["templating"]["list"]
+                if v["type"] == "datasource" and v["query"] == datasources[0]["type"]}
+    assert defaults == {d["uid"] for d in datasources}
+    assert datasources[0]["secureJsonData"] == {"bearerToken": "$LLM_USAGE_ADMIN_TOKEN"}
 
 
 def test_dashboard_labels_and_folder_are_yours_to_set():
@@ -421,6 +428,28 @@ def test_every_value_is_documented_and_in_the_schema():
     assert sorted(p for p in seen - own if not p.startswith(
         ("config.inline.", "resources.", "podSecurityContext.", "securityContext.",
          "dashboards.labels.", "dashboards.annotations."))) == []
+
+
+def test_the_readme_shows_the_install_and_real_values():
+    section = (ROOT / "README.md").read_text().split("## Kubernetes\n", 1)[1].split("\n## ")[0]
+    assert "helm install llm-gateway charts/llm-usage-exporter" in section
+    own = own_keys(json.loads((CHART / "values.schema.json").read_text()))
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {key for line in table for key in re.findall(r"`([\w.]+)`", line.split(" | ")[0])}
+    assert len(named) > 20 and sorted(named - own) == []
+    # The example values install as they are.
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    objects = render(example, name="llm-gateway")
+    assert one(objects, "ServiceMonitor")["metadata"]["labels"]["release"] == \
+        "kube-prometheus-stack"
+    # The kube-prometheus-stack settings a user must make are named.
+    for setting in ("release: <its release name>", "serviceMonitorSelectorNilUsesHelmValues",
+                    "enableFeatures: [exemplar-storage]", 'grafana_dashboard: "1"',
+                    "folderAnnotation: grafana_folder", "kill -HUP 1",
+                    "deploy/llm-gateway-llm-usage-exporter"):
+        assert setting in section, setting
+    deployment = one(objects, "Deployment")["metadata"]["name"]
+    assert f"deploy/{deployment}" in section
 
 
 def rendered_files(objects: list[dict], root: Path, secret: dict[str, str]):
