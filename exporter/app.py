@@ -29,17 +29,24 @@ from .deployments.probe import Deployments
 from .gateway.finish import Sink
 from .gateway.jobs import Jobs
 from .gateway.proxy import Proxy
+from .reconcile.job import Reconciler
 from .reports.deliver import Deliverer
 from .reports.make import render_apart
 from .reports.schedule import Scheduler
 from .store.collector import HistoryCollector
 from .store.database import Database
 from .store.ledger import JobLedger
+from .store.reconcile_collector import ReconcileCollector
 from .store.singleton import Singleton
 from .store.upkeep import Upkeep
 from .store.writer import History
 from .telemetry.admin import Admin
-from .telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
+from .telemetry.background import (
+    DeploymentMetrics,
+    HistoryMetrics,
+    ReconcileMetrics,
+    ReportMetrics,
+)
 from .telemetry.exemplars import WorkersCollector, worker_exemplars
 from .telemetry.metrics import Metrics
 from .telemetry.scrapes import Scrapes
@@ -52,8 +59,8 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
                  env=os.environ, probe: bool = True) -> ProxyListener:
     """Build the proxy listener: its server, upstream connections and history writer, and
     what one process of a fleet runs at a time: the history's upkeep, the deployments'
-    prober and the scheduled reports (each under a lease in the history; without one,
-    where `probe` says)."""
+    prober, the scheduled reports and the reconciliation's fetches (each under a lease in
+    the history; without one, where `probe` says)."""
     metrics = Metrics(registry, max_models=config.limits.max_models,
                       max_api_keys=config.limits.max_api_keys,
                       api_key_names=[k.name for k in config.api_keys],
@@ -87,6 +94,9 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
         jobs.append(("reports", Scheduler(config.reports, history.db, render_apart,
                                           Deliverer(config.smtp, env),
                                           ReportMetrics(registry).reports, config.timezone)))
+    if config.reconcile and history is not None:
+        jobs.append(("reconcile", Reconciler(config.reconcile, history.db,
+                                             ReconcileMetrics(registry).failures, env)))
     background = [Singleton(history.db, name, job) for name, job in jobs] \
         if history is not None else [job for _, job in jobs if probe]
     return ProxyListener(proxy, history, config.limits, background)
@@ -168,6 +178,8 @@ def history_for(config: Config, registry: CollectorRegistry,
     collector = HistoryCollector(exposition or registry, db, ZoneInfo(config.timezone),
                                  config.budgets, max_keys=config.limits.max_api_keys,
                                  writer=history)
+    if config.reconcile:  # the providers' figures beside ours, from the history
+        ReconcileCollector(exposition or registry, db, config.reconcile)
     return history, collector
 
 

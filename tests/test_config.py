@@ -18,7 +18,8 @@ from exporter.config.schema import ConfigError
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE_ENV = {"OPENAI_API_KEY": "sk-x", "BATCH_JOBS_KEY": "sk-y",
-               "LLM_USAGE_ADMIN_TOKEN": "t", "SMTP_USER": "u", "SMTP_PASSWORD": "p"}
+               "LLM_USAGE_ADMIN_TOKEN": "t", "SMTP_USER": "u", "SMTP_PASSWORD": "p",
+               "OPENAI_ADMIN_KEY": "sk-admin-x", "ANTHROPIC_ADMIN_KEY": "sk-ant-admin-x"}
 
 
 def cli(*args, env=None, **kw):
@@ -55,7 +56,8 @@ def test_every_problem_is_named_by_its_path():
         "surprise: unknown key (known: services, listen, admin_listen, default_service, "
         "api_keys, require_api_key, limits, attribution, history, pricing, budgets, "
         "deployments, reports, "
-        "smtp, pricing_data, timezone, admin_token_env, workers, log_level, log_format)",
+        "smtp, reconcile, pricing_data, timezone, admin_token_env, workers, log_level, "
+        "log_format)",
         "services[0].timeout: unknown key (known: name, base_url, provider, api_key_env, "
         "connect_timeout_seconds, read_timeout_seconds, inject_stream_usage, pricing_provider, "
         "aws_credentials, aws_region)",

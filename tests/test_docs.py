@@ -12,11 +12,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.cli.main import main
+from exporter.config.load import parse_config
 from exporter.config.schema import REQUIRED, documented_keys
 from exporter.config.table import Config
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
-from exporter.telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
+from exporter.store.reconcile_collector import ReconcileCollector
+from exporter.telemetry.background import (
+    DeploymentMetrics,
+    HistoryMetrics,
+    ReconcileMetrics,
+    ReportMetrics,
+)
 from exporter.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
@@ -38,14 +45,18 @@ def readme_metric_rows():
 def test_every_metric_is_in_the_readme_table_with_its_type_and_labels():
     rows = readme_metric_rows()
     registry = CollectorRegistry()
+    accounts = parse_config({"services": [{"name": "o", "base_url": "http://o"}], "reconcile": [
+        {"name": "o", "provider": "openai", "admin_key_env": "K", "services": ["o"]}]},
+        {"K": "k"}).reconcile
     owners = (Metrics(registry), HistoryMetrics(registry), DeploymentMetrics(registry),
-              ReportMetrics(registry),
-              HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo("UTC")))
+              ReportMetrics(registry), ReconcileMetrics(registry),
+              HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo("UTC")),
+              ReconcileCollector(registry, Database("/nonexistent.db"), accounts))
     declared = {m._name + ("_total" if m._type == "counter" else ""): (m._type,
                                                                       list(m._labelnames))
                 for owner in owners for m in vars(owner).values()
                 if isinstance(m, MetricWrapperBase)}
-    for owner in owners[4:]:  # values read at scrape time
+    for owner in owners[5:]:  # values read at scrape time
         for family in owner.collect():
             declared[family.name] = (family.type, list(getattr(family, "_labelnames", ())))
     assert len(declared) == len(list(registry.collect())) == len(rows)
@@ -71,7 +82,8 @@ def test_every_config_key_is_documented(path, default, doc):
 
 
 def test_every_cli_flag_and_command_is_documented(capsys):
-    for command in ("serve", "check-config", "prices", "export", "bench", "demo", "keys"):
+    for command in ("serve", "check-config", "prices", "export", "bench", "demo", "keys",
+                    "reconcile"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out

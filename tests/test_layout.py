@@ -18,9 +18,10 @@ MAX_LINES = 300
 # development tools because `bench` and `demo` are commands: it imports them when one of
 # those runs, and test_serve_loads_no_development_tool keeps them out of `serve`.
 LAYERS = ("exporter", "record", "config", "wire", "accounting", "telemetry", "store",
-          "reports", "deployments", "api", "gateway", "app", "devtools", "cli", "__main__")
+          "reports", "deployments", "reconcile", "api", "gateway", "app", "devtools", "cli",
+          "__main__")
 PARTS = {"config", "wire", "accounting", "telemetry", "store", "reports", "deployments",
-         "api", "gateway", "cli", "devtools"}
+         "reconcile", "api", "gateway", "cli", "devtools"}
 TOP_LEVEL = {"__init__.py", "__main__.py", "app.py", "record.py"}
 
 

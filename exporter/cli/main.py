@@ -64,6 +64,9 @@ def _run(parser, args, argv) -> int:
     if args.command == "report":
         from .report import make_report
         return make_report(args)
+    if args.command == "reconcile":
+        from .reconcile import reconcile
+        return reconcile(args)
     if args.command == "keys":
         from .keys import new_key
         return new_key(args.name, args.services, args.models)

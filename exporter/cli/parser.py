@@ -142,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "length, hours up to 2 days, days up to 62, weeks up to 190, then "
                         "months; days at least for detailed)")
 
+    rec = sub.add_parser("reconcile", help="our tokens and fees beside the providers' own "
+                         "usage and cost reports, per day, account, model and key")
+    rec.add_argument("--config", metavar="FILE", required=True,
+                     help="the gateway's config: its reconcile: accounts and history")
+    rec.add_argument("--from", dest="from_", metavar="DATE",
+                     help="first UTC day, YYYY-MM-DD (default: 6 days before --to)")
+    rec.add_argument("--to", metavar="DATE", help="last UTC day, included (default: "
+                     "yesterday)")
+    rec.add_argument("--fetch", action="store_true", help="fetch the days from the "
+                     "providers' admin APIs now, instead of using what the history holds")
+    rec.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     bench = sub.add_parser("bench", help="measure the gateway against a simulated upstream "
                            "hit directly, in the same run")
     bench.add_argument("--duration", type=positive(float), default=5.0,

@@ -126,11 +126,39 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
         variable = getattr(config.smtp, key, None)
         if variable and not env.get(variable):
             unset.append(f"smtp.{key}: environment variable {variable} is not set")
+    _check_reconcile(config, seen, problems, unset, env)
     if config.require_api_key and not config.api_keys:
         problems.append("require_api_key: no api_keys are configured, so every request "
                         "would be refused")
     return dataclasses.replace(config, services=tuple(services),
                                pricing=config.pricing + tuple(free))
+
+
+def _check_reconcile(config: Config, services: set, problems: list[str], unset: list[str],
+                     env) -> None:
+    names = set()
+    for i, a in enumerate(config.reconcile):
+        where = f"reconcile[{i}]"
+        if a.name in names:
+            problems.append(f"{where}.name: duplicate account name {a.name!r}")
+        names.add(a.name)
+        if not env.get(a.admin_key_env):
+            unset.append(f"{where}.admin_key_env: environment variable {a.admin_key_env} is "
+                         "not set")
+        if not a.services:
+            problems.append(f"{where}.services: name the services whose traffic it pays for")
+        for j, name in enumerate(a.services):
+            if name not in services:
+                problems.append(f"{where}.services[{j}]: no service named {name!r}")
+        if a.project_id and a.provider != "openai":
+            problems.append(f"{where}.project_id: an OpenAI project; for Anthropic, set "
+                            "workspace_id")
+        if a.workspace_id and a.provider != "anthropic":
+            problems.append(f"{where}.workspace_id: an Anthropic workspace; for OpenAI, set "
+                            "project_id")
+        if not config.history.enabled:
+            problems.append(f"{where}: needs the history (history.enabled), where the "
+                            "providers' figures are kept beside ours")
 
 
 def key_warnings(config: Config) -> list[str]:

@@ -38,7 +38,7 @@ def build(cls, data, path: str, problems: list[str]):
     for name, f in fields.items():
         where = _join(path, name)
         if name not in data:
-            if f.default is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 problems.append(f"{where}: required")
             continue
         value = _value(hints[name], data[name], where, problems)
@@ -72,6 +72,12 @@ def _value(hint, value, where, problems):
             return _BAD
         items = [_value(args[0], v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
         return _BAD if any(i is _BAD or i is None for i in items) else tuple(items)
+    if origin is dict:  # a table of names to names (reconcile's api_keys)
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            problems.append(f"{where}: must be a mapping of names to names")
+            return _BAD
+        return dict(value)
     if dataclasses.is_dataclass(hint):
         built = build(hint, value, where, problems)
         return _BAD if built is None else built

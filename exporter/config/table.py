@@ -23,6 +23,7 @@ from .checks import (
     check_url,
     one_of,
 )
+from .reconcile import ReconcileAccount
 from .reports import ScheduledReport, Smtp
 from .schema import setting
 
@@ -241,6 +242,9 @@ class Config:
     reports: tuple[ScheduledReport, ...] = setting((), "reports made on a schedule and "
                                                    "delivered")
     smtp: Smtp | None = setting(None, "the mail server of reports sent by e-mail")
+    reconcile: tuple[ReconcileAccount, ...] = setting(
+        (), "provider accounts whose own usage and cost reports are compared with the "
+        "gateway's, every day")
     pricing_data: str | None = setting(
         None, "a newer genai-prices data file (its data.json, downloaded by you) to price "
         "from instead of the one bundled with the package; never fetched by the gateway")

@@ -18,6 +18,12 @@ migrations = Migrations("llm_usage_exporter")
 REBUILD_ATTRIBUTED = ("INSERT INTO meta (key, value) VALUES ('rebuild', 'spend_attributed') "
                       "ON CONFLICT (key) DO NOTHING")
 TOKEN_COLUMNS = TOKEN_FIELDS  # one column per token category of Usage
+# The categories a provider's usage report is compared in (store/reconcile.py).
+RECONCILED = ("input_uncached", "cache_read", "cache_write", "output")
+PROVIDER_USAGE = {"account": str, "day": str, "model": str, "api_key": str,
+                  "requests": int, **{c: int for c in RECONCILED}}
+PROVIDER_FETCHES = {"account": str, "day": str, "fetched_at": float, "status": str,
+                    "cause": str, "digest": str, "stable": int}
 
 
 @migrations()
@@ -158,6 +164,16 @@ def m015_spend_attributed(db: sqlite_utils.Database) -> None:
     db.execute(REBUILD_ATTRIBUTED)
 
 
+@migrations()
+def m016_reconcile(db: sqlite_utils.Database) -> None:
+    # The providers' own figures per UTC day (exporter/reconcile/): their usage per model
+    # and key, their cost per model, and each day's last fetch, kept beside our requests.
+    db["provider_usage"].create(PROVIDER_USAGE, pk=("account", "day", "model", "api_key"))
+    db["provider_costs"].create({"account": str, "day": str, "model": str, "fee_usd": float},
+                                pk=("account", "day", "model"))
+    db["provider_fetches"].create(PROVIDER_FETCHES, pk=("account", "day"))
+
+
 def _rollup(db: sqlite_utils.Database, key: tuple[str, ...]) -> None:
     real = {"audio_seconds", "fee_usd", "duration_ms", "ttft_ms"}
     columns = {"bucket": float, **{c: str for c in key[1:]}, "status": int,
@@ -253,6 +269,16 @@ POSTGRESQL_MIGRATIONS = (
         "CREATE TABLE spend_attributed (kind text, name text, day text, "
         "fee_usd double precision, PRIMARY KEY (kind, name, day))",
         REBUILD_ATTRIBUTED,
+    )),
+    ("005_reconcile", (
+        # requests NULL: Anthropic's report counts no requests.
+        "CREATE TABLE provider_usage (account text, day text, model text, api_key text, "
+        "requests bigint, " + ", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in RECONCILED)
+        + ", PRIMARY KEY (account, day, model, api_key))",
+        "CREATE TABLE provider_costs (account text, day text, model text, "
+        "fee_usd double precision, PRIMARY KEY (account, day, model))",
+        "CREATE TABLE provider_fetches (account text, day text, fetched_at double precision, "
+        "status text, cause text, digest text, stable integer, PRIMARY KEY (account, day))",
     )),
 )
 

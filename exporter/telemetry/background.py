@@ -1,5 +1,6 @@
 """The metrics of the gateway's work besides requests: the history's writer, the
-deployments' prober and the scheduled reports (README.md documents each one).
+deployments' prober, the scheduled reports and the reconciliation with the providers'
+bills (README.md documents each one).
 
 Declared apart from metrics.py's, not with them, only because one module of both passed
 300 lines; they are still all in telemetry/, and the docs test reads both."""
@@ -7,6 +8,8 @@ Declared apart from metrics.py's, not with them, only because one module of both
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .metrics import Family
 
 
 class HistoryMetrics:
@@ -69,3 +72,36 @@ class ReportMetrics:
             "llm_reports", "Scheduled reports delivered (outcome=delivered), and attempts "
             "that failed (outcome=failed: tried again after a backoff).",
             ["report", "outcome"], registry=registry)
+
+
+class ReconcileMetrics:
+    """Fetches of the providers' usage and cost reports, in the one process that fetches."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.failures = Counter(
+            "llm_reconcile_fetch_failures", "Fetches of a provider account's usage or cost "
+            "report that failed, by cause (auth, rate_limited, server_error, unreachable, "
+            "rejected, malformed); tried again after a backoff.", ["account", "cause"],
+            registry=registry)
+
+
+# Read from the history at scrape time (store/reconcile_collector.py): the same from every
+# replica of a fleet, so aggregate with max. `period` is the last whole UTC day (`day`) or
+# the UTC month of that day up to its end (`month`), the providers' days.
+RECONCILE_DRIFT = Family(
+    "llm_reconcile_drift_usd", "Our fees less the provider's billed cost, by account and "
+    "model, for the last whole UTC day or the month to that day.",
+    ("account", "provider", "model", "period"))
+RECONCILE_PROVIDER_FEE = Family(
+    "llm_reconcile_provider_fee_usd", "The provider's billed cost, by account and model, for "
+    "the last whole UTC day or the month to that day.", ("account", "provider", "model",
+                                                         "period"))
+RECONCILE_ALERT_SHARE = Family(
+    "llm_reconcile_drift_alert_ratio", "The share of the provider's cost past which "
+    "LLMReconcileDrift fires (drift_alert_share).", ("account",))
+RECONCILE_LAST_SUCCESS = Family(
+    "llm_reconcile_last_success_timestamp_seconds", "Unix time of the account's last fetch "
+    "that stored its figures.", ("account",))
+RECONCILE_FAILED_DAYS = Family(
+    "llm_reconcile_failed_days", "Days of the account whose last fetch failed (their "
+    "figures are missing or stale).", ("account",))

@@ -1,0 +1,141 @@
+"""The providers' own figures kept beside ours: each UTC day's usage and cost as their admin
+APIs report it, the state of each day's last fetch, and our side of the same days.
+
+A day's figures are replaced whole, in one transaction, or not at all: a fetch that fails
+half way leaves the day as it was (and marked failed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from .database import Database
+from .schema import RECONCILED
+
+DAY = 86400
+# Operations whose provider reports count requests or units, never tokens (OpenAI's
+# images and audio endpoints): their tokens stay out of our side's token columns, else
+# an image model's tokens would show as drift against a report that has none.
+UNTOKENED = ("images", "speech", "transcription")
+# Our disjoint token columns summed into the four categories the providers report.
+OURS = {"input_uncached": ("input_text", "input_audio", "input_image"),
+        "cache_read": ("input_cache_read",),
+        "cache_write": ("input_cache_write_5m", "input_cache_write_1h"),
+        "output": ("output_text", "output_reasoning", "output_audio", "output_image")}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Requests (None: not reported), tokens by category and fee of one day, model, key."""
+
+    day: str
+    model: str
+    api_key: str
+    requests: int | None
+    input_uncached: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    output: int = 0
+    fee_usd: float | None = None
+    estimated: int = 0  # ours only: tokens estimated from text
+
+
+@dataclass(frozen=True)
+class FetchState:
+    fetched_at: float
+    status: str  # ok or failed
+    cause: str | None
+    digest: str | None
+    stable: bool  # its last two fetches found the same figures
+
+
+def day_start(day: str) -> float:
+    """Unix time of a UTC day's midnight, YYYY-MM-DD."""
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
+
+
+def save_day(db: Database, account: str, day: str, usage: list[Figures],
+             costs: dict[str, float], at: float, digest: str) -> None:
+    """Replace a day's figures with a fetch's, whole, and note the fetch."""
+    with db.connect(write=True) as conn, conn.transaction():
+        before = conn.one("SELECT digest, status FROM provider_fetches WHERE account = ? "
+                          "AND day = ?", [account, day])
+        stable = before is not None and before[0] == digest and before[1] == "ok"
+        conn.execute("DELETE FROM provider_usage WHERE account = ? AND day = ?", [account, day])
+        conn.execute("DELETE FROM provider_costs WHERE account = ? AND day = ?", [account, day])
+        conn.executemany(
+            f"INSERT INTO provider_usage (account, day, model, api_key, requests, "
+            f"{', '.join(RECONCILED)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[account, day, f.model, f.api_key, f.requests,
+              *(getattr(f, c) for c in RECONCILED)] for f in usage])
+        conn.executemany("INSERT INTO provider_costs (account, day, model, fee_usd) "
+                         "VALUES (?, ?, ?, ?)",
+                         [[account, day, model, fee] for model, fee in costs.items()])
+        _note(conn, account, day, at, "ok", None, digest, stable)
+
+
+def mark_failed(db: Database, account: str, day: str, at: float, cause: str) -> None:
+    """Note a day whose fetch failed: its figures, if any, stay those of the last good one."""
+    with db.connect(write=True) as conn, conn.transaction():
+        before = conn.one("SELECT digest FROM provider_fetches WHERE account = ? AND day = ?",
+                          [account, day])
+        _note(conn, account, day, at, "failed", cause, before[0] if before else None, False)
+
+
+def _note(conn, account, day, at, status, cause, digest, stable) -> None:
+    conn.execute("INSERT INTO provider_fetches (account, day, fetched_at, status, cause, "
+                 "digest, stable) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account, day) DO "
+                 "UPDATE SET fetched_at = excluded.fetched_at, status = excluded.status, "
+                 "cause = excluded.cause, digest = excluded.digest, stable = excluded.stable",
+                 [account, day, at, status, cause, digest, int(stable)])
+
+
+def fetch_states(db: Database, account: str) -> dict[str, FetchState]:
+    with db.connect() as conn:
+        return {day: FetchState(at, status, cause, digest, bool(stable))
+                for day, at, status, cause, digest, stable in conn.all(
+                    "SELECT day, fetched_at, status, cause, digest, stable FROM "
+                    "provider_fetches WHERE account = ?", [account])}
+
+
+def theirs(db: Database, account: str, first: str, last: str
+           ) -> tuple[list[Figures], dict[tuple[str, str], float]]:
+    """Their usage rows, and their fee by (day, model), of the days first..last."""
+    with db.connect() as conn:
+        usage = [Figures(*row) for row in conn.all(
+            f"SELECT day, model, api_key, requests, {', '.join(RECONCILED)} FROM "
+            "provider_usage WHERE account = ? AND day >= ? AND day <= ?", [account, first, last])]
+        costs = {(day, model): fee for day, model, fee in conn.all(
+            "SELECT day, model, fee_usd FROM provider_costs WHERE account = ? AND day >= ? "
+            "AND day <= ?", [account, first, last])}
+    return usage, costs
+
+
+def ours(db: Database, services: tuple[str, ...], first: str, last: str) -> list[Figures]:
+    """Our figures of the same days (UTC), per day, model and key, from the usage rollup
+    (whole 15-minute buckets: a UTC day is 96 of them)."""
+    tokened = f"operation NOT IN ({', '.join('?' * len(UNTOKENED))})"
+    sums = ", ".join(f"sum(CASE WHEN {tokened} THEN {' + '.join(columns)} ELSE 0 END)"
+                     for columns in OURS.values())
+    places = ", ".join("?" * len(services))
+    with db.connect() as conn:
+        day = conn.dialect.day("bucket")
+        rows = conn.all(
+            f"SELECT {day} AS d, model, api_key, sum(requests), {sums}, sum(fee_usd), "
+            f"sum(estimated_tokens) FROM usage_rollup WHERE bucket >= ? AND bucket < ? AND "
+            f"service IN ({places}) GROUP BY {day}, model, api_key",
+            [*UNTOKENED * len(OURS), day_start(first), day_start(last) + DAY, *services])
+    return [Figures(d, model, key, int(n), *(int(t or 0) for t in tokens), fee or 0.0,
+                    int(estimated or 0))
+            for d, model, key, n, *tokens, fee, estimated in rows]
+
+
+def fetch_summary(db: Database, first: str) -> dict[str, tuple[float | None, int]]:
+    """Per account: its last good fetch's time, and the days since `first` whose last
+    fetch failed."""
+    with db.connect() as conn:
+        return {account: (last, failed or 0) for account, last, failed in conn.all(
+            "SELECT account, max(CASE WHEN status = 'ok' THEN fetched_at END), "
+            "sum(CASE WHEN status = 'failed' AND day >= ? THEN 1 ELSE 0 END) "
+            "FROM provider_fetches GROUP BY account", [first])}

@@ -1,0 +1,387 @@
+"""Reconciliation: the gateway's history, filled through it by the official SDKs, beside the
+providers' own usage and cost reports fetched from local fakes of their admin APIs; every
+figure worked out by hand from the fixtures and the published prices. On both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+
+import anthropic
+import openai
+import pytest
+import yaml
+from admin_apis import FakeAdmin, anthropic_cost, anthropic_usage, openai_cost, openai_usage
+from conftest import until
+from prometheus_client import CollectorRegistry
+from upstream import json_file
+
+from exporter.cli.main import main
+from exporter.config.load import parse_config
+from exporter.reconcile.job import Reconciler, fetch_account
+from exporter.store.reconcile import fetch_states, theirs
+from exporter.store.reconcile_collector import ReconcileCollector
+from exporter.store.writer import History
+from exporter.telemetry.background import HistoryMetrics, ReconcileMetrics
+
+OPENAI_ADMIN = "sk-admin-openai-TEST-SECRET-0123456789"
+ANTHROPIC_ADMIN = "sk-ant-admin01-TEST-SECRET-0123456789"
+KEYS = {"SEARCH_KEY": "sk-search-0123456789", "SUPPORT_KEY": "sk-ant-support-0123456789",
+        "OPENAI_ADMIN_KEY": OPENAI_ADMIN, "ANTHROPIC_ADMIN_KEY": ANTHROPIC_ADMIN}
+GPT4O, SONNET = "gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929"
+NOT_SEEN = "fewer tokens than billed: traffic that bypassed the gateway, or requests it " \
+           "could not meter"
+INSTANT = (0.0, 0.0, 0.0, 0.0)  # the client's backoff, in the tests
+
+
+def accounts(openai_url: str, anthropic_url: str) -> list[dict]:
+    return [{"name": "openai-main", "provider": "openai", "admin_key_env": "OPENAI_ADMIN_KEY",
+             "base_url": openai_url, "services": ["openai"],
+             "api_keys": {"key_search": "search-team"}},
+            {"name": "anthropic-main", "provider": "anthropic",
+             "admin_key_env": "ANTHROPIC_ADMIN_KEY", "base_url": anthropic_url,
+             "services": ["anthropic"], "api_keys": {"apikey_01support": "support-team"}}]
+
+
+@pytest.fixture
+async def fakes(aiohttp_server):
+    """Both providers' admin APIs, and the config of an account at each."""
+    oa, an = FakeAdmin("openai", OPENAI_ADMIN), FakeAdmin("anthropic", ANTHROPIC_ADMIN)
+    urls = [str((await aiohttp_server(f.app())).make_url("")).rstrip("/") for f in (oa, an)]
+    return oa, an, accounts(*urls)
+
+
+def bill(oa: FakeAdmin, an: FakeAdmin, day: str) -> None:
+    """The providers' figures of `day`: OpenAI saw the gateway's two requests of the
+    search-team key and a third of it that bypassed the gateway, and one of a key the
+    account does not map; Anthropic saw the gateway's one request, and a web search."""
+    oa.set("completions", day, [openai_usage(GPT4O, "key_search", 3, 3 * 1117, 3 * 1024, 138),
+                                openai_usage(GPT4O, "key_other", 1, 500, 0, 20)])
+    # gpt-4o's published prices per million: input $2.50, cached input $1.25, output $10.
+    oa.set("costs", day, [openai_cost(f"{GPT4O}, input", "0.0019475"),  # (279 + 500) x 2.50
+                          openai_cost(f"{GPT4O}, cached input", "0.00384"),  # 3072 x 1.25
+                          openai_cost(f"{GPT4O}, output", "0.00158")])  # 158 x 10
+    an.set("messages", day, [anthropic_usage(SONNET, "apikey_01support", 50, 10000, 2000, 500,
+                                             320)])
+    # claude-sonnet-4-5 per million: input $3, cache read $0.30, 5-minute write $3.75,
+    # 1-hour write $6, output $15; in cents, as decimal strings.
+    an.set("cost_report", day, [
+        anthropic_cost(SONNET, "Claude Sonnet 4.5 Usage - Input Tokens",
+                       "uncached_input_tokens", "0.015"),  # 50 x 3 = $0.00015
+        anthropic_cost(SONNET, "Claude Sonnet 4.5 Usage - Cache Read", "cache_read_input_tokens",
+                       "0.3"),  # 10000 x 0.30 = $0.003
+        anthropic_cost(SONNET, "Claude Sonnet 4.5 Usage - Cache Write 5m",
+                       "cache_creation.ephemeral_5m_input_tokens", "0.75"),  # 2000 x 3.75
+        anthropic_cost(SONNET, "Claude Sonnet 4.5 Usage - Cache Write 1h",
+                       "cache_creation.ephemeral_1h_input_tokens", "0.3"),  # 500 x 6
+        anthropic_cost(SONNET, "Claude Sonnet 4.5 Usage - Output Tokens", "output_tokens",
+                       "0.48"),  # 320 x 15 = $0.0048
+        anthropic_cost(None, "Web Search", None, "1.0")])  # $0.01, for no model
+
+
+def row(day, account, provider, model, api_key, fee, their_fee, requests, their_requests,
+        tokens, their_tokens, cause=""):
+    drift = None if their_fee is None else round(fee - their_fee, 10) + 0.0
+    share = None if their_fee is None else round((fee - their_fee) / their_fee, 6) + 0.0
+    out = {"day": day, "account": account, "provider": provider, "model": model,
+           "api_key": api_key, "fee_usd": fee, "provider_fee_usd": their_fee,
+           "drift_usd": drift, "drift_share": share, "requests": requests,
+           "provider_requests": their_requests}
+    for name, ours, theirs_ in zip(("input_uncached", "cache_read", "cache_write", "output"),
+                                   tokens, their_tokens, strict=True):
+        out[f"{name}_tokens"], out[f"provider_{name}_tokens"] = ours, theirs_
+    return {**out, "estimated_tokens": 0, "likely_cause": cause}
+
+
+def expected(day: str) -> list[dict]:
+    """Worked out by hand: ours is 2 x (93 uncached + 1024 cached input, 46 output) of
+    gpt-4o at $0.0019725 each, and 1 Claude message of 50 + 10000 read + 2500 written +
+    320 output at $0.01845 (tests/test_sdk_end_to_end.py's FEES, from the same prices)."""
+    oa, an = ("openai-main", "openai"), ("anthropic-main", "anthropic")
+    gpt_ours = (186, 2048, 0, 92)
+    claude = (50, 10000, 2500, 320)
+    return [
+        # The largest drift first: Anthropic's web search, which no model of ours carries.
+        row(day, *an, "none", "*", 0.0, 0.01, 0, None, (0, 0, 0, 0), (0, 0, 0, 0),
+            "billed for no model (server tools, storage): compare it as a whole"),
+        # $0.003945 ours against $0.0019475 + $0.00384 + $0.00158 = $0.0073675 billed.
+        row(day, *oa, GPT4O, "*", 0.003945, 0.0073675, 2, 4, gpt_ours, (779, 3072, 0, 158),
+            NOT_SEEN),
+        row(day, *oa, GPT4O, "search-team", 0.003945, None, 2, 3, gpt_ours,
+            (279, 3072, 0, 138), NOT_SEEN),
+        row(day, *oa, GPT4O, "unmapped:key_other", 0.0, None, 0, 1, (0, 0, 0, 0),
+            (500, 0, 0, 20), "their key is in no api_keys entry of the account: map it to "
+            "our label"),
+        # Anthropic's bill agrees to the cent: 0.015 + 0.3 + 0.75 + 0.3 + 0.48 = 1.845 cents.
+        row(day, *an, SONNET, "*", 0.01845, 0.01845, 1, None, claude, claude),
+        row(day, *an, SONNET, "support-team", 0.01845, None, 1, None, claude, claude),
+    ]
+
+
+async def fill_history(gateway, replay, db) -> str:
+    """Two gpt-4o requests of search-team and one Claude message of support-team through
+    the gateway, by the official SDKs; the UTC day they were made."""
+    replay.routes["/v1/chat/completions"] = json_file("openai_chat_cached.json")
+    replay.routes["/v1/messages"] = json_file("anthropic_message.json")
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    gw = await gateway(history=history, env=KEYS, api_keys=[
+        {"name": "search-team", "key_env": "SEARCH_KEY"},
+        {"name": "support-team", "key_env": "SUPPORT_KEY"}])
+    search = openai.AsyncOpenAI(base_url=gw.url + "/openai/v1", api_key=KEYS["SEARCH_KEY"],
+                                max_retries=0)
+    for _ in range(2):
+        await search.chat.completions.create(model="gpt-4o", messages=[
+            {"role": "user", "content": "What is in the image?"}])
+    support = anthropic.AsyncAnthropic(base_url=gw.url + "/anthropic",
+                                       api_key=KEYS["SUPPORT_KEY"], max_retries=0)
+    await support.messages.create(model="claude-haiku-4-5", max_tokens=512, messages=[
+        {"role": "user", "content": "Summarise the document."}])
+    first = await gw.records.wait(3)
+    await until(lambda: history.queue.qsize() == 0 and history.lag() == 0)
+    return dt.datetime.fromtimestamp(first.started, dt.UTC).date().isoformat()
+
+
+def write_config(tmp_path, db, reconcile) -> str:
+    history = {"url": db.target} if db.postgresql else {"path": db.target}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump({
+        "services": [{"name": "openai", "base_url": "https://api.openai.com"},
+                     {"name": "anthropic", "base_url": "https://api.anthropic.com",
+                      "provider": "anthropic"}],
+        "history": history, "reconcile": reconcile}))
+    return str(path)
+
+
+async def cli(capsys, *args) -> tuple[int, str, str]:
+    capsys.readouterr()
+    status = await asyncio.to_thread(main, ["reconcile", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+async def test_reconcile_compares_the_gateways_history_with_both_bills(
+        gateway, replay, db, fakes, tmp_path, capsys, monkeypatch, caplog):
+    oa, an, reconcile = fakes
+    day = await fill_history(gateway, replay, db)
+    bill(oa, an, day)
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    config = write_config(tmp_path, db, reconcile)
+    caplog.set_level(logging.DEBUG)
+    status, out, err = await cli(capsys, "--config", config, "--from", day, "--to", day,
+                                 "--fetch", "--format", "json")
+    assert (status, err) == (0, "")
+    assert json.loads(out) == expected(day)
+    # What was asked, as the providers document it; the admin keys in headers only.
+    usage = oa.asked("completions")[0]
+    assert ("group_by", "model") in usage.query and ("group_by", "api_key_id") in usage.query
+    assert ("bucket_width", "1d") in usage.query
+    assert {s.path.rsplit("/", 1)[1] for s in oa.seen} == {
+        "completions", "embeddings", "images", "audio_speeches", "audio_transcriptions",
+        "costs"}
+    assert ("group_by", "line_item") in oa.asked("costs")[0].query
+    message = an.asked("messages")[0]
+    assert ("group_by[]", "model") in message.query and \
+        ("group_by[]", "api_key_id") in message.query
+    assert ("group_by[]", "description") in an.asked("cost_report")[0].query
+    assert message.headers["anthropic-version"] == "2023-06-01"
+    assert not any(OPENAI_ADMIN in str(s.query) or ANTHROPIC_ADMIN in str(s.query)
+                   for s in oa.seen + an.seen)
+    # Stored: the same comparison without fetching, as a table and as CSV.
+    seen = len(oa.seen) + len(an.seen)
+    status, out, err = await cli(capsys, "--config", config, "--from", day, "--to", day)
+    assert (status, len(oa.seen) + len(an.seen)) == (0, seen)
+    d, gpt, sonnet = day, GPT4O.ljust(len(SONNET)), SONNET
+    cause = f"{NOT_SEEN}\n"
+    assert out == (
+        "day         account         model                       api_key             requests"
+        "  input uncached  cache read   cache write  output   fee USD             drift USD"
+        "   drift    likely cause\n"
+        f"{d}  anthropic-main  none                        *                   0/-       0/0"
+        "             0/0          0/0          0/0      0/0.01              -0.01       "
+        "-100.0%  billed for no model (server tools, storage): compare it as a whole\n"
+        f"{d}  openai-main     {gpt}  *                   2/4       186/779         "
+        "2048/3072    0/0          92/158   0.003945/0.0073675  -0.0034225  -46.5%   " + cause
+        + f"{d}  openai-main     {gpt}  search-team         2/3       186/279         "
+        "2048/3072    0/0          92/138   0.003945/-          -           -        " + cause
+        + f"{d}  openai-main     {gpt}  unmapped:key_other  0/1       0/500           "
+        "0/0          0/0          0/20     0/-                 -           -        their "
+        "key is in no api_keys entry of the account: map it to our label\n"
+        f"{d}  anthropic-main  {sonnet}  *                   1/-       50/50           "
+        "10000/10000  2500/2500    320/320  0.01845/0.01845     0           +0.0%\n"
+        f"{d}  anthropic-main  {sonnet}  support-team        1/-       50/50           "
+        "10000/10000  2500/2500    320/320  0.01845/-           -           -\n")
+    status, out, err = await cli(capsys, "--config", config, "--from", day, "--to", day,
+                                 "--format", "csv")
+    lines = out.splitlines()
+    assert lines[0].startswith("day,account,provider,model,api_key,fee_usd,provider_fee_usd,"
+                               "drift_usd,drift_share,requests,provider_requests,")
+    # The share: -34225 / 73675, to six places.
+    assert lines[2].startswith(f"{day},openai-main,openai,{GPT4O},*,0.003945,0.0073675,"
+                               "-0.0034225,-0.46454,2,4,186,779,2048,3072,0,0,92,158,0,")
+    assert OPENAI_ADMIN not in caplog.text and ANTHROPIC_ADMIN not in caplog.text
+
+
+async def test_late_figures_are_fetched_again_until_two_fetches_agree(db, fakes):
+    """A day's figures that grow on a later fetch replace the first whole; the day is
+    settled when two fetches agree, and then no longer fetched once out of refetch_days."""
+    oa, an, reconcile = fakes
+    db.migrate()
+    account = parse_config({"services": [{"name": "anthropic", "base_url": "http://x",
+                                          "provider": "anthropic"}],
+                            "reconcile": [{**reconcile[1], "refetch_days": 1,
+                                           "backfill_days": 3}]}, KEYS).reconcile[0]
+    now = dt.datetime(2026, 12, 4, 6, tzinfo=dt.UTC).timestamp()
+    # Published late: the 2nd without its output yet, the 3rd empty.
+    an.set("messages", "2026-12-02", [anthropic_usage(SONNET, "apikey_01support", 50, 0, 0, 0,
+                                                      0)])
+    an.set("cost_report", "2026-12-02", [anthropic_cost(SONNET, "Input", "input", "0.015")])
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=now, backoff=INSTANT)
+    assert got.days == ["2026-12-01", "2026-12-02", "2026-12-03"] and not got.failed
+    an.set("messages", "2026-12-02", [anthropic_usage(SONNET, "apikey_01support", 50, 0, 0, 0,
+                                                      320)])
+    an.set("cost_report", "2026-12-02", [anthropic_cost(SONNET, "Input", "input", "0.015"),
+                                         anthropic_cost(SONNET, "Output", "output", "0.48")])
+    await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 3600, backoff=INSTANT)
+    usage, fees = theirs(db, "anthropic-main", "2026-12-02", "2026-12-03")
+    assert [(f.day, f.api_key, f.input_uncached, f.output) for f in usage] == [
+        ("2026-12-02", "support-team", 50, 320)]
+    assert fees == {("2026-12-02", SONNET): pytest.approx(0.00495)}  # 0.495 cents
+    states = fetch_states(db, "anthropic-main")
+    assert (states["2026-12-02"].stable, states["2026-12-03"].stable) == (False, True)
+    # The next day: the 2nd is past refetch_days, but unsettled, so fetched again (with
+    # the days up to the new one, the 4th, in the same window).
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 86400,
+                                  backoff=INSTANT)
+    assert got.days == ["2026-12-02", "2026-12-03", "2026-12-04"]
+    assert fetch_states(db, "anthropic-main")["2026-12-02"].stable
+    later = await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 86400 + 60,
+                                    backoff=INSTANT)
+    assert later.days == ["2026-12-04"]  # the 2nd is settled: only refetch_days' day
+
+
+async def test_busy_and_failing_admin_apis_are_retried(db, fakes):
+    """A 429 and a 500 are retried after a backoff, then the pages are read."""
+    oa, an, reconcile = fakes
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [{**reconcile[0], "refetch_days": 1,
+                                           "backfill_days": 1}]}, KEYS).reconcile[0]
+    oa.set("completions", "2026-12-03", [openai_usage(GPT4O, "key_search", 1, 10, 0, 5)])
+    oa.faults = {"/v1/organization/usage/completions": [429], "/v1/organization/costs": [500]}
+    waits: list[float] = []
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, backoff=(0.5, 2, 2, 2),
+                                  sleep=waits.append, now=dt.datetime(
+                                      2026, 12, 4, tzinfo=dt.UTC).timestamp())
+    assert not got.failed
+    assert waits == [0.0, 0.5]  # the 429's Retry-After: 0; the 500's first backoff
+    assert (len(oa.asked("completions")), len(oa.asked("costs"))) == (2, 2)
+    assert [(f.api_key, f.requests) for f in theirs(db, "openai-main", "2026-12-03",
+                                                     "2026-12-03")[0]] == [("search-team", 1)]
+
+
+async def test_a_refused_key_is_one_line_and_a_metric_naming_the_account(db, fakes, caplog):
+    oa, an, reconcile = fakes
+    db.migrate()
+    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                           "reconcile": [reconcile[0]]}, KEYS)
+    wrong = {**KEYS, "OPENAI_ADMIN_KEY": "sk-admin-WRONG-SECRET-987654321"}
+    registry = CollectorRegistry()
+    job = Reconciler(config.reconcile, db, ReconcileMetrics(registry).failures, wrong,
+                     backoff=INSTANT, clock=lambda: dt.datetime(
+                         2026, 12, 4, tzinfo=dt.UTC).timestamp())
+    with caplog.at_level(logging.INFO, logger="exporter.reconcile"):
+        await job.tick()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("exporter.reconcile")]
+    assert lines == ["reconcile: account openai-main (openai): 35 of 35 days not fetched "
+                     "(auth): /v1/organization/usage/completions: 401: the admin key was "
+                     "refused (not an admin key, revoked, or without the usage permission)"]
+    assert "WRONG-SECRET" not in caplog.text
+    value = registry.get_sample_value
+    assert value("llm_reconcile_fetch_failures_total",
+                 {"account": "openai-main", "cause": "auth"}) == 1
+    assert value("llm_reconcile_fetch_failures_total",
+                 {"account": "openai-main", "cause": "malformed"}) == 0
+    assert len(oa.seen) == 1  # a refused key is not tried again at once
+    states = fetch_states(db, "openai-main")
+    assert len(states) == 35 and {s.cause for s in states.values()} == {"auth"}
+
+
+async def test_a_malformed_bucket_fails_its_day_and_stores_nothing_of_it(db, fakes):
+    oa, an, reconcile = fakes
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [{**reconcile[0], "refetch_days": 3,
+                                           "backfill_days": 3}]}, KEYS).reconcile[0]
+    now = dt.datetime(2026, 12, 4, tzinfo=dt.UTC).timestamp()
+    for day in ("2026-12-01", "2026-12-02", "2026-12-03"):
+        oa.set("completions", day, [openai_usage(GPT4O, "key_search", 1, 10, 0, 5)])
+        oa.set("costs", day, [openai_cost(f"{GPT4O}, output", "0.00005")])
+    await asyncio.to_thread(fetch_account, db, account, KEYS, now=now, backoff=INSTANT)
+    # Later the 2nd has grown, but its cost page is broken: nothing of it is stored.
+    oa.set("completions", "2026-12-02", [openai_usage(GPT4O, "key_search", 9, 90, 0, 45)])
+    oa.malformed.add(("costs", "2026-12-02"))
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 60,
+                                  backoff=INSTANT)
+    assert got.failed == {"2026-12-02": "malformed"}
+    usage, fees = theirs(db, "openai-main", "2026-12-01", "2026-12-03")
+    assert sorted((f.day, f.requests) for f in usage) == [
+        ("2026-12-01", 1), ("2026-12-02", 1), ("2026-12-03", 1)]  # the 2nd as it was
+    states = fetch_states(db, "openai-main")
+    assert (states["2026-12-02"].status, states["2026-12-02"].cause) == ("failed", "malformed")
+    assert states["2026-12-03"].status == "ok"
+    # A page that is no JSON at all fails every day of the fetch.
+    oa.faults = {"/v1/organization/usage/completions": ["not json"]}
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 120,
+                                  backoff=INSTANT)
+    assert set(got.failed.values()) == {"malformed"} and len(got.failed) == 3
+
+
+async def test_drift_metrics_of_the_last_day_and_the_month(gateway, replay, db, fakes):
+    oa, an, reconcile = fakes
+    day = await fill_history(gateway, replay, db)
+    bill(oa, an, day)
+    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"},
+                                        {"name": "anthropic", "base_url": "http://x",
+                                         "provider": "anthropic"}],
+                           "reconcile": reconcile}, KEYS)
+    tomorrow = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp() + 86400 + 60
+    for account in config.reconcile:
+        await asyncio.to_thread(fetch_account, db, account, KEYS, now=tomorrow,
+                                backoff=INSTANT, days=[day])
+    registry = CollectorRegistry()
+    ReconcileCollector(registry, db, config.reconcile, clock=lambda: tomorrow)
+    value = registry.get_sample_value
+    for period in ("day", "month"):
+        gpt = {"account": "openai-main", "provider": "openai", "model": GPT4O,
+               "period": period}
+        assert value("llm_reconcile_drift_usd", gpt) == pytest.approx(-0.0034225, abs=1e-12)
+        assert value("llm_reconcile_provider_fee_usd", gpt) == pytest.approx(0.0073675,
+                                                                            abs=1e-12)
+        claude = {"account": "anthropic-main", "provider": "anthropic", "model": SONNET,
+                  "period": period}
+        assert value("llm_reconcile_drift_usd", claude) == pytest.approx(0.0, abs=1e-12)
+        none = {**claude, "model": "none"}
+        assert value("llm_reconcile_drift_usd", none) == pytest.approx(-0.01, abs=1e-12)
+    assert value("llm_reconcile_last_success_timestamp_seconds",
+                 {"account": "openai-main"}) == tomorrow
+    assert value("llm_reconcile_failed_days", {"account": "openai-main"}) == 0
+    assert value("llm_reconcile_drift_alert_ratio", {"account": "openai-main"}) == 0.02
+
+
+async def test_in_a_fleet_one_replica_fetches(gateway, db, fakes):
+    """Two gateways on one history: the reconciliation's lease lets one fetch."""
+    oa, an, reconcile = fakes
+    db.migrate()
+    one = [{**reconcile[0], "backfill_days": 2, "refetch_days": 1}]
+    for _ in range(2):
+        await gateway(history=History(db, HistoryMetrics(CollectorRegistry()), linger=0),
+                      env=KEYS, reconcile=one)
+    await until(lambda: len(fetch_states(db, "openai-main")) == 2, timeout=20)
+    await asyncio.sleep(2.5)  # two more lease rounds: the other replica would have fetched
+    assert len(oa.asked("completions")) == len(oa.asked("costs")) == 1
+    with db.connect() as conn:
+        holder = conn.one("SELECT holder FROM leases WHERE name = 'reconcile'")
+    assert holder is not None
