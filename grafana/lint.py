@@ -16,7 +16,13 @@ from prometheus_client import CollectorRegistry
 from exporter.record import ErrorType
 from exporter.store.collector import HistoryCollector
 from exporter.store.database import Database
-from exporter.telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
+from exporter.store.reconcile_collector import ReconcileCollector
+from exporter.telemetry.background import (
+    DeploymentMetrics,
+    HistoryMetrics,
+    ReconcileMetrics,
+    ReportMetrics,
+)
 from exporter.telemetry.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
@@ -51,7 +57,9 @@ def defined_metrics() -> set[str]:
     HistoryMetrics(registry)
     DeploymentMetrics(registry)
     ReportMetrics(registry)
+    ReconcileMetrics(registry)
     HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo("UTC"))
+    ReconcileCollector(registry, Database("/nonexistent.db"), ())
     names = {"ALERTS"}
     for family in registry.collect():
         names.add(family.name + ("_total" if family.type == "counter" else ""))
