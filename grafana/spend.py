@@ -1,5 +1,6 @@
 """Spend and budgets: each key's day and month against its budget, the forecast, the fee by
-token category, what caching saved, and the requests nobody could price.
+token category, what caching saved, the requests nobody could price, and our fees against
+the providers' own bills.
 
 Seed pages 003 (cost metrics, forecasts, usage alerts) and 001 (fee per model and key).
 """
@@ -126,10 +127,28 @@ def build():
                             "{{api_key}} forecast", "B")], w=12).override_by_query(
                         "B", [DASHED]),
     ]
+    # The reconciliation's gauges of the last whole UTC day: each day's value is held for
+    # the day after it, so the step drawn at a midnight is the day before's. max by: every
+    # replica exports the same figures, from the shared history.
+    day = 'max by (account, model) (llm_reconcile_{}{{period="day"}})'
+    theirs = day.format("provider_fee_usd")
+    bills = [trend_panel(
+        "Ours against the provider's bill, per day", "Per provider account (reconcile: in "
+        "the config), the fees of the last whole UTC day as the gateway counted them and as "
+        "the provider's cost report bills them, and the drift (ours less theirs; "
+        "llm_reconcile_drift_usd). Each day's figures are drawn during the day after it, "
+        "when they are fetched; the providers amend their newest days, so a drift that "
+        "shrinks the next day was their lag. `llm-usage-exporter reconcile` lists them by "
+        "model and key with the likely cause.", "currencyUSD",
+        [promql(f"sum by (account) ({day.format('drift_usd')} + {theirs})",
+                "{{account}} ours"),
+         promql(f"sum by (account) ({theirs})", "{{account}} theirs", "B"),
+         promql(f"sum by (account) ({day.format('drift_usd')})", "{{account}} drift", "C")],
+        w=24).override_by_query("B", [DASHED])]
     return dashboard(
         UID, "LLM spend and budgets",
         "What each API key has spent today and this month against its budget, where the "
         "month is heading, which token categories cost what, and what caching saved.",
         common_variables() + [api_variable()],
         [("Budgets", against + [per_key]), ("Where the money goes", breakdown),
-         ("Over time", trend)])
+         ("Over time", trend), ("The providers' bills", bills)])

@@ -36,6 +36,9 @@ PROMETHEUS_DASHBOARDS = ("llm-overview.json", "llm-rankings.json", "llm-details.
                          "llm-performance.json", "llm-spend.json", "llm-deployments.json")
 # Panels without a query: the alert list shows Prometheus's rules, not query results.
 NO_QUERY = {"alertlist", "row"}
+# Panels whose query runs (an error fails) but may find nothing: the demo has no provider
+# admin API to reconcile with (test_reconcile.py tests the figures behind them).
+MAY_BE_EMPTY = {"Ours against the provider's bill, per day"}
 PROVISIONED = ROOT / "grafana" / "provisioning" / "datasources" / "llm-usage-exporter.yml"
 # What the dashboards' datasource variables default to (kit.py).
 DATASOURCE_DEFAULTS = {"api": "llm-usage-api", "alerts": "llm-alertmanager-api"}
@@ -168,7 +171,7 @@ async def test_every_panel_query_runs_against_the_real_gateway(tmp_path, aiohttp
                             continue  # usage API panels: check_usage_api
                         found, errors = await run_panel(s, prom, panel, values, now)
                         assert errors == [], f"{name}, {panel['title']!r}: {errors}"
-                        if not found:
+                        if not found and panel["title"] not in MAY_BE_EMPTY:
                             missing.append(f"{name}: {panel['title']!r}")
             assert missing == [], f"no data after {DEADLINE} s: {missing}"
 
