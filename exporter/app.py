@@ -30,6 +30,7 @@ from .gateway.finish import Sink
 from .gateway.jobs import Jobs
 from .gateway.proxy import Proxy
 from .reconcile.job import Reconciler
+from .reconcile.keys import tails
 from .reports.deliver import Deliverer
 from .reports.make import render_apart
 from .reports.schedule import Scheduler
@@ -96,7 +97,8 @@ def create_proxy(config: Config, *, registry: CollectorRegistry, history: Histor
                                           ReportMetrics(registry).reports, config.timezone)))
     if config.reconcile and history is not None:
         jobs.append(("reconcile", Reconciler(config.reconcile, history.db,
-                                             ReconcileMetrics(registry).failures, env)))
+                                             ReconcileMetrics(registry).failures, env,
+                                             tails=tails(config.api_keys, env))))
     background = [Singleton(history.db, name, job) for name, job in jobs] \
         if history is not None else [job for _, job in jobs if probe]
     return ProxyListener(proxy, history, config.limits, background)

@@ -33,6 +33,7 @@ class FakeAdmin:
     results: dict = field(default_factory=dict)
     faults: dict = field(default_factory=dict)
     malformed: set = field(default_factory=set)  # (endpoint, day) whose bucket is broken
+    keys: list = field(default_factory=list)  # the key list: {"id", hint field}, one a page
     seen: list[Seen] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -63,6 +64,13 @@ class FakeAdmin:
             return web.json_response({"error": {"message": "try later"}}, status=fault,
                                      headers={"Retry-After": "0"} if fault == 429 else None)
         endpoint = request.path.rsplit("/", 1)[1]
+        if endpoint == "api_keys":  # one a page, after the last one's id
+            after = request.query.get("after_id" if self.provider == "anthropic" else "after")
+            at = next((i + 1 for i, k in enumerate(self.keys) if k["id"] == after), 0)
+            page = self.keys[at:at + 1]
+            return web.json_response({"data": page, "has_more": at + 1 < len(self.keys),
+                                      "first_id": page[0]["id"] if page else None,
+                                      "last_id": page[-1]["id"] if page else None})
         days = self.window(request.query)
         start = int(request.query.get("page", "0"))
         page = days[start:start + self.page_size]

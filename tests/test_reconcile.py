@@ -21,6 +21,7 @@ from upstream import json_file
 from exporter.cli.main import main
 from exporter.config.load import parse_config
 from exporter.reconcile.job import Reconciler, fetch_account
+from exporter.reconcile.keys import matched, tails
 from exporter.store.reconcile import fetch_states, theirs
 from exporter.store.reconcile_collector import ReconcileCollector
 from exporter.store.writer import History
@@ -28,7 +29,7 @@ from exporter.telemetry.background import HistoryMetrics, ReconcileMetrics
 
 OPENAI_ADMIN = "sk-admin-openai-TEST-SECRET-0123456789"
 ANTHROPIC_ADMIN = "sk-ant-admin01-TEST-SECRET-0123456789"
-KEYS = {"SEARCH_KEY": "sk-search-0123456789", "SUPPORT_KEY": "sk-ant-support-0123456789",
+KEYS = {"SEARCH_KEY": "sk-search-9876543210", "SUPPORT_KEY": "sk-ant-support-0123456789",
         "OPENAI_ADMIN_KEY": OPENAI_ADMIN, "ANTHROPIC_ADMIN_KEY": ANTHROPIC_ADMIN}
 GPT4O, SONNET = "gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929"
 NOT_SEEN = "fewer tokens than billed: traffic that bypassed the gateway, or requests it " \
@@ -385,3 +386,41 @@ async def test_in_a_fleet_one_replica_fetches(gateway, db, fakes):
     with db.connect() as conn:
         holder = conn.one("SELECT holder FROM leases WHERE name = 'reconcile'")
     assert holder is not None
+
+
+async def test_their_key_ids_map_to_ours_by_the_keys_last_characters(db, fakes, caplog):
+    """An id the table does not map is looked up in Anthropic's key list: its hint's tail
+    is one of our keys' (support-team's ...6789); another's matches none of ours."""
+    oa, an, reconcile = fakes
+    db.migrate()
+    config = parse_config({"services": [{"name": "anthropic", "base_url": "http://x",
+                                         "provider": "anthropic"}],
+                           "api_keys": [{"name": "support-team", "key_env": "SUPPORT_KEY"},
+                                        {"name": "search-team", "key_env": "SEARCH_KEY"}],
+                           "reconcile": [{**reconcile[1], "api_keys": {}, "refetch_days": 1,
+                                          "backfill_days": 1}]}, KEYS)
+    an.keys = [{"id": "apikey_01new", "type": "api_key", "name": "support (rotated)",
+                "partial_key_hint": "sk-ant-api03-sup...6789", "status": "active"},
+               {"id": "apikey_01lab", "type": "api_key", "name": "lab",
+                "partial_key_hint": "sk-ant-api03-lab...zzzz", "status": "active"}]
+    an.set("messages", "2026-12-03", [
+        anthropic_usage(SONNET, "apikey_01new", 10, 0, 0, 0, 5),
+        anthropic_usage(SONNET, "apikey_01lab", 7, 0, 0, 0, 1)])
+    ours = tails(config.api_keys, KEYS)  # the last 8 characters, nothing more
+    assert ours == {"support-team": "23456789", "search-team": "76543210"}
+    got = await asyncio.to_thread(
+        fetch_account, db, config.reconcile[0], KEYS, backoff=INSTANT, tails=ours,
+        now=dt.datetime(2026, 12, 4, tzinfo=dt.UTC).timestamp())
+    assert not got.failed
+    assert sorted((f.api_key, f.input_uncached) for f in theirs(
+        db, "anthropic-main", "2026-12-03", "2026-12-03")[0]) == [
+        ("support-team", 10), ("unmapped:apikey_01lab", 7)]
+    assert len(an.asked("api_keys")) == 2  # both pages of the list
+    assert KEYS["SUPPORT_KEY"] not in caplog.text
+
+
+def test_a_tail_two_of_our_keys_share_maps_neither():
+    hints = {"key_a": "6789", "key_b": "wxyz"}
+    assert matched(hints, {"one": "abcd6789", "two": "efgh6789"}) == {}
+    assert matched(hints, {"one": "abcd6789", "two": "efghwxyz"}) == {"key_a": "one",
+                                                                     "key_b": "two"}

@@ -12,6 +12,7 @@ import time
 
 from ..reconcile.compare import Row, compare, ordered
 from ..reconcile.job import fetch_account
+from ..reconcile.keys import tails
 from ..reconcile.providers import days_between
 from ..store.reconcile import ours, theirs
 from .commands import history_file, reading
@@ -109,7 +110,8 @@ def reconcile(args, env=os.environ, now: float | None = None) -> int:
         failed = False
         if args.fetch:
             for a in config.reconcile:
-                got = fetch_account(db, a, env, now=now, days=days)
+                got = fetch_account(db, a, env, now=now, days=days,
+                                    tails=tails(config.api_keys, env))
                 if got is not None and got.failed:
                     failed = True
                     print(f"reconcile: account {a.name}: {len(got.failed)} of {len(days)} "

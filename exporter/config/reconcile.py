@@ -36,8 +36,9 @@ class ReconcileAccount:
                                    "https://api.openai.com or https://api.anthropic.com; "
                                    "another for a proxy)", check=check_url)
     api_keys: dict[str, str] = setting(doc="their API key id -> our `api_key` label, e.g. "
-                                       "{key_abc123: search-team}; other ids are reported as "
-                                       "unmapped", default_factory=dict)
+                                       "{key_abc123: search-team}; other ids are matched by "
+                                       "the keys' last characters where the provider lists "
+                                       "them, else reported as unmapped", default_factory=dict)
     project_id: str | None = setting(None, "OpenAI: only this project's usage and cost "
                                      "(project_ids=...), so traffic of other projects is no "
                                      "drift")

@@ -49,8 +49,8 @@ def digest(got: Fetched, day: str) -> str:
 
 
 def fetch_account(db: Database, account: ReconcileAccount, env, *, now: float,
-                  backoff=BACKOFF, sleep=time.sleep, days: list[str] | None = None
-                  ) -> Fetched | None:
+                  backoff=BACKOFF, sleep=time.sleep, days: list[str] | None = None,
+                  tails: dict[str, str] | None = None) -> Fetched | None:
     """Fetch the days due (or `days`) and store each whole, or mark it failed; None if
     none is due."""
     if days is None:
@@ -67,7 +67,7 @@ def fetch_account(db: Database, account: ReconcileAccount, env, *, now: float,
     else:
         client = AdminClient(account.base_url or DEFAULT_BASE_URLS[account.provider],
                              fetcher_class.headers(key), backoff=backoff, sleep=sleep)
-        got = fetcher_class(account, client).fetch(days[0], days[-1])
+        got = fetcher_class(account, client, tails).fetch(days[0], days[-1])
     for day in got.days:
         if day in got.failed:
             mark_failed(db, account.name, day, now, got.failed[day])
@@ -96,8 +96,11 @@ class Reconciler:
     """The job: every account fetched every `every_hours`, a failed fetch sooner."""
 
     def __init__(self, accounts: tuple[ReconcileAccount, ...], db: Database, failures, env,
-                 *, clock=time.time, backoff=BACKOFF, retry=RETRY, tick: float = TICK):
+                 *, tails: dict[str, str] | None = None, clock=time.time, backoff=BACKOFF,
+                 retry=RETRY, tick: float = TICK):
+        """`tails`: our keys' last characters (keys.tails), to map their key ids."""
         self.accounts, self.db, self.failures, self.env = accounts, db, failures, env
+        self.tails = tails
         self.clock, self.backoff, self.retry, self.tick_seconds = clock, backoff, retry, tick
         self.next_try: dict[str, float] = {}
         self.failed_in_a_row: dict[str, int] = {}
@@ -130,7 +133,7 @@ class Reconciler:
             if now < self.next_try[a.name]:
                 continue
             got = await asyncio.to_thread(fetch_account, self.db, a, self.env, now=now,
-                                          backoff=self.backoff)
+                                          backoff=self.backoff, tails=self.tails)
             logged(a, got)
             if got is not None and got.failed:
                 for cause in set(got.failed.values()):

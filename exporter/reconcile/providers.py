@@ -27,6 +27,7 @@ from decimal import Decimal
 from ..config.reconcile import ReconcileAccount
 from ..store.reconcile import Figures
 from .client import AdminClient, FetchError
+from .keys import relabel
 
 OPENAI_USAGE = ("completions", "embeddings", "images", "audio_speeches",
                 "audio_transcriptions")
@@ -82,8 +83,11 @@ def _count(result: dict, *path: str) -> int:
 class Fetcher:
     """One account's reports: `fetch(first, last)` reads every page of each."""
 
-    def __init__(self, account: ReconcileAccount, client: AdminClient):
-        self.account, self.client = account, client
+    def __init__(self, account: ReconcileAccount, client: AdminClient,
+                 tails: dict[str, str] | None = None):
+        """`tails`: our key names and their last characters (keys.py), to map the ids the
+        account's table does not."""
+        self.account, self.client, self.tails = account, client, tails or {}
 
     def key(self, key_id) -> str:
         """Our api_key label of their key id: the configured table's, else unmapped."""
@@ -95,6 +99,7 @@ class Fetcher:
         got = Fetched(days_between(first, last))
         try:
             self.read(got, first, last)
+            relabel(got, self.account, self.client, self.tails)
         except FetchError as e:
             got.fail(None, e.cause)
             got.problem = got.problem or str(e)
