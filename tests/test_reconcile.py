@@ -22,7 +22,8 @@ from exporter.cli.main import main
 from exporter.config.load import parse_config
 from exporter.reconcile.job import Reconciler, fetch_account
 from exporter.reconcile.keys import matched, tails
-from exporter.store.reconcile import fetch_states, theirs
+from exporter.store.batches import prune
+from exporter.store.reconcile import Figures, fetch_states, save_day, theirs
 from exporter.store.reconcile_collector import ReconcileCollector
 from exporter.store.writer import History
 from exporter.telemetry.background import HistoryMetrics, ReconcileMetrics
@@ -424,3 +425,19 @@ def test_a_tail_two_of_our_keys_share_maps_neither():
     assert matched(hints, {"one": "abcd6789", "two": "efgh6789"}) == {}
     assert matched(hints, {"one": "abcd6789", "two": "efghwxyz"}) == {"key_a": "one",
                                                                      "key_b": "two"}
+
+
+def test_the_retention_deletes_the_providers_figures_with_our_requests(db):
+    db.migrate()
+    for day in ("2026-09-01", "2026-09-02"):
+        save_day(db, "openai-main", day, [Figures(day, GPT4O, "search-team", 1, 10)],
+                 {GPT4O: 0.01}, 0.0, "d")
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC).timestamp()
+    conn = db.dedicated()
+    try:  # 90 days before noon of 1 December: noon of 2 September
+        prune(conn, now, 90, dt.UTC)
+    finally:
+        conn.close()
+    usage, fees = theirs(db, "openai-main", "2026-08-01", "2026-12-31")
+    assert [f.day for f in usage] == ["2026-09-02"] and list(fees) == [("2026-09-02", GPT4O)]
+    assert list(fetch_states(db, "openai-main")) == ["2026-09-02"]

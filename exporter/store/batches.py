@@ -4,7 +4,7 @@ hourly."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from .rollup import BUCKET, UPSERT_SQL, rollup
@@ -76,3 +76,7 @@ def prune(conn, now: float, retention_days: float, tz: ZoneInfo) -> None:
                      [cutoff])
         conn.execute("DELETE FROM deployment_uptime WHERE ended_at < ?", [cutoff])
         conn.execute("DELETE FROM batches WHERE written_at < ?", [now - BATCH_IDS_KEPT])
+        # The providers' figures of UTC days whose requests are gone: nothing to compare.
+        utc_day = datetime.fromtimestamp(cutoff, UTC).date().isoformat()
+        for table in ("provider_usage", "provider_costs", "provider_fetches"):
+            conn.execute(f"DELETE FROM {table} WHERE day < ?", [utc_day])
