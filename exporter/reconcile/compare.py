@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..store.provider_tables import RECONCILED
 from ..store.reconcile import Figures
-from ..store.schema import RECONCILED
 
 ALL_KEYS = "*"
 # Our share of their tokens below which a row looks like traffic the gateway never saw.

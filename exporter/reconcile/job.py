@@ -19,7 +19,13 @@ import time
 
 from ..config.reconcile import DEFAULT_BASE_URLS, ReconcileAccount
 from ..store.database import Database
-from ..store.reconcile import fetch_states, fetch_summary, mark_failed, save_day
+from ..store.reconcile import (
+    fetch_states,
+    fetch_summary,
+    mark_failed,
+    save_account,
+    save_day,
+)
 from .client import BACKOFF, AdminClient
 from .providers import FETCHERS, Fetched
 
@@ -58,6 +64,7 @@ def fetch_account(db: Database, account: ReconcileAccount, env, *, now: float,
         days = due_days(fetch_states(db, account.name), today, account)
     if not days:
         return None
+    save_account(db, account.name, account.provider, account.services)
     fetcher_class = FETCHERS[account.provider]
     key = env.get(account.admin_key_env)
     got = Fetched(days)

@@ -11,9 +11,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .database import Database
-from .schema import RECONCILED
+from .provider_tables import RECONCILED
 
 DAY = 86400
+
 # Operations whose provider reports count requests or units, never tokens (OpenAI's
 # images and audio endpoints): their tokens stay out of our side's token columns, else
 # an image model's tokens would show as drift against a report that has none.
@@ -139,3 +140,31 @@ def fetch_summary(db: Database, first: str) -> dict[str, tuple[float | None, int
             "SELECT account, max(CASE WHEN status = 'ok' THEN fetched_at END), "
             "sum(CASE WHEN status = 'failed' AND day >= ? THEN 1 ELSE 0 END) "
             "FROM provider_fetches GROUP BY account", [first])}
+
+
+def save_account(db: Database, account: str, provider: str, services: tuple[str, ...]) -> None:
+    """Note whose traffic an account pays for, for those that read without the config."""
+    with db.connect(write=True) as conn, conn.transaction():
+        conn.execute("INSERT INTO provider_accounts (account, provider, services) VALUES "
+                     "(?, ?, ?) ON CONFLICT (account) DO UPDATE SET provider = "
+                     "excluded.provider, services = excluded.services",
+                     [account, provider, ",".join(services)])
+
+
+def daily_fees(db: Database, first: str, last: str) -> list[tuple[str, str, str, float, float]]:
+    """Per account fetched and UTC day first..last with a fee on either side: (account,
+    provider, day, our fee, their billed cost)."""
+    with db.connect() as conn:
+        accounts = conn.all("SELECT account, provider, services FROM provider_accounts "
+                            "ORDER BY account")
+    out = []
+    for account, provider, services in accounts:
+        mine: dict[str, float] = {}
+        for f in ours(db, tuple(services.split(",")), first, last):
+            mine[f.day] = mine.get(f.day, 0.0) + (f.fee_usd or 0.0)
+        billed: dict[str, float] = {}
+        for (day, _), usd in theirs(db, account, first, last)[1].items():
+            billed[day] = billed.get(day, 0.0) + usd
+        out += [(account, provider, day, mine.get(day, 0.0), billed.get(day, 0.0))
+                for day in sorted(set(mine) | set(billed))]
+    return out

@@ -11,6 +11,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from ..record import TOKEN_FIELDS
+from .provider_tables import PROVIDER_TABLES, PROVIDER_TABLES_SQL
 from .rollup import FIRST_KEY, KEY, SUMS, backfill_sql
 
 migrations = Migrations("llm_usage_exporter")
@@ -18,12 +19,6 @@ migrations = Migrations("llm_usage_exporter")
 REBUILD_ATTRIBUTED = ("INSERT INTO meta (key, value) VALUES ('rebuild', 'spend_attributed') "
                       "ON CONFLICT (key) DO NOTHING")
 TOKEN_COLUMNS = TOKEN_FIELDS  # one column per token category of Usage
-# The categories a provider's usage report is compared in (store/reconcile.py).
-RECONCILED = ("input_uncached", "cache_read", "cache_write", "output")
-PROVIDER_USAGE = {"account": str, "day": str, "model": str, "api_key": str,
-                  "requests": int, **{c: int for c in RECONCILED}}
-PROVIDER_FETCHES = {"account": str, "day": str, "fetched_at": float, "status": str,
-                    "cause": str, "digest": str, "stable": int}
 
 
 @migrations()
@@ -166,12 +161,9 @@ def m015_spend_attributed(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m016_reconcile(db: sqlite_utils.Database) -> None:
-    # The providers' own figures per UTC day (exporter/reconcile/): their usage per model
-    # and key, their cost per model, and each day's last fetch, kept beside our requests.
-    db["provider_usage"].create(PROVIDER_USAGE, pk=("account", "day", "model", "api_key"))
-    db["provider_costs"].create({"account": str, "day": str, "model": str, "fee_usd": float},
-                                pk=("account", "day", "model"))
-    db["provider_fetches"].create(PROVIDER_FETCHES, pk=("account", "day"))
+    # The providers' own figures per UTC day (exporter/reconcile/), beside our requests.
+    for table, (columns, pk) in PROVIDER_TABLES.items():
+        db[table].create(columns, pk=pk)
 
 
 def _rollup(db: sqlite_utils.Database, key: tuple[str, ...]) -> None:
@@ -270,16 +262,7 @@ POSTGRESQL_MIGRATIONS = (
         "fee_usd double precision, PRIMARY KEY (kind, name, day))",
         REBUILD_ATTRIBUTED,
     )),
-    ("005_reconcile", (
-        # requests NULL: Anthropic's report counts no requests.
-        "CREATE TABLE provider_usage (account text, day text, model text, api_key text, "
-        "requests bigint, " + ", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in RECONCILED)
-        + ", PRIMARY KEY (account, day, model, api_key))",
-        "CREATE TABLE provider_costs (account text, day text, model text, "
-        "fee_usd double precision, PRIMARY KEY (account, day, model))",
-        "CREATE TABLE provider_fetches (account text, day text, fetched_at double precision, "
-        "status text, cause text, digest text, stable integer, PRIMARY KEY (account, day))",
-    )),
+    ("005_reconcile", PROVIDER_TABLES_SQL),
 )
 
 
