@@ -8,6 +8,8 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
+from zoneinfo import ZoneInfo
 
 import anthropic
 import openai
@@ -143,6 +145,23 @@ async def fill_history(gateway, replay, db) -> str:
     first = await gw.records.wait(3)
     await until(lambda: history.queue.qsize() == 0 and history.lag() == 0)
     return dt.datetime.fromtimestamp(first.started, dt.UTC).date().isoformat()
+
+
+async def filled_and_fetched(gateway, replay, db, fakes):
+    """The history filled through the gateway, both bills of its day fetched; the day, the
+    config of both accounts, and when they were fetched."""
+    oa, an, reconcile = fakes
+    day = await fill_history(gateway, replay, db)
+    bill(oa, an, day)
+    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"},
+                                        {"name": "anthropic", "base_url": "http://x",
+                                         "provider": "anthropic"}],
+                           "reconcile": reconcile}, KEYS)
+    now = time.time()
+    for account in config.reconcile:
+        await asyncio.to_thread(fetch_account, db, account, KEYS, now=now, backoff=INSTANT,
+                                days=[day])
+    return day, config, now
 
 
 def write_config(tmp_path, db, reconcile) -> str:
@@ -342,17 +361,8 @@ async def test_a_malformed_bucket_fails_its_day_and_stores_nothing_of_it(db, fak
 
 
 async def test_drift_metrics_of_the_last_day_and_the_month(gateway, replay, db, fakes):
-    oa, an, reconcile = fakes
-    day = await fill_history(gateway, replay, db)
-    bill(oa, an, day)
-    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"},
-                                        {"name": "anthropic", "base_url": "http://x",
-                                         "provider": "anthropic"}],
-                           "reconcile": reconcile}, KEYS)
+    day, config, fetched = await filled_and_fetched(gateway, replay, db, fakes)
     tomorrow = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp() + 86400 + 60
-    for account in config.reconcile:
-        await asyncio.to_thread(fetch_account, db, account, KEYS, now=tomorrow,
-                                backoff=INSTANT, days=[day])
     registry = CollectorRegistry()
     ReconcileCollector(registry, db, config.reconcile, clock=lambda: tomorrow)
     value = registry.get_sample_value
@@ -368,7 +378,7 @@ async def test_drift_metrics_of_the_last_day_and_the_month(gateway, replay, db, 
         none = {**claude, "model": "none"}
         assert value("llm_reconcile_drift_usd", none) == pytest.approx(-0.01, abs=1e-12)
     assert value("llm_reconcile_last_success_timestamp_seconds",
-                 {"account": "openai-main"}) == tomorrow
+                 {"account": "openai-main"}) == fetched
     assert value("llm_reconcile_failed_days", {"account": "openai-main"}) == 0
     assert value("llm_reconcile_drift_alert_ratio", {"account": "openai-main"}) == 0.02
 
@@ -441,3 +451,37 @@ def test_the_retention_deletes_the_providers_figures_with_our_requests(db):
     usage, fees = theirs(db, "openai-main", "2026-08-01", "2026-12-31")
     assert [f.day for f in usage] == ["2026-09-02"] and list(fees) == [("2026-09-02", GPT4O)]
     assert list(fetch_states(db, "openai-main")) == ["2026-09-02"]
+
+
+async def test_the_cost_report_has_a_reconciliation_section(gateway, replay, db, fakes):
+    """Per account and UTC day, our fee beside the bill, in the cost report (both formats'
+    content: its rows, and its sheet)."""
+    import io
+
+    import openpyxl
+
+    from exporter.reports.make import render
+    from exporter.reports.reconciliation import section
+    from exporter.store.query import Filters
+    day, _, _ = await filled_and_fetched(gateway, replay, db, fakes)
+    midnight = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
+    utc = ZoneInfo("UTC")
+    period = Filters(midnight, midnight + 86400, utc)
+    [reconciled] = section(db, period)
+    [table] = reconciled.tables
+    rows = [{k: pytest.approx(v, abs=1e-12) if isinstance(v, float) else v
+             for k, v in r.items()} for r in table.rows]
+    assert rows == [
+        # Anthropic bills the message's $0.01845 and a $0.01 web search of no model.
+        {"day": day, "account": "anthropic-main", "provider": "anthropic",
+         "fee_usd": 0.01845, "provider_fee_usd": 0.02845, "drift_usd": -0.01,
+         "drift_share": -0.01 / 0.02845},
+        {"day": day, "account": "openai-main", "provider": "openai", "fee_usd": 0.003945,
+         "provider_fee_usd": 0.0073675, "drift_usd": -0.0034225,
+         "drift_share": -0.0034225 / 0.0073675},
+        {"day": "Total", "fee_usd": 0.022395, "provider_fee_usd": 0.0358175,
+         "drift_usd": -0.0134225}]
+    book = openpyxl.load_workbook(io.BytesIO(await asyncio.to_thread(
+        render, db, "cost", "xlsx", period)))
+    assert "Reconciliation" in book.sheetnames
+    assert section(db, Filters(midnight - 86400 * 9, midnight - 86400 * 8, utc)) == []

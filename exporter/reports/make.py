@@ -21,6 +21,9 @@ def render(db: Database, kind: str, fmt: str, filters: Filters,
     """The report's file content (its libraries are loaded only when one is made)."""
     from .sections import build
     report = build(db, kind, filters, time.time(), granularity)
+    if kind == "cost":  # the providers' own bills beside ours
+        from .reconciliation import section
+        report.sections += section(db, filters)
     if fmt == "pdf":
         from .pdf import pdf
         return pdf(report)
