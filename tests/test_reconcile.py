@@ -22,6 +22,7 @@ from upstream import json_file
 
 from exporter.cli.main import main
 from exporter.config.load import parse_config
+from exporter.reconcile.compare import Row, likely_cause
 from exporter.reconcile.job import Reconciler, fetch_account
 from exporter.reconcile.keys import matched, tails
 from exporter.store.batches import prune
@@ -485,3 +486,31 @@ async def test_the_cost_report_has_a_reconciliation_section(gateway, replay, db,
         render, db, "cost", "xlsx", period)))
     assert "Reconciliation" in book.sheetnames
     assert section(db, Filters(midnight - 86400 * 9, midnight - 86400 * 8, utc)) == []
+
+
+def tokens(ours, theirs, **more) -> Row:
+    """A row of one model's day: ours and their (uncached, read, write, output) tokens."""
+    names = ("input_uncached", "cache_read", "cache_write", "output")
+    return Row("2026-12-03", "openai-main", "openai", GPT4O, "*", **{
+        f"{n}_tokens": v for n, v in zip(names, ours, strict=True)}, **{
+        f"provider_{n}_tokens": v for n, v in zip(names, theirs, strict=True)}, **more)
+
+
+@pytest.mark.parametrize("row,cause", [
+    (tokens((93, 0, 0, 46), (93, 1024, 0, 46)), "fewer cache read tokens than billed, the "
+     "other categories alike: cached tokens lost (a stream's usage, a parser's miss?)"),
+    (tokens((1117, 0, 0, 46), (93, 1024, 0, 46)),
+     "cache reads counted as uncached input (a stream's usage lost?)"),
+    (tokens((0, 0, 0, 0), (500, 0, 0, 20)),
+     "traffic that bypassed the gateway (scope the account to its project or workspace)"),
+    (tokens((93, 1024, 0, 40), (93, 1024, 0, 46), estimated_tokens=40),
+     "estimated tokens: the upstream reported none for some requests"),
+    (tokens((93, 1024, 0, 46), (93, 1024, 0, 46), fee_usd=0.0, drift_usd=-0.0019725),
+     "unpriced model: add a price under pricing:"),
+    # An override without a cache rate: 1024 cache reads at gpt-4o's $2.50, not $1.25.
+    (tokens((93, 1024, 0, 46), (93, 1024, 0, 46), fee_usd=0.0032525, drift_usd=0.00128),
+     "the same tokens priced apart: a price override, or a price that changed"),
+    (tokens((93, 1024, 0, 46), (93, 1024, 0, 46), fee_usd=0.0019725, drift_usd=0.0), ""),
+])
+def test_a_drift_names_its_likely_cause(row, cause):
+    assert likely_cause(row) == cause

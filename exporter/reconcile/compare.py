@@ -14,6 +14,12 @@ from ..store.provider_tables import RECONCILED
 from ..store.reconcile import Figures
 
 ALL_KEYS = "*"
+# Where one token category alone drifts, what most often reads it wrong.
+ONE_CATEGORY = {"input_uncached": "input the upstream's usage did not report (tool or "
+                "image tokens?)",
+                "cache_read": "cached tokens lost (a stream's usage, a parser's miss?)",
+                "cache_write": "cache writes lost (a 1-hour write read as none?)",
+                "output": "output of streams cut before their usage (client gone?)"}
 # Our share of their tokens below which a row looks like traffic the gateway never saw.
 UNSEEN = 0.5
 
@@ -127,16 +133,25 @@ def likely_cause(row: Row) -> str:
     if row.api_key.startswith("unmapped:"):
         return "their key is in no api_keys entry of the account: map it to our label"
     if ours != theirs:
-        seen = sum(ours) / sum(theirs) if sum(theirs) else 1.0
-        if seen < UNSEEN and all(a <= b for a, b in zip(ours, theirs, strict=True)):
-            return "traffic that bypassed the gateway (scope the account to its project " \
+        below = all(a <= b for a, b in zip(ours, theirs, strict=True))
+        bypassed = "traffic that bypassed the gateway (scope the account to its project " \
                    "or workspace)"
+        if not sum(ours):
+            return bypassed
         uncached, read = RECONCILED.index("input_uncached"), RECONCILED.index("cache_read")
         if ours[read] < theirs[read] and ours[uncached] > theirs[uncached]:
             return "cache reads counted as uncached input (a stream's usage lost?)"
         if row.estimated_tokens:
             return "estimated tokens: the upstream reported none for some requests"
-        if all(a <= b for a, b in zip(ours, theirs, strict=True)):
+        apart = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
+        if len(apart) == 1:  # one category alone: what the gateway reads of it
+            i = apart[0]
+            return f"{'fewer' if ours[i] < theirs[i] else 'more'} " \
+                   f"{RECONCILED[i].replace('_', ' ')} tokens than billed, the other " \
+                   f"categories alike: {ONE_CATEGORY[RECONCILED[i]]}"
+        if below and sum(ours) / sum(theirs) < UNSEEN:
+            return bypassed
+        if below:
             return "fewer tokens than billed: traffic that bypassed the gateway, or " \
                    "requests it could not meter"
         return "more tokens than billed: requests the provider did not bill (failed, " \
