@@ -123,6 +123,9 @@ def reconcile(args, env=os.environ, now: float | None = None) -> int:
             blocks += compare(a.name, a.provider, ours(db, a.services, days[0], days[-1]),
                               usage, fees)
         sys.stdout.write(encode(ordered(blocks), args.format))
+        if not blocks:
+            print(f"reconcile: neither side has figures of {days[0]} to {days[-1]}: the "
+                  "gateway fetches the providers' daily, or pass --fetch", file=sys.stderr)
         return 1 if failed else 0
 
     return reading(db, work)
