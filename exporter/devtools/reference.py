@@ -1,6 +1,7 @@
 """The reference pages made from the code, so they cannot drift from it:
 docs/reference/configuration.md from the key table (config/table.py's doc lines),
-docs/reference/metrics.md from the metric definitions (telemetry/, store/collector.py), and
+docs/reference/metrics.md from the metric definitions (telemetry/, store/collector.py,
+store/reconcile_collector.py), and
 docs/runbook.md from alerts/runbook.md (which the alerts' runbook_url names).
 
     python -m exporter.devtools.reference      # writes them; tests/test_site.py checks them
@@ -19,7 +20,13 @@ from ..config.schema import REQUIRED, documented_keys
 from ..config.table import Config
 from ..store.collector import HistoryCollector
 from ..store.database import Database
-from ..telemetry.background import DeploymentMetrics, HistoryMetrics, ReportMetrics
+from ..store.reconcile_collector import ReconcileCollector
+from ..telemetry.background import (
+    DeploymentMetrics,
+    HistoryMetrics,
+    ReconcileMetrics,
+    ReportMetrics,
+)
 from ..telemetry.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -56,13 +63,14 @@ def families() -> dict[str, tuple[str, list[str], str]]:
     them: each declared one's, and each the history's collector makes at scrape time."""
     registry = CollectorRegistry()
     owners = (Metrics(registry), HistoryMetrics(registry), DeploymentMetrics(registry),
-              ReportMetrics(registry))
+              ReportMetrics(registry), ReconcileMetrics(registry))
     out = {m._name + ("_total" if m._type == "counter" else ""):
            (m._type, list(m._labelnames), m._documentation)
            for owner in owners for m in vars(owner).values()
            if isinstance(m, MetricWrapperBase)}
-    for family in HistoryCollector(registry, Database("/nonexistent.db"),
-                                   ZoneInfo("UTC")).collect():
+    nowhere = Database("/nonexistent.db")
+    for family in [*HistoryCollector(registry, nowhere, ZoneInfo("UTC")).collect(),
+                   *ReconcileCollector(registry, nowhere, ()).collect()]:
         out[family.name] = (family.type, list(getattr(family, "_labelnames", ())),
                             family.documentation)
     return out
