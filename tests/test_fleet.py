@@ -19,17 +19,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from admin_apis import FakeAdmin
 from conftest import database_name, read_rows, start, stop, until, until_async, wait_ok
 from prometheus_client.parser import text_string_to_metric_families
 from upstream import json_file
 
 from exporter.devtools.postgres import PASSWORD, PASSWORD_ROLE
 from exporter.store.database import Database
+from exporter.store.reconcile import fetch_states
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parent.parent
 CHAT = "/v1/chat/completions"
 TEAM_KEY = "sk-fleet-team-key"
+OPENAI_ADMIN = "sk-admin-fleet-0123456789"
 # openai_chat_cached.json at gpt-4o's prices ($2.50 input, $1.25 cache read, $10 output per
 # million): 93 uncached and 1,024 cached prompt tokens, 46 completion tokens.
 FEE = (93 * D("2.50") + 1024 * D("1.25") + 46 * D("10")) / 1_000_000
@@ -75,10 +78,11 @@ async def fleet(postgres_server, aiohttp_server, replay, tmp_path, unused_tcp_po
 
     replay.routes["/health"] = health
     upstream = str((await aiohttp_server(replay.app())).make_url("")).rstrip("/")
-    env = {**os.environ, "FLEET_DB_PASSWORD": PASSWORD, "TEAM_KEY": TEAM_KEY}
+    env = {**os.environ, "FLEET_DB_PASSWORD": PASSWORD, "TEAM_KEY": TEAM_KEY,
+           "OPENAI_ADMIN_KEY": OPENAI_ADMIN}
     started = []
 
-    async def replica(budget: float = 1000.0, others=()) -> Replica:
+    async def replica(budget: float = 1000.0, others=(), **more) -> Replica:
         port, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
         config = tmp_path / f"replica{len(started)}.yaml"
         config.write_text(json.dumps({
@@ -88,10 +92,12 @@ async def fleet(postgres_server, aiohttp_server, replay, tmp_path, unused_tcp_po
             "api_keys": [{"name": "team", "key_env": "TEAM_KEY"}],
             "budgets": [{"api_key": "team", "daily": budget, "enforce": True}, *others],
             "deployments": [{"name": "llama", "model": "llama-3.1-8b", "base_url": upstream,
-                             "probe_interval_seconds": 0.1}]}))
+                             "probe_interval_seconds": 0.1}], **more}))
+        log = tmp_path / f"replica{len(started)}.log"
         proc = await start(sys.executable, "-m", "exporter", "serve", "--config", str(config),
-                           cwd=ROOT, log=tmp_path / f"replica{len(started)}.log", env=env)
+                           cwd=ROOT, log=log, env=env)
         r = Replica(proc, port, admin)
+        r.log = log
         started.append(r)
         await wait_ok(r.api + "/healthz")
         return r
@@ -211,6 +217,37 @@ async def test_one_replica_probes_and_the_other_takes_over(fleet):
     async def exported() -> bool:
         return (await other.metrics()).get(up) == 1.0
     await until_async(exported)
+
+
+async def test_one_replica_fetches_the_bills_and_a_lease_that_moves_does_not_again(
+        fleet, aiohttp_server):
+    """The reconciliation's job on one replica: it fetches the two days due; stopped, its
+    lease moves, and the other replica, reading in the history when the fleet last
+    fetched, says when it will next (a day later) and does not fetch now."""
+    openai_admin = FakeAdmin("openai", OPENAI_ADMIN)
+    url = str((await aiohttp_server(openai_admin.app())).make_url("")).rstrip("/")
+    account = [{"name": "openai-main", "provider": "openai", "admin_key_env":
+                "OPENAI_ADMIN_KEY", "base_url": url, "services": ["openai"],
+                "backfill_days": 2, "refetch_days": 1}]
+    a, b = await fleet(reconcile=account), await fleet(reconcile=account)
+    await until(lambda: len(fetch_states(fleet.db, "openai-main")) == 2)
+    asked = len(openai_admin.asked("completions"))
+    assert asked == 1 and len(openai_admin.asked("costs")) == 1  # both days in one ask
+
+    def holder() -> int | None:
+        with fleet.db.connect() as conn:
+            found = conn.one("SELECT holder FROM leases WHERE name = 'reconcile'")
+        return int(found[0].split(":")[1]) if found else None
+
+    fetcher, other = (a, b) if holder() == a.proc.pid else (b, a)
+    await stop(fetcher.proc)
+    await until(lambda: holder() == other.proc.pid, timeout=10)
+    await until(lambda: "reconcile: account openai-main: last fetched" in
+                other.log.read_text())
+    said = next(line for line in other.log.read_text().splitlines()
+                if "reconcile: account openai-main: last fetched" in line)
+    assert "next fetch now" not in said
+    assert len(openai_admin.asked("completions")) == asked  # not fetched again
 
 
 async def test_sigterm_of_one_replica_mid_burst_loses_no_row(fleet):

@@ -85,6 +85,11 @@ def fetch_account(db: Database, account: ReconcileAccount, env, *, now: float,
     return got
 
 
+def _when(t: float | None) -> str:
+    return "never" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC")
+
+
 def logged(account: ReconcileAccount, got: Fetched | None) -> None:
     """One line per fetch: what was stored, or what failed (never the key)."""
     if got is None:
@@ -136,6 +141,11 @@ class Reconciler:
                 good, failed = last.get(a.name, (None, 0))
                 self.next_try[a.name] = good + a.every_hours * 3600 \
                     if good is not None and not failed else 0.0
+                # Said once per process that runs the job (the fleet's lease holder): when
+                # the fleet last fetched, and so when this process will.
+                log.info("reconcile: account %s: last fetched %s, next fetch %s", a.name,
+                         _when(good), "now" if self.next_try[a.name] <= now
+                         else _when(self.next_try[a.name]))
         for a in self.accounts:
             if now < self.next_try[a.name]:
                 continue
