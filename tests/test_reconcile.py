@@ -284,6 +284,26 @@ async def test_late_figures_are_fetched_again_until_two_fetches_agree(db, fakes)
     assert later.days == ["2026-12-04"]  # the 2nd is settled: only refetch_days' day
 
 
+async def test_openai_cache_writes_and_uncached_input_as_its_api_describes_them(db, fakes):
+    """input_tokens hold the cache's reads and writes: 1,500 with 1,000 read and 300
+    written are 200 uncached; where input_uncached_tokens is sent, it is taken as is."""
+    oa, an, reconcile = fakes
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    day = "2026-12-02"
+    oa.set("completions", day, [
+        {**openai_usage(GPT4O, "key_search", 1, 1500, 1000, 10), "input_cache_write_tokens": 300},
+        {**openai_usage("gpt-5", "key_search", 1, 900, 0, 5), "input_uncached_tokens": 700,
+         "input_cache_write_tokens": 200}])
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
+                                  backoff=INSTANT, days=[day])
+    assert not got.failed
+    assert sorted((f.model, f.input_uncached, f.cache_read, f.cache_write, f.output)
+                  for f in got.usage[day].values()) == [(GPT4O, 200, 1000, 300, 10),
+                                                        ("gpt-5", 700, 0, 200, 5)]
+
+
 async def test_busy_and_failing_admin_apis_are_retried(db, fakes):
     """A 429 and a 500 are retried after a backoff, then the pages are read."""
     oa, an, reconcile = fakes

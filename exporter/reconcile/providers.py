@@ -7,8 +7,9 @@ buckets grouped by model and API key id. Parsing a bucket is pure; a bucket that
 parse fails its day only, a page that does not parse fails every day not yet read.
 
 Token semantics, where the reports and our columns differ:
-- OpenAI's `input_tokens` include the cached ones (`input_cached_tokens`) and every
-  modality: uncached input is their difference; OpenAI reports no cache writes.
+- OpenAI's `input_tokens` include every modality and the cache's reads
+  (`input_cached_tokens`) and writes (`input_cache_write_tokens`): uncached input is
+  `input_uncached_tokens` where sent, else the difference (its OpenAPI description).
 - Anthropic's `uncached_input_tokens` exclude cache reads and writes; writes of both TTLs
   (`cache_creation.ephemeral_5m_input_tokens`, `..._1h_...`) are one category, as in
   llm_tokens_total. Its report counts no requests (None).
@@ -158,13 +159,20 @@ class OpenAIFetcher(Fetcher):
         for kind in OPENAI_USAGE:
             def usage(day, r, kind=kind):
                 requests = _count(r, "num_model_requests")
-                cached = _count(r, "input_cached_tokens")
-                total = _count(r, "input_tokens") if kind in ("completions", "embeddings") \
-                    else 0
-                if cached > total:
-                    raise ValueError("input_cached_tokens above input_tokens")
+                tokens = kind in ("completions", "embeddings")  # the others count none
+                total = _count(r, "input_tokens") if tokens else 0
+                cached = _count(r, "input_cached_tokens") if tokens else 0
+                written = _count(r, "input_cache_write_tokens") if tokens else 0
+                # input_tokens include the cache's reads and writes; input_uncached_tokens,
+                # where the API sends it, is the rest.
+                uncached = _count(r, "input_uncached_tokens") if tokens and \
+                    "input_uncached_tokens" in r else total - cached - written
+                if uncached < 0:
+                    raise ValueError("input_cached_tokens and input_cache_write_tokens above "
+                                     "input_tokens")
                 got.add(Figures(day, r.get("model") or "unknown", self.key(r.get("api_key_id")),
-                                requests, input_uncached=total - cached, cache_read=cached,
+                                requests, input_uncached=uncached, cache_read=cached,
+                                cache_write=written,
                                 output=_count(r, "output_tokens") if kind == "completions"
                                 else 0))
             self.pages(got, f"/v1/organization/usage/{kind}",
