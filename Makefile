@@ -4,7 +4,7 @@
 # poppler-utils (the reports' PDFs read and rendered), postgresql (the tests start their
 # own server in a temporary folder with its initdb and pg_ctl) and nginx (the benchmark's
 # plain proxy, started by its test in a temporary folder too).
-# `make bench` runs the benchmark of README.md's Speed section, with Debian's wrk and nginx;
+# `make bench` runs the benchmark of docs/performance.md, with Debian's wrk and nginx;
 # `make soak` the gateway's memory over 400,000 requests (about seven minutes).
 
 VENV ?= .venv

@@ -7,7 +7,7 @@ refuse it.
 The upstream is the simulator, answering each request after about `latency` seconds; the
 budget is set (by SIGHUP) to the fee of about R requests. Printed: when the fleet's spend
 reached the budget, when each replica refused from then on, and what was spent past it,
-in requests and in dollars, beside the bound the README states: the requests in flight
+in requests and in dollars, beside the bound docs/fleet.md states: the requests in flight
 then, plus at most a second of the key's traffic.
 """
 

@@ -14,7 +14,8 @@ from decimal import Decimal
 
 class ErrorType(enum.StrEnum):
     """The `error_type` label and history column: every value, defined here only (the
-    README's Errors table, the recording rules and the dashboards are tested against it)."""
+    Errors table of docs/metrics.md, the recording rules and the dashboards are tested
+    against it)."""
 
     NONE = "none"  # a success
     BAD_REQUEST = "bad_request"  # the upstream answered 400 or 422

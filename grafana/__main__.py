@@ -12,7 +12,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from . import deployments, details, lint, overview, performance, rankings, requests, spend
 
 DASHBOARDS = Path(__file__).parent / "dashboards"
-# In the order of the README's sections; the file name is the dashboard's uid.
+# In the order of the docs' pages (docs/dashboards.md); the file name is the dashboard's uid.
 MODULES = (overview, rankings, details, performance, spend, requests, deployments)
 
 

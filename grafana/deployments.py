@@ -4,7 +4,7 @@ and what a million tokens costs on them.
 Seed pages 000 (dedicated usage) and 001 (self-deployed models: active deployments,
 allocated GPU hours, fine-tunings, and the table of name, type, model, requests, duration
 and tokens). GPU utilisation comes from NVIDIA's DCGM exporter where the same Prometheus
-scrapes it, its series given a `deployment` label by relabelling (README: Deployments).
+scrapes it, its series given a `deployment` label by relabelling (docs/deployments.md).
 """
 
 from __future__ import annotations
@@ -169,8 +169,8 @@ def build():
                    f"{{{DEPLOYMENT}}}[$__range])) / on (deployment) ({output} / 1e6 > 0)",
                    w=6, h=6),
         stat_panel("GPU utilisation (DCGM)", "Needs NVIDIA's DCGM exporter scraped by the "
-                   "same Prometheus, its series labelled with `deployment` (README: "
-                   "Deployments); shows nothing without it. The average of "
+                   "same Prometheus, its series labelled with `deployment` "
+                   "(docs/deployments.md); shows nothing without it. The average of "
                    "DCGM_FI_DEV_GPU_UTIL over the range, per deployment.", "percent",
                    f"avg by (deployment) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{{{DEPLOYMENT}}}"
                    "[$__range]))", w=6, h=6, decimals=0),

@@ -107,3 +107,19 @@ def test_every_error_type_is_in_the_errors_table_and_nothing_else():
     named = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
     assert named == set(ErrorType)
 
+
+
+def test_the_readme_is_a_front_door_whose_links_all_lead_somewhere():
+    """At most about 250 lines, nothing outside the repository, every link to a file of it
+    (and a heading of that file) there."""
+    assert len(README.splitlines()) <= 250
+    assert "../" not in README
+    for target in re.findall(r"\]\((?!https?:)([^)\s]+)\)", README):
+        path, _, anchor = target.partition("#")
+        page = ROOT / path
+        assert page.exists(), target
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+            slugs = {re.sub(r"\s+", "-", re.sub(r"[^\w\- ]", "", h.replace("`", "").lower()))
+                     for h in headings}
+            assert anchor in slugs, target

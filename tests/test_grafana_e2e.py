@@ -99,7 +99,7 @@ async def run_panel(s, prom: str, panel: dict, values: dict, now: float) -> tupl
 
 async def fake_dcgm(aiohttp_server) -> str:
     """NVIDIA's DCGM exporter as Prometheus would scrape it, relabelled with the demo's
-    deployment (README: Deployments): two GPUs at 37% and 41%."""
+    deployment (docs/deployments.md): two GPUs at 37% and 41%."""
     from aiohttp import web
 
     async def metrics(request):

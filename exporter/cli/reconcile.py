@@ -97,8 +97,8 @@ def reconcile(args, env=os.environ, now: float | None = None) -> int:
         print(f"--from: {first} is after --to {last}", file=sys.stderr)
         return 2
     if not config.reconcile:
-        print(f"{args.config}: no reconcile: accounts to compare with (see README.md, "
-              "Reconciliation)", file=sys.stderr)
+        print(f"{args.config}: no reconcile: accounts to compare with (see "
+              "docs/reconciliation.md)", file=sys.stderr)
         return 2
     args.db = None
     db, status = history_file(args)

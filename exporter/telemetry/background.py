@@ -1,6 +1,6 @@
 """The metrics of the gateway's work besides requests: the history's writer, the
 deployments' prober, the scheduled reports and the reconciliation with the providers'
-bills (README.md documents each one).
+bills (docs/reference/metrics.md lists each one).
 
 Declared apart from metrics.py's, not with them, only because one module of both passed
 300 lines; they are still all in telemetry/, and the docs test reads both."""

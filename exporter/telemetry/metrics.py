@@ -1,7 +1,7 @@
 """Every metric the gateway exports: name, HELP, labels and buckets, in one place.
 
-These names and labels are the project's public API (README.md documents each one):
-change them only with a deprecation period.
+These names and labels are the project's public API (docs/reference/metrics.md lists each
+one, made from these definitions): change them only with a deprecation period.
 """
 
 from __future__ import annotations
