@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from conftest import need_binary, start, stop, wait_ok
+from conftest import need_binary, start, stop, until, wait_ok
 
 from exporter.record import TOKEN_FIELDS
 from grafana import __main__ as generator
@@ -265,7 +265,18 @@ async def check_ledger_totals(s, bases: dict, dashboards: dict, values: dict, hi
     """Every total stat, as Grafana computes it (its fields of the usage API's row, summed),
     equals the sum over the history's rows for the same range and filters: the requests
     exactly, the fee within a millionth of a dollar. Over a range that ended 10 s ago, whose
-    rows are all written, unfiltered and for one project."""
+    rows are all written, unfiltered and for one project: once that range holds a priced
+    request of the project (the panels may have had data within seconds of the start)."""
+    tokens = " + ".join(TOKEN_FIELDS)
+
+    def priced_before_10_s_ago() -> bool:
+        with sqlite3.connect(history) as db:
+            [(n,)] = db.execute(f"SELECT count(*) FROM requests WHERE project = 'search' AND "
+                                f"fee_usd > 0 AND {tokens} > 0 AND started_at < ?",
+                                [time.time() - 10]).fetchall()
+        return n > 0
+
+    await until(priced_before_10_s_ago, timeout=60)
     end = time.time() - 10
     window = {**values, "__from": str(int((started - 60) * 1000)), "__to": str(int(end * 1000))}
     stats = [(name, p) for name in ("llm-overview.json", "llm-details.json")
