@@ -8,22 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import yaml
-from prometheus_client import CollectorRegistry
 
 from exporter.record import ErrorType
-from exporter.store.collector import HistoryCollector
-from exporter.store.database import Database
-from exporter.store.reconcile_collector import ReconcileCollector
-from exporter.telemetry.background import (
-    DeploymentMetrics,
-    HistoryMetrics,
-    ReconcileMetrics,
-    ReportMetrics,
-)
-from exporter.telemetry.metrics import Metrics
+from exporter.store.catalogue import every_metric
 
 ROOT = Path(__file__).parent.parent
 FILTERS = ("service", "provider", "model", "api_key", "project")
@@ -52,19 +41,11 @@ def number_panels(model):
 
 def defined_metrics() -> set[str]:
     """Every series name the exporter writes and the recording rules record."""
-    registry = CollectorRegistry()
-    Metrics(registry)
-    HistoryMetrics(registry)
-    DeploymentMetrics(registry)
-    ReportMetrics(registry)
-    ReconcileMetrics(registry)
-    HistoryCollector(registry, Database("/nonexistent.db"), ZoneInfo("UTC"))
-    ReconcileCollector(registry, Database("/nonexistent.db"), ())
     names = {"ALERTS"}
-    for family in registry.collect():
-        names.add(family.name + ("_total" if family.type == "counter" else ""))
-        if family.type == "histogram":
-            names |= {family.name + s for s in ("_bucket", "_sum", "_count")}
+    for name, (kind, _, _) in every_metric().items():
+        names.add(name)
+        if kind == "histogram":
+            names |= {name + s for s in ("_bucket", "_sum", "_count")}
     rules = yaml.safe_load((ROOT / "alerts" / "rules.yml").read_text())
     names |= {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
     return names

@@ -1,7 +1,6 @@
 """The reference pages made from the code, so they cannot drift from it:
 docs/reference/configuration.md from the key table (config/table.py's doc lines),
-docs/reference/metrics.md from the metric definitions (telemetry/, store/collector.py,
-store/reconcile_collector.py), and
+docs/reference/metrics.md from the metric definitions (store/catalogue.py lists them), and
 docs/runbook.md from alerts/runbook.md (which the alerts' runbook_url names).
 
     python -m exporter.devtools.reference      # writes them; tests/test_site.py checks them
@@ -11,23 +10,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from zoneinfo import ZoneInfo
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics import MetricWrapperBase
 
 from ..config.schema import REQUIRED, documented_keys
 from ..config.table import Config
-from ..store.collector import HistoryCollector
-from ..store.database import Database
-from ..store.reconcile_collector import ReconcileCollector
-from ..telemetry.background import (
-    DeploymentMetrics,
-    HistoryMetrics,
-    ReconcileMetrics,
-    ReportMetrics,
-)
-from ..telemetry.metrics import Metrics
+from ..store.catalogue import every_metric
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DOCS = ROOT / "docs"
@@ -58,27 +44,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def families() -> dict[str, tuple[str, list[str], str]]:
-    """name -> (type, labels, HELP) of every metric the gateway exposes, as /metrics names
-    them: each declared one's, and each the history's collector makes at scrape time."""
-    registry = CollectorRegistry()
-    owners = (Metrics(registry), HistoryMetrics(registry), DeploymentMetrics(registry),
-              ReportMetrics(registry), ReconcileMetrics(registry))
-    out = {m._name + ("_total" if m._type == "counter" else ""):
-           (m._type, list(m._labelnames), m._documentation)
-           for owner in owners for m in vars(owner).values()
-           if isinstance(m, MetricWrapperBase)}
-    nowhere = Database("/nonexistent.db")
-    for family in [*HistoryCollector(registry, nowhere, ZoneInfo("UTC")).collect(),
-                   *ReconcileCollector(registry, nowhere, ()).collect()]:
-        out[family.name] = (family.type, list(getattr(family, "_labelnames", ())),
-                            family.documentation)
-    return out
-
-
 def metrics() -> str:
     rows = [f"| `{name}` | {kind} | {', '.join(labels)} | {_cell(doc)} |"
-            for name, (kind, labels, doc) in families().items()]
+            for name, (kind, labels, doc) in every_metric().items()]
     return (f"{NOTE}# Metrics\n\nEvery series `/metrics` exposes, with its type, labels "
             "and HELP text. Names and labels are the public API: they do not change without "
             "a deprecation period. [Metrics and labels](../metrics.md) explains each label's "
