@@ -52,7 +52,7 @@ async def test_a_keys_only_three_requests_are_in_increase(workers, tmp_path, aio
         "scrape_configs": [{"job_name": "gateway",
                             "static_configs": [{"targets": [f"127.0.0.1:{admin}"]}]}]}))
     gateway = await start(sys.executable, "-m", "exporter", "serve", "--config", str(config),
-                          "--workers", str(workers), cwd=ROOT, log=tmp_path / "gateway.log")
+                          "--workers", str(workers), cwd=tmp_path, log=tmp_path / "gateway.log")
     prom = await start(prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
                        f"--storage.tsdb.path={tmp_path / 'data'}",
                        f"--web.listen-address=127.0.0.1:{prom_port}",
