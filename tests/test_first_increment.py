@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 from decimal import Decimal as D
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,7 +21,6 @@ from conftest import need_binary, start, stop, until_async, wait_ok
 from upstream import json_file
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).parent.parent
 CHAT = "/v1/chat/completions"
 FEE = (93 * D("2.50") + 1024 * D("1.25") + 46 * D("10")) / 1_000_000
 assert FEE == D("0.0019725")
