@@ -12,6 +12,7 @@ from .kit import (
     API_FILTERS,
     API_RANGE,
     BY_KEY,
+    FILTERS,
     OPERATION,
     Column,
     InfinityQuery,
@@ -119,6 +120,6 @@ def build():
         [("Summary", summary),
          ("By model and API key", [
              table.links(download_links(query)).data_links(history_link(
-                 model="Model", api_key="API key"))
+                 (*FILTERS, "operation"), model="Model", api_key="API key"))
              for table, query in ((per_pair, whole), (per_bucket, bucketed))])],
         links=[month_by_day_link(UID), *report_links()])

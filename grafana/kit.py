@@ -59,6 +59,7 @@ API_FILTERS = (("service", "${service:csv}"), ("provider", "${provider:csv}"),
                ("model", "${model:csv}"), ("api_key", "${api_key:csv}"),
                ("project", "${project:csv}"))
 API_RANGE = (("from", "${__from}"), ("to", "${__to}"), ("tz", "${__timezone}"))
+FILTERS = tuple(name for name, _ in API_FILTERS)  # the variables every dashboard filters by
 
 
 # --- variables ----------------------------------------------------------------------------
@@ -427,11 +428,13 @@ def download_links(query: InfinityQuery) -> list:
 HISTORY_UID = "llm-requests"  # the request history dashboard (requests.py)
 
 
-def history_link(**fields: str) -> list:
+def history_link(keep: tuple[str, ...] = FILTERS, **fields: str) -> list:
     """A data link from a row or bar to the request history of what it shows: each
-    variable of it (model=...) set from a field of the row, the time range kept."""
-    values = "&".join(f'var-{var}=${{__data.fields["{field}"]}}'
-                      for var, field in fields.items())
+    variable of it (model=...) set from a field of the row; the time range and the
+    dashboard's other filters (`keep`, those the history has too) kept as they are."""
+    values = "&".join([*(f'var-{var}=${{__data.fields["{field}"]}}'
+                         for var, field in fields.items()),
+                       *(f"${{{var}:queryparam}}" for var in keep if var not in fields)])
     return [dash.DashboardLink("Requests of this row in the request history")
             .url(f"/d/{HISTORY_UID}?${{__url_time_range}}&{values}")
             .target_blank(False).placement(None)]

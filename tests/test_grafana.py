@@ -196,3 +196,24 @@ def test_history_tables_read_the_usage_api(name):
         assert params["from"] == "${__from}" and params["to"] == "${__to}"
         assert params["tz"] == "${__timezone}"  # days in the viewer's zone
         assert params["model"] == "${model:csv}"
+
+
+def test_a_row_opens_its_requests_with_the_dashboards_other_filters_kept():
+    """A data link to the request history sets what its row shows (model, key...) and
+    keeps every other filter of its dashboard that the history has: opening a model's row
+    while one project is chosen shows that project's requests of the model, not all."""
+    every = dashboards()
+    history = {v["name"] for v in every["llm-requests.json"]["templating"]["list"]}
+    links = 0
+    for name, d in every.items():
+        own = {v["name"] for v in d["templating"]["list"]}
+        for panel in d["panels"]:
+            for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+                if not link["url"].startswith("/d/llm-requests?"):
+                    continue
+                links += 1
+                from_row = set(re.findall(r"var-(\w+)=\$\{__data\.fields", link["url"]))
+                kept = set(re.findall(r"\$\{(\w+):queryparam\}", link["url"]))
+                assert kept <= own & history and not kept & from_row, (name, link["url"])
+                assert set(kit.FILTERS) <= from_row | kept, (name, panel["title"])
+    assert links >= 6
