@@ -32,7 +32,7 @@ def summary(b: Basis) -> list[Section]:
         for order, key, kind in (("fee", "fee_usd", "usd"), ("tokens", "total_tokens", "int")):
             q = UsageQuery(filters, (group,), order=order, limit=TOP)
             tops.tables.append(Table(
-                f"By {order}, per {LABELS[group]}",
+                f"By {order}, per {LABELS[group] if group == 'api_key' else group}",
                 [(group, LABELS[group], "text"),
                  (key, "Fee" if order == "fee" else "Tokens", kind),
                  ("requests", "Requests", "int")], fetch(db, q)))
