@@ -61,6 +61,12 @@ class FakeAdmin:
             fault = queued.pop(0)
             if fault == "not json":
                 return web.Response(text="<html>gateway timeout</html>", status=200)
+            if isinstance(fault, str) and fault.startswith("http"):  # a redirect there
+                raise web.HTTPFound(fault)
+            if fault == "same page":  # more, forever, at the same cursor
+                queued.insert(0, fault)
+                return web.json_response({"object": "page", "data": [], "has_more": True,
+                                          "next_page": "again"})
             return web.json_response({"error": {"message": "try later"}}, status=fault,
                                      headers={"Retry-After": "0"} if fault == 429 else None)
         endpoint = request.path.rsplit("/", 1)[1]

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import time
+from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
 import anthropic
@@ -22,11 +23,19 @@ from upstream import json_file
 
 from exporter.cli.main import main
 from exporter.config.load import parse_config
+from exporter.config.schema import ConfigError
 from exporter.reconcile.compare import Row, likely_cause
 from exporter.reconcile.job import Reconciler, fetch_account
 from exporter.reconcile.keys import matched, tails
 from exporter.store.batches import prune
-from exporter.store.reconcile import Figures, fetch_states, save_day, theirs
+from exporter.store.reconcile import (
+    Figures,
+    fetch_states,
+    mark_failed,
+    ours,
+    save_day,
+    theirs,
+)
 from exporter.store.reconcile_collector import ReconcileCollector
 from exporter.store.writer import History
 from exporter.telemetry.background import HistoryMetrics, ReconcileMetrics
@@ -94,9 +103,9 @@ def row(day, account, provider, model, api_key, fee, their_fee, requests, their_
            "api_key": api_key, "fee_usd": fee, "provider_fee_usd": their_fee,
            "drift_usd": drift, "drift_share": share, "requests": requests,
            "provider_requests": their_requests}
-    for name, ours, theirs_ in zip(("input_uncached", "cache_read", "cache_write", "output"),
+    for name, ours_, theirs_ in zip(("input_uncached", "cache_read", "cache_write", "output"),
                                    tokens, their_tokens, strict=True):
-        out[f"{name}_tokens"], out[f"provider_{name}_tokens"] = ours, theirs_
+        out[f"{name}_tokens"], out[f"provider_{name}_tokens"] = ours_, theirs_
     return {**out, "estimated_tokens": 0, "likely_cause": cause}
 
 
@@ -148,16 +157,21 @@ async def fill_history(gateway, replay, db) -> str:
     return dt.datetime.fromtimestamp(first.started, dt.UTC).date().isoformat()
 
 
+def both_accounts(reconcile: list[dict]):
+    """A config of both services, and of the accounts `reconcile`."""
+    return parse_config({"services": [{"name": "openai", "base_url": "http://x"},
+                                      {"name": "anthropic", "base_url": "http://x",
+                                       "provider": "anthropic"}],
+                         "reconcile": reconcile}, KEYS)
+
+
 async def filled_and_fetched(gateway, replay, db, fakes):
     """The history filled through the gateway, both bills of its day fetched; the day, the
     config of both accounts, and when they were fetched."""
     oa, an, reconcile = fakes
     day = await fill_history(gateway, replay, db)
     bill(oa, an, day)
-    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"},
-                                        {"name": "anthropic", "base_url": "http://x",
-                                         "provider": "anthropic"}],
-                           "reconcile": reconcile}, KEYS)
+    config = both_accounts(reconcile)
     now = time.time()
     for account in config.reconcile:
         await asyncio.to_thread(fetch_account, db, account, KEYS, now=now, backoff=INSTANT,
@@ -248,7 +262,8 @@ async def test_reconcile_compares_the_gateways_history_with_both_bills(
 
 async def test_late_figures_are_fetched_again_until_two_fetches_agree(db, fakes):
     """A day's figures that grow on a later fetch replace the first whole; the day is
-    settled when two fetches agree, and then no longer fetched once out of refetch_days."""
+    settled when two fetches six hours apart or more agree, and then no longer fetched
+    once out of refetch_days."""
     oa, an, reconcile = fakes
     db.migrate()
     account = parse_config({"services": [{"name": "anthropic", "base_url": "http://x",
@@ -266,7 +281,12 @@ async def test_late_figures_are_fetched_again_until_two_fetches_agree(db, fakes)
                                                       320)])
     an.set("cost_report", "2026-12-02", [anthropic_cost(SONNET, "Input", "input", "0.015"),
                                          anthropic_cost(SONNET, "Output", "output", "0.48")])
-    await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 3600, backoff=INSTANT)
+    # A retry five minutes later agrees on the 3rd, but proves nothing yet.
+    await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 300, backoff=INSTANT,
+                            days=["2026-12-03"])
+    assert not fetch_states(db, "anthropic-main")["2026-12-03"].stable
+    await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 6 * 3600 + 300,
+                            backoff=INSTANT)
     usage, fees = theirs(db, "anthropic-main", "2026-12-02", "2026-12-03")
     assert [(f.day, f.api_key, f.input_uncached, f.output) for f in usage] == [
         ("2026-12-02", "support-team", 50, 320)]
@@ -352,6 +372,132 @@ async def test_a_refused_key_is_one_line_and_a_metric_naming_the_account(db, fak
     assert len(states) == 35 and {s.cause for s in states.values()} == {"auth"}
 
 
+def test_our_requests_are_those_a_provider_counts(db):
+    """An answer, and a stream its client left after billing began, count; the gateway's
+    own refusal (a spent budget) and an upstream's 500 do not: the provider saw neither
+    as a model request."""
+    from exporter.record import RequestRecord, Usage
+    history = History(db, HistoryMetrics(CollectorRegistry()), linger=0)
+    at = dt.datetime(2026, 12, 2, 10, tzinfo=dt.UTC).timestamp()
+    for i, (code, error, fee) in enumerate([(200, "none", "0.001"),
+                                            (499, "client_disconnect", "0.0005"),
+                                            (429, "budget_exceeded", "0"),
+                                            (500, "upstream_error", "0")]):
+        r = RequestRecord(f"r{i}", at + i, "openai", "openai", "team", "chat", model="gpt-4o",
+                          code=code, error_type=error)
+        r.usage = Usage(input_text=100 if fee != "0" else 0)
+        r.fee = D(fee)
+        history.put(r)
+    history.start()
+    history.close()
+    [row] = ours(db, ("openai",), "2026-12-02", "2026-12-02")
+    assert (row.requests, row.input_uncached) == (2, 200)
+
+
+async def test_a_fetch_whose_lease_was_lost_meanwhile_stores_nothing(db, fakes):
+    """The job's task is cancelled when its lease is lost, but a fetch in its thread goes
+    on: it must not write what another replica may be writing."""
+    import threading
+    oa, an, reconcile = fakes
+    bill(oa, an, "2026-12-02")
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    stop = threading.Event()
+    stop.set()
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
+                                  backoff=INSTANT, days=["2026-12-02"], stop=stop)
+    assert got is None and fetch_states(db, "openai-main") == {}
+    assert len(oa.asked("completions")) == 1  # fetched, not stored
+
+
+def test_a_backfill_past_the_historys_retention_is_refused():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                      "history": {"retention_days": 30},
+                      "reconcile": [{**accounts("http://o", "http://a")[0],
+                                     "backfill_days": 35}]}, KEYS)
+    assert e.value.problems == ["reconcile[0].backfill_days: 35 is more than "
+                                "history.retention_days (30): days the history no longer "
+                                "keeps cannot be compared"]
+
+
+def test_failed_days_count_only_those_the_job_still_fetches(db, fakes):
+    """With backfill_days 7, on 10 December the job fetches the 3rd to the 9th: a day of
+    November that failed long ago is no failure to fix, and no alert."""
+    oa, an, reconcile = fakes
+    db.migrate()
+    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                           "reconcile": [{**reconcile[0], "backfill_days": 7}]}, KEYS)
+    at = dt.datetime(2026, 12, 10, 6, tzinfo=dt.UTC).timestamp()
+    for day in ("2026-11-20", "2026-12-02", "2026-12-03", "2026-12-09"):
+        mark_failed(db, "openai-main", day, at, "server_error")
+    registry = CollectorRegistry()
+    ReconcileCollector(registry, db, config.reconcile, clock=lambda: at)
+    assert registry.get_sample_value("llm_reconcile_failed_days",
+                                     {"account": "openai-main"}) == 2  # the 3rd and the 9th
+
+
+async def test_a_redirect_is_not_followed_with_the_admin_key(db, fakes, aiohttp_server):
+    """urllib would send the key's header to wherever a 3xx points: the fetch refuses it."""
+    from aiohttp import web
+    oa, an, reconcile = fakes
+    reached = []
+
+    async def elsewhere(request):
+        reached.append(dict(request.headers))
+        return web.json_response({"object": "page", "data": [], "has_more": False})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", elsewhere)
+    other = str((await aiohttp_server(app)).make_url("/steal"))
+    oa.faults["/v1/organization/usage/completions"] = [other]
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
+                                  backoff=INSTANT, days=["2026-12-02"])
+    assert got.failed == {"2026-12-02": "rejected"} and reached == []
+    assert got.problem == ("/v1/organization/usage/completions: 302: a redirect, not "
+                           "followed (the admin key would go with it): check base_url")
+
+
+async def test_a_page_cursor_that_repeats_fails_the_fetch_instead_of_looping(db, fakes):
+    oa, an, reconcile = fakes
+    oa.faults["/v1/organization/usage/completions"] = ["same page"]
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
+                                  backoff=INSTANT, days=["2026-12-02"])
+    assert got.failed == {"2026-12-02": "malformed"}
+    assert got.problem == "/v1/organization/usage/completions: next_page repeats"
+    assert len(oa.asked("completions")) == 2  # the first page, and the one that repeated
+
+
+async def test_an_answer_cut_short_is_unreachable_not_a_crash(db, unused_tcp_port):
+    """http.client's IncompleteRead is no URLError: it is retried and then fails the days
+    as unreachable, counted, where it used to escape the fetch."""
+    async def cut(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"data\"")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut, "127.0.0.1", unused_tcp_port)
+    db.migrate()
+    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                            "reconcile": [{**accounts("", "")[0], "base_url":
+                                           f"http://127.0.0.1:{unused_tcp_port}"}]},
+                           KEYS).reconcile[0]
+    async with server:
+        got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
+                                      backoff=INSTANT, days=["2026-12-02"])
+    assert got.failed == {"2026-12-02": "unreachable"}
+    assert fetch_states(db, "openai-main")["2026-12-02"].cause == "unreachable"
+
+
 async def test_a_malformed_bucket_fails_its_day_and_stores_nothing_of_it(db, fakes):
     oa, an, reconcile = fakes
     db.migrate()
@@ -380,6 +526,31 @@ async def test_a_malformed_bucket_fails_its_day_and_stores_nothing_of_it(db, fak
     got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=now + 120,
                                   backoff=INSTANT)
     assert set(got.failed.values()) == {"malformed"} and len(got.failed) == 3
+
+
+async def test_a_day_not_fetched_yet_is_no_drift(gateway, replay, db, fakes):
+    """Just after midnight UTC yesterday holds all of our fees and none of the provider's
+    until the job fetches it: it is not compared (it was a 100% drift every morning)."""
+    oa, an, reconcile = fakes
+    day = await fill_history(gateway, replay, db)
+    bill(oa, an, day)
+    config = both_accounts(reconcile)
+    after_midnight = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp() \
+        + 86400 + 1800
+    registry = CollectorRegistry()
+    ReconcileCollector(registry, db, config.reconcile, clock=lambda: after_midnight)
+    assert [s for f in registry.collect() if f.name == "llm_reconcile_drift_usd"
+            for s in f.samples] == []
+    await asyncio.to_thread(fetch_account, db, config.reconcile[0], KEYS, now=after_midnight,
+                            backoff=INSTANT, days=[day])
+    registry = CollectorRegistry()
+    ReconcileCollector(registry, db, config.reconcile, clock=lambda: after_midnight)
+    gpt = {"account": "openai-main", "provider": "openai", "model": GPT4O, "period": "day"}
+    assert registry.get_sample_value("llm_reconcile_drift_usd", gpt) == pytest.approx(
+        -0.0034225, abs=1e-12)  # fetched: compared, as in the test below
+    assert registry.get_sample_value("llm_reconcile_drift_usd", {
+        **gpt, "account": "anthropic-main", "provider": "anthropic",
+        "model": SONNET}) is None  # still not fetched
 
 
 async def test_drift_metrics_of_the_last_day_and_the_month(gateway, replay, db, fakes):
@@ -441,6 +612,8 @@ def test_a_tail_two_of_our_keys_share_maps_neither():
     assert matched(hints, {"one": "abcd6789", "two": "efgh6789"}) == {}
     assert matched(hints, {"one": "abcd6789", "two": "efghwxyz"}) == {"key_a": "one",
                                                                      "key_b": "two"}
+    # Nor a tail two of theirs share: one of them is not our key.
+    assert matched({"key_a": "6789", "key_c": "6789"}, {"one": "abcd6789"}) == {}
 
 
 def test_the_retention_deletes_the_providers_figures_with_our_requests(db):

@@ -14,7 +14,7 @@ from ..reconcile.compare import Row, compare, ordered
 from ..reconcile.job import fetch_account
 from ..reconcile.keys import tails
 from ..reconcile.providers import days_between
-from ..store.reconcile import ours, theirs
+from ..store.reconcile import fetched_days, ours, theirs
 from .commands import history_file, reading
 
 # The table's columns: (heading, the row's columns, ours then theirs where two).
@@ -119,9 +119,15 @@ def reconcile(args, env=os.environ, now: float | None = None) -> int:
                           f": {got.problem}", file=sys.stderr)
         blocks = []
         for a in config.reconcile:
+            # A day not fetched (yet, or failed) has none of their side: not compared.
+            fetched = fetched_days(db, a.name, days[0], days[-1])
+            if missing := [d for d in days if d not in fetched]:
+                print(f"reconcile: account {a.name}: {', '.join(missing)} not fetched from "
+                      "the provider (not yet, or the fetch failed): not compared; --fetch "
+                      "fetches them now", file=sys.stderr)
             usage, fees = theirs(db, a.name, days[0], days[-1])
-            blocks += compare(a.name, a.provider, ours(db, a.services, days[0], days[-1]),
-                              usage, fees)
+            blocks += compare(a.name, a.provider, [f for f in ours(
+                db, a.services, days[0], days[-1]) if f.day in fetched], usage, fees)
         sys.stdout.write(encode(ordered(blocks), args.format))
         if not blocks:
             print(f"reconcile: neither side has figures of {days[0]} to {days[-1]}: the "

@@ -159,6 +159,11 @@ def _check_reconcile(config: Config, services: set, problems: list[str], unset: 
         if not config.history.enabled:
             problems.append(f"{where}: needs the history (history.enabled), where the "
                             "providers' figures are kept beside ours")
+        # Pruned days would be fetched again at every run, and compared with none of ours.
+        elif a.backfill_days > config.history.retention_days:
+            problems.append(f"{where}.backfill_days: {a.backfill_days} is more than "
+                            f"history.retention_days ({config.history.retention_days:g}): "
+                            "days the history no longer keeps cannot be compared")
 
 
 def key_warnings(config: Config) -> list[str]:

@@ -8,6 +8,7 @@ never appears in an error, a log line or the history.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -62,9 +63,13 @@ class AdminClient:
                     self.sleep(min(wait if wait is not None else self.backoff[attempt],
                                    MAX_RETRY_AFTER))
                     continue
+                if 300 <= status < 400:
+                    raise FetchError("rejected", f"{path}: {status}: a redirect, not followed "
+                                     "(the admin key would go with it): check base_url") \
+                        from None
                 raise FetchError("rejected", f"{path}: {status}: the request was refused "
                                  "(a base_url or an id that is wrong?)") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            except (OSError, http.client.HTTPException) as e:  # URLError, TLS, a cut answer
                 if not retry:
                     why = getattr(e, "reason", e)
                     raise FetchError("unreachable", f"{path}: cannot be reached: {why}") \
@@ -75,7 +80,7 @@ class AdminClient:
     def _once(self, url: str) -> dict:
         self.requests += 1
         request = urllib.request.Request(url, headers=self.headers)
-        with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # 4xx/5xx raise
+        with OPENER.open(request, timeout=self.timeout) as answer:  # 4xx/5xx, 3xx raise
             body = answer.read()
         try:
             page = json.loads(body)
@@ -86,6 +91,17 @@ class AdminClient:
             raise FetchError("malformed", f"{urllib.parse.urlsplit(url).path}: the answer "
                              "is not a JSON object")
         return page
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse a redirect: urllib would send the admin key's header to wherever it points
+    (another host, or plain HTTP); the admin APIs answer where they are asked."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # the 3xx is raised as an HTTPError: "rejected"
+
+
+OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 import time
 
 from ..config.reconcile import DEFAULT_BASE_URLS, ReconcileAccount
@@ -47,7 +48,7 @@ def due_days(states: dict, today: dt.date, account: ReconcileAccount) -> list[st
 
 
 def digest(got: Fetched, day: str) -> str:
-    """The same for the same figures: a day is settled when two fetches agree."""
+    """The same for the same figures: a day is settled when two fetches hours apart agree."""
     usage = sorted((k, [f.requests, f.input_uncached, f.cache_read, f.cache_write, f.output])
                    for k, f in got.usage.get(day, {}).items())
     costs = sorted((m, str(v)) for m, v in got.costs.get(day, {}).items())
@@ -56,7 +57,8 @@ def digest(got: Fetched, day: str) -> str:
 
 def fetch_account(db: Database, account: ReconcileAccount, env, *, now: float,
                   backoff=BACKOFF, sleep=time.sleep, days: list[str] | None = None,
-                  tails: dict[str, str] | None = None) -> Fetched | None:
+                  tails: dict[str, str] | None = None,
+                  stop: threading.Event | None = None) -> Fetched | None:
     """Fetch the days due (or `days`) and store each whole, or mark it failed; None if
     none is due."""
     if days is None:
@@ -75,6 +77,8 @@ def fetch_account(db: Database, account: ReconcileAccount, env, *, now: float,
         client = AdminClient(account.base_url or DEFAULT_BASE_URLS[account.provider],
                              fetcher_class.headers(key), backoff=backoff, sleep=sleep)
         got = fetcher_class(account, client, tails).fetch(days[0], days[-1])
+    if stop is not None and stop.is_set():
+        return None  # the lease was lost meanwhile: its new holder fetches, this writes not
     for day in got.days:
         if day in got.failed:
             mark_failed(db, account.name, day, now, got.failed[day])
@@ -122,21 +126,31 @@ class Reconciler:
                 failures.labels(a.name, cause)
 
     async def run(self) -> None:
+        # Set when this run is cancelled (the fleet's lease lost): a fetch already in its
+        # thread then stores nothing, where another replica may be fetching the same days.
+        stop = threading.Event()
+        try:
+            await self._run(stop)
+        finally:
+            stop.set()
+
+    async def _run(self, stop: threading.Event) -> None:
         while True:
             try:
-                await self.tick()
+                await self.tick(stop)
             except self.db.Error as e:
                 log.warning("reconcile: the history cannot be used (%s); trying again", e)
             except Exception:  # a bug must not end the job
                 log.exception("reconcile: the job failed; trying again in a minute")
             await asyncio.sleep(self.tick_seconds)
 
-    async def tick(self) -> None:
+    async def tick(self, stop: threading.Event | None = None) -> None:
         now = self.clock()
         if not self.next_try:  # this process's first look: when did the fleet last fetch?
-            first = (dt.datetime.fromtimestamp(now, dt.UTC).date() - dt.timedelta(
-                days=max(a.backfill_days for a in self.accounts))).isoformat()
-            last = await asyncio.to_thread(fetch_summary, self.db, first)
+            today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+            last = await asyncio.to_thread(fetch_summary, self.db, {
+                a.name: (today - dt.timedelta(days=a.backfill_days)).isoformat()
+                for a in self.accounts})
             for a in self.accounts:
                 good, failed = last.get(a.name, (None, 0))
                 self.next_try[a.name] = good + a.every_hours * 3600 \
@@ -150,7 +164,7 @@ class Reconciler:
             if now < self.next_try[a.name]:
                 continue
             got = await asyncio.to_thread(fetch_account, self.db, a, self.env, now=now,
-                                          backoff=self.backoff, tails=self.tails)
+                                          backoff=self.backoff, tails=self.tails, stop=stop)
             logged(a, got)
             if got is not None and got.failed:
                 for cause in set(got.failed.values()):

@@ -64,12 +64,16 @@ def listed(client: AdminClient, provider: str, project_id: str | None) -> dict[s
 
 
 def matched(hints: dict[str, str], ours: dict[str, str]) -> dict[str, str]:
-    """Their key id -> our label, where exactly one of our keys ends as its hint."""
+    """Their key id -> our label, where exactly one of our keys ends as its hint and that
+    key ends as no other of their hints (two of their keys with one tail, say a key of
+    the gateway's and another app's, would merge the other's traffic into ours)."""
+    def ends(mine: str, tail: str) -> bool:
+        return mine[-len(tail):] == tail[-len(mine):]  # the shorter one's length
+
     out = {}
     for key_id, tail in hints.items():
-        found = [name for name, mine in ours.items()
-                 if mine[-len(tail):] == tail[-len(mine):]]  # the shorter one's length
-        if len(found) == 1:
+        found = [name for name, mine in ours.items() if ends(mine, tail)]
+        if len(found) == 1 and sum(ends(ours[found[0]], t) for t in hints.values()) == 1:
             out[key_id] = found[0]
     return out
 

@@ -34,7 +34,11 @@ OPENAI_USAGE = ("completions", "embeddings", "images", "audio_speeches",
                 "audio_transcriptions")
 ANTHROPIC_VERSION = "2023-06-01"
 PAGE_LIMIT = "31"  # buckets per page: both APIs' most for daily buckets
+# Pages of one report in one fetch: 35 days of buckets grouped by model and key are a few;
+# a thousand is a server that never says it is done.
+MAX_PAGES = 1000
 NO_MODEL = "none"
+NO_KEY = "(no key)"  # usage of no API key: the provider's console or workbench
 
 
 @dataclass
@@ -92,8 +96,8 @@ class Fetcher:
 
     def key(self, key_id) -> str:
         """Our api_key label of their key id: the configured table's, else unmapped."""
-        if key_id is None:
-            return "none"  # no key: their console's or workbench's own use
+        if key_id is None:  # their console's or workbench's own use; not our `none`, a
+            return NO_KEY   # client of the gateway's that sent no key
         return self.account.api_keys.get(key_id) or f"unmapped:{key_id}"
 
     def fetch(self, first: str, last: str) -> Fetched:
@@ -108,7 +112,7 @@ class Fetcher:
 
     def pages(self, got: Fetched, path: str, params: list[tuple[str, str]], parse) -> None:
         """Page through `path`, handing each bucket's results to `parse(day, result)`."""
-        cursor = None
+        cursor, seen = None, set()
         while True:
             page = self.client.get(path, params + ([("page", cursor)] if cursor else []))
             data, more = page.get("data"), page.get("has_more")
@@ -134,6 +138,11 @@ class Fetcher:
             cursor = page.get("next_page")
             if not isinstance(cursor, str) or not cursor:
                 raise FetchError("malformed", f"{path}: has_more without a next_page")
+            # A cursor given twice would page forever, in a thread nothing can stop.
+            if cursor in seen or len(seen) >= MAX_PAGES:
+                why = "repeats" if cursor in seen else f"past {MAX_PAGES} pages"
+                raise FetchError("malformed", f"{path}: next_page {why}")
+            seen.add(cursor)
 
 
 class OpenAIFetcher(Fetcher):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .database import Database
 from .provider_tables import RECONCILED
+from .query import SUCCESSES
 
 DAY = 86400
 
@@ -56,13 +57,19 @@ def day_start(day: str) -> float:
     return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
 
 
+SETTLE_SECONDS = 6 * 3600
+
+
 def save_day(db: Database, account: str, day: str, usage: list[Figures],
              costs: dict[str, float], at: float, digest: str) -> None:
     """Replace a day's figures with a fetch's, whole, and note the fetch."""
     with db.connect(write=True) as conn, conn.transaction():
-        before = conn.one("SELECT digest, status FROM provider_fetches WHERE account = ? "
-                          "AND day = ?", [account, day])
-        stable = before is not None and before[0] == digest and before[1] == "ok"
+        before = conn.one("SELECT digest, status, fetched_at FROM provider_fetches WHERE "
+                          "account = ? AND day = ?", [account, day])
+        # Settled when a fetch hours after the last agrees: a retry minutes later (after a
+        # failure of another day) proves nothing of a day the provider still amends.
+        stable = before is not None and before[0] == digest and before[1] == "ok" \
+            and at - before[2] >= SETTLE_SECONDS
         conn.execute("DELETE FROM provider_usage WHERE account = ? AND day = ?", [account, day])
         conn.execute("DELETE FROM provider_costs WHERE account = ? AND day = ?", [account, day])
         conn.executemany(
@@ -100,6 +107,16 @@ def fetch_states(db: Database, account: str) -> dict[str, FetchState]:
                     "provider_fetches WHERE account = ?", [account])}
 
 
+def fetched_days(db: Database, account: str, first: str, last: str) -> set[str]:
+    """The days first..last whose figures the provider's reports gave at the account's last
+    fetch of them: the only days compared (a day not fetched yet, or whose fetch failed,
+    has none of their side, and would show all of ours as drift)."""
+    with db.connect() as conn:
+        return {day for (day,) in conn.all(
+            "SELECT day FROM provider_fetches WHERE account = ? AND status = 'ok' AND "
+            "day >= ? AND day <= ?", [account, first, last])}
+
+
 def theirs(db: Database, account: str, first: str, last: str
            ) -> tuple[list[Figures], dict[tuple[str, str], float]]:
     """Their usage rows, and their fee by (day, model), of the days first..last."""
@@ -113,6 +130,12 @@ def theirs(db: Database, account: str, first: str, last: str
     return usage, costs
 
 
+# The requests a provider counts: answered ones, and those cut short after billing began (a
+# stream the client left); not what the gateway refused, nor the upstream's errors.
+BILLED = (f"sum(CASE WHEN error_type IN {SUCCESSES} OR fee_usd > 0 THEN requests ELSE 0 "
+          "END)")
+
+
 def ours(db: Database, services: tuple[str, ...], first: str, last: str) -> list[Figures]:
     """Our figures of the same days (UTC), per day, model and key, from the usage rollup
     (whole 15-minute buckets: a UTC day is 96 of them)."""
@@ -123,7 +146,7 @@ def ours(db: Database, services: tuple[str, ...], first: str, last: str) -> list
     with db.connect() as conn:
         day = conn.dialect.day("bucket")
         rows = conn.all(
-            f"SELECT {day} AS d, model, api_key, sum(requests), {sums}, sum(fee_usd), "
+            f"SELECT {day} AS d, model, api_key, {BILLED}, {sums}, sum(fee_usd), "
             f"sum(estimated_tokens) FROM usage_rollup WHERE bucket >= ? AND bucket < ? AND "
             f"service IN ({places}) GROUP BY {day}, model, api_key",
             [*UNTOKENED * len(OURS), day_start(first), day_start(last) + DAY, *services])
@@ -132,14 +155,22 @@ def ours(db: Database, services: tuple[str, ...], first: str, last: str) -> list
             for d, model, key, n, *tokens, fee, estimated in rows]
 
 
-def fetch_summary(db: Database, first: str) -> dict[str, tuple[float | None, int]]:
-    """Per account: its last good fetch's time, and the days since `first` whose last
-    fetch failed."""
+def fetch_summary(db: Database, firsts: dict[str, str]) -> dict[str, tuple[float | None, int]]:
+    """Per account of `firsts`: its last good fetch's time, and the days from its first
+    (the oldest its job still fetches) whose last fetch failed."""
+    out: dict[str, tuple[float | None, int]] = {a: (None, 0) for a in firsts}
     with db.connect() as conn:
-        return {account: (last, failed or 0) for account, last, failed in conn.all(
-            "SELECT account, max(CASE WHEN status = 'ok' THEN fetched_at END), "
-            "sum(CASE WHEN status = 'failed' AND day >= ? THEN 1 ELSE 0 END) "
-            "FROM provider_fetches GROUP BY account", [first])}
+        for account, day, status, at in conn.all(
+                "SELECT account, day, status, fetched_at FROM provider_fetches"):
+            if account not in out:
+                continue
+            good, failed = out[account]
+            if status == "ok":
+                good = at if good is None else max(good, at)
+            elif day >= firsts[account]:
+                failed += 1
+            out[account] = (good, failed)
+    return out
 
 
 def save_account(db: Database, account: str, provider: str, services: tuple[str, ...]) -> None:
@@ -152,16 +183,18 @@ def save_account(db: Database, account: str, provider: str, services: tuple[str,
 
 
 def daily_fees(db: Database, first: str, last: str) -> list[tuple[str, str, str, float, float]]:
-    """Per account fetched and UTC day first..last with a fee on either side: (account,
-    provider, day, our fee, their billed cost)."""
+    """Per account and UTC day first..last fetched from the provider, with a fee on either
+    side: (account, provider, day, our fee, their billed cost)."""
     with db.connect() as conn:
         accounts = conn.all("SELECT account, provider, services FROM provider_accounts "
                             "ORDER BY account")
     out = []
     for account, provider, services in accounts:
+        fetched = fetched_days(db, account, first, last)
         mine: dict[str, float] = {}
         for f in ours(db, tuple(services.split(",")), first, last):
-            mine[f.day] = mine.get(f.day, 0.0) + (f.fee_usd or 0.0)
+            if f.day in fetched:
+                mine[f.day] = mine.get(f.day, 0.0) + (f.fee_usd or 0.0)
         billed: dict[str, float] = {}
         for (day, _), usd in theirs(db, account, first, last)[1].items():
             billed[day] = billed.get(day, 0.0) + usd

@@ -1,6 +1,6 @@
 """The reconciliation's metrics, read from the history at scrape time: each account's fee
-drift and the provider's cost per model (last whole UTC day, month to it), when its
-figures were last fetched, and how many days failed.
+drift and the provider's cost per model (the last UTC day fetched from the provider, and
+its month), when its figures were last fetched, and how many days failed.
 
 A month of our side is read from the usage rollup, so the figures are kept for a few
 minutes between scrapes: they change once a day, when the job fetches.
@@ -23,7 +23,7 @@ from ..telemetry.background import (
     RECONCILE_PROVIDER_FEE,
 )
 from .database import Database
-from .reconcile import fetch_summary, ours, theirs
+from .reconcile import fetch_summary, fetched_days, ours, theirs
 
 log = logging.getLogger(__name__)
 KEEP = 300.0  # seconds the figures are kept between scrapes
@@ -70,19 +70,27 @@ class ReconcileCollector:
         drift, fee, last, failed, share = self.empty()
         spans = periods(now)
         month_first, yesterday = spans["month"]
-        summary: dict = {}
-        if self.accounts:
-            first = min(dt.date.fromisoformat(yesterday) - dt.timedelta(days=a.backfill_days)
-                        for a in self.accounts).isoformat()
-            summary = fetch_summary(self.db, first)
+        # Failed days of the window each account's job still fetches (job.due_days).
+        today = dt.date.fromisoformat(yesterday) + dt.timedelta(days=1)
+        summary = fetch_summary(self.db, {
+            a.name: (today - dt.timedelta(days=a.backfill_days)).isoformat()
+            for a in self.accounts})
         for a in self.accounts:
             good, failing = summary.get(a.name, (None, 0))
             if good is not None:
                 last.add_metric([a.name], good)
             failed.add_metric([a.name], failing)
-            our_rows = ours(self.db, a.services, month_first, yesterday)
+            # Only days fetched from the provider compare: the day is the last of them,
+            # the month its days up to yesterday (yesterday itself not before the job
+            # fetched it, after midnight UTC).
+            fetched = fetched_days(self.db, a.name, month_first, yesterday)
+            if not fetched:
+                continue
+            our_rows = [f for f in ours(self.db, a.services, month_first, yesterday)
+                        if f.day in fetched]
             _, their_fees = theirs(self.db, a.name, month_first, yesterday)
-            for period, (first_day, last_day) in spans.items():
+            for period, (first_day, last_day) in (("day", (max(fetched), max(fetched))),
+                                                   ("month", (month_first, yesterday))):
                 mine: dict[str, float] = {}
                 billed: dict[str, float] = {}
                 for f in our_rows:
