@@ -107,20 +107,21 @@ def fetch_states(db: Database, account: str) -> dict[str, FetchState]:
                     "provider_fetches WHERE account = ?", [account])}
 
 
-def fetched_days(db: Database, account: str, first: str, last: str) -> set[str]:
+def fetched_days(db: Database, account: str, first: str, last: str,
+                 wait: float | None = None) -> set[str]:
     """The days first..last whose figures the provider's reports gave at the account's last
     fetch of them: the only days compared (a day not fetched yet, or whose fetch failed,
     has none of their side, and would show all of ours as drift)."""
-    with db.connect() as conn:
+    with db.connect(wait=wait) as conn:
         return {day for (day,) in conn.all(
             "SELECT day FROM provider_fetches WHERE account = ? AND status = 'ok' AND "
             "day >= ? AND day <= ?", [account, first, last])}
 
 
-def theirs(db: Database, account: str, first: str, last: str
+def theirs(db: Database, account: str, first: str, last: str, wait: float | None = None
            ) -> tuple[list[Figures], dict[tuple[str, str], float]]:
     """Their usage rows, and their fee by (day, model), of the days first..last."""
-    with db.connect() as conn:
+    with db.connect(wait=wait) as conn:
         usage = [Figures(*row) for row in conn.all(
             f"SELECT day, model, api_key, requests, {', '.join(RECONCILED)} FROM "
             "provider_usage WHERE account = ? AND day >= ? AND day <= ?", [account, first, last])]
@@ -136,14 +137,15 @@ BILLED = (f"sum(CASE WHEN error_type IN {SUCCESSES} OR fee_usd > 0 THEN requests
           "END)")
 
 
-def ours(db: Database, services: tuple[str, ...], first: str, last: str) -> list[Figures]:
+def ours(db: Database, services: tuple[str, ...], first: str, last: str,
+         wait: float | None = None) -> list[Figures]:
     """Our figures of the same days (UTC), per day, model and key, from the usage rollup
     (whole 15-minute buckets: a UTC day is 96 of them)."""
     tokened = f"operation NOT IN ({', '.join('?' * len(UNTOKENED))})"
     sums = ", ".join(f"sum(CASE WHEN {tokened} THEN {' + '.join(columns)} ELSE 0 END)"
                      for columns in OURS.values())
     places = ", ".join("?" * len(services))
-    with db.connect() as conn:
+    with db.connect(wait=wait) as conn:
         day = conn.dialect.day("bucket")
         rows = conn.all(
             f"SELECT {day} AS d, model, api_key, {BILLED}, {sums}, sum(fee_usd), "
@@ -155,11 +157,12 @@ def ours(db: Database, services: tuple[str, ...], first: str, last: str) -> list
             for d, model, key, n, *tokens, fee, estimated in rows]
 
 
-def fetch_summary(db: Database, firsts: dict[str, str]) -> dict[str, tuple[float | None, int]]:
+def fetch_summary(db: Database, firsts: dict[str, str], wait: float | None = None
+                  ) -> dict[str, tuple[float | None, int]]:
     """Per account of `firsts`: its last good fetch's time, and the days from its first
     (the oldest its job still fetches) whose last fetch failed."""
     out: dict[str, tuple[float | None, int]] = {a: (None, 0) for a in firsts}
-    with db.connect() as conn:
+    with db.connect(wait=wait) as conn:
         for account, day, status, at in conn.all(
                 "SELECT account, day, status, fetched_at FROM provider_fetches"):
             if account not in out:

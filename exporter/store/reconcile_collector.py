@@ -51,9 +51,9 @@ class ReconcileCollector:
         if self.kept is None or now - self.kept[0] >= KEEP:
             try:
                 self.kept = (now, self.read(now))
-            except self.db.Error as e:  # no history yet, or unreachable
-                log.debug("reconcile: %s", e)
-                self.kept = None
+            except self.db.Error as e:  # no history yet, or unreachable: the last figures
+                log.debug("reconcile: %s", e)  # stay, and are read again in KEEP seconds
+                self.kept = (now, self.kept[1] if self.kept else self.empty())
         yield from self.kept[1] if self.kept else self.empty()
 
     def empty(self) -> list:
@@ -74,7 +74,7 @@ class ReconcileCollector:
         today = dt.date.fromisoformat(yesterday) + dt.timedelta(days=1)
         summary = fetch_summary(self.db, {
             a.name: (today - dt.timedelta(days=a.backfill_days)).isoformat()
-            for a in self.accounts})
+            for a in self.accounts}, SCRAPE_WAIT)
         for a in self.accounts:
             good, failing = summary.get(a.name, (None, 0))
             if good is not None:
@@ -83,12 +83,12 @@ class ReconcileCollector:
             # Only days fetched from the provider compare: the day is the last of them,
             # the month its days up to yesterday (yesterday itself not before the job
             # fetched it, after midnight UTC).
-            fetched = fetched_days(self.db, a.name, month_first, yesterday)
+            fetched = fetched_days(self.db, a.name, month_first, yesterday, SCRAPE_WAIT)
             if not fetched:
                 continue
-            our_rows = [f for f in ours(self.db, a.services, month_first, yesterday)
+            our_rows = [f for f in ours(self.db, a.services, month_first, yesterday, SCRAPE_WAIT)
                         if f.day in fetched]
-            _, their_fees = theirs(self.db, a.name, month_first, yesterday)
+            _, their_fees = theirs(self.db, a.name, month_first, yesterday, SCRAPE_WAIT)
             for period, (first_day, last_day) in (("day", (max(fetched), max(fetched))),
                                                    ("month", (month_first, yesterday))):
                 mine: dict[str, float] = {}
