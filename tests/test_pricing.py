@@ -155,6 +155,22 @@ def test_long_context_tier_applies_above_200k_input_tokens():
         (150_000 * D(3) + 1000 * D(15)) / M
 
 
+def test_openai_cache_writes_are_billed_at_their_own_price():
+    """gpt-6-sol, published: input $2, cache read $0.20, cache write $2.50, output $10 per
+    million. 10,000 prompt tokens with 4,000 read and 3,000 written, 500 out: 3,000 x $2 +
+    4,000 x $0.20 + 3,000 x $2.50 + 500 x $10 = $0.0193 (the writes as input were
+    $0.0178)."""
+    from exporter.accounting.usage import usage_from
+    usage = usage_from("chat", {"prompt_tokens": 10000, "completion_tokens": 500,
+                                "prompt_tokens_details": {"cached_tokens": 4000,
+                                                          "cache_write_tokens": 3000}})
+    p = Pricing()
+    fees = dict(((d, t), usd) for d, t, usd in p.fees(p.sheet("o", "openai", "gpt-6-sol"),
+                                                      usage))
+    assert fees[("input", "cache_write")] == 3000 * D("2.5") / M
+    assert sum(fees.values()) == D("0.0193")
+
+
 def test_service_tier_from_the_response_selects_its_price():
     # gpt-4o priority processing, published: input $4.25, output $17.
     priority = Pricing().sheet("o", "openai", "gpt-4o-2024-08-06", "priority")

@@ -38,6 +38,16 @@ def test_operation_for(path, operation):
               "completion_tokens_details": {"reasoning_tokens": 50, "audio_tokens": 5}},
      Usage(input_text=40, input_cache_read=30, input_audio=20, input_image=10,
            output_text=25, output_reasoning=50, output_audio=5)),
+    # OpenAI's newer models bill cache writes apart: prompt 10,000 includes 4,000 cached
+    # and 3,000 written -> text 3,000.
+    ("chat", {"prompt_tokens": 10000, "completion_tokens": 500,
+              "prompt_tokens_details": {"cached_tokens": 4000, "cache_write_tokens": 3000}},
+     Usage(input_text=3000, input_cache_read=4000, input_cache_write_5m=3000,
+           output_text=500)),
+    ("responses", {"input_tokens": 10000, "output_tokens": 500, "input_tokens_details": {
+        "cached_tokens": 4000, "cache_write_tokens": 3000}},
+     Usage(input_text=3000, input_cache_read=4000, input_cache_write_5m=3000,
+           output_text=500)),
     # Details null, as vLLM and older servers send.
     ("chat", {"prompt_tokens": 7, "completion_tokens": 3, "prompt_tokens_details": None,
               "completion_tokens_details": None}, Usage(input_text=7, output_text=3)),

@@ -39,7 +39,8 @@ def _int(mapping: object, key: str) -> int:
 def openai_usage(u: dict[str, Any]) -> Usage:
     """Split Chat Completions, Completions or Embeddings usage.
 
-    prompt_tokens include cached, audio and image tokens; completion_tokens include
+    prompt_tokens include cached, cache-written (cache_write_tokens: OpenAI's newer
+    models bill writes apart), audio and image tokens; completion_tokens include
     reasoning and audio tokens. DeepSeek-style servers report prompt_cache_hit_tokens
     instead of prompt_tokens_details.cached_tokens.
     """
@@ -47,6 +48,7 @@ def openai_usage(u: dict[str, Any]) -> Usage:
     cd = u.get("completion_tokens_details")
     prompt, completion = _int(u, "prompt_tokens"), _int(u, "completion_tokens")
     cached = _int(pd, "cached_tokens") or _int(u, "prompt_cache_hit_tokens")
+    written = _int(pd, "cache_write_tokens")
     in_audio, in_image = _int(pd, "audio_tokens"), _int(pd, "image_tokens")
     reasoning, out_audio, out_image = (
         _int(cd, "reasoning_tokens"), _int(cd, "audio_tokens"), _int(cd, "image_tokens"))
@@ -57,8 +59,9 @@ def openai_usage(u: dict[str, Any]) -> Usage:
         if hidden > 0:
             reasoning, completion = hidden, completion + hidden
     return Usage(
-        input_text=max(prompt - cached - in_audio - in_image, 0),
+        input_text=max(prompt - cached - written - in_audio - in_image, 0),
         input_cache_read=cached,
+        input_cache_write_5m=written,
         input_audio=in_audio,
         input_image=in_image,
         output_text=max(completion - reasoning - out_audio - out_image, 0),
@@ -69,15 +72,18 @@ def openai_usage(u: dict[str, Any]) -> Usage:
 
 
 def responses_usage(u: dict[str, Any]) -> Usage:
-    """Split Responses API usage: input_tokens include cached, output_tokens reasoning."""
+    """Split Responses API usage: input_tokens include cached and cache-written tokens,
+    output_tokens reasoning."""
     idt, odt = u.get("input_tokens_details"), u.get("output_tokens_details")
     inp, out = _int(u, "input_tokens"), _int(u, "output_tokens")
     cached, in_audio, in_image = (
         _int(idt, "cached_tokens"), _int(idt, "audio_tokens"), _int(idt, "image_tokens"))
+    written = _int(idt, "cache_write_tokens")
     reasoning = _int(odt, "reasoning_tokens")
     return Usage(
-        input_text=max(inp - cached - in_audio - in_image, 0),
+        input_text=max(inp - cached - written - in_audio - in_image, 0),
         input_cache_read=cached,
+        input_cache_write_5m=written,
         input_audio=in_audio,
         input_image=in_image,
         output_text=max(out - reasoning, 0),
