@@ -125,9 +125,15 @@ class Basis:
         return comparison(self.db, self.filters)
 
     @cached_property
+    def ranking(self) -> list[str]:
+        """Every model of the period, by fee then tokens."""
+        return ranked(self.db, self.filters, "model")
+
+    @cached_property
     def models(self) -> list[str]:
-        """The models charts draw apart (top())."""
-        return top(self.db, self.filters, "model")
+        """The models charts draw apart: all of them if they are at most SERIES, else the
+        first SERIES - 1, the others summed as "other"."""
+        return self.ranking if len(self.ranking) <= SERIES else self.ranking[:SERIES - 1]
 
     @cached_property
     def by_model(self) -> list[dict]:
@@ -153,12 +159,10 @@ def buckets(filters: Filters, step: str) -> list[datetime]:
             for w in bucket_starts(step, filters.tz, filters.start, filters.end)]
 
 
-def top(db: Database, filters: Filters, group: str) -> list[str]:
-    """The groups a chart draws apart, by fee then tokens: all of them if they are at most
-    SERIES, else SERIES - 1 and "other"."""
+def ranked(db: Database, filters: Filters, group: str) -> list[str]:
+    """Every value of `group` in the period, by fee then tokens."""
     found = fetch(db, UsageQuery(filters, (group,), order="fee"))
-    names = [r[group] for r in sorted(found, key=lambda r: (-r["fee_usd"], -r["total_tokens"]))]
-    return names if len(names) <= SERIES else names[:SERIES - 1]
+    return [r[group] for r in sorted(found, key=lambda r: (-r["fee_usd"], -r["total_tokens"]))]
 
 
 SUMMED = ("requests", "successful", "failed", *TOKEN_COLUMNS, "total_tokens", "fee_usd")

@@ -108,8 +108,7 @@ def trend(b: Basis) -> list[Section]:
          for i, t in enumerate(x) if any(v[i] for v in fees.values())]))
     section = Section(f"Trend per {step}, by model", [table, pivot], charts)
     if OTHER in fees:
-        others = [r["model"] for r in fetch(db, UsageQuery(filters, ("model",), order="fee"))
-                  if r["model"] not in models]
+        others = b.ranking[len(models):]
         section.notes.append(f"Other: the {len(others)} models after the {len(models)} "
                              f"largest by fee, together: {', '.join(others)}.")
     return [section]
