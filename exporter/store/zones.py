@@ -55,7 +55,7 @@ def periods(now: float, tz) -> dict[str, tuple[float, float]]:
     today = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0,
                                                     tzinfo=None)
     month = today.replace(day=1)
-    next_month = (month + timedelta(days=32)).replace(day=1)
+    next_month = _following(month, "month")
     # Local midnights, each with the offset in force then (a DST change may lie between).
     return {period: (a.replace(tzinfo=tz).timestamp(), b.replace(tzinfo=tz).timestamp())
             for period, (a, b) in (("day", (today, today + timedelta(days=1))),
