@@ -158,6 +158,15 @@ def test_page_one_is_the_answer_worked_out_by_hand(history):
     first = page_text(pdf(build(history, "cost", Filters(NOVEMBER.start, halfway, UTC),
                                 halfway)))
     assert "102" in first and "Month-end forecast at the pace so far: $3.15." in first
+    # The usage API's forecast, by the same rule: on the month's first day, the month so far.
+    from exporter.store.forecast import month_forecast
+    for now in (halfway, NOVEMBER.start + 12 * 3600):
+        period = Filters(NOVEMBER.start, now, UTC)
+        assert build(history, "cost", period, now).forecast == pytest.approx(
+            month_forecast(history, period, now)["forecast_fee_usd"], abs=1e-9)
+    first_day = build(history, "cost", Filters(NOVEMBER.start, NOVEMBER.start + 12 * 3600, UTC),
+                      NOVEMBER.start + 12 * 3600)
+    assert first_day.forecast == first_day.headline.rows[0]["this"]
 
 
 def page_text(data: bytes) -> list[str]:

@@ -16,6 +16,7 @@ from datetime import datetime
 from functools import cached_property
 
 from ..store.database import Database
+from ..store.forecast import month_pace
 from ..store.query import BadParameter, Filters
 from ..store.reads import usage_rows
 from ..store.schema import TOKEN_COLUMNS
@@ -105,11 +106,11 @@ def _change(now, before):
 
 def forecast(fee: float, filters: Filters, now: float) -> float | None:
     """The month-end fee at the pace so far (`fee` so far), when the period is the current
-    month so far (or all of it)."""
+    month so far (or all of it): /api/forecast's, by its rule (store/forecast.py)."""
     start, end = periods(now, filters.tz)["month"]
     if abs(filters.start - start) >= 1 or filters.end < min(now, end) - 1 or now >= end:
         return None
-    return fee * (end - start) / max(now - start, 3600)
+    return fee * month_pace(now, start, end)
 
 
 @dataclass

@@ -22,13 +22,19 @@ from .zones import periods
 FORECAST = ("requests", "total_tokens", "fee_usd")  # the figures forecast
 
 
+def month_pace(now: float, start: float, end: float) -> float:
+    """What the month so far is multiplied by for its month-end forecast: the month's
+    length over the part elapsed, 1 during its first day."""
+    return (end - start) / (now - start) if now - start >= 86400 else 1.0
+
+
 def month_forecast(db: Database, filters: Filters, now: float) -> dict:
     """The month so far in `filters.tz` (its range replaced by the month's), and each
     figure's month-end forecast."""
     start, end = periods(now, filters.tz)["month"]
     so_far = dataclasses.replace(filters, start=start, end=max(now, start + 1e-3))
     [row] = usage_rows(db, UsageQuery(so_far)).all() or [{}]
-    pace = (end - start) / (now - start) if now - start >= 86400 else 1.0
+    pace = month_pace(now, start, end)
     out = {"month_start": datetime.fromtimestamp(start, filters.tz).isoformat(),
            "month_end": datetime.fromtimestamp(end, filters.tz).isoformat(),
            "elapsed": round((now - start) / (end - start), 6)}
