@@ -147,10 +147,9 @@ class Reconciler:
     async def tick(self, stop: threading.Event | None = None) -> None:
         now = self.clock()
         if not self.next_try:  # this process's first look: when did the fleet last fetch?
-            today = dt.datetime.fromtimestamp(now, dt.UTC).date()
-            last = await asyncio.to_thread(fetch_summary, self.db, {
-                a.name: (today - dt.timedelta(days=a.backfill_days)).isoformat()
-                for a in self.accounts})
+            last = await asyncio.to_thread(
+                fetch_summary, self.db, {a.name: a.backfill_days for a in self.accounts},
+                dt.datetime.fromtimestamp(now, dt.UTC).date())
             for a in self.accounts:
                 good, failed = last.get(a.name, (None, 0))
                 self.next_try[a.name] = good + a.every_hours * 3600 \

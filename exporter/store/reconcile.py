@@ -157,10 +157,12 @@ def ours(db: Database, services: tuple[str, ...], first: str, last: str,
             for d, model, key, n, *tokens, fee, estimated in rows]
 
 
-def fetch_summary(db: Database, firsts: dict[str, str], wait: float | None = None
-                  ) -> dict[str, tuple[float | None, int]]:
-    """Per account of `firsts`: its last good fetch's time, and the days from its first
-    (the oldest its job still fetches) whose last fetch failed."""
+def fetch_summary(db: Database, backfill: dict[str, int], today: dt.date,
+                  wait: float | None = None) -> dict[str, tuple[float | None, int]]:
+    """Per account of `backfill` (its backfill_days): its last good fetch's time, and the
+    days its job still fetches (the last backfill_days before `today`) whose last fetch
+    failed."""
+    firsts = {a: (today - dt.timedelta(days=days)).isoformat() for a, days in backfill.items()}
     out: dict[str, tuple[float | None, int]] = {a: (None, 0) for a in firsts}
     with db.connect(wait=wait) as conn:
         for account, day, status, at in conn.all(

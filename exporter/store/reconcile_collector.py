@@ -70,11 +70,9 @@ class ReconcileCollector:
         drift, fee, last, failed, share = self.empty()
         spans = periods(now)
         month_first, yesterday = spans["month"]
-        # Failed days of the window each account's job still fetches (job.due_days).
-        today = dt.date.fromisoformat(yesterday) + dt.timedelta(days=1)
-        summary = fetch_summary(self.db, {
-            a.name: (today - dt.timedelta(days=a.backfill_days)).isoformat()
-            for a in self.accounts}, SCRAPE_WAIT)
+        summary = fetch_summary(self.db, {a.name: a.backfill_days for a in self.accounts},
+                                dt.date.fromisoformat(yesterday) + dt.timedelta(days=1),
+                                SCRAPE_WAIT)
         for a in self.accounts:
             good, failing = summary.get(a.name, (None, 0))
             if good is not None:
