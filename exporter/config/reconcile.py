@@ -47,7 +47,7 @@ class ReconcileAccount:
                                        "workspace's lines")
     refetch_days: int = setting(3, "the last days fetched again at every run (providers "
                                 "publish late); an older day is fetched again until two "
-                                "fetches agree", check=check_positive)
+                                "fetches six hours apart agree", check=check_positive)
     backfill_days: int = setting(35, "how far back days are fetched at all: a month to date "
                                  "and its first days' late figures", check=check_positive)
     every_hours: float = setting(24.0, "how often the reports are fetched (a failed fetch "
