@@ -16,18 +16,25 @@ from .schema import ConfigError, build
 from .table import Config, PriceOverride, Service
 
 
+def _repeated(names) -> set[int]:
+    """The index of each name given before in `names` (None is no name)."""
+    seen, out = set(), set()
+    for i, name in enumerate(names):
+        if name is not None and name in seen:
+            out.add(i)
+        seen.add(name)
+    return out
+
+
 def _duplicate_services(data) -> list[str]:
     """Service names used twice, read from the YAML itself: found even when a service has
     other problems (and the table could not be built)."""
     services = data.get("services") if isinstance(data, dict) else None
-    seen, problems = set(), []
-    for i, s in enumerate(services if isinstance(services, list) else ()):
-        name = s.get("name") if isinstance(s, dict) else None
-        if isinstance(name, str):
-            if name in seen:
-                problems.append(f"services[{i}].name: duplicate service name {name!r}")
-            seen.add(name)
-    return problems
+    services = services if isinstance(services, list) else []
+    names = [s.get("name") if isinstance(s, dict) and isinstance(s.get("name"), str)
+             else None for s in services]
+    return [f"services[{i}].name: duplicate service name {names[i]!r}"
+            for i in sorted(_repeated(names))]
 
 
 def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> Config:
@@ -94,24 +101,22 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
     if config.admin_token_env and not env.get(config.admin_token_env):
         unset.append(f"admin_token_env: environment variable {config.admin_token_env} "
                      "is not set")
-    names = set()
+    repeated = _repeated(k.name for k in config.api_keys)
     for i, k in enumerate(config.api_keys):
         if (k.sha256 is None) == (k.key_env is None):
             problems.append(f"api_keys[{i}]: set exactly one of sha256 and key_env")
         elif k.key_env and not env.get(k.key_env):
             unset.append(f"api_keys[{i}].key_env: environment variable {k.key_env} is not set")
-        if k.name in names:
+        if i in repeated:
             problems.append(f"api_keys[{i}].name: duplicate key name {k.name!r}")
-        names.add(k.name)
         for j, name in enumerate(k.services):
             if name not in seen:
                 problems.append(f"api_keys[{i}].services[{j}]: no service named {name!r}")
-    names = set()
+    repeated = _repeated(r.name for r in config.reports)
     for i, r in enumerate(config.reports):
         where = f"reports[{i}]"
-        if r.name in names:
+        if i in repeated:
             problems.append(f"{where}.name: duplicate report name {r.name!r}")
-        names.add(r.name)
         if not (r.directory or r.webhook_url or r.email_to):
             problems.append(f"{where}: set a directory, a webhook_url or email_to")
         if r.directory and not os.path.isdir(r.directory):
@@ -136,12 +141,11 @@ def _cross_check(config: Config, env, problems: list[str], unset: list[str]) -> 
 
 def _check_reconcile(config: Config, services: set, problems: list[str], unset: list[str],
                      env) -> None:
-    names = set()
+    repeated = _repeated(a.name for a in config.reconcile)
     for i, a in enumerate(config.reconcile):
         where = f"reconcile[{i}]"
-        if a.name in names:
+        if i in repeated:
             problems.append(f"{where}.name: duplicate account name {a.name!r}")
-        names.add(a.name)
         if not env.get(a.admin_key_env):
             unset.append(f"{where}.admin_key_env: environment variable {a.admin_key_env} is "
                          "not set")
