@@ -4,7 +4,9 @@ import asyncio
 import itertools
 import math
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -14,6 +16,21 @@ from exporter.app import create_admin, create_proxy
 from exporter.config.load import parse_config
 from exporter.devtools import postgres
 from exporter.store.database import Database
+
+ROOT = Path(__file__).parent.parent
+# The README and every page of the documentation site: what a user reads.
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def docs_text() -> str:
+    """The README and the site's pages as one text."""
+    return "\n".join(page.read_text() for page in DOC_PAGES)
+
+
+def doc_blocks(language: str) -> list[tuple[str, str]]:
+    """(page, block) of every fenced block of `language` in the README and the docs."""
+    return [(page.name, body) for page in DOC_PAGES
+            for body in re.findall(rf"```{language}\n(.*?)```", page.read_text(), re.S)]
 
 
 def need_binary(name: str) -> str:

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import doc_blocks, docs_text
 
 from exporter.cli.parser import build_parser
 from exporter.devtools.simulator import Simulator
 
 ROOT = Path(__file__).parent.parent
-# The README and every page of the documentation site, as one text: its commands and URLs.
-README = "\n".join([(ROOT / "README.md").read_text(),
-                     *(p.read_text() for p in sorted((ROOT / "docs").rglob("*.md")))])
+README = docs_text()  # and the site's pages: their commands and URLs
 PROG = "llm-usage-exporter"
 
 
@@ -196,7 +195,7 @@ async def test_admin_index_lists_the_endpoints(admin, tmp_path):
 # --- the README as written --------------------------------------------------------------
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+    return [body for _, body in doc_blocks(language)]
 
 
 def commands() -> list[list[str]]:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import docs_text
 
 from exporter.cli.main import main
 from exporter.config.schema import REQUIRED, documented_keys
@@ -16,7 +17,7 @@ from exporter.store.catalogue import every_metric
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 # The README and every page of the documentation site, as one text.
-DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").rglob("*.md")))])
+DOCS = docs_text()
 EXAMPLE = (ROOT / "config.example.yaml").read_text()
 
 

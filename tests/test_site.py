@@ -4,7 +4,6 @@ its reference pages the ones the code makes, its picture the one the report code
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import need_binary
+from conftest import doc_blocks, need_binary
 from PIL import Image
 
 from exporter.devtools import reference
@@ -57,13 +56,6 @@ NOT_HERE = {"make": "sets the machine up: this suite runs under `make test`",
             "kubectl": "no Kubernetes cluster here"}
 SERVERS = ("serve", "demo")  # run until stopped: started, asked /healthz, stopped
 BIN = Path(sys.executable).parent
-
-
-def doc_blocks(language: str) -> list[tuple[str, str]]:
-    """(page, block) of every fenced block of `language` in the README and the docs."""
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-    return [(page.name, body) for page in pages
-            for body in re.findall(rf"```{language}\n(.*?)```", page.read_text(), re.S)]
 
 
 def healthy(port: int, proc: subprocess.Popen, seconds: float = 30) -> None:
