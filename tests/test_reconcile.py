@@ -157,6 +157,12 @@ async def fill_history(gateway, replay, db) -> str:
     return dt.datetime.fromtimestamp(first.started, dt.UTC).date().isoformat()
 
 
+def openai_config(account: dict):
+    """A config of the openai service and of one account."""
+    return parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
+                         "reconcile": [account]}, KEYS)
+
+
 def both_accounts(reconcile: list[dict]):
     """A config of both services, and of the accounts `reconcile`."""
     return parse_config({"services": [{"name": "openai", "base_url": "http://x"},
@@ -309,8 +315,7 @@ async def test_openai_cache_writes_and_uncached_input_as_its_api_describes_them(
     written are 200 uncached; where input_uncached_tokens is sent, it is taken as is."""
     oa, an, reconcile = fakes
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    account = openai_config(reconcile[0]).reconcile[0]
     day = "2026-12-02"
     oa.set("completions", day, [
         {**openai_usage(GPT4O, "key_search", 1, 1500, 1000, 10), "input_cache_write_tokens": 300},
@@ -328,9 +333,7 @@ async def test_busy_and_failing_admin_apis_are_retried(db, fakes):
     """A 429 and a 500 are retried after a backoff, then the pages are read."""
     oa, an, reconcile = fakes
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [{**reconcile[0], "refetch_days": 1,
-                                           "backfill_days": 1}]}, KEYS).reconcile[0]
+    account = openai_config({**reconcile[0], "refetch_days": 1, "backfill_days": 1}).reconcile[0]
     oa.set("completions", "2026-12-03", [openai_usage(GPT4O, "key_search", 1, 10, 0, 5)])
     oa.faults = {"/v1/organization/usage/completions": [429], "/v1/organization/costs": [500]}
     waits: list[float] = []
@@ -347,8 +350,7 @@ async def test_busy_and_failing_admin_apis_are_retried(db, fakes):
 async def test_a_refused_key_is_one_line_and_a_metric_naming_the_account(db, fakes, caplog):
     oa, an, reconcile = fakes
     db.migrate()
-    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                           "reconcile": [reconcile[0]]}, KEYS)
+    config = openai_config(reconcile[0])
     wrong = {**KEYS, "OPENAI_ADMIN_KEY": "sk-admin-WRONG-SECRET-987654321"}
     registry = CollectorRegistry()
     job = Reconciler(config.reconcile, db, ReconcileMetrics(registry).failures, wrong,
@@ -401,8 +403,7 @@ async def test_a_fetch_whose_lease_was_lost_meanwhile_stores_nothing(db, fakes):
     oa, an, reconcile = fakes
     bill(oa, an, "2026-12-02")
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    account = openai_config(reconcile[0]).reconcile[0]
     stop = threading.Event()
     stop.set()
     got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
@@ -427,8 +428,7 @@ def test_failed_days_count_only_those_the_job_still_fetches(db, fakes):
     November that failed long ago is no failure to fix, and no alert."""
     oa, an, reconcile = fakes
     db.migrate()
-    config = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                           "reconcile": [{**reconcile[0], "backfill_days": 7}]}, KEYS)
+    config = openai_config({**reconcile[0], "backfill_days": 7})
     at = dt.datetime(2026, 12, 10, 6, tzinfo=dt.UTC).timestamp()
     for day in ("2026-11-20", "2026-12-02", "2026-12-03", "2026-12-09"):
         mark_failed(db, "openai-main", day, at, "server_error")
@@ -453,8 +453,7 @@ async def test_a_redirect_is_not_followed_with_the_admin_key(db, fakes, aiohttp_
     other = str((await aiohttp_server(app)).make_url("/steal"))
     oa.faults["/v1/organization/usage/completions"] = [other]
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    account = openai_config(reconcile[0]).reconcile[0]
     got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
                                   backoff=INSTANT, days=["2026-12-02"])
     assert got.failed == {"2026-12-02": "rejected"} and reached == []
@@ -466,8 +465,7 @@ async def test_a_page_cursor_that_repeats_fails_the_fetch_instead_of_looping(db,
     oa, an, reconcile = fakes
     oa.faults["/v1/organization/usage/completions"] = ["same page"]
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [reconcile[0]]}, KEYS).reconcile[0]
+    account = openai_config(reconcile[0]).reconcile[0]
     got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
                                   backoff=INSTANT, days=["2026-12-02"])
     assert got.failed == {"2026-12-02": "malformed"}
@@ -487,10 +485,8 @@ async def test_an_answer_cut_short_is_unreachable_not_a_crash(db, unused_tcp_por
 
     server = await asyncio.start_server(cut, "127.0.0.1", unused_tcp_port)
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [{**accounts("", "")[0], "base_url":
-                                           f"http://127.0.0.1:{unused_tcp_port}"}]},
-                           KEYS).reconcile[0]
+    account = openai_config({**accounts("", "")[0],
+                             "base_url": f"http://127.0.0.1:{unused_tcp_port}"}).reconcile[0]
     async with server:
         got = await asyncio.to_thread(fetch_account, db, account, KEYS, now=time.time(),
                                       backoff=INSTANT, days=["2026-12-02"])
@@ -501,9 +497,7 @@ async def test_an_answer_cut_short_is_unreachable_not_a_crash(db, unused_tcp_por
 async def test_a_malformed_bucket_fails_its_day_and_stores_nothing_of_it(db, fakes):
     oa, an, reconcile = fakes
     db.migrate()
-    account = parse_config({"services": [{"name": "openai", "base_url": "http://x"}],
-                            "reconcile": [{**reconcile[0], "refetch_days": 3,
-                                           "backfill_days": 3}]}, KEYS).reconcile[0]
+    account = openai_config({**reconcile[0], "refetch_days": 3, "backfill_days": 3}).reconcile[0]
     now = dt.datetime(2026, 12, 4, tzinfo=dt.UTC).timestamp()
     for day in ("2026-12-01", "2026-12-02", "2026-12-03"):
         oa.set("completions", day, [openai_usage(GPT4O, "key_search", 1, 10, 0, 5)])
