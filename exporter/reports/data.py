@@ -22,10 +22,10 @@ from ..store.reads import usage_rows
 from ..store.schema import TOKEN_COLUMNS
 from ..store.usage import UsageQuery
 from ..store.zones import bucket_starts, periods, wall_to_utc
-from .content import LABELS, Table
+from .content import LABELS, TIMES, Table
 
 TYPES = ("summary", "cost", "trend", "detailed")
-GRANULARITIES = ("hour", "day", "week", "month")
+GRANULARITIES = tuple(TIMES)  # hour, day, week, month
 # A chart's axis and a table's buckets: past a thousand, neither can be read (a year of
 # days is 365; 1,000 hours are six weeks).
 MAX_BUCKETS = 1000

@@ -11,7 +11,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import CondPageBreak, Flowable, Paragraph, Spacer, TableStyle
 from reportlab.platypus import Table as Grid
 
-from .content import Table
+from .content import TIMES, Table
 
 FONT, BOLD, SIZE = "Helvetica", "Helvetica-Bold", 8
 PAD = 4  # points each side of a cell, ReportLab's default padding less one
@@ -65,7 +65,7 @@ def _parts(widths: list[float], keys: int, width: float) -> list[list[int]]:
 def _grid(table: Table, header: list[str], body: list[list[str]], widths: list[float],
           kinds: list[str]) -> Grid:
     wrap = [k == "text" for k in kinds]
-    right = [k not in ("text", "hour", "day", "week", "month") for k in kinds]
+    right = [k not in ("text", *TIMES) for k in kinds]  # numbers: right-aligned
     rows = [[Paragraph(escape(h), NUMBER if r else HEADER)
              for h, r in zip(header, right, strict=True)]] + [
         [Paragraph(escape(c), CELL) if w and stringWidth(c, FONT, SIZE) > WRAP else c
