@@ -396,3 +396,13 @@ async def test_the_simulator_answers_structured_output_tools_and_n_as_the_apis_d
         streamed = await s.get_final_message()
     Invoice.model_validate(streamed.content[0].input)
     await claude.close()
+
+
+@pytest.mark.parametrize("command", ["export", "report", "reconcile", "check-config"])
+def test_a_config_file_that_is_not_there_is_named_once(command, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    args = ("check-config", str(missing)) if command == "check-config" else \
+        (command, "--config", str(missing))
+    done = run(*args)
+    assert (done.returncode in (1, 2), done.stderr) == \
+        (True, f"{missing}: No such file or directory\n")

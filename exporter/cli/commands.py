@@ -24,15 +24,20 @@ from ..store.reads import REQUEST_COLUMNS, request_rows, usage_columns, usage_ro
 from ..store.usage import UsageQuery
 
 
+def config_problems(path: str, problems: list[str]) -> None:
+    """Print a config file's problems, one a line, each after the file's name."""
+    for problem in problems:  # a file that cannot be read is named already
+        print(problem if problem.startswith(f"{path}: ") else f"{path}: {problem}",
+              file=sys.stderr)
+
+
 def load_with_pricing(path: str, unset: list[str] | None = None):
     """A config file and its pricing, or None after printing every problem of either."""
     try:
         config = load_config(path, unset=unset)
         return config, pricing_for(config)
     except ConfigError as e:
-        for problem in e.problems:  # a file that cannot be read is named already
-            print(problem if problem.startswith(f"{path}: ") else f"{path}: {problem}",
-                  file=sys.stderr)
+        config_problems(path, e.problems)
     except TableError as e:
         print(f"{path}: pricing_data: {e}", file=sys.stderr)
     return None
@@ -166,7 +171,7 @@ def history_file(args) -> tuple[Database | None, int]:
             # The history's place only: the config's other secrets need not be set here.
             config = load_config(args.config, unset=[])
         except ConfigError as e:
-            print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
+            config_problems(args.config, e.problems)
             return None, 2
         db = Database.of(config.history)
         target = db.target

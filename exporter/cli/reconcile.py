@@ -15,7 +15,7 @@ from ..reconcile.job import fetch_account
 from ..reconcile.keys import tails
 from ..reconcile.providers import days_between
 from ..store.reconcile import fetched_days, ours, theirs
-from .commands import history_file, reading
+from .commands import config_problems, history_file, reading
 
 # The table's columns: (heading, the row's columns, ours then theirs where two).
 TABLE = (("day", ("day",)), ("account", ("account",)), ("model", ("model",)),
@@ -88,7 +88,7 @@ def reconcile(args, env=os.environ, now: float | None = None) -> int:
         last = _day(args.to, "--to", yesterday)
         first = _day(args.from_, "--from", last - dt.timedelta(days=6))
     except ConfigError as e:
-        print("\n".join(f"{args.config}: {p}" for p in e.problems), file=sys.stderr)
+        config_problems(args.config, e.problems)
         return 2
     except ValueError as e:
         print(e, file=sys.stderr)
